@@ -1,0 +1,139 @@
+"""The catalogs: models, GPUs, instance types, and published calibration points.
+
+Data lives in `components/sizing/data/*.yaml`, one entry per item, each with its source; this module
+only validates and indexes it. Figures that could not be confirmed against a primary source carry
+`verified: false` and are reported as such wherever they are used (e.g. an unverified price).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Entry):
+    """Where a figure comes from. `verified: false` marks figures not confirmed at a primary source."""
+
+    ref: str = Field(description="URL or citation (repository, path, commit or date).")
+    verified: bool = True
+    note: str | None = None
+
+
+class ModelEntry(Entry):
+    id: str = Field(description="Catalog id used in stack files, e.g. llama-3.1-8b.")
+    hf_repo: str
+    architecture: ModelArchitecture
+    moe_experts: int | None = Field(None, description="Routed experts (MoE only).")
+    sliding_window: bool = Field(False, description="Some layers use a sliding window (KV formula is an upper bound).")
+    source: Source
+
+
+class GpuEntry(Entry):
+    id: str = Field(description="e.g. H100, A10G, L40S.")
+    name: str
+    generation: Literal["ampere", "ada", "hopper", "blackwell"]
+    compute_capability: float
+    memory_gib: float = Field(description="Memory the CUDA driver reports (what vLLM's fraction applies to).")
+    memory_gb_marketing: float
+    bandwidth_gb_s: float
+    bf16_tflops: float = Field(description="Dense BF16 tensor TFLOPS.")
+    fp8_tflops: float | None = Field(description="Dense FP8 tensor TFLOPS; None without FP8 tensor cores.")
+    nvlink: bool
+    fp8_support: Literal["native", "weight-only", "none"]
+    source: Source
+
+
+class InstanceEntry(Entry):
+    cloud: Literal["aws", "gcp"]
+    type: str = Field(description="Instance type (aws) or machine type (gcp).")
+    gpu: str | None = Field(description="GPU catalog id; None for a CPU-only type.")
+    gpu_count: int = Field(ge=0)
+    vcpu: int
+    ram_gib: float
+    usd_per_hour: float = Field(description="On-demand price in price_region.")
+    spot_usd_per_hour: float | None = None
+    price_region: str
+    regions: list[str]
+    eks_ami_type: str | None = Field(None, description="aws: EKS AMI type for a node group of this type.")
+    gke_accelerator: str | None = Field(None, description="gcp: guest accelerator type string.")
+    price_source: Source
+    regions_source: Source
+
+
+class KvCalibrationPoint(Entry):
+    """A 'GPU KV cache size: N tokens' line that real vLLM printed, with the settings it ran with."""
+
+    model: str = Field(description="Catalog id.")
+    gpu: str
+    gpu_count: int = Field(description="GPUs per replica (TP x PP).")
+    tensor_parallel: int
+    pipeline_parallel: int = 1
+    quantization: Quantization
+    kv_cache_dtype: KvCacheDtype = KvCacheDtype.AUTO
+    gpu_memory_utilization: float
+    max_model_len: int
+    max_num_batched_tokens: int | None = None
+    vllm_version: str
+    enforce_eager: bool = False
+    reported_kv_tokens: int
+    source: Source
+
+
+class ThroughputCalibrationPoint(Entry):
+    """A published decode measurement: inter-token latency at a concurrency, or offline tokens/s."""
+
+    model: str
+    gpu: str
+    gpu_count: int
+    tensor_parallel: int
+    quantization: Quantization
+    concurrency: int | None = Field(description="None for an offline (max-throughput) run.")
+    itl_ms: float | None = None
+    output_tokens_per_s: float | None = None
+    source: Source
+
+
+class Catalog(Entry):
+    models: dict[str, ModelEntry]
+    gpus: dict[str, GpuEntry]
+    instances: dict[str, InstanceEntry] = Field(description="Keyed by instance/machine type.")
+    kv_calibration: list[KvCalibrationPoint]
+    throughput_calibration: list[ThroughputCalibrationPoint]
+
+    def instances_in(self, cloud: str, region: str) -> list[InstanceEntry]:
+        return [i for i in self.instances.values() if i.cloud == cloud and region in i.regions]
+
+    def regions_of(self, cloud: str) -> list[str]:
+        return sorted({r for i in self.instances.values() if i.cloud == cloud for r in i.regions})
+
+
+def _read(name: str) -> list[dict[str, object]]:
+    data = yaml.safe_load((DATA_DIR / name).read_text())
+    return list(data["entries"])
+
+
+@cache
+def load_catalog() -> Catalog:
+    """Load and validate every catalog file (cached: the catalog is read-only)."""
+    models = [ModelEntry.model_validate(e) for e in _read("models.yaml")]
+    gpus = [GpuEntry.model_validate(e) for e in _read("gpus.yaml")]
+    instances = [InstanceEntry.model_validate(e) for e in _read("instances.yaml")]
+    return Catalog(
+        models={m.id: m for m in models},
+        gpus={g.id: g for g in gpus},
+        instances={i.type: i for i in instances},
+        kv_calibration=[KvCalibrationPoint.model_validate(e) for e in _read("calibration_kv.yaml")],
+        throughput_calibration=[ThroughputCalibrationPoint.model_validate(e) for e in _read("calibration_throughput.yaml")],
+    )

@@ -1,0 +1,98 @@
+"""What the planner decides: one `DeploymentPlan` per (region, model), and the stack's totals.
+
+This is the contract between sizing and everything downstream: the components take these values
+as they are (they never re-derive sizes), and `llmfleet plan --format json` prints them.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.sizing.types import Engine, KvCacheDtype, Quantization
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemorySplit(Frozen):
+    """How one GPU's memory is spent (GiB), and the KV-cache cost of one token."""
+
+    gpu_total_gib: float = Field(description="Memory the CUDA driver reports for one GPU.")
+    budget_gib_per_gpu: float = Field(description="gpu_total_gib x gpu_memory_utilization.")
+    weights_gib_per_gpu: float
+    activation_gib_per_gpu: float = Field(description="Peak of a forward pass of max_num_batched_tokens.")
+    non_torch_gib_per_gpu: float = Field(description="CUDA context, NCCL buffers.")
+    cuda_graph_gib_per_gpu: float = Field(description="CUDA graph pool (0 where the engine ignores it).")
+    kv_cache_gib_per_gpu: float
+    kv_bytes_per_token: int = Field(description="KV-cache bytes of one token, per replica (all GPUs).")
+
+
+class Rejection(Frozen):
+    """An option the planner considered and did not take, and why."""
+
+    option: str = Field(description="e.g. 'L4 x1 g6.xlarge TP1'")
+    reason: str
+
+
+class DeploymentPlan(Frozen):
+    """One model in one region: hardware, parallelism, engine settings, capacity and cost."""
+
+    cloud: Literal["aws", "gcp"]
+    region: str
+    capacity_type: Literal["on-demand", "spot"]
+    model: str = Field(description="Served model name.")
+    model_id: str = Field(description="Catalog id or custom architecture name.")
+    hf_repo: str | None
+    quantization: Quantization
+    kv_cache_dtype: KvCacheDtype
+    engine: Engine
+    engine_version: str
+    max_model_len: int
+    gpu: str | None = Field(description="GPU catalog id; None for CPU serving (llama.cpp).")
+    accelerator: str | None = Field(description="GKE accelerator type (gcp) or None.")
+    ami_type: str | None = Field(description="EKS AMI type for the node group (aws) or None.")
+    instance_type: str
+    gpus_per_node: int
+    gpus_per_replica: int
+    tensor_parallel: int
+    pipeline_parallel: int
+    replicas: int = Field(description="Replicas the target load needs.")
+    min_replicas: int = Field(description="Autoscaling floor (0 only when the stack allows scale to zero).")
+    max_replicas: int = Field(description="Autoscaling ceiling.")
+    replicas_per_node: int
+    nodes: int = Field(description="Nodes for `replicas` replicas.")
+    max_nodes: int = Field(description="Nodes for `max_replicas` replicas.")
+    gpu_memory_utilization: float
+    max_num_batched_tokens: int
+    memory: MemorySplit
+    kv_cache_tokens_per_replica: int
+    max_concurrency_at_context: float = Field(description="KV tokens / max_model_len, as vLLM logs it.")
+    max_num_seqs: int = Field(description="Concurrent sequences per replica the plan assumes.")
+    output_tokens_per_s_per_replica: float
+    usd_per_hour: float = Field(description="On-demand (or spot) price of `nodes` nodes.")
+    usd_per_million_output_tokens: float
+    fallback_instance_types: tuple[str, ...] = Field(
+        description="Other instance types that can host the same replica shape in this region."
+    )
+    price_verified: bool = Field(description="False when a price in the catalog is flagged unverified.")
+    rejected: tuple[Rejection, ...]
+
+
+class Totals(Frozen):
+    deployments: int
+    regions: int
+    gpus: int
+    nodes: int
+    replicas: int
+    usd_per_hour: float
+    usd_per_month: float = Field(description="usd_per_hour x 730.")
+    output_tokens_per_s: float
+
+
+class Plan(Frozen):
+    """The whole stack's plan. Serialised as the `llmfleet plan --format json` contract."""
+
+    stack: str
+    deployments: tuple[DeploymentPlan, ...]
+    totals: Totals

@@ -1,0 +1,1 @@
+"""One module per `llmfleet` subcommand; each exposes `register(app)`."""

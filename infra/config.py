@@ -1,0 +1,151 @@
+"""The one reader of stack files: `stacks/Pulumi.<stack>.yaml` -> a validated `DeploymentSpec`.
+
+Everything downstream (planner, program, commands) takes the values this returns; nothing else
+parses stack files or calls `pulumi.Config`. Every error names the field path and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
+
+from infra.schema.base import Section
+from infra.schema.gateway import GatewaySpec
+from infra.schema.models import ModelSpec
+from infra.schema.observability import ObservabilitySpec
+from infra.schema.regions import RegionSpec
+from infra.schema.slo import Slo
+from infra.schema.traffic import LoadBalancerSpec
+
+CONFIG_KEY = "llmfleet:deployment"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STACKS_DIR = PROJECT_ROOT / "stacks"
+DEFAULT_STACK = "dev"
+
+
+class ConfigError(Exception):
+    """Invalid stack input. The message names the field path and what would fix it."""
+
+
+class DeploymentSpec(Section):
+    """`config: {llmfleet:deployment: ...}` of a stack file."""
+
+    models: list[ModelSpec] = Field(min_length=1)
+    regions: list[RegionSpec] = Field(min_length=1)
+    slo: Slo = Slo()
+    gateway: GatewaySpec = GatewaySpec()
+    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
+    observability: ObservabilitySpec = ObservabilitySpec()
+    namespace: str = Field("llmfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    gcp_project: str | None = Field(None, description="GCP project for gcp regions.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"models: served names must be unique, repeated: {dupes}")
+        keys = [r.key for r in self.regions]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"regions: each cloud/region once, repeated: {dupes}")
+        primaries = [r.key for r in self.regions if r.role == "primary"]
+        if len(primaries) != 1:
+            raise ValueError(f"regions: exactly one region needs role: primary, found {primaries or 'none'}")
+        for i, region in enumerate(self.regions):
+            unknown = sorted(set(region.models or []) - set(names))
+            if unknown:
+                raise ValueError(f"regions[{i}].models: unknown served names {unknown}; defined: {names}")
+        if any(r.cloud == "gcp" and r.cluster.mode == "create" for r in self.regions) and not self.gcp_project:
+            raise ValueError("gcp_project: required when a gcp region creates its cluster")
+        return self
+
+    def models_in(self, region: RegionSpec) -> list[ModelSpec]:
+        """The models a region serves, in stack order."""
+        wanted = region.models
+        return [m for m in self.models if wanted is None or m.name in wanted]
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """`('models', 0, 'load', 'ConcurrencyLoad', 'x')` -> `models[0].load.x`.
+
+    Union members and validator wrappers appear in pydantic's loc as class or function names;
+    they are not fields the user can write, so they are dropped.
+    """
+    path = CONFIG_KEY
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part[:1].isupper() or "[" in part:
+            continue
+        else:
+            path += f".{part}"
+    return path
+
+
+def _describe(error: ErrorDetails) -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling; see the README's stack reference)"
+    elif error["type"] == "missing":
+        message = "required field is missing"
+    got = error.get("input")
+    shown = "" if error["type"] in ("missing", "model_type") or isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{_field_path(error['loc'])}: {message}{shown}"
+
+
+def parse_deployment(data: Any, source: str) -> DeploymentSpec:
+    """Validate the `llmfleet:deployment` value; raise ConfigError with one line per problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {CONFIG_KEY} must be a mapping, got {type(data).__name__}")
+    try:
+        return DeploymentSpec.model_validate(data)
+    except ValidationError as exc:
+        seen: list[str] = []
+        for error in exc.errors():
+            line = _describe(error)
+            if line not in seen:
+                seen.append(line)
+        raise ConfigError(f"{source}: invalid stack configuration\n  " + "\n  ".join(seen)) from None
+
+
+def stack_path(stack: str) -> Path:
+    return STACKS_DIR / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_file(path: Path) -> DeploymentSpec:
+    """Read a stack file (`config: {llmfleet:deployment: ...}`) and validate it."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+        raise ConfigError(f"{path}: no such stack file (stacks in {STACKS_DIR}: {known})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict) or CONFIG_KEY not in config:
+        raise ConfigError(f"{path}: missing `config: {{{CONFIG_KEY}: ...}}`")
+    return parse_deployment(config[CONFIG_KEY], str(path))
+
+
+def load_stack(stack: str | None = None, stack_file: Path | None = None) -> tuple[str, DeploymentSpec]:
+    """Resolve `--stack NAME` / `--stack-file PATH` (default: the dev stack) to (name, spec)."""
+    if stack and stack_file:
+        raise ConfigError("give --stack or --stack-file, not both")
+    if stack_file is not None:
+        name = stack_file.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        return name, load_stack_file(stack_file)
+    name = stack or DEFAULT_STACK
+    return name, load_stack_file(stack_path(name))
+
+
+def from_pulumi_config() -> DeploymentSpec:
+    """The running Pulumi program's stack configuration (the program's only config read)."""
+    import pulumi
+
+    data = pulumi.Config("llmfleet").require_object("deployment")
+    return parse_deployment(data, f"stack {pulumi.get_stack()}")

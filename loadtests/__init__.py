@@ -1,0 +1,1 @@
+"""Locust suites and the SLO gate that validate a rollout against the stack's SLO."""

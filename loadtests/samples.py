@@ -1,0 +1,47 @@
+"""One measured request: the raw sample every metric and the SLO gate are computed from.
+
+Times are `time.perf_counter()` seconds in the process that made the request. Samples are kept raw
+(never rounded, never pre-aggregated) so percentiles are exact, and travel from Locust workers to the
+master as plain dicts (`to_dict` / `from_dict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class RequestSample:
+    started_at: float
+    """perf_counter immediately before the request was sent (t0)."""
+    ended_at: float
+    """When the response was complete (or failed)."""
+    ok: bool
+    """2xx, at least one token, and no in-stream error."""
+    scheduled_at: float | None = None
+    """When the request was due (open-loop runs): queue time = started_at - scheduled_at."""
+    first_token_at: float | None = None
+    """First event whose delta carries content, reasoning or tool calls (a role-only chunk is not a token)."""
+    first_content_at: float | None = None
+    """First event with visible `content` (differs from first_token_at when reasoning comes first)."""
+    last_token_at: float | None = None
+    """Last token-bearing event (usage-only chunks and [DONE] do not extend it)."""
+    token_chunk_times: list[float] = field(default_factory=list[float])
+    """Arrival time of every token-bearing chunk (ITL per chunk = their gaps)."""
+    output_tokens: int = 0
+    output_tokens_from_usage: bool = False
+    """True when output_tokens is usage.completion_tokens; False when it was counted from chunks."""
+    expected_output_tokens: int | None = None
+    """max_tokens sent with ignore_eos, to flag a length mismatch."""
+    prompt_tokens: int | None = None
+    status: int | None = None
+    error: str | None = None
+    streamed: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestSample:
+        return cls(**data)
