@@ -7,7 +7,7 @@ parses stack files or calls `pulumi.Config`. Every error names the field path an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -20,6 +20,9 @@ from infra.schema.observability import ObservabilitySpec
 from infra.schema.regions import RegionSpec
 from infra.schema.slo import Slo
 from infra.schema.traffic import LoadBalancerSpec
+
+if TYPE_CHECKING:
+    import pulumi
 
 CONFIG_KEY = "llmfleet:deployment"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,12 +39,12 @@ class DeploymentSpec(Section):
 
     models: list[ModelSpec] = Field(min_length=1)
     regions: list[RegionSpec] = Field(min_length=1)
-    slo: Slo = Slo()
-    gateway: GatewaySpec = GatewaySpec()
-    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
-    observability: ObservabilitySpec = ObservabilitySpec()
-    namespace: str = Field("llmfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    gcp_project: str | None = Field(None, description="GCP project for gcp regions.")
+    slo: Slo = Field(default_factory=Slo)
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
+    observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
+    namespace: str = Field(default="llmfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    gcp_project: str | None = Field(default=None, description="GCP project for gcp regions.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -126,10 +129,10 @@ def load_stack_file(path: Path) -> DeploymentSpec:
         raise ConfigError(f"{path}: no such stack file (stacks in {STACKS_DIR}: {known})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    config = document.get("config") if isinstance(document, dict) else None
+    config = cast(dict[str, Any], document).get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict) or CONFIG_KEY not in config:
         raise ConfigError(f"{path}: missing `config: {{{CONFIG_KEY}: ...}}`")
-    return parse_deployment(config[CONFIG_KEY], str(path))
+    return parse_deployment(cast(dict[str, Any], config)[CONFIG_KEY], str(path))
 
 
 def load_stack(stack: str | None = None, stack_file: Path | None = None) -> tuple[str, DeploymentSpec]:
@@ -141,6 +144,23 @@ def load_stack(stack: str | None = None, stack_file: Path | None = None) -> tupl
         return name, load_stack_file(stack_file)
     name = stack or DEFAULT_STACK
     return name, load_stack_file(stack_path(name))
+
+
+def require_secret(key: str, field: str) -> pulumi.Output[str]:
+    """A secret stack value (`pulumi config set --secret llmfleet:<key> ...`), kept secret end to end.
+
+    `field` is the stack-file path that named the key, so a missing secret is reported against it
+    before the program creates any resource.
+    """
+    import pulumi
+
+    value = pulumi.Config("llmfleet").get_secret(key)
+    if value is None:
+        raise ConfigError(
+            f"{CONFIG_KEY}.{field}: secret `llmfleet:{key}` is not set in stack {pulumi.get_stack()}; "
+            f"run `pulumi config set --secret llmfleet:{key} <value>`"
+        )
+    return value
 
 
 def from_pulumi_config() -> DeploymentSpec:

@@ -35,8 +35,10 @@ class ModelEntry(Entry):
     id: str = Field(description="Catalog id used in stack files, e.g. llama-3.1-8b.")
     hf_repo: str
     architecture: ModelArchitecture
-    moe_experts: int | None = Field(None, description="Routed experts (MoE only).")
-    sliding_window: bool = Field(False, description="Some layers use a sliding window (KV formula is an upper bound).")
+    moe_experts: int | None = Field(default=None, description="Routed experts (MoE only).")
+    sliding_window: bool = Field(
+        default=False, description="Some layers use a sliding window (KV formula is an upper bound)."
+    )
     source: Source
 
 
@@ -56,7 +58,7 @@ class GpuEntry(Entry):
 
 
 class InstanceEntry(Entry):
-    cloud: Literal["aws", "gcp"]
+    cloud: Literal["aws", "gcp", "local"]
     type: str = Field(description="Instance type (aws) or machine type (gcp).")
     gpu: str | None = Field(description="GPU catalog id; None for a CPU-only type.")
     gpu_count: int = Field(ge=0)
@@ -66,8 +68,8 @@ class InstanceEntry(Entry):
     spot_usd_per_hour: float | None = None
     price_region: str
     regions: list[str]
-    eks_ami_type: str | None = Field(None, description="aws: EKS AMI type for a node group of this type.")
-    gke_accelerator: str | None = Field(None, description="gcp: guest accelerator type string.")
+    eks_ami_type: str | None = Field(default=None, description="aws: EKS AMI type for a node group of this type.")
+    gke_accelerator: str | None = Field(default=None, description="gcp: guest accelerator type string.")
     price_source: Source
     regions_source: Source
 
@@ -135,5 +137,7 @@ def load_catalog() -> Catalog:
         gpus={g.id: g for g in gpus},
         instances={i.type: i for i in instances},
         kv_calibration=[KvCalibrationPoint.model_validate(e) for e in _read("calibration_kv.yaml")],
-        throughput_calibration=[ThroughputCalibrationPoint.model_validate(e) for e in _read("calibration_throughput.yaml")],
+        throughput_calibration=[
+            ThroughputCalibrationPoint.model_validate(e) for e in _read("calibration_throughput.yaml")
+        ],
     )

@@ -38,7 +38,7 @@ class Rejection(Frozen):
 class DeploymentPlan(Frozen):
     """One model in one region: hardware, parallelism, engine settings, capacity and cost."""
 
-    cloud: Literal["aws", "gcp"]
+    cloud: Literal["aws", "gcp", "local"]
     region: str
     capacity_type: Literal["on-demand", "spot"]
     model: str = Field(description="Served model name.")

@@ -63,7 +63,7 @@ class ModelArchitecture(Frozen):
     kv_heads: int = Field(gt=0, description="num_key_value_heads (equal to attention_heads without GQA)")
     head_dim: int = Field(gt=0)
     max_context: int = Field(gt=0, description="max_position_embeddings")
-    vocab_size: int = Field(32_000, gt=0)
+    vocab_size: int = Field(default=32_000, gt=0)
     tied_embeddings: bool = False
 
     @model_validator(mode="after")
@@ -86,16 +86,16 @@ class ConcurrencyLoad(Frozen):
     """Closed-loop load: this many sequences in flight at once, per region."""
 
     concurrent_sequences: int = Field(gt=0)
-    prompt_tokens: int = Field(1024, gt=0)
-    output_tokens: int = Field(256, gt=0)
+    prompt_tokens: int = Field(default=1024, gt=0)
+    output_tokens: int = Field(default=256, gt=0)
 
 
 class ThroughputLoad(Frozen):
     """Open-loop load: this many output tokens per second, per region."""
 
     output_tokens_per_s: float = Field(gt=0)
-    prompt_tokens: int = Field(1024, gt=0)
-    output_tokens: int = Field(256, gt=0)
+    prompt_tokens: int = Field(default=1024, gt=0)
+    output_tokens: int = Field(default=256, gt=0)
 
 
 TargetLoad = ConcurrencyLoad | ThroughputLoad
@@ -104,14 +104,14 @@ TargetLoad = ConcurrencyLoad | ThroughputLoad
 class Overrides(Frozen):
     """Pin any planner choice. The planner then checks the pinned value instead of choosing it."""
 
-    gpu: str | None = Field(None, description="GPU catalog id, e.g. H100.")
-    instance_type: str | None = Field(None, description="Instance or machine type, e.g. p5.48xlarge.")
-    tensor_parallel: int | None = Field(None, gt=0)
-    pipeline_parallel: int | None = Field(None, gt=0)
-    replicas: int | None = Field(None, ge=0)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    max_num_batched_tokens: int | None = Field(None, gt=0)
-    engine_version: str | None = Field(None, description="vLLM (or llama.cpp server) image tag.")
+    gpu: str | None = Field(default=None, description="GPU catalog id, e.g. H100.")
+    instance_type: str | None = Field(default=None, description="Instance or machine type, e.g. p5.48xlarge.")
+    tensor_parallel: int | None = Field(default=None, gt=0)
+    pipeline_parallel: int | None = Field(default=None, gt=0)
+    replicas: int | None = Field(default=None, ge=0)
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0)
+    engine_version: str | None = Field(default=None, description="vLLM (or llama.cpp server) image tag.")
 
 
 class ModelRequest(Frozen):
@@ -119,13 +119,13 @@ class ModelRequest(Frozen):
 
     name: str = Field(description="Served model name: what clients send as `model`.")
     model_id: str = Field(description="Catalog id, or the name of a custom architecture.")
-    hf_repo: str | None = Field(None, description="HuggingFace repository the weights come from.")
+    hf_repo: str | None = Field(default=None, description="HuggingFace repository the weights come from.")
     architecture: ModelArchitecture
     quantization: Quantization
     kv_cache_dtype: KvCacheDtype = KvCacheDtype.AUTO
     max_model_len: int = Field(gt=0)
     load: Annotated[TargetLoad, Field(union_mode="left_to_right")]
-    overrides: Overrides = Overrides()
+    overrides: Overrides = Field(default_factory=Overrides)
 
     @property
     def engine(self) -> Engine:
@@ -135,7 +135,7 @@ class ModelRequest(Frozen):
 class RegionRequest(Frozen):
     """Where to serve: the cloud region and the GPUs it may use."""
 
-    cloud: Literal["aws", "gcp"]
+    cloud: Literal["aws", "gcp", "local"]
     region: str
     capacity_type: Literal["on-demand", "spot"] = "on-demand"
     allowed_gpus: tuple[str, ...] | None = None

@@ -13,17 +13,16 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"
 class AutoscalingSpec(Section):
     """Bounds for KEDA around the planned replica count."""
 
-    min_replicas: int | None = Field(None, ge=0, description="Default: the planned replicas.")
-    max_replicas: int | None = Field(None, gt=0, description="Default: twice the planned replicas.")
-    scale_to_zero: bool = Field(False, description="Allow min_replicas 0 (cold starts take minutes).")
+    min_replicas: int | None = Field(default=None, ge=0, description="Default: the planned replicas.")
+    max_replicas: int | None = Field(default=None, gt=0, description="Default: twice the planned replicas.")
+    scale_to_zero: bool = Field(default=False, description="Allow min_replicas 0 (cold starts take minutes).")
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
         if self.min_replicas == 0 and not self.scale_to_zero:
             raise ValueError("min_replicas 0 needs scale_to_zero: true (a cold start loads the model)")
-        if self.min_replicas is not None and self.max_replicas is not None:
-            if self.min_replicas > self.max_replicas:
-                raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
+        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
         return self
 
 
@@ -31,16 +30,16 @@ class ModelSpec(Section):
     """One served model. Give exactly one of `model` (catalog id), `architecture`, `hf_config`."""
 
     name: str = Field(pattern=DNS_LABEL, description="Served model name clients send as `model`.")
-    model: str | None = Field(None, description="Catalog id, e.g. llama-3.1-8b.")
-    architecture: ModelArchitecture | None = Field(None, description="A custom or fine-tuned model's shape.")
-    hf_config: str | None = Field(None, description="Path to a HuggingFace config.json to read the shape from.")
-    hf_repo: str | None = Field(None, description="Weights repository (default: the catalog's).")
+    model: str | None = Field(default=None, description="Catalog id, e.g. llama-3.1-8b.")
+    architecture: ModelArchitecture | None = Field(default=None, description="A custom or fine-tuned model's shape.")
+    hf_config: str | None = Field(default=None, description="Path to a HuggingFace config.json to read the shape from.")
+    hf_repo: str | None = Field(default=None, description="Weights repository (default: the catalog's).")
     quantization: Quantization = Quantization.BF16
     kv_cache_dtype: KvCacheDtype = KvCacheDtype.AUTO
-    max_model_len: int | None = Field(None, gt=0, description="Default: min(model context, 8192).")
+    max_model_len: int | None = Field(default=None, gt=0, description="Default: min(model context, 8192).")
     load: Annotated[TargetLoad, Field(union_mode="left_to_right")]
-    overrides: Overrides = Overrides()
-    autoscaling: AutoscalingSpec = AutoscalingSpec()
+    overrides: Overrides = Field(default_factory=Overrides)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

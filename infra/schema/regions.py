@@ -1,8 +1,8 @@
 """`regions:` — where to serve, on which cloud, and how the cluster is obtained."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from infra.schema.base import Section
 
@@ -12,23 +12,29 @@ class ClusterSpec(Section):
 
     mode: Literal["create", "existing"] = "create"
     kubeconfig_secret: str | None = Field(
-        None,
+        default=None,
         description="existing: name of a secret stack config key holding the kubeconfig "
         "(`pulumi config set --secret <key> ...`), or `local` for the current kubeconfig.",
     )
-    kubernetes_version: str | None = Field(None, description="created clusters: control-plane version.")
+    kubernetes_version: str | None = Field(default=None, description="created clusters: control-plane version.")
 
 
 class RegionSpec(Section):
-    """One cloud region."""
+    """One cloud region (`local`: a kind/minikube cluster from the current kubeconfig, no GPUs)."""
 
-    cloud: Literal["aws", "gcp"]
+    cloud: Literal["aws", "gcp", "local"]
     region: str = Field(min_length=1)
     role: Literal["primary", "secondary"] = "secondary"
     capacity_type: Literal["on-demand", "spot"] = "on-demand"
-    allowed_gpus: list[str] | None = Field(None, description="GPU catalog ids this region may use.")
-    models: list[str] | None = Field(None, description="Served model names for this region (default: all).")
-    cluster: ClusterSpec = ClusterSpec()
+    allowed_gpus: list[str] | None = Field(default=None, description="GPU catalog ids this region may use.")
+    models: list[str] | None = Field(default=None, description="Served model names for this region (default: all).")
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+
+    @model_validator(mode="after")
+    def _local_is_existing(self) -> Self:
+        if self.cloud == "local" and self.cluster.mode != "existing":
+            raise ValueError("cloud `local` serves on an existing cluster: set cluster.mode: existing")
+        return self
 
     @property
     def key(self) -> str:
