@@ -127,6 +127,8 @@ def load_stack_file(path: Path) -> DeploymentSpec:
     except FileNotFoundError:
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
         raise ConfigError(f"{path}: no such stack file (stacks in {STACKS_DIR}: {known})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the stack file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     config = cast(dict[str, Any], document).get("config") if isinstance(document, dict) else None
