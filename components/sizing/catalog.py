@@ -70,8 +70,14 @@ class InstanceEntry(Entry):
     regions: list[str]
     eks_ami_type: str | None = Field(default=None, description="aws: EKS AMI type for a node group of this type.")
     gke_accelerator: str | None = Field(default=None, description="gcp: guest accelerator type string.")
+    memory_bandwidth_gb_s: float | None = Field(
+        default=None, description="CPU-only types: DRAM bandwidth llama.cpp decode can use (GB/s)."
+    )
     price_source: Source
     regions_source: Source
+    memory_bandwidth_source: Source | None = Field(
+        default=None, description="Where memory_bandwidth_gb_s comes from (estimates flagged verified: false)."
+    )
 
 
 class KvCalibrationPoint(Entry):
