@@ -403,6 +403,7 @@ class Emulator:
     def close(self) -> None:
         if self._thread.is_alive():
             self.stop_serving()
+            self._run(self._cancel_handlers())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
         self._loop.close()
@@ -423,6 +424,14 @@ class Emulator:
             self._server.handle, self._host, self._port, limit=MAX_HEADER_BYTES, reuse_address=True
         )
         self._port = cast(tuple[str, int], self._listener.sockets[0].getsockname())[1]
+
+    @staticmethod
+    async def _cancel_handlers() -> None:
+        current = asyncio.current_task()
+        handlers = [task for task in asyncio.all_tasks() if task is not current]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     async def _close_listener(self) -> None:
         if self._listener is None:

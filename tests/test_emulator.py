@@ -1,0 +1,268 @@
+"""The reviewer cases of shared/reference/loadtesting.md, measured end to end on loopback.
+
+A plain httpx client feeds StreamMeter exactly as the Locust user does; the emulator injects the
+latencies, and the measured values are checked against them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import pairwise
+from typing import Any
+
+import httpx
+import pytest
+
+from loadtests.emulator import Emulator, EmulatorConfig
+from loadtests.samples import RequestSample
+from loadtests.stream import StreamMeter, measure_response
+
+TIMEOUT = httpx.Timeout(10.0)
+
+
+def chat(max_tokens: int, *, stream: bool = True, usage: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": "emulated-model",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": stream,
+    }
+    if stream and usage:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+_CLIENT = httpx.Client(timeout=TIMEOUT)  # built once: an httpx.Client costs ~30 ms (its TLS context)
+
+
+def stream_sample(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> RequestSample:
+    """One streamed request, measured as a load-test user would: feed every read, stop at [DONE]."""
+    started = time.perf_counter()
+    meter = StreamMeter(started, expected_output_tokens=body.get("max_tokens"))
+    with _CLIENT.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response:
+        for data in response.iter_raw():
+            meter.feed(data)
+            if meter.done:
+                break
+        return meter.finish(response.status_code)
+
+
+@contextmanager
+def served(**changes: Any) -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(**changes)) as emulator:
+        yield emulator
+
+
+def ms(seconds: float | None) -> float:
+    assert seconds is not None
+    return seconds * 1000
+
+
+def gaps_ms(sample: RequestSample) -> list[float]:
+    times = sample.token_chunk_times
+    return [(b - a) * 1000 for a, b in pairwise(times)]
+
+
+def tpot_ms(sample: RequestSample) -> float:
+    assert sample.first_token_at is not None and sample.last_token_at is not None
+    return (sample.last_token_at - sample.first_token_at) / (sample.output_tokens - 1) * 1000
+
+
+def test_case1_known_latency() -> None:
+    with served(ttft_s=0.2, itl_s=0.02) as em:
+        sample = stream_sample(em.url, chat(128))
+    assert sample.ok, sample.error
+    assert (sample.output_tokens, sample.output_tokens_from_usage) == (128, True)
+    assert ms(sample.first_token_at - sample.started_at) == pytest.approx(200, rel=0.05)
+    assert tpot_ms(sample) == pytest.approx(20, rel=0.05)
+    assert ms(sample.last_token_at - sample.started_at) == pytest.approx(2740, rel=0.05)  # type: ignore[operator]
+
+
+def test_case2_role_chunk_first_then_content_at_500ms() -> None:
+    with served(ttft_s=0.5, itl_s=0.01, role_chunk=True) as em:
+        sample = stream_sample(em.url, chat(4))
+    assert sample.ok, sample.error
+    assert ms(sample.first_token_at - sample.started_at) == pytest.approx(500, rel=0.05)  # type: ignore[operator]
+
+
+def test_case3_reasoning_before_content() -> None:
+    with served(ttft_s=0.1, itl_s=0.05, reasoning_chunks=3) as em:
+        sample = stream_sample(em.url, chat(5))
+    assert sample.ok, sample.error
+    assert ms(sample.first_token_at - sample.started_at) == pytest.approx(100, rel=0.1)  # type: ignore[operator]
+    assert ms(sample.first_content_at - sample.started_at) == pytest.approx(250, rel=0.1)  # type: ignore[operator]
+    assert sample.output_tokens == 5  # reasoning tokens are output tokens
+
+
+@pytest.mark.parametrize(
+    ("config", "tokens", "from_usage"),
+    [
+        ({"usage_chunk": True}, 6, True),
+        ({"usage_chunk": True, "usage_on_every_chunk_null": True}, 6, True),
+        ({"usage_chunk": False, "usage_on_every_chunk_null": True, "tokens_per_chunk": 2}, 3, False),
+    ],
+)
+def test_case4_usage_only_final_chunk_and_usage_null(config: dict[str, Any], tokens: int, from_usage: bool) -> None:
+    with served(ttft_s=0.01, itl_s=0.002, **config) as em:
+        sample = stream_sample(em.url, chat(6))
+    assert sample.ok, sample.error
+    assert (sample.output_tokens, sample.output_tokens_from_usage) == (tokens, from_usage)
+    assert len(sample.token_chunk_times) == 6 // config.get("tokens_per_chunk", 1)
+
+
+def test_case5_missing_done_is_incomplete() -> None:
+    with served(ttft_s=0.01, itl_s=0.002, send_done=False) as em:
+        sample = stream_sample(em.url, chat(4))
+    assert not sample.ok and sample.error is not None and "[DONE]" in sample.error
+    assert len(sample.token_chunk_times) == 4
+
+
+def test_case5_connection_held_open_after_done_does_not_hang() -> None:
+    with served(ttft_s=0.01, itl_s=0.002, hold_open_after_done_s=30) as em:
+        began = time.perf_counter()
+        sample = stream_sample(em.url, chat(4))
+        elapsed = time.perf_counter() - began
+    assert sample.ok, sample.error
+    assert elapsed < 2, f"the client kept reading after [DONE] for {elapsed:.1f} s"
+
+
+def test_case6_http_200_then_in_stream_error() -> None:
+    with served(ttft_s=0.01, itl_s=0.002, in_stream_error_after=2) as em:
+        sample = stream_sample(em.url, chat(8))
+    assert sample.status == 200 and not sample.ok
+    assert sample.error is not None and "in-stream error" in sample.error
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        {"split_events": True},
+        {"crlf": True},
+        {"comments": True},
+        {"no_space_after_data": True},
+        {"split_events": True, "crlf": True, "comments": True, "no_space_after_data": True},
+        {"itl_s": 0.0},  # every event of the stream in one burst: several events per read
+    ],
+)
+def test_case7_sse_framing(framing: dict[str, Any]) -> None:
+    with served(**({"ttft_s": 0.05, "itl_s": 0.01} | framing)) as em:
+        sample = stream_sample(em.url, chat(6))
+    assert sample.ok, sample.error
+    assert len(sample.token_chunk_times) == 6 and sample.output_tokens == 6
+    # a generous bound for a shared machine: framing must not hold events back (e.g. until the next read)
+    assert ms(sample.first_token_at - sample.started_at) == pytest.approx(50, abs=25)  # type: ignore[operator]
+
+
+def test_case8_several_tokens_per_chunk() -> None:
+    with served(ttft_s=0.05, itl_s=0.005, tokens_per_chunk=4) as em:
+        sample = stream_sample(em.url, chat(32))
+    assert sample.ok, sample.error
+    assert (len(sample.token_chunk_times), sample.output_tokens, sample.output_tokens_from_usage) == (8, 32, True)
+    chunk_gaps = gaps_ms(sample)
+    assert sum(chunk_gaps) / len(chunk_gaps) == pytest.approx(20, abs=1)  # per chunk: 4 tokens x 5 ms
+    assert tpot_ms(sample) == pytest.approx(7 * 20 / 31, abs=0.5)  # per token, from usage
+
+
+def test_case9_sub_10ms_itl_to_a_tenth_of_a_millisecond() -> None:
+    with served(ttft_s=0.02, itl_s=0.005) as em:
+        sample = stream_sample(em.url, chat(200))
+    assert sample.ok, sample.error
+    chunk_gaps = gaps_ms(sample)
+    assert len(chunk_gaps) == 199
+    assert sum(chunk_gaps) / len(chunk_gaps) == pytest.approx(5.0, abs=0.1)
+    assert tpot_ms(sample) == pytest.approx(5.0, abs=0.1)
+    assert len({round(gap, 4) for gap in chunk_gaps}) > 10, "gaps look quantised"
+
+
+def test_non_streamed_completion() -> None:
+    with served(ttft_s=0.05, itl_s=0.01) as em:
+        started = time.perf_counter()
+        response = _CLIENT.post(f"{em.url}/v1/chat/completions", json=chat(6, stream=False))
+        sample = measure_response(started, time.perf_counter(), response.status_code, response.content)
+    assert sample.ok and sample.output_tokens == 6
+    assert ms(sample.ended_at - sample.started_at) == pytest.approx(100, abs=15)
+
+
+def test_output_length_without_ignore_eos_is_capped_by_the_server() -> None:
+    body = chat(50) | {"ignore_eos": False}
+    with served(ttft_s=0.01, itl_s=0.001, output_tokens=5) as em:
+        sample = stream_sample(em.url, body)
+    assert sample.ok and sample.output_tokens == 5 and sample.expected_output_tokens == 50
+
+
+def test_api_keys_401_without_403_wrong_200_right() -> None:
+    with served(ttft_s=0.01, itl_s=0.001, api_keys=frozenset({"good"})) as em:
+        missing = stream_sample(em.url, chat(2))
+        wrong = stream_sample(em.url, chat(2), {"Authorization": "Bearer bad"})
+        right = stream_sample(em.url, chat(2), {"Authorization": "Bearer good"})
+    assert (missing.status, wrong.status, right.status) == (401, 403, 200)
+    assert not missing.ok and not wrong.ok and right.ok
+
+
+@pytest.mark.parametrize(
+    ("limit", "tokens_each", "admitted"), [("requests_per_minute", 1, 3), ("tokens_per_minute", 4, 2)]
+)
+def test_rate_limits_answer_429_past_the_limit(limit: str, tokens_each: int, admitted: int) -> None:
+    with served(ttft_s=0.0, itl_s=0.0, **{limit: 3 if limit == "requests_per_minute" else 10}) as em:
+        statuses = [stream_sample(em.url, chat(tokens_each)).status for _ in range(5)]
+        other_key = stream_sample(em.url, chat(tokens_each), {"Authorization": "Bearer other"}).status
+    assert statuses == [200] * admitted + [429] * (5 - admitted)
+    assert other_key == 200  # limits are per key
+
+
+def test_error_status_rate_is_seeded() -> None:
+    def statuses(seed: int) -> list[int | None]:
+        with served(ttft_s=0.0, itl_s=0.0, error_status_rate=0.5, seed=seed) as em:
+            return [stream_sample(em.url, chat(1)).status for _ in range(20)]
+
+    first = statuses(7)
+    assert first == statuses(7)
+    assert 3 <= first.count(500) <= 17 and set(first) == {200, 500}
+
+
+def test_stall_every_delays_later_chunks() -> None:
+    with served(ttft_s=0.01, itl_s=0.002, stall_s=0.1, stall_every=3) as em:
+        sample = stream_sample(em.url, chat(7))
+    big = [gap for gap in gaps_ms(sample) if gap > 50]
+    assert len(big) == 2  # before chunks 3 and 6
+
+
+def test_stall_pauses_the_whole_server() -> None:
+    with served(ttft_s=0.01, itl_s=0.001) as em:
+        stalled_at = time.perf_counter()
+        em.stall(0.3)
+        sample = stream_sample(em.url, chat(3))
+    assert ms(sample.first_token_at - stalled_at) >= 300  # type: ignore[operator]
+
+
+def test_stop_and_restart_serving_for_failover_drills() -> None:
+    with served(ttft_s=0.0, itl_s=0.0) as em:
+        assert _CLIENT.get(f"{em.url}/health").status_code == 200
+        em.stop_serving()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{em.url}/health", timeout=2)
+        em.start_serving()
+        em.set_config(output_tokens=2)
+        assert stream_sample(em.url, chat(9) | {"ignore_eos": False}).output_tokens == 2
+        assert em.requests_served == 2
+
+
+def test_command_line_dry_run_server() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "loadtests.emulator", "--port", "0", "--ttft-ms", "5", "--no-role-chunk"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            banner = process.stdout.readline()
+            url = banner.split(" on ", 1)[1].split()[0]
+            sample = stream_sample(url, chat(3))
+            assert sample.ok and sample.output_tokens == 3
+        finally:
+            process.terminate()
