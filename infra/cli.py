@@ -28,6 +28,12 @@ app = typer.Typer(
 COMMAND_MODULES = ["plan"]
 
 
+@app.callback()
+def _commands() -> None:
+    """Plan, render, load-test and roll out self-hosted LLM inference across regions and clouds."""
+    # A callback keeps `llmfleet <command>` a command group even while only one command is registered.
+
+
 def user_errors_exit_2(fn: Callable[P, R]) -> Callable[P, R]:
     """Print invalid-input errors on stderr and exit 2 instead of showing a traceback."""
 

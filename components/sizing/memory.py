@@ -1,0 +1,236 @@
+"""How one vLLM replica spends GPU memory, and how many KV-cache tokens are left (reference section 1).
+
+vLLM sizes its KV cache once, at start-up (vllm/v1/worker/gpu_worker.py determine_available_memory):
+
+    kv budget = CUDA total x gpu_memory_utilization
+                - weights - activation peak - non-torch memory - CUDA graphs (from v0.21)
+
+and cuts it into pages of `BLOCK_SIZE` tokens per layer (vllm/v1/kv_cache_interface.py). Each
+overhead is modelled from the settings that drive it; the constants below were fitted once against
+the "GPU KV cache size: N tokens" lines in `data/calibration_kv.yaml` (tests/test_calibration.py
+prints predicted vs reported for every point).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
+
+GIB = 1024**3
+BLOCK_SIZE = 16
+"""Tokens per KV-cache page (vLLM's default --block-size on CUDA)."""
+
+DEFAULT_VLLM_VERSION = "v0.27.1"
+"""The vLLM image the plan pins when the stack does not (overrides.engine_version)."""
+
+DEFAULT_LLAMA_CPP_VERSION = "b6000"
+"""The llama.cpp server build the plan pins for GGUF models."""
+
+# Bits per weight on the linear layers; embeddings and lm_head keep 16 bits in vLLM's formats.
+# GGUF figures are whole-file averages measured by llama.cpp (tools/quantize/README.md).
+LINEAR_BITS: dict[Quantization, float] = {
+    Quantization.BF16: 16,
+    Quantization.FP16: 16,
+    Quantization.FP8: 8,
+    Quantization.INT8: 8,
+    Quantization.AWQ: 4.16,  # int4 + a 16-bit scale and zero per group of 128 (derived, unverified)
+    Quantization.GPTQ: 4.16,
+    Quantization.Q4_K_M: 4.89,
+    Quantization.Q5_K_M: 5.70,
+    Quantization.Q8_0: 8.50,
+}
+
+# Activation peak of vLLM's profiling forward pass (see activation_peak_bytes).
+MLP_ACTIVATION_COPIES = 3.0
+"""bf16 copies of the MLP intermediate alive at the peak (gate_up output and the activated half)."""
+HIDDEN_ACTIVATION_COPIES = 6.0
+"""bf16 copies of the hidden state alive at the peak (residual, norm output, attention in/out)."""
+LOGITS_BYTES_PER_VALUE = 12.0
+"""fp32 logits plus the sampler's softmax and log-softmax copies: 3 x 4 bytes per vocabulary entry."""
+
+NON_TORCH_GIB_SINGLE_GPU = 0.25
+"""cuBLAS workspaces and allocator slack outside PyTorch on one GPU (H100 start-up logs)."""
+NON_TORCH_GIB_MULTI_GPU = 2.0
+"""Adds NCCL buffers when the replica spans several GPUs (H100 start-up logs, TP >= 2)."""
+
+CUDA_GRAPH_GIB_BASE = 0.4
+CUDA_GRAPH_GIB_PER_LAYER = 0.01
+"""CUDA graph pool: a fixed part plus a part per captured layer (0.6-1.8 GiB in public logs)."""
+
+
+def parse_version(version: str) -> tuple[int, int, int]:
+    """`v0.10.1.1` / `0.6.3.post1` -> (0, 10, 1); unknown shapes are treated as the newest."""
+    found = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version)
+    if not found:
+        return (99, 0, 0)
+    major, minor, patch = found.groups()
+    return (int(major), int(minor), int(patch or 0))
+
+
+@dataclass(frozen=True)
+class VllmDefaults:
+    """What one vLLM release does by default, as far as memory is concerned."""
+
+    gpu_memory_utilization: float
+    subtracts_cuda_graphs: bool
+    max_num_batched_tokens: int
+    max_num_seqs: int
+
+
+def vllm_defaults(version: str, gpu_total_gib: float, gpu_id: str, max_model_len: int) -> VllmDefaults:
+    """vLLM's defaults for a version and GPU (vllm/engine/arg_utils.py, vllm/config/cache.py).
+
+    From v0.8 (V1 engine, chunked prefill always on) the OpenAI server batches 8192 tokens and 1024
+    sequences on GPUs of 70 GiB or more except A100, otherwise 2048 tokens and 256 sequences. Before
+    that, without chunked prefill, a step had to hold a whole prompt: max(max_model_len, 2048).
+    """
+    release = parse_version(version)
+    big_gpu = gpu_total_gib >= 70 and not gpu_id.upper().startswith("A100")
+    if release >= (0, 8, 0):
+        batched, seqs = (8192, 1024) if big_gpu else (2048, 256)
+    else:
+        batched, seqs = max(max_model_len, 2048), 256
+    return VllmDefaults(
+        gpu_memory_utilization=0.92 if release >= (0, 11, 0) else 0.90,
+        subtracts_cuda_graphs=release >= (0, 21, 0),
+        max_num_batched_tokens=batched,
+        max_num_seqs=seqs,
+    )
+
+
+def embedding_params(arch: ModelArchitecture) -> float:
+    """Parameters in the token embedding and, unless tied, the lm_head."""
+    matrices = 1 if arch.tied_embeddings else 2
+    return float(matrices * arch.vocab_size * arch.hidden_size)
+
+
+def weight_bytes(arch: ModelArchitecture, quantization: Quantization) -> float:
+    """Bytes of all weights. GGUF bits are whole-file averages; vLLM formats keep embeddings 16-bit."""
+    total = arch.params_b * 1e9
+    bits = LINEAR_BITS[quantization]
+    if quantization.is_gguf:
+        return total * bits / 8
+    embeddings = min(embedding_params(arch), total)
+    return (total - embeddings) * bits / 8 + embeddings * 2
+
+
+def weight_bytes_per_gpu(arch: ModelArchitecture, quantization: Quantization, tp: int, pp: int = 1) -> float:
+    """The busiest GPU's share: layers split over PP stages, everything split over TP ranks.
+
+    With PP the first stage holds the embedding and the last the lm_head, so a stage carries its
+    layers plus one embedding matrix.
+    """
+    total = weight_bytes(arch, quantization)
+    if pp == 1:
+        return total / tp
+    one_matrix = arch.vocab_size * arch.hidden_size * (2 if not quantization.is_gguf else LINEAR_BITS[quantization] / 8)
+    layers_part = total - one_matrix * (1 if arch.tied_embeddings else 2)
+    return (layers_part * math.ceil(arch.layers / pp) / arch.layers + one_matrix) / tp
+
+
+def kv_heads_per_gpu(arch: ModelArchitecture, tp: int) -> int:
+    """KV heads each TP rank caches: split when kv_heads >= TP, else replicated (one per rank)."""
+    return max(1, arch.kv_heads // tp)
+
+
+def kv_bytes_per_token_per_gpu(arch: ModelArchitecture, kv_dtype: KvCacheDtype, tp: int, pp: int = 1) -> int:
+    layers = math.ceil(arch.layers / pp)
+    return 2 * layers * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_dtype.bytes_per_value
+
+
+def kv_bytes_per_token(arch: ModelArchitecture, kv_dtype: KvCacheDtype, tp: int = 1, pp: int = 1) -> int:
+    """KV-cache bytes of one token across the replica's GPUs (replicated KV heads counted per copy)."""
+    return 2 * arch.layers * kv_heads_per_gpu(arch, tp) * tp * arch.head_dim * kv_dtype.bytes_per_value
+
+
+def mlp_intermediate_size(arch: ModelArchitecture) -> float:
+    """The gated MLP's width per token, derived from the parameter count (no config field needed).
+
+    Per layer, attention holds hidden x (q + 2 kv + o) head projections and a gated MLP holds
+    3 x hidden x intermediate; for MoE the active parameters give the routed experts' total width.
+    """
+    per_layer = (arch.active_params * 1e9 - min(embedding_params(arch), arch.active_params * 1e9)) / arch.layers
+    attention = arch.hidden_size * arch.head_dim * (2 * arch.attention_heads + 2 * arch.kv_heads)
+    return max(per_layer - attention, 0.0) / (3 * arch.hidden_size)
+
+
+def activation_peak_bytes(arch: ModelArchitecture, max_num_batched_tokens: int, max_num_seqs: int, tp: int) -> float:
+    """Peak of vLLM's profiling run: one forward pass of max_num_batched_tokens, then the sampler.
+
+    The MLP intermediate is sharded over TP ranks; the hidden state and the gathered logits (one row
+    per sequence, up to max_num_seqs) are not.
+    """
+    tokens = max_num_batched_tokens
+    mlp = tokens * 2 * MLP_ACTIVATION_COPIES * mlp_intermediate_size(arch) / tp
+    hidden = tokens * 2 * HIDDEN_ACTIVATION_COPIES * arch.hidden_size
+    logits = min(max_num_seqs, tokens) * arch.vocab_size * LOGITS_BYTES_PER_VALUE
+    return mlp + hidden + logits
+
+
+def non_torch_bytes(gpus_per_replica: int) -> float:
+    return (NON_TORCH_GIB_SINGLE_GPU if gpus_per_replica == 1 else NON_TORCH_GIB_MULTI_GPU) * GIB
+
+
+def cuda_graph_bytes(arch: ModelArchitecture, pp: int = 1) -> float:
+    return (CUDA_GRAPH_GIB_BASE + CUDA_GRAPH_GIB_PER_LAYER * math.ceil(arch.layers / pp)) * GIB
+
+
+@dataclass(frozen=True)
+class ReplicaMemory:
+    """One GPU of a replica, in bytes, and the KV-cache tokens vLLM will report."""
+
+    gpu_total: float
+    budget: float
+    weights: float
+    activation: float
+    non_torch: float
+    cuda_graphs: float
+    kv_cache: float
+    kv_bytes_per_token_per_gpu: int
+    kv_tokens: int
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    gpu_memory_utilization: float
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    subtracts_cuda_graphs: bool
+    enforce_eager: bool = False
+
+
+def replica_memory(
+    arch: ModelArchitecture,
+    quantization: Quantization,
+    kv_dtype: KvCacheDtype,
+    gpu_total_gib: float,
+    tp: int,
+    pp: int,
+    settings: EngineSettings,
+) -> ReplicaMemory:
+    """vLLM's start-up arithmetic for one GPU of a TP x PP replica; kv_tokens 0 when nothing is left."""
+    total = gpu_total_gib * GIB
+    budget = total * settings.gpu_memory_utilization
+    weights = weight_bytes_per_gpu(arch, quantization, tp, pp)
+    activation = activation_peak_bytes(arch, settings.max_num_batched_tokens, settings.max_num_seqs, tp)
+    non_torch = non_torch_bytes(tp * pp)
+    graphs = 0.0 if settings.enforce_eager else cuda_graph_bytes(arch, pp)
+    subtracted_graphs = graphs if settings.subtracts_cuda_graphs else 0.0
+    kv_cache = max(0.0, budget - weights - activation - non_torch - subtracted_graphs)
+    per_token = kv_bytes_per_token_per_gpu(arch, kv_dtype, tp, pp)
+    page = per_token * BLOCK_SIZE  # one block of every layer this GPU holds
+    kv_tokens = int(kv_cache // page) * BLOCK_SIZE
+    return ReplicaMemory(
+        gpu_total=total,
+        budget=budget,
+        weights=weights,
+        activation=activation,
+        non_torch=non_torch,
+        cuda_graphs=subtracted_graphs,
+        kv_cache=kv_cache,
+        kv_bytes_per_token_per_gpu=per_token,
+        kv_tokens=kv_tokens,
+    )

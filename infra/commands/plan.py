@@ -1,0 +1,108 @@
+"""`llmfleet plan`: what a stack would build and what it costs, offline, without credentials."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from components.sizing.plan import DeploymentPlan, Plan
+from infra.cli import user_errors_exit_2
+from infra.config import load_stack
+from infra.planning import build_plan
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+def _parallelism(d: DeploymentPlan) -> str:
+    return f"{d.tensor_parallel}" + (f" x PP{d.pipeline_parallel}" if d.pipeline_parallel > 1 else "")
+
+
+def _memory(d: DeploymentPlan) -> str:
+    m = d.memory
+    overheads = m.activation_gib_per_gpu + m.non_torch_gib_per_gpu + m.cuda_graph_gib_per_gpu
+    return (
+        f"{m.weights_gib_per_gpu:.1f} W + {overheads:.1f} O + {m.kv_cache_gib_per_gpu:.1f} KV / {m.gpu_total_gib:.1f}"
+    )
+
+
+def render_table(plan: Plan, console: Console) -> None:
+    table = Table(title=f"llmfleet plan: stack {plan.stack}", show_lines=False)
+    for column in (
+        "region",
+        "model",
+        "GPU",
+        "instance",
+        "TP",
+        "replicas",
+        "nodes",
+        "memory/GPU GiB (weights + overheads + KV / total)",
+        "KV tokens",
+        "max conc.",
+        "tok/s/replica",
+        "$/h",
+        "$/1M tok",
+    ):
+        table.add_column(column, overflow="fold")
+    for d in plan.deployments:
+        price = f"{d.usd_per_hour:,.2f}" + ("" if d.price_verified else "*")
+        table.add_row(
+            f"{d.cloud}/{d.region}" + (" (spot)" if d.capacity_type == "spot" else ""),
+            f"{d.model} ({d.quantization.value})",
+            d.gpu or "CPU (llama.cpp)",
+            d.instance_type,
+            _parallelism(d),
+            f"{d.replicas} ({d.min_replicas}-{d.max_replicas})",
+            f"{d.nodes}",
+            _memory(d),
+            f"{d.kv_cache_tokens_per_replica:,}",
+            f"{d.max_concurrency_at_context:.1f}",
+            f"{d.output_tokens_per_s_per_replica:,.0f}",
+            price,
+            f"{d.usd_per_million_output_tokens:.2f}",
+        )
+    console.print(table)
+    t = plan.totals
+    console.print(
+        f"Totals: {t.deployments} deployments in {t.regions} regions, {t.replicas} replicas on {t.nodes} nodes "
+        f"({t.gpus} GPUs), {t.output_tokens_per_s:,.0f} output tokens/s, "
+        f"${t.usd_per_hour:,.2f}/h = ${t.usd_per_month:,.0f}/month"
+    )
+    for d in plan.deployments:
+        fallbacks = ", ".join(d.fallback_instance_types) or "none in this region"
+        console.print(
+            f"  {d.cloud}/{d.region} {d.model}: fallbacks {fallbacks}; {len(d.rejected)} other options rejected "
+            "(see --format json)"
+        )
+    if any(not d.price_verified for d in plan.deployments):
+        console.print("  * price flagged unverified in the catalog")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("plan")
+    @user_errors_exit_2
+    def plan(
+        stack: Annotated[
+            str | None, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.<name>.yaml).")
+        ] = None,
+        stack_file: Annotated[
+            Path | None, typer.Option("--stack-file", help="Path to a stack file instead of a stack name.")
+        ] = None,
+        output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")] = OutputFormat.TABLE,
+    ) -> None:
+        """Size every (region, model) of a stack: GPU, instance, parallelism, replicas, memory and cost."""
+        name, spec = load_stack(stack, stack_file)
+        base_dir = stack_file.resolve().parent if stack_file is not None else None
+        result = build_plan(name, spec, base_dir)
+        if output is OutputFormat.JSON:
+            typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        else:
+            render_table(result, Console(width=200))

@@ -1,0 +1,149 @@
+"""A validated stack -> the Plan: resolve each model against the catalogs, then plan every (region, model).
+
+Catalog look-ups that fail (unknown model, GPU, instance type, region) are ConfigErrors naming the
+stack-file field; requests no hardware can satisfy are PlanningErrors saying what fell short.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.sizing.catalog import Catalog, load_catalog
+from components.sizing.errors import PlanningError
+from components.sizing.hf_config import HfConfigError, read_hf_config
+from components.sizing.plan import DeploymentPlan, Plan, Totals
+from components.sizing.planner import catalog_eta, plan_deployment
+from components.sizing.types import ModelArchitecture, ModelRequest, RegionRequest
+from infra.config import CONFIG_KEY, PROJECT_ROOT, ConfigError, DeploymentSpec
+from infra.schema.models import ModelSpec
+from infra.schema.regions import RegionSpec
+
+DEFAULT_MAX_MODEL_LEN = 8192
+"""max_model_len when the stack gives none: the model's context, capped to keep KV memory modest."""
+HOURS_PER_MONTH = 730
+
+
+def _known(names: list[str]) -> str:
+    return ", ".join(sorted(names))
+
+
+def _read_architecture(path_text: str, field: str, base_dir: Path | None) -> ModelArchitecture:
+    path = Path(path_text).expanduser()
+    if not path.is_absolute():
+        candidates = [d / path for d in (base_dir, Path.cwd(), PROJECT_ROOT) if d is not None]
+        path = next((c for c in candidates if c.exists()), candidates[0])
+    try:
+        return read_hf_config(path)
+    except HfConfigError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
+
+
+def resolve_model(spec: ModelSpec, index: int, catalog: Catalog, base_dir: Path | None = None) -> ModelRequest:
+    """A stack model -> the planner's ModelRequest (architecture, repository, context, checked pins)."""
+    field = f"{CONFIG_KEY}.models[{index}]"
+    hf_repo = spec.hf_repo
+    if spec.model is not None:
+        entry = catalog.models.get(spec.model)
+        if entry is None:
+            raise ConfigError(f"{field}.model: unknown model '{spec.model}'; known: {_known(list(catalog.models))}")
+        architecture, model_id, hf_repo = entry.architecture, entry.id, hf_repo or entry.hf_repo
+    elif spec.architecture is not None:
+        architecture, model_id = spec.architecture, f"custom:{spec.name}"
+    else:
+        assert spec.hf_config is not None  # the schema guarantees exactly one source
+        architecture = _read_architecture(spec.hf_config, f"{field}.hf_config", base_dir)
+        model_id = f"hf:{spec.hf_config}"
+    max_model_len = spec.max_model_len or min(architecture.max_context, DEFAULT_MAX_MODEL_LEN)
+    if max_model_len > architecture.max_context:
+        raise ConfigError(
+            f"{field}.max_model_len: {max_model_len} exceeds the model's context of {architecture.max_context} tokens"
+        )
+    load = spec.load
+    if load.prompt_tokens + load.output_tokens > max_model_len:
+        raise ConfigError(
+            f"{field}.load: prompt_tokens + output_tokens ({load.prompt_tokens} + {load.output_tokens}) exceed "
+            f"max_model_len {max_model_len}; shorten them or raise max_model_len"
+        )
+    pins = spec.overrides
+    if pins.gpu is not None and pins.gpu not in catalog.gpus:
+        raise ConfigError(f"{field}.overrides.gpu: unknown GPU '{pins.gpu}'; known: {_known(list(catalog.gpus))}")
+    if pins.instance_type is not None and pins.instance_type not in catalog.instances:
+        raise ConfigError(
+            f"{field}.overrides.instance_type: unknown instance type '{pins.instance_type}'; "
+            f"known: {_known(list(catalog.instances))}"
+        )
+    return ModelRequest(
+        name=spec.name,
+        model_id=model_id,
+        hf_repo=hf_repo,
+        architecture=architecture,
+        quantization=spec.quantization,
+        kv_cache_dtype=spec.kv_cache_dtype,
+        max_model_len=max_model_len,
+        load=load,
+        overrides=pins,
+    )
+
+
+def resolve_region(spec: RegionSpec, index: int, catalog: Catalog) -> RegionRequest:
+    field = f"{CONFIG_KEY}.regions[{index}]"
+    known_regions = catalog.regions_of(spec.cloud)
+    if spec.region not in known_regions:
+        raise ConfigError(
+            f"{field}.region: unknown region '{spec.region}' for {spec.cloud}; known: {_known(known_regions)}"
+        )
+    for gpu in spec.allowed_gpus or []:
+        if gpu not in catalog.gpus:
+            raise ConfigError(f"{field}.allowed_gpus: unknown GPU '{gpu}'; known: {_known(list(catalog.gpus))}")
+    return RegionRequest(
+        cloud=spec.cloud,
+        region=spec.region,
+        capacity_type=spec.capacity_type,
+        allowed_gpus=tuple(spec.allowed_gpus) if spec.allowed_gpus is not None else None,
+    )
+
+
+def totals(deployments: list[DeploymentPlan]) -> Totals:
+    usd_per_hour = sum(d.usd_per_hour for d in deployments)
+    return Totals(
+        deployments=len(deployments),
+        regions=len({(d.cloud, d.region) for d in deployments}),
+        gpus=sum(d.nodes * d.gpus_per_node for d in deployments),
+        nodes=sum(d.nodes for d in deployments),
+        replicas=sum(d.replicas for d in deployments),
+        usd_per_hour=round(usd_per_hour, 4),
+        usd_per_month=round(usd_per_hour * HOURS_PER_MONTH, 2),
+        output_tokens_per_s=round(sum(d.replicas * d.output_tokens_per_s_per_replica for d in deployments), 1),
+    )
+
+
+def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -> Plan:
+    """Plan every (region, model) pair of the stack; `base_dir` resolves relative hf_config paths."""
+    catalog = load_catalog()
+    eta = catalog_eta(catalog)
+    requests = {m.name: (i, resolve_model(m, i, catalog, base_dir)) for i, m in enumerate(spec.models)}
+    deployments: list[DeploymentPlan] = []
+    for r, region_spec in enumerate(spec.regions):
+        region = resolve_region(region_spec, r, catalog)
+        for model_spec in spec.models_in(region_spec):
+            m, request = requests[model_spec.name]
+            scaling = model_spec.autoscaling
+            try:
+                planned = plan_deployment(
+                    catalog,
+                    request,
+                    region,
+                    eta=eta,
+                    tpot_slo_ms=spec.slo.tpot_p95_ms,
+                    min_replicas=scaling.min_replicas,
+                    max_replicas=scaling.max_replicas,
+                )
+            except PlanningError as exc:
+                raise PlanningError(f"{CONFIG_KEY}.models[{m}] in regions[{r}]: {exc}") from None
+            if planned.max_replicas < planned.replicas:
+                raise PlanningError(
+                    f"{CONFIG_KEY}.models[{m}].autoscaling.max_replicas: {planned.max_replicas} is below the "
+                    f"{planned.replicas} replicas the load needs in {region.cloud}/{region.region}"
+                )
+            deployments.append(planned)
+    return Plan(stack=stack, deployments=tuple(deployments), totals=totals(deployments))
