@@ -96,6 +96,13 @@ class KvCalibrationPoint(Entry):
     vllm_version: str
     enforce_eager: bool = False
     reported_kv_tokens: int
+    reported_memory_gib: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Other figures the same log printed, GiB per GPU: weights, kv_cache (available KV memory), "
+            "activation_peak, non_torch, cuda_graph, gpu_total. Only the ones the log shows."
+        ),
+    )
     source: Source
 
 
