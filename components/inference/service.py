@@ -1,0 +1,275 @@
+"""`InferenceService`: one model served in one cluster (Deployment, Service, PDB, cache, ScaledObject).
+
+The engine (vLLM on GPUs, llama.cpp's server on CPUs) only changes the container; everything around
+it (probes, rollout, cache, autoscaling, disruption budget) is built here the same way for both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.inference import llamacpp, vllm
+from components.inference.autoscaling import queue_query, scaled_object_spec
+from components.inference.engine import HEALTH_PATH, EngineSpec, object_name, startup_budget_s, weights_gib
+from components.sizing.plan import DeploymentPlan
+from components.sizing.types import Engine
+
+PORT = 8000
+PORT_NAME = "http"
+"""Named port: monitors and probes refer to it by name."""
+NODE_PROVISIONING_S = 600
+"""Time Pulumi also waits for a GPU node to join before the first pod can start loading."""
+TERMINATION_GRACE_S = 120
+"""Lets in-flight generations finish when a pod is replaced or scaled in."""
+
+
+class ModelCache(StrEnum):
+    """Where downloaded weights are kept."""
+
+    PER_REPLICA = "per-replica"
+    """Each pod gets its own claim (generic ephemeral volume) from the default or given storage class:
+    works on every cluster (ReadWriteOnce), survives container restarts, goes with the pod."""
+    SHARED = "shared"
+    """One PersistentVolumeClaim every replica mounts: weights download once and survive pods. Needs
+    ReadWriteMany storage (EFS, Filestore)."""
+    SINGLE_NODE = "single-node"
+    """One ReadWriteOnce claim every replica mounts: for single-node clusters (kind, minikube), whose
+    default storage offers no ReadWriteMany."""
+
+
+@dataclass
+class InferenceServiceArgs:
+    deployment: DeploymentPlan
+    """The plan entry for this model in this region: the only source of sizes and engine settings."""
+    namespace: pulumi.Input[str]
+    """Namespace the objects go in (it must exist)."""
+    queue_threshold: int
+    """Waiting requests per replica that trigger a scale-out (see `waiting_requests_threshold`)."""
+    prometheus_url: pulumi.Input[str]
+    """Prometheus that scrapes the engine's metrics, as KEDA reaches it."""
+    node_selector: Mapping[str, str] = field(default_factory=dict[str, str])
+    """Labels of the pool's nodes (GpuNodePool.node_selector); empty on a bring-your-own cluster."""
+    tolerations: Sequence[k8s.core.v1.TolerationArgs] = ()
+    """Tolerations for the pool's taints (GpuNodePool.tolerations)."""
+    hf_token: pulumi.Input[str] | None = None
+    """HuggingFace token for gated weights (a secret Output); stored in a Secret, passed as HF_TOKEN."""
+    extra_args: Sequence[str] = ()
+    """Escape hatch: more engine flags, appended last (later flags win)."""
+    model_cache: ModelCache = ModelCache.PER_REPLICA
+    """How downloaded weights are kept (see ModelCache)."""
+    model_cache_storage_class: pulumi.Input[str] | None = None
+    """Storage class of the cache claim; None uses the cluster's default."""
+    scaler_depends_on: Sequence[pulumi.Resource] = ()
+    """What the ScaledObject waits for: the KEDA release that installs its CRD."""
+
+
+def engine_spec(plan: DeploymentPlan, extra_args: Sequence[str] = ()) -> EngineSpec:
+    engines = {Engine.VLLM: vllm.engine_spec, Engine.LLAMA_CPP: llamacpp.engine_spec}
+    return engines[plan.engine](plan, PORT, extra_args)
+
+
+def cache_size_gi(plan: DeploymentPlan) -> int:
+    """Room for the weights plus a quarter (tokenizer, configs, a partial download) and 5 GiB."""
+    return math.ceil(weights_gib(plan) * 1.25) + 5
+
+
+class InferenceService(pulumi.ComponentResource):
+    """One model served behind a cluster-local OpenAI-compatible URL, autoscaled by KEDA on its queue."""
+
+    model_name: str
+    """Served model name (what clients send as `model`)."""
+    service_name: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    port: int
+    url: pulumi.Output[str]
+    """Cluster-local base URL, e.g. http://chat.llmfleet.svc.cluster.local:8000."""
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    scaled_object: k8s.apiextensions.CustomResource
+
+    def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmfleet:inference:InferenceService", name, None, opts)
+        plan = args.deployment
+        engine = engine_spec(plan, args.extra_args)
+        self.model_name = plan.model
+        self.port = PORT
+        child = pulumi.ResourceOptions(parent=self)
+        object_names = object_name(plan)
+        labels = {
+            "app.kubernetes.io/name": plan.engine.value.replace(".", ""),
+            "app.kubernetes.io/instance": object_names,
+            "app.kubernetes.io/component": "inference",
+            "app.kubernetes.io/part-of": "llmfleet",
+            "llmfleet.dev/model": plan.model,
+        }
+        selector = {k: labels[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/component")}
+
+        def meta(suffix: str = "") -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(name=object_names + suffix, namespace=args.namespace, labels=labels)
+
+        env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in engine.env.items()]
+        if args.hf_token is not None:
+            token = k8s.core.v1.Secret(
+                f"{name}-hf-token",
+                metadata=meta("-hf-token"),
+                type="Opaque",
+                string_data={"token": pulumi.Output.secret(args.hf_token)},
+                opts=child,
+            )
+            env.append(
+                k8s.core.v1.EnvVarArgs(
+                    name="HF_TOKEN",
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=token.metadata.name, key="token")
+                    ),
+                )
+            )
+
+        volumes = [self._cache_volume(name, args, meta("-model-cache"), child)]
+        mounts = [k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=engine.cache_path)]
+        if engine.shared_memory:
+            volumes.append(
+                k8s.core.v1.VolumeArgs(name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory"))
+            )
+            mounts.append(k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"))
+
+        startup_s = startup_budget_s(plan)
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=object_names,
+                namespace=args.namespace,
+                labels=labels,
+                # Pulumi waits for the rollout; a cold pod may first wait for a node, then load weights.
+                annotations={"pulumi.com/timeoutSeconds": str(startup_s + NODE_PROVISIONING_S)},
+            ),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                # The initial size; KEDA owns it afterwards (ignore_changes below).
+                replicas=plan.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                # Never below serving capacity: a new pod must be ready before an old one goes.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        containers=[self._container(engine, env, mounts, startup_s)],
+                        volumes=volumes,
+                        node_selector=dict(args.node_selector) or None,
+                        tolerations=list(args.tolerations) or None,
+                        termination_grace_period_seconds=TERMINATION_GRACE_S,
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
+        )
+
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=meta(),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                selector=selector,
+                ports=[k8s.core.v1.ServicePortArgs(name=PORT_NAME, port=PORT, target_port=PORT_NAME, protocol="TCP")],
+            ),
+            opts=child,
+        )
+
+        # Voluntary disruptions (node drains, upgrades) take one replica at a time; with a single
+        # replica a drain still proceeds instead of blocking the node forever.
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta(),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
+            ),
+            opts=child,
+        )
+
+        query = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: queue_query(engine.queue_metric, ns, engine.queue_selector)
+        )
+        spec = pulumi.Output.all(pulumi.Output.from_input(args.prometheus_url), query).apply(
+            lambda parts: scaled_object_spec(
+                deployment=object_names,
+                plan=plan,
+                prometheus_url=parts[0],
+                query=parts[1],
+                threshold=args.queue_threshold,
+            )
+        )
+        self.scaled_object = k8s.apiextensions.CustomResource(
+            f"{name}-scaledobject",
+            api_version="keda.sh/v1alpha1",
+            kind="ScaledObject",
+            metadata=meta(),
+            spec=spec,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.scaler_depends_on)),
+        )
+
+        self.service_name = self.service.metadata.name
+        self.namespace = self.service.metadata.namespace
+        self.url = pulumi.Output.format("http://{0}.{1}.svc.cluster.local:{2}", self.service_name, self.namespace, PORT)
+        self.register_outputs({"model_name": self.model_name, "service_name": self.service_name, "url": self.url})
+
+    @staticmethod
+    def _container(
+        engine: EngineSpec, env: list[k8s.core.v1.EnvVarArgs], mounts: list[k8s.core.v1.VolumeMountArgs], startup_s: int
+    ) -> k8s.core.v1.ContainerArgs:
+        def probe(period_s: int, failures: int) -> k8s.core.v1.ProbeArgs:
+            return k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path=HEALTH_PATH, port=PORT_NAME),
+                period_seconds=period_s,
+                timeout_seconds=5,
+                failure_threshold=failures,
+            )
+
+        resources: dict[str, str] = {}
+        if engine.gpus:
+            resources["nvidia.com/gpu"] = str(engine.gpus)
+        requests = dict(resources)
+        if engine.memory_request_gib:
+            requests["memory"] = f"{engine.memory_request_gib}Gi"
+        return k8s.core.v1.ContainerArgs(
+            name="server",
+            image=engine.image,
+            args=engine.args,
+            env=env or None,
+            ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=PORT, protocol="TCP")],
+            resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests or None, limits=resources or None),
+            volume_mounts=mounts,
+            # Up to the startup budget to download and load the weights, then the usual checks.
+            startup_probe=probe(10, math.ceil(startup_s / 10)),
+            readiness_probe=probe(5, 3),
+            liveness_probe=probe(15, 4),
+        )
+
+    def _cache_volume(
+        self, name: str, args: InferenceServiceArgs, metadata: k8s.meta.v1.ObjectMetaArgs, child: pulumi.ResourceOptions
+    ) -> k8s.core.v1.VolumeArgs:
+        claim_spec = k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteMany" if args.model_cache is ModelCache.SHARED else "ReadWriteOnce"],
+            storage_class_name=args.model_cache_storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                requests={"storage": f"{cache_size_gi(args.deployment)}Gi"}
+            ),
+        )
+        if args.model_cache is ModelCache.PER_REPLICA:
+            return k8s.core.v1.VolumeArgs(
+                name="model-cache",
+                ephemeral=k8s.core.v1.EphemeralVolumeSourceArgs(
+                    volume_claim_template=k8s.core.v1.PersistentVolumeClaimTemplateArgs(spec=claim_spec)
+                ),
+            )
+        claim = k8s.core.v1.PersistentVolumeClaim(f"{name}-model-cache", metadata=metadata, spec=claim_spec, opts=child)
+        return k8s.core.v1.VolumeArgs(
+            name="model-cache",
+            persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name),
+        )
