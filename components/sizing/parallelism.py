@@ -17,8 +17,13 @@ def tensor_parallel_is_valid(arch: ModelArchitecture, tp: int) -> bool:
 
 
 def valid_tensor_parallel(arch: ModelArchitecture, max_tp: int) -> list[int]:
-    """Every valid TP degree from 1 to max_tp (the GPUs in one node), ascending."""
-    return [tp for tp in range(1, max_tp + 1) if tensor_parallel_is_valid(arch, tp)]
+    """Every valid power-of-two TP degree up to max_tp (the GPUs in one node), ascending.
+
+    Nodes carry 1, 2, 4 or 8 GPUs, so other degrees (Phi-4's 40/10 heads would also allow 5) strand
+    GPUs; the reference's valid-TP column counts powers of two only.
+    """
+    degrees = [2**k for k in range(max_tp.bit_length()) if 2**k <= max_tp]
+    return [tp for tp in degrees if tensor_parallel_is_valid(arch, tp)]
 
 
 def why_tensor_parallel_invalid(arch: ModelArchitecture, tp: int) -> str:

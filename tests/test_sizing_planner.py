@@ -1,0 +1,263 @@
+"""The planner's choices: cheapest option that carries the load, explained rejections, pins checked."""
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from components.sizing import memory as mem
+from components.sizing.catalog import load_catalog
+from components.sizing.errors import PlanningError
+from components.sizing.parallelism import tensor_parallel_is_valid
+from components.sizing.plan import DeploymentPlan
+from components.sizing.planner import catalog_eta, plan_deployment
+from components.sizing.types import (
+    ConcurrencyLoad,
+    KvCacheDtype,
+    ModelRequest,
+    Overrides,
+    Quantization,
+    RegionRequest,
+    TargetLoad,
+    ThroughputLoad,
+)
+
+CATALOG = load_catalog()
+ETA = catalog_eta(CATALOG)
+US_EAST_1 = RegionRequest(cloud="aws", region="us-east-1")
+
+
+def request(
+    model_id: str = "llama-3.1-8b",
+    quantization: Quantization = Quantization.BF16,
+    max_model_len: int = 8192,
+    load: TargetLoad | None = None,
+    kv: KvCacheDtype = KvCacheDtype.AUTO,
+    **pins: Any,
+) -> ModelRequest:
+    entry = CATALOG.models[model_id]
+    return ModelRequest(
+        name="m",
+        model_id=model_id,
+        hf_repo=entry.hf_repo,
+        architecture=entry.architecture,
+        quantization=quantization,
+        kv_cache_dtype=kv,
+        max_model_len=max_model_len,
+        load=load or ConcurrencyLoad(concurrent_sequences=8),
+        overrides=Overrides(**pins),
+    )
+
+
+def plan(model: ModelRequest, region: RegionRequest = US_EAST_1, tpot_ms: float | None = 60) -> DeploymentPlan:
+    return plan_deployment(CATALOG, model, region, eta=ETA, tpot_slo_ms=tpot_ms)
+
+
+def test_small_model_lands_on_one_cheap_gpu_with_fallbacks() -> None:
+    chosen = plan(request())
+    assert chosen.gpu in {"L4", "A10G", "L40S"}
+    assert chosen.tensor_parallel == 1
+    assert len(chosen.fallback_instance_types) >= 2
+    assert chosen.instance_type not in chosen.fallback_instance_types
+    assert chosen.usd_per_hour == pytest.approx(chosen.nodes * CATALOG.instances[chosen.instance_type].usd_per_hour)
+    # Everything else was considered and carries a reason; the cheaper-looking ones lost on the load.
+    assert chosen.rejected and all(r.reason for r in chosen.rejected)
+    for rejection in chosen.rejected:
+        if "/h for the load" in rejection.reason:
+            cost = float(rejection.reason.split("$")[1].split("/h")[0])
+            assert cost >= chosen.usd_per_hour - 0.01
+
+
+def test_plan_reports_vllm_memory_split_and_concurrency() -> None:
+    chosen = plan(request())
+    m = chosen.memory
+    assert m.kv_bytes_per_token == 128 * 1024
+    assert m.budget_gib_per_gpu == pytest.approx(m.gpu_total_gib * chosen.gpu_memory_utilization, abs=0.02)
+    spent = m.weights_gib_per_gpu + m.activation_gib_per_gpu + m.non_torch_gib_per_gpu + m.cuda_graph_gib_per_gpu
+    assert spent + m.kv_cache_gib_per_gpu == pytest.approx(m.budget_gib_per_gpu, abs=0.05)
+    assert chosen.max_concurrency_at_context == pytest.approx(chosen.kv_cache_tokens_per_replica / 8192, abs=0.01)
+    assert chosen.engine_version == mem.DEFAULT_VLLM_VERSION
+    assert chosen.gpu_memory_utilization == 0.92
+
+
+def test_70b_fp8_needs_several_gpus_and_valid_tp() -> None:
+    chosen = plan(request("llama-3.1-70b", Quantization.FP8, load=ConcurrencyLoad(concurrent_sequences=32)))
+    assert chosen.gpus_per_replica >= 2
+    assert tensor_parallel_is_valid(CATALOG.models["llama-3.1-70b"].architecture, chosen.tensor_parallel)
+    assert chosen.memory.weights_gib_per_gpu < chosen.memory.gpu_total_gib
+
+
+def test_405b_bf16_spans_nodes_with_pipeline_stages() -> None:
+    chosen = plan(
+        request("llama-3.1-405b", max_model_len=4096, load=ConcurrencyLoad(concurrent_sequences=1)), tpot_ms=None
+    )
+    assert chosen.pipeline_parallel >= 2 or chosen.gpu in {"H200", "B200"}
+    assert chosen.nodes == chosen.replicas * chosen.pipeline_parallel or chosen.pipeline_parallel == 1
+
+
+def test_throughput_load_scales_replicas() -> None:
+    small = plan(request(load=ThroughputLoad(output_tokens_per_s=100)))
+    large = plan(request(load=ThroughputLoad(output_tokens_per_s=5000)))
+    assert large.replicas * large.output_tokens_per_s_per_replica >= 5000
+    assert large.usd_per_hour > small.usd_per_hour
+
+
+def test_fp8_on_ampere_runs_weight_only() -> None:
+    chosen = plan(request(quantization=Quantization.FP8, gpu="A10G"))
+    assert chosen.gpu == "A10G"
+    assert chosen.memory.weights_gib_per_gpu < 9
+
+
+def test_gguf_runs_on_cpu_with_llama_cpp() -> None:
+    chosen = plan(
+        request("qwen2.5-0.5b", Quantization.Q4_K_M, max_model_len=4096, load=ConcurrencyLoad(concurrent_sequences=2))
+    )
+    assert chosen.engine == "llama.cpp"
+    assert chosen.gpu is None and chosen.gpus_per_node == 0
+    assert chosen.engine_version == mem.DEFAULT_LLAMA_CPP_VERSION
+
+
+def test_gguf_with_a_pinned_gpu_uses_it() -> None:
+    chosen = plan(request("llama-3.1-8b", Quantization.Q4_K_M, gpu="L4"))
+    assert (chosen.engine, chosen.gpu) == ("llama.cpp", "L4")
+
+
+def test_vllm_format_pinned_on_a_cpu_type_is_refused_with_reason() -> None:
+    with pytest.raises(PlanningError, match="needs a GPU for vLLM"):
+        plan(request(instance_type="m7i.8xlarge"))
+
+
+def test_model_that_fits_nowhere_says_by_how_much() -> None:
+    with pytest.raises(PlanningError) as caught:
+        plan(request("llama-3.1-405b"), RegionRequest(cloud="gcp", region="us-central1", allowed_gpus=("L4",)))
+    message = str(caught.value)
+    assert "gcp/us-central1" in message and "no option works" in message
+    assert "GiB short" in message and "needs" in message
+
+
+def test_region_without_the_allowed_gpu_is_explained() -> None:
+    with pytest.raises(PlanningError, match=r"offers no .*allowed_gpus \['B200'\]"):
+        plan(request(), RegionRequest(cloud="aws", region="eu-west-1", allowed_gpus=("B200",)))
+
+
+def test_pinned_choices_are_checked_not_chosen() -> None:
+    pinned = plan(request(instance_type="g6e.12xlarge", tensor_parallel=2, replicas=3))
+    assert (pinned.instance_type, pinned.tensor_parallel, pinned.replicas) == ("g6e.12xlarge", 2, 3)
+    assert pinned.replicas_per_node == 2 and pinned.nodes == 2
+    with pytest.raises(PlanningError, match=r"one must divide the other|not divisible"):
+        plan(request("phi-4", instance_type="g6e.12xlarge", tensor_parallel=4))
+    with pytest.raises(PlanningError, match="pinned 1 replicas, the load needs"):
+        plan(request(load=ConcurrencyLoad(concurrent_sequences=400), instance_type="g6e.xlarge", replicas=1))
+
+
+def test_pinned_engine_settings_flow_into_memory() -> None:
+    roomy = plan(request(instance_type="g6e.xlarge", gpu_memory_utilization=0.95))
+    tight = plan(request(instance_type="g6e.xlarge", gpu_memory_utilization=0.80))
+    assert roomy.kv_cache_tokens_per_replica > tight.kv_cache_tokens_per_replica
+    old = plan(request(instance_type="g6e.xlarge", engine_version="v0.10.0"))
+    assert (old.gpu_memory_utilization, old.memory.cuda_graph_gib_per_gpu) == (0.90, 0)
+
+
+def test_spot_prices_apply_when_known() -> None:
+    spot_types = [i for i in CATALOG.instances.values() if i.spot_usd_per_hour is not None and i.gpu]
+    if not spot_types:
+        pytest.skip("the catalog lists no spot prices yet")
+    instance = spot_types[0]
+    region = RegionRequest(cloud=instance.cloud, region=instance.regions[0], capacity_type="spot")
+    chosen = plan(request(instance_type=instance.type), region, tpot_ms=None)
+    assert chosen.usd_per_hour == pytest.approx(chosen.nodes * (instance.spot_usd_per_hour or 0))
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+MODELS = ["llama-3.2-3b", "llama-3.1-8b", "qwen2.5-7b", "phi-4", "qwen3-30b-a3b", "mixtral-8x7b"]
+QUANTS = [Quantization.BF16, Quantization.FP8, Quantization.AWQ]
+
+
+def plan_or_none(model: ModelRequest, region: RegionRequest = US_EAST_1) -> DeploymentPlan | None:
+    try:
+        return plan(model, region)
+    except PlanningError:
+        return None
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    model_id=st.sampled_from(MODELS),
+    quantization=st.sampled_from(QUANTS),
+    context=st.sampled_from([2048, 4096, 8192, 16384]),
+    sequences=st.integers(1, 200),
+)
+def test_every_plan_fits_its_memory_and_uses_a_valid_tp(
+    model_id: str, quantization: Quantization, context: int, sequences: int
+) -> None:
+    arch = CATALOG.models[model_id].architecture
+    context = min(context, arch.max_context)
+    chosen = plan_or_none(
+        request(
+            model_id,
+            quantization,
+            context,
+            ConcurrencyLoad(concurrent_sequences=sequences, prompt_tokens=512, output_tokens=256),
+        )
+    )
+    if chosen is None:
+        return
+    assert tensor_parallel_is_valid(arch, chosen.tensor_parallel)
+    assert chosen.tensor_parallel <= chosen.gpus_per_node
+    m = chosen.memory
+    assert m.weights_gib_per_gpu + m.kv_cache_gib_per_gpu <= m.budget_gib_per_gpu
+    assert chosen.kv_cache_tokens_per_replica >= chosen.max_model_len  # one max-context request fits
+    assert chosen.replicas * chosen.max_num_seqs >= sequences
+    assert chosen.nodes * chosen.gpus_per_node >= chosen.replicas * chosen.gpus_per_replica
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    model_id=st.sampled_from(MODELS),
+    contexts=st.lists(st.sampled_from([1024, 4096, 8192, 16384, 32768]), min_size=2, max_size=2, unique=True),
+    sequences=st.integers(1, 100),
+    instance_type=st.sampled_from(["g6e.12xlarge", "g5.48xlarge", "p5.48xlarge"]),
+)
+def test_longer_context_never_needs_fewer_gpus(
+    model_id: str, contexts: list[int], sequences: int, instance_type: str
+) -> None:
+    arch = CATALOG.models[model_id].architecture
+    short, long = sorted(min(c, arch.max_context) for c in contexts)
+    load = ConcurrencyLoad(concurrent_sequences=sequences, prompt_tokens=512, output_tokens=256)
+    # Free choice: the cheapest plan can only get dearer. Pinned instance type: GPUs only grow.
+    free_short, free_long = (
+        plan_or_none(request(model_id, max_model_len=short, load=load)),
+        plan_or_none(request(model_id, max_model_len=long, load=load)),
+    )
+    if free_long is not None:
+        assert free_short is not None and free_short.usd_per_hour <= free_long.usd_per_hour
+    pinned_short = plan_or_none(request(model_id, max_model_len=short, load=load, instance_type=instance_type))
+    pinned_long = plan_or_none(request(model_id, max_model_len=long, load=load, instance_type=instance_type))
+    if pinned_long is not None:
+        assert pinned_short is not None
+        assert pinned_short.nodes * pinned_short.gpus_per_node <= pinned_long.nodes * pinned_long.gpus_per_node
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    model_id=st.sampled_from(MODELS),
+    loads=st.lists(st.integers(1, 400), min_size=2, max_size=2),
+    instance_type=st.sampled_from(["g6.12xlarge", "g6e.48xlarge", "p4de.24xlarge"]),
+)
+def test_higher_load_never_needs_fewer_gpus(model_id: str, loads: list[int], instance_type: str) -> None:
+    low, high = sorted(loads)
+
+    def at(n: int, **pins: Any) -> DeploymentPlan | None:
+        return plan_or_none(
+            request(model_id, max_model_len=4096, load=ThroughputLoad(output_tokens_per_s=10 * n), **pins)
+        )
+
+    free_low, free_high = at(low), at(high)
+    if free_high is not None:
+        assert free_low is not None and free_low.usd_per_hour <= free_high.usd_per_hour
+    pinned_low, pinned_high = at(low, instance_type=instance_type), at(high, instance_type=instance_type)
+    if pinned_high is not None:
+        assert pinned_low is not None
+        assert pinned_low.nodes * pinned_low.gpus_per_node <= pinned_high.nodes * pinned_high.gpus_per_node
