@@ -1,0 +1,326 @@
+"""Raw samples across Locust processes, and the SLO gate at the end of the run.
+
+Every Locust process keeps the raw `RequestSample` of each request it made. Workers send theirs to
+the master with each stats report (`report_to_master` / `worker_report`); the master (or the single
+local process) runs the gate when Locust quits (`events.quitting`), writes the JSON verdict and sets
+`environment.process_exit_code` to the verdict's 0 / 3 / 4.
+
+Two things Locust does not do for us:
+- Draining. At the end Locust kills users mid-request, and in distributed mode the master stops
+  listening 0.5 s after telling workers to quit, so requests in flight and the last samples would be
+  lost (and the longest requests are the likeliest to be in flight: a bias). When the test stops,
+  the master tells each worker to drain (start nothing new, let requests in flight finish, send the
+  rest of its samples) and waits for every worker's final batch before Locust goes on.
+- Clocks. Samples hold `perf_counter` times of the process that measured them; the master shifts
+  each worker's samples onto its own clock through the wall clock (exact on one host, NTP-accurate
+  across hosts). Latencies are differences within one sample and are not affected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from infra.schema.slo import Slo
+from loadtests import gate
+from loadtests.samples import RequestSample
+
+logger = logging.getLogger("llmfleet.loadtest")
+
+DRAIN_MESSAGE = "llmfleet_drain"
+SAMPLES_MESSAGE = "llmfleet_samples"
+PAYLOAD_KEY = "llmfleet"
+Evaluator = Callable[[Sequence[RequestSample], Slo, gate.RunInfo], gate.Verdict]
+LATE_START_S = 0.05
+"""An open-loop request started this long after it was due, with a free slot, means the generator lags."""
+LATE_SHARE_OVERLOADED = 0.01
+"""Above this share of late starts the run is invalid: the generator, not the server, set the pace."""
+
+
+@events.init_command_line_parser.add_listener
+def _add_gate_options(parser: Any, **_: Any) -> None:
+    group = parser.add_argument_group("llmfleet SLO gate")
+    group.add_argument("--llm-stack", default=None, help="Stack whose SLO gates the run (stacks/Pulumi.<name>.yaml).")
+    group.add_argument("--llm-slo", default=None, help="SLO file (YAML/JSON, the stack's slo: schema).")
+    group.add_argument("--llm-report", default=None, help="Write the JSON verdict here.")
+    group.add_argument("--llm-samples", default=None, help="Write every raw sample here (JSON lines).")
+    group.add_argument("--llm-warmup", type=float, default=0.0, help="Seconds at the start excluded from the gate.")
+    group.add_argument("--llm-min-samples", type=int, default=20, help="Fewer samples than this: the run is invalid.")
+    group.add_argument("--llm-drain-timeout", type=float, default=60.0, help="Seconds to let requests in flight end.")
+
+
+class SampleCollector:
+    """The samples and end-of-run bookkeeping of one Locust process."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.samples: list[RequestSample] = []
+        """Master/local: every sample of the run. Worker: samples not yet sent to the master."""
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+        self.draining = False
+        """Set when the test stops: users start no new request."""
+        self.late_starts = 0
+        self.scheduled_starts = 0
+        self.expected_samples: int | None = None
+        """When every user has a request budget: the run ends once this many samples are in."""
+        self.evaluate: Evaluator = gate.evaluate
+        """How the samples become a verdict; suites with their own checks (gateway, failover) replace it."""
+        self._inflight = 0
+        self._idle = Event()
+        self._idle.set()
+        self._workers_pending: set[str] = set()
+        self._workers_done = Event()
+        self.processes = 1
+        """Load-generating processes seen when the test stopped."""
+        self._worker_late: dict[str, tuple[int, int]] = {}
+        """Per worker, its cumulative (late starts, scheduled starts)."""
+        self._quitting = False
+
+    # -- recording (every process) -------------------------------------------------------------
+
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Wrap each request so draining can wait for it."""
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    def record(self, sample: RequestSample) -> None:
+        self.samples.append(sample)
+        if self.expected_samples is not None and len(self.samples) >= self.expected_samples:
+            self.end_run()
+
+    def note_start(self, late: bool) -> None:
+        """An open-loop arrival started; `late` when the generator (not the in-flight cap) delayed it."""
+        self.scheduled_starts += 1
+        self.late_starts += int(late)
+
+    def user_finished(self) -> None:
+        """A user used up its request budget: on a worker, send what we have now (the master counts)."""
+        runner = self.environment.runner
+        if isinstance(runner, WorkerRunner):
+            runner.send_message(SAMPLES_MESSAGE, self._payload(final=False))
+
+    # -- worker side -----------------------------------------------------------------------------
+
+    def _payload(self, *, final: bool) -> dict[str, Any]:
+        batch, self.samples = self.samples, []
+        return {
+            "samples": [s.to_dict() for s in batch],
+            "late_starts": self.late_starts,
+            "scheduled_starts": self.scheduled_starts,
+            "wall_minus_perf": time.time() - time.perf_counter(),
+            "final": final,
+        }
+
+    def _on_report_to_master(self, data: dict[str, Any], **_: Any) -> None:
+        data[PAYLOAD_KEY] = self._payload(final=False)
+
+    def _on_drain_request(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.draining = True
+        self._idle.wait(timeout=float(msg.data["timeout"]))
+        runner = environment.runner
+        assert isinstance(runner, WorkerRunner)
+        runner.send_message(SAMPLES_MESSAGE, self._payload(final=True))
+
+    # -- master side -----------------------------------------------------------------------------
+
+    def _ingest(self, client_id: str, payload: dict[str, Any] | None) -> None:
+        if not payload:
+            return
+        master_offset = time.time() - time.perf_counter()
+        shift = payload["wall_minus_perf"] - master_offset
+        for raw in payload["samples"]:
+            self.record(_shifted(RequestSample.from_dict(raw), shift))
+        self._worker_late[client_id] = (payload["late_starts"], payload["scheduled_starts"])
+        if payload["final"]:
+            self._workers_pending.discard(client_id)
+            if not self._workers_pending:
+                self._workers_done.set()
+
+    def _on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        self._ingest(client_id, data.get(PAYLOAD_KEY))
+
+    def _on_samples_message(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._ingest(msg.node_id, msg.data)
+
+    # -- end of run (master / local) -------------------------------------------------------------
+
+    def _on_test_start(self, **_: Any) -> None:
+        self.samples.clear()
+        self.started_at = time.perf_counter()
+        self.stopped_at = None
+        self.draining = False
+        self.late_starts = self.scheduled_starts = 0
+
+    def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
+        runner = environment.runner
+        if isinstance(runner, WorkerRunner) or self.stopped_at is not None:
+            return
+        self.stopped_at = time.perf_counter()
+        self.draining = True
+        timeout = float(getattr(environment.parsed_options, "llm_drain_timeout", 60.0))
+        if isinstance(runner, MasterRunner):
+            self._workers_pending = {client.id for client in runner.clients.all}
+            self.processes = len(self._workers_pending)
+            if self._workers_pending:
+                self._workers_done.clear()
+                runner.send_message(DRAIN_MESSAGE, {"timeout": timeout})
+                self._workers_done.wait(timeout=timeout + 10)
+        else:
+            self._idle.wait(timeout=timeout)
+
+    def end_run(self) -> None:
+        """Every budgeted request is in: end the run now rather than at --run-time."""
+        runner = self.environment.runner
+        if self._quitting or runner is None:
+            return
+        self._quitting = True
+        gevent.spawn(runner.quit)
+
+    def generator_late_share(self) -> float:
+        late, scheduled = self.late_starts, self.scheduled_starts
+        for worker_late, worker_scheduled in self._worker_late.values():
+            late, scheduled = late + worker_late, scheduled + worker_scheduled
+        return late / scheduled if scheduled else 0.0
+
+    def verdict(self) -> gate.Verdict:
+        environment = self.environment
+        options = environment.parsed_options
+        runner = environment.runner
+        cpu_overloaded = bool(runner and (runner.cpu_warning_emitted or runner.worker_cpu_warning_emitted))
+        late_share = self.generator_late_share()
+        now = time.perf_counter()
+        run = gate.RunInfo(
+            started_at=self.started_at if self.started_at is not None else now,
+            ended_at=self.stopped_at if self.stopped_at is not None else now,
+            warmup_s=float(getattr(options, "llm_warmup", 0.0)),
+            min_samples=int(getattr(options, "llm_min_samples", 20)),
+            target_rate=getattr(options, "llm_rate", None) or None,
+            generator_overloaded=cpu_overloaded or late_share > LATE_SHARE_OVERLOADED,
+        )
+        slo = gate.load_slo(getattr(options, "llm_stack", None), _path(getattr(options, "llm_slo", None)))
+        verdict = self.evaluate(self.samples, slo, run)
+        verdict.metrics["generator"] = {
+            "cpu_overloaded": cpu_overloaded,
+            "late_start_share": late_share,
+            "processes": self.processes,
+        }
+        problems = _run_problems(environment, self._workers_pending)
+        if problems:
+            verdict.valid = False
+            verdict.reasons.extend(problems)
+        return verdict
+
+    def _on_quitting(self, environment: Environment, **_: Any) -> None:
+        if isinstance(environment.runner, WorkerRunner):
+            return
+        verdict = self.verdict()
+        report = getattr(environment.parsed_options, "llm_report", None)
+        if report:
+            verdict.write(Path(report))
+        samples_path = getattr(environment.parsed_options, "llm_samples", None)
+        if samples_path:
+            write_samples(self.samples, Path(samples_path))
+        environment.process_exit_code = verdict.exit_code
+        failed = [f"{c.metric} {c.stat} {c.observed} {c.op} {c.threshold}" for c in verdict.checks if not c.passed]
+        logger.info(
+            "SLO gate: exit %s (%s); %d samples%s%s",
+            verdict.exit_code,
+            "valid" if verdict.valid else "INVALID: " + "; ".join(verdict.reasons),
+            len(self.samples),
+            "; breached: " + ", ".join(failed) if failed else "",
+            f"; verdict in {report}" if report else "",
+        )
+
+
+def write_samples(samples: Sequence[RequestSample], path: Path) -> None:
+    """Raw samples as JSON lines (times are perf_counter seconds of the master's clock)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for sample in samples:
+            out.write(json.dumps(sample.to_dict()) + "\n")
+
+
+def read_samples(path: Path) -> list[RequestSample]:
+    return [RequestSample.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def _run_problems(environment: Environment, workers_pending: set[str]) -> list[str]:
+    """Reasons the measurement itself cannot be trusted (beyond what the gate checks on samples)."""
+    problems: list[str] = []
+    runner = environment.runner
+    if workers_pending:
+        problems.append(f"no final samples from worker(s) {sorted(workers_pending)}: samples are missing")
+    if runner is not None and runner.exceptions:
+        count = sum(int(row["count"]) for row in runner.exceptions.values())
+        first = next(iter(runner.exceptions.values()))["msg"]
+        problems.append(f"the load generator raised {count} exception(s), first: {first}")
+    return problems
+
+
+def _shifted(sample: RequestSample, shift: float) -> RequestSample:
+    if shift == 0.0:
+        return sample
+
+    def move(t: float | None) -> float | None:
+        return None if t is None else t + shift
+
+    sample.started_at += shift
+    sample.ended_at += shift
+    sample.scheduled_at = move(sample.scheduled_at)
+    sample.first_token_at = move(sample.first_token_at)
+    sample.first_content_at = move(sample.first_content_at)
+    sample.last_token_at = move(sample.last_token_at)
+    sample.token_chunk_times = [t + shift for t in sample.token_chunk_times]
+    return sample
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+_collectors: weakref.WeakKeyDictionary[Environment, SampleCollector] = weakref.WeakKeyDictionary()
+
+
+def collector_of(environment: Environment) -> SampleCollector:
+    """The collector of this Locust process (installed when Locust initialises)."""
+    collector = _collectors.get(environment)
+    if collector is None:
+        collector = _collectors[environment] = SampleCollector(environment)
+    return collector
+
+
+@events.init.add_listener
+def _install(environment: Environment, **_: Any) -> None:
+    collector = collector_of(environment)
+    env_events = environment.events
+    env_events.test_start.add_listener(collector._on_test_start)
+    env_events.test_stopping.add_listener(collector._on_test_stopping)
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        env_events.report_to_master.add_listener(collector._on_report_to_master)
+        runner.register_message(DRAIN_MESSAGE, collector._on_drain_request, concurrent=True)
+    else:
+        env_events.quitting.add_listener(collector._on_quitting)
+        if isinstance(runner, MasterRunner):
+            env_events.worker_report.add_listener(collector._on_worker_report)
+            runner.register_message(SAMPLES_MESSAGE, collector._on_samples_message)

@@ -1,0 +1,1 @@
+"""Locustfiles: `locust -f loadtests/suites/<suite>.py` or `llmfleet loadtest --suite <suite>`."""

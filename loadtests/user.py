@@ -1,0 +1,251 @@
+"""Locust users for the OpenAI chat-completions API, measuring what GuideLLM and vLLM bench measure.
+
+`ChatUser` is closed loop (each user sends its next request when the previous one ends);
+`OpenLoopChatUser` sends requests at Poisson arrival times whatever the server does, and records when
+each was due, so a slow server shows up as queue time instead of as fewer requests (coordinated
+omission). Suites (loadtests/suites/) subclass them.
+
+Measurement, following the pitfalls measured in shared/reference/loadtesting.md:
+- Streams are read with HttpUser's `iter_lines()` (FastHttpUser delays streamed data) and every SSE
+  line goes to a `StreamMeter` as it arrives; the meter applies the metric definitions.
+- Locust's own response time for a stream is time-to-headers. Inside `catch_response` the recorded
+  time is replaced by the real E2E, and a second entry named "TTFT" records time to first token, so
+  Locust's tables and HTML report show both.
+- Locust rounds what it stores; the gate uses the raw `RequestSample`s kept by `loadtests.collect`.
+
+Options (`locust --help` lists them; `LOCUST_LLM_*` environment variables and locust.conf work too):
+--llm-model, --llm-api-key-env, --llm-non-streaming, --llm-prompt-tokens, --llm-output-tokens,
+--llm-dataset, --llm-timeout, --llm-requests-per-user, --llm-rate, --llm-max-inflight.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.pool import Pool
+from locust import HttpUser, events, task
+from locust.clients import ResponseContextManager
+from locust.env import Environment
+from locust.exception import StopUser
+from locust.runners import WorkerRunner
+
+from loadtests.collect import LATE_START_S, collector_of
+from loadtests.prompts import ChatPrompt, DatasetPrompts, PromptSource, SyntheticPrompts, chat_body
+from loadtests.samples import RequestSample
+from loadtests.stream import StreamMeter, measure_response
+
+logger = logging.getLogger("llmfleet.loadtest")
+
+CONNECT_TIMEOUT_S = 10.0
+TTFT_ENTRY = "TTFT"
+"""Request type of the extra Locust entry that records time to first token."""
+_user_serial = itertools.count()
+
+
+@events.init_command_line_parser.add_listener
+def _add_request_options(parser: Any, **_: Any) -> None:
+    group = parser.add_argument_group("llmfleet requests")
+    group.add_argument("--llm-model", default="", help="Served model name sent in each request.")
+    group.add_argument(
+        "--llm-api-key-env",
+        default="LLM_API_KEY",
+        help="Environment variable holding the API key (sent as Authorization: Bearer); unset: no key.",
+    )
+    group.add_argument("--llm-non-streaming", action="store_true", help="Send stream: false (E2E only, no TTFT).")
+    group.add_argument("--llm-prompt-tokens", type=int, default=128, help="Synthetic prompt length, tokens.")
+    group.add_argument("--llm-output-tokens", type=int, default=128, help="max_tokens with ignore_eos.")
+    group.add_argument("--llm-dataset", default=None, help="JSONL dataset of requests instead of synthetic prompts.")
+    group.add_argument("--llm-timeout", type=float, default=120.0, help="Seconds without a byte before failing.")
+    group.add_argument(
+        "--llm-requests-per-user", type=int, default=0, help="Each user stops after this many (0: no limit)."
+    )
+    group.add_argument("--llm-rate", type=float, default=0.0, help="Open loop: total requests/s (Poisson).")
+    group.add_argument(
+        "--llm-max-inflight", type=int, default=0, help="Open loop: cap on requests in flight per user (0: none)."
+    )
+
+
+@events.test_start.add_listener
+def _plan_run(environment: Environment, **_: Any) -> None:
+    """On the master (or single process): split the rate among users, count the request budget.
+
+    Workers receive the master's options with each spawn message, so the split reaches them.
+    """
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    options = environment.parsed_options
+    users = max(int(getattr(options, "num_users", None) or 1), 1)
+    options.llm_rate_per_user = float(getattr(options, "llm_rate", 0.0) or 0.0) / users
+    budget = int(getattr(options, "llm_requests_per_user", 0) or 0)
+    collector_of(environment).expected_samples = users * budget if budget > 0 else None
+
+
+class ChatUser(HttpUser):
+    """Closed loop: one chat completion after another (no think time)."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        self.collector = collector_of(self.environment)
+        self.model: str = options.llm_model
+        if not self.model:
+            logger.error("--llm-model is required (the served model name)")
+            raise StopUser()
+        self.stream = not options.llm_non_streaming
+        self.timeout = (CONNECT_TIMEOUT_S, float(options.llm_timeout))
+        key = os.environ.get(options.llm_api_key_env or "")
+        self.auth_headers: dict[str, str] = {"Authorization": f"Bearer {key}"} if key else {}
+        self.serial = next(_user_serial)
+        self.prompts: PromptSource = (
+            DatasetPrompts(Path(options.llm_dataset), options.llm_output_tokens)
+            if options.llm_dataset
+            else SyntheticPrompts(options.llm_prompt_tokens, options.llm_output_tokens, seed=self.serial)
+        )
+        self.budget = int(options.llm_requests_per_user or 0)
+        self.sent = 0
+        self.chat_path = (
+            "/chat/completions" if (self.host or "").rstrip("/").endswith("/v1") else "/v1/chat/completions"
+        )
+
+    def take_budget(self) -> None:
+        """Stop the user when the run is draining or its request budget is used up."""
+        if self.collector.draining:
+            raise StopUser()
+        if self.budget and self.sent >= self.budget:
+            self.collector.user_finished()
+            raise StopUser()
+        self.sent += 1
+
+    @task
+    def request(self) -> None:
+        # The one task; subclasses override next_request (Locust would keep a base class's task too).
+        self.next_request()
+
+    def next_request(self) -> None:
+        self.take_budget()
+        self.send_chat()
+
+    def send_chat(
+        self,
+        prompt: ChatPrompt | None = None,
+        *,
+        scheduled_at: float | None = None,
+        headers: dict[str, str] | None = None,
+        name: str = "chat",
+        record: bool = True,
+    ) -> RequestSample:
+        """Send one request, report it to Locust, keep its raw sample (unless `record` is False)."""
+        prompt = prompt or self.prompts.next()
+        body = chat_body(self.model, prompt, stream=self.stream)
+        with self.collector.in_flight():
+            started_at = time.perf_counter()
+            with self.client.post(
+                self.chat_path,
+                json=body,
+                headers=self.auth_headers if headers is None else headers,
+                stream=self.stream,
+                catch_response=True,
+                name=name,
+                timeout=self.timeout,
+            ) as response:
+                if self.stream:
+                    sample = _read_stream(response, started_at, scheduled_at, prompt.max_tokens)
+                else:
+                    sample = measure_response(
+                        started_at,
+                        time.perf_counter(),
+                        response.status_code,
+                        response.content or b"",
+                        scheduled_at=scheduled_at,
+                        expected_output_tokens=prompt.max_tokens,
+                    )
+                    if response.error is not None:
+                        sample.error, sample.ok, sample.status = _describe(response.error), False, None
+                self._report(response, sample, name)
+        if record:
+            self.collector.record(sample)
+        return sample
+
+    def _report(self, response: ResponseContextManager, sample: RequestSample, name: str) -> None:
+        """Locust's entry gets the real E2E (not time-to-headers), plus a TTFT entry for streams."""
+        response.request_meta["response_time"] = (sample.ended_at - sample.started_at) * 1000
+        if sample.ok:
+            response.success()
+            if sample.first_token_at is not None:
+                self.environment.events.request.fire(
+                    request_type=TTFT_ENTRY,
+                    name=name,
+                    response_time=(sample.first_token_at - sample.started_at) * 1000,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
+        else:
+            response.failure(sample.error or "failed")
+
+
+def _read_stream(
+    response: ResponseContextManager, started_at: float, scheduled_at: float | None, max_tokens: int
+) -> RequestSample:
+    meter = StreamMeter(started_at, scheduled_at=scheduled_at, expected_output_tokens=max_tokens)
+    error: str | None = _describe(response.error) if response.error is not None else None
+    status = response.status_code or None  # 0: no response at all
+    try:
+        if status is not None and 200 <= status < 300:
+            for line in response.iter_lines():
+                meter.feed_line(line)
+                if meter.done:
+                    break  # a server may hold the connection open after [DONE]
+    except Exception as exc:  # any transport error mid-stream is this request's failure
+        error = _describe(exc)
+    finally:
+        response.close()
+    return meter.finish(status, error)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+class OpenLoopChatUser(ChatUser):
+    """Open loop: requests at Poisson arrival times (rate = --llm-rate / users), each in its own greenlet.
+
+    A request due while `--llm-max-inflight` are in flight waits for a slot, and its queue time
+    (start - due) counts. A request started late with a free slot means the generator could not keep
+    up: the collector counts those, and the gate marks the run invalid past a small share.
+    """
+
+    abstract = True
+
+    def on_start(self) -> None:
+        super().on_start()
+        options = self.environment.parsed_options
+        self.rate = float(getattr(options, "llm_rate_per_user", 0.0) or 0.0)
+        if self.rate <= 0:
+            logger.error("an open-loop suite needs --llm-rate (total requests per second)")
+            raise StopUser()
+        worker = getattr(self.environment.runner, "worker_index", 0)
+        self.arrivals = random.Random(f"{worker}-{self.serial}")
+        self.pool = Pool(int(options.llm_max_inflight) or None)
+        self.next_due = self.free_at = time.perf_counter()
+
+    def next_request(self) -> None:
+        self.next_due += self.arrivals.expovariate(self.rate)
+        delay = self.next_due - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+        self.take_budget()
+        # Lag the generator is to blame for: since the request was due, or since the previous one got
+        # a slot if the in-flight cap held this one back (that wait is the server's, as queue time).
+        lag = time.perf_counter() - max(self.next_due, self.free_at)
+        self.collector.note_start(late=lag > LATE_START_S)
+        self.pool.spawn(self.send_chat, scheduled_at=self.next_due)
+        self.free_at = time.perf_counter()
