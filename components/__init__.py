@@ -1,1 +1,33 @@
-"""Reusable Pulumi components for self-hosted LLM inference (import them into any Pulumi program)."""
+"""Reusable Pulumi components for self-hosted LLM inference (import them into any Pulumi program).
+
+`from components import Cluster` works, but the provider SDKs load only when a component is first
+used: `components.sizing` (and `llmfleet plan`) stays free of pulumi_aws / pulumi_gcp imports.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.cluster import Cluster as Cluster
+    from components.cluster import ClusterArgs as ClusterArgs
+    from components.cluster import ClusterKind as ClusterKind
+    from components.nodepool import GPU_TAINT_KEY as GPU_TAINT_KEY
+    from components.nodepool import GpuNodePool as GpuNodePool
+    from components.nodepool import GpuNodePoolArgs as GpuNodePoolArgs
+
+_EXPORTS = {
+    "Cluster": "components.cluster",
+    "ClusterArgs": "components.cluster",
+    "ClusterKind": "components.cluster",
+    "GPU_TAINT_KEY": "components.nodepool",
+    "GpuNodePool": "components.nodepool",
+    "GpuNodePoolArgs": "components.nodepool",
+}
+
+__all__ = ["GPU_TAINT_KEY", "Cluster", "ClusterArgs", "ClusterKind", "GpuNodePool", "GpuNodePoolArgs"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'components' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

@@ -1,0 +1,77 @@
+"""`Cluster`: one region's Kubernetes cluster, and the Kubernetes provider everything else deploys with."""
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster.args import ClusterArgs, ClusterKind
+from components.cluster.eks import create_eks
+from components.cluster.gke import create_gke
+
+
+class Cluster(pulumi.ComponentResource):
+    """An EKS or GKE cluster with its network (or an existing cluster), exposed as a Kubernetes provider.
+
+    Pass the cloud provider for the region in `opts.providers` (aws.Provider for eks, gcp.Provider for
+    gke); nothing is needed for existing. Children are named `f"{name}-<role>"`.
+    """
+
+    kind: ClusterKind
+    provider: k8s.Provider
+    """Kubernetes provider for the cluster: pass it to every Kubernetes resource of the region."""
+    kubeconfig: pulumi.Output[str]
+    """Kubeconfig (secret). Created clusters authenticate through an exec plugin (see the README);
+    existing clusters return what was given, or "" when the ambient kubeconfig is used."""
+    cluster_name: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str] | None
+    """eks: IAM role for the GPU node groups."""
+    private_subnet_ids: pulumi.Output[list[str]] | None
+    """eks: private subnets (one per zone) for the GPU node groups."""
+    oidc_provider_arn: pulumi.Output[str] | None
+    """eks: IAM OIDC provider for IRSA (service accounts assuming IAM roles)."""
+    oidc_issuer: pulumi.Output[str] | None
+    """eks: the cluster's OIDC issuer URL (the `sub` condition of an IRSA trust policy starts with it)."""
+    network: pulumi.Output[str] | None
+    """gke: the VPC network id."""
+    location: pulumi.Output[str] | None
+    """gke: the cluster's location (its region); GPU node pools use it."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmfleet:cluster:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.kind = args.kind
+        self.node_role_arn = self.private_subnet_ids = self.oidc_provider_arn = self.oidc_issuer = None
+        self.network = self.location = None
+        physical_name = args.cluster_name or f"llmfleet-{pulumi.get_stack()}-{name}"
+
+        if args.kind is ClusterKind.eks:
+            eks = create_eks(name, args, physical_name, child)
+            self.cluster_name = eks.cluster.name
+            self.kubeconfig = eks.kubeconfig
+            self.node_role_arn = eks.node_role_arn
+            self.private_subnet_ids = eks.private_subnet_ids
+            self.oidc_provider_arn = eks.oidc_provider_arn
+            self.oidc_issuer = eks.oidc_issuer
+            system_pool: pulumi.Resource | None = eks.system_pool
+        elif args.kind is ClusterKind.gke:
+            gke = create_gke(name, args, physical_name, child)
+            self.cluster_name = gke.cluster.name
+            self.kubeconfig = gke.kubeconfig
+            self.network = gke.network
+            self.location = gke.location
+            system_pool = gke.system_pool
+        else:
+            self.cluster_name = pulumi.Output.from_input(args.cluster_name or name)
+            self.kubeconfig = pulumi.Output.secret(args.kubeconfig if args.kubeconfig is not None else "")
+            system_pool = None
+
+        # Workloads deployed through this provider wait for the system pool, so Helm releases that
+        # wait for readiness (KEDA, gateways) have somewhere to run.
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig if args.kind is not ClusterKind.existing or args.kubeconfig else None,
+            context=args.context,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_pool] if system_pool else None),
+        )
+        self.register_outputs(
+            {"cluster_name": self.cluster_name, "kubeconfig": self.kubeconfig, "kind": self.kind.value}
+        )

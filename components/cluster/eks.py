@@ -1,0 +1,233 @@
+"""An EKS cluster with its own VPC: subnets in several zones, NAT egress, IAM roles, IRSA, a system pool.
+
+Every resource is a child of the `Cluster` component, so the caller's aws.Provider (region, account)
+reaches all of them; nothing here builds a provider.
+"""
+
+import ipaddress
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.cluster.args import ClusterArgs
+from components.cluster.kubeconfig import eks_kubeconfig
+
+MIN_ZONES = 2  # EKS rejects a cluster whose subnets span fewer than two zones.
+MAX_ZONES = 4  # private subnets take one eighth of the VPC each; the last eighth holds the public ones
+DEFAULT_SYSTEM_INSTANCE_TYPE = "m6i.xlarge"  # 4 vCPU / 16 GiB: room for KEDA, Envoy and Prometheus
+SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
+
+# AWS managed policies (commercial partition): what the control plane and the nodes need.
+CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
+NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+
+
+@dataclass(frozen=True)
+class EksParts:
+    cluster: aws.eks.Cluster
+    kubeconfig: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    private_subnet_ids: pulumi.Output[list[str]]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    system_pool: aws.eks.NodeGroup
+
+
+def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
+    """(private, public) CIDRs, one each per zone: private = an eighth of the VPC (pods take VPC IPs
+    under the VPC CNI, so they need room); public = a 64th, only for NAT and load balancers."""
+    if not MIN_ZONES <= zones <= MAX_ZONES:
+        raise ValueError(f"ClusterArgs.zone_count: EKS subnets need {MIN_ZONES} to {MAX_ZONES} zones, got {zones}")
+    network = ipaddress.ip_network(vpc_cidr)
+    if network.prefixlen > 20:
+        raise ValueError(f"ClusterArgs.network_cidr: {vpc_cidr} is too small for EKS subnets; use a /20 or larger")
+    eighths = list(network.subnets(prefixlen_diff=3))
+    public = list(eighths[-1].subnets(prefixlen_diff=3))
+    return [str(n) for n in eighths[:zones]], [str(n) for n in public[:zones]]
+
+
+def _assume_role_policy(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+    )
+
+
+def _role(
+    name: str, service: str, policies: Sequence[str], tags: Mapping[str, str], opts: pulumi.ResourceOptions
+) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+    role = aws.iam.Role(name, assume_role_policy=_assume_role_policy(service), tags=dict(tags), opts=opts)
+    attachments = [
+        aws.iam.RolePolicyAttachment(
+            f"{name}-{policy.lower().replace('_', '-')}",
+            role=role.name,
+            policy_arn=f"arn:aws:iam::aws:policy/{policy}",
+            opts=opts,
+        )
+        for policy in policies
+    ]
+    return role, attachments
+
+
+def _zone_names(name: str, args: ClusterArgs, child: pulumi.ResourceOptions) -> list[pulumi.Output[str]]:
+    if args.availability_zones is not None:
+        return [pulumi.Output.from_input(zone) for zone in args.availability_zones]
+    # The invoke inherits the caller's aws provider from the parent, so it lists the right region.
+    available = aws.get_availability_zones_output(
+        state="available", opts=pulumi.InvokeOutputOptions(parent=child.parent)
+    )
+    return [available.names.apply(lambda names, i=i: names[i]) for i in range(args.zone_count)]
+
+
+def _network(
+    name: str, args: ClusterArgs, cluster_name: str, child: pulumi.ResourceOptions
+) -> tuple[list[aws.ec2.Subnet], list[aws.ec2.Subnet], aws.ec2.RouteTable]:
+    """VPC, one private and one public subnet per zone, an internet gateway and one NAT gateway.
+
+    One NAT gateway (not one per zone) keeps the idle cost down; a zone outage then cuts egress until
+    the region fails over, which the multi-region load balancer is there for.
+    """
+    zones = _zone_names(name, args, child)
+    private_cidrs, public_cidrs = subnet_cidrs(args.network_cidr, len(zones))
+    tags = dict(args.tags)
+    vpc = aws.ec2.Vpc(
+        f"{name}-vpc",
+        cidr_block=args.network_cidr,
+        enable_dns_hostnames=True,
+        enable_dns_support=True,
+        tags={**tags, "Name": f"{cluster_name}"},
+        opts=child,
+    )
+    # Subnet tags tell the AWS Load Balancer Controller (and the in-tree controller) where to put
+    # internet-facing (elb) and internal (internal-elb) load balancers.
+    shared = {f"kubernetes.io/cluster/{cluster_name}": "shared"}
+    public = [
+        aws.ec2.Subnet(
+            f"{name}-public-{i}",
+            vpc_id=vpc.id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            map_public_ip_on_launch=True,
+            tags={**tags, **shared, "kubernetes.io/role/elb": "1", "Name": f"{cluster_name}-public-{i}"},
+            opts=child,
+        )
+        for i, (cidr, zone) in enumerate(zip(public_cidrs, zones, strict=True))
+    ]
+    private = [
+        aws.ec2.Subnet(
+            f"{name}-private-{i}",
+            vpc_id=vpc.id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            tags={**tags, **shared, "kubernetes.io/role/internal-elb": "1", "Name": f"{cluster_name}-private-{i}"},
+            opts=child,
+        )
+        for i, (cidr, zone) in enumerate(zip(private_cidrs, zones, strict=True))
+    ]
+    gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=child)
+    public_routes = aws.ec2.RouteTable(
+        f"{name}-public-rt",
+        vpc_id=vpc.id,
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
+        tags=tags,
+        opts=child,
+    )
+    nat_ip = aws.ec2.Eip(f"{name}-nat-ip", domain="vpc", tags=tags, opts=child)
+    nat = aws.ec2.NatGateway(
+        f"{name}-nat",
+        allocation_id=nat_ip.id,
+        subnet_id=public[0].id,
+        tags=tags,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[gateway])),
+    )
+    private_routes = aws.ec2.RouteTable(
+        f"{name}-private-rt",
+        vpc_id=vpc.id,
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)],
+        tags=tags,
+        opts=child,
+    )
+    for i, subnet in enumerate(public):
+        aws.ec2.RouteTableAssociation(
+            f"{name}-public-rta-{i}", subnet_id=subnet.id, route_table_id=public_routes.id, opts=child
+        )
+    for i, subnet in enumerate(private):
+        aws.ec2.RouteTableAssociation(
+            f"{name}-private-rta-{i}", subnet_id=subnet.id, route_table_id=private_routes.id, opts=child
+        )
+    return private, public, private_routes
+
+
+def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.ResourceOptions) -> EksParts:
+    """Everything an EKS region needs before GPU pools can join it. `child` carries parent=the Cluster."""
+    private, public, private_routes = _network(name, args, cluster_name, child)
+    tags = dict(args.tags)
+    cluster_role, cluster_policies = _role(f"{name}-cluster-role", "eks.amazonaws.com", CLUSTER_POLICIES, tags, child)
+    node_role, node_policies = _role(f"{name}-node-role", "ec2.amazonaws.com", NODE_POLICIES, tags, child)
+
+    cluster = aws.eks.Cluster(
+        f"{name}-eks",
+        name=cluster_name,
+        role_arn=cluster_role.arn,
+        version=args.kubernetes_version,
+        vpc_config=aws.eks.ClusterVpcConfigArgs(
+            subnet_ids=[s.id for s in [*private, *public]],
+            endpoint_private_access=True,
+            endpoint_public_access=True,
+        ),
+        # Access entries (not the aws-auth ConfigMap): managed node groups register their role
+        # themselves, and whoever runs `pulumi up` becomes cluster admin.
+        access_config=aws.eks.ClusterAccessConfigArgs(
+            authentication_mode="API", bootstrap_cluster_creator_admin_permissions=True
+        ),
+        deletion_protection=args.deletion_protection,
+        tags=tags,
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*cluster_policies])),
+    )
+
+    # IRSA: pods' service accounts assume IAM roles through the cluster's OIDC issuer. IAM fetches
+    # the issuer's certificate thumbprint itself when none is given.
+    issuer = cluster.identities.apply(lambda ids: (ids[0].oidcs or [])[0].issuer or "")
+    oidc = aws.iam.OpenIdConnectProvider(
+        f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
+    )
+
+    system_pool = aws.eks.NodeGroup(
+        f"{name}-system",
+        cluster_name=cluster.name,
+        node_role_arn=node_role.arn,
+        subnet_ids=[s.id for s in private],
+        ami_type=SYSTEM_AMI_TYPE,
+        instance_types=[args.system_machine_type or DEFAULT_SYSTEM_INSTANCE_TYPE],
+        scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+            min_size=args.system_min_nodes, desired_size=args.system_min_nodes, max_size=args.system_max_nodes
+        ),
+        labels={"llmfleet.dev/pool": "system"},
+        tags=tags,
+        opts=pulumi.ResourceOptions.merge(
+            child,
+            # NAT first: nodes in private subnets must reach ECR and the EKS API to join.
+            pulumi.ResourceOptions(
+                depends_on=[*node_policies, private_routes], ignore_changes=["scalingConfig.desiredSize"]
+            ),
+        ),
+    )
+
+    ca_data = cluster.certificate_authority.apply(lambda ca: ca.data or "")
+    kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, ca_data).apply(
+        lambda parts: eks_kubeconfig(parts[0], args.region, parts[1], parts[2])
+    )
+    return EksParts(
+        cluster=cluster,
+        kubeconfig=pulumi.Output.secret(kubeconfig),
+        node_role_arn=node_role.arn,
+        private_subnet_ids=pulumi.Output.all(*[s.id for s in private]),
+        oidc_provider_arn=oidc.arn,
+        oidc_issuer=issuer,
+        system_pool=system_pool,
+    )

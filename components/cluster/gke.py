@@ -1,0 +1,139 @@
+"""A GKE cluster on its own VPC-native network: private nodes with Cloud NAT egress, workload identity,
+a release channel, and a system pool in place of the default pool.
+
+Every resource is a child of the `Cluster` component, so the caller's gcp.Provider (project, region)
+reaches all of them; nothing here builds a provider.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.cluster.args import ClusterArgs
+from components.cluster.kubeconfig import gke_kubeconfig
+
+DEFAULT_SYSTEM_MACHINE_TYPE = "e2-standard-4"  # 4 vCPU / 16 GB: room for KEDA, Envoy and Prometheus
+PODS_RANGE = "pods"
+SERVICES_RANGE = "services"
+MAX_NAME_LENGTH = 40  # GKE cluster names: 1-40 characters, lowercase letters, digits and hyphens
+
+
+@dataclass(frozen=True)
+class GkeParts:
+    cluster: gcp.container.Cluster
+    kubeconfig: pulumi.Output[str]
+    network: pulumi.Output[str]
+    location: pulumi.Output[str]
+    system_pool: gcp.container.NodePool
+
+
+def subnet_ranges(network_cidr: str) -> tuple[str, str, str]:
+    """(nodes, services, pods) from one range: nodes and services a sixteenth each, pods the upper half
+    (GKE gives each node a /24 of pod addresses, so a /17 of pods serves 128 nodes)."""
+    network = ipaddress.ip_network(network_cidr)
+    if network.prefixlen > 16:
+        raise ValueError(f"ClusterArgs.network_cidr: {network_cidr} is too small for GKE; use a /16 or larger")
+    sixteenths = list(network.subnets(prefixlen_diff=4))
+    halves = list(network.subnets(prefixlen_diff=1))
+    return str(sixteenths[0]), str(sixteenths[1]), str(halves[1])
+
+
+def create_gke(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.ResourceOptions) -> GkeParts:
+    """Everything a GKE region needs before GPU pools can join it. `child` carries parent=the Cluster."""
+    if not args.gcp_project:
+        raise ValueError("ClusterArgs.gcp_project: required for a GKE cluster (the workload identity pool is in it)")
+    if len(cluster_name) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"ClusterArgs.cluster_name: GKE allows {MAX_NAME_LENGTH} characters, `{cluster_name}` has "
+            f"{len(cluster_name)}; pass a shorter cluster_name"
+        )
+    nodes_cidr, services_cidr, pods_cidr = subnet_ranges(args.network_cidr)
+    labels = dict(args.tags)
+
+    network = gcp.compute.Network(f"{name}-network", auto_create_subnetworks=False, opts=child)
+    subnet = gcp.compute.Subnetwork(
+        f"{name}-subnet",
+        network=network.id,
+        region=args.region,
+        ip_cidr_range=nodes_cidr,
+        secondary_ip_ranges=[
+            gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=PODS_RANGE, ip_cidr_range=pods_cidr),
+            gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=SERVICES_RANGE, ip_cidr_range=services_cidr),
+        ],
+        private_ip_google_access=True,
+        opts=child,
+    )
+    # Private nodes have no public IP: Cloud NAT lets them pull images and HuggingFace weights.
+    router = gcp.compute.Router(f"{name}-router", network=network.id, region=args.region, opts=child)
+    gcp.compute.RouterNat(
+        f"{name}-nat",
+        router=router.name,
+        region=args.region,
+        nat_ip_allocate_option="AUTO_ONLY",
+        source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+        opts=child,
+    )
+
+    cluster = gcp.container.Cluster(
+        f"{name}-gke",
+        name=cluster_name,
+        project=args.gcp_project,
+        location=args.region,
+        network=network.id,
+        subnetwork=subnet.id,
+        networking_mode="VPC_NATIVE",
+        ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
+            cluster_secondary_range_name=PODS_RANGE, services_secondary_range_name=SERVICES_RANGE
+        ),
+        private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
+            enable_private_nodes=True, enable_private_endpoint=False
+        ),
+        workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
+            workload_pool=f"{args.gcp_project}.svc.id.goog"
+        ),
+        release_channel=gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel.value),
+        min_master_version=args.kubernetes_version,
+        # GKE cannot create a cluster without a node pool: it makes a default one, removed at once so
+        # that every pool is managed as its own resource.
+        remove_default_node_pool=True,
+        initial_node_count=1,
+        deletion_protection=args.deletion_protection,
+        resource_labels=labels,
+        opts=child,
+    )
+
+    # The system pool exists before any GPU pool, which is also what makes GKE taint GPU pools
+    # automatically (it does not when every pool of a cluster has GPUs).
+    system_pool = gcp.container.NodePool(
+        f"{name}-system",
+        cluster=cluster.name,
+        project=args.gcp_project,
+        location=args.region,
+        initial_node_count=1,
+        autoscaling=gcp.container.NodePoolAutoscalingArgs(
+            total_min_node_count=args.system_min_nodes, total_max_node_count=args.system_max_nodes
+        ),
+        management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+        node_config=gcp.container.NodePoolNodeConfigArgs(
+            machine_type=args.system_machine_type or DEFAULT_SYSTEM_MACHINE_TYPE,
+            oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+            labels={"llmfleet.dev/pool": "system"},
+            resource_labels=labels,
+        ),
+        opts=child,
+    )
+
+    ca_data = cluster.master_auth.apply(lambda auth: auth.cluster_ca_certificate or "")
+    kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, ca_data).apply(
+        lambda parts: gke_kubeconfig(parts[0], parts[1], parts[2])
+    )
+    return GkeParts(
+        cluster=cluster,
+        kubeconfig=pulumi.Output.secret(kubeconfig),
+        network=network.id,
+        location=cluster.location,
+        system_pool=system_pool,
+    )

@@ -1,0 +1,287 @@
+"""`GpuNodePool`: the nodes one deployment runs on, sized by its DeploymentPlan.
+
+EKS: one managed node group taking the plan's instance type and its fallbacks (EC2 picks whichever has
+capacity), plus the NVIDIA device plugin where the AMI lacks it. GKE: a node pool takes one machine
+type, so the plan's type gets a pool sized by the plan and each fallback type a pool that starts
+empty and that the cluster autoscaler grows only when the first cannot. Pods find the pool through
+`node_selector` and `tolerations`, which match the labels and taint set here by construction.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from math import ceil
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from components.cluster import ClusterKind
+from components.sizing.catalog import load_catalog
+from components.sizing.errors import PlanningError
+from components.sizing.plan import DeploymentPlan
+
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_VALUE = "present"  # the value GKE itself uses for this taint
+MODEL_LABEL = "llmfleet.dev/model"
+ACCELERATOR_LABEL = "llmfleet.dev/accelerator"
+CPU_ACCELERATOR = "cpu"
+CPU_AMI_TYPE = "AL2023_x86_64_STANDARD"
+DEFAULT_DISK_GIB = 200  # vLLM images are ~10 GB compressed and unpack to over 20; room for two versions
+
+# NVIDIA device plugin chart, pinned. 0.17.4 is the version the EKS user guide installs
+# (docs.aws.amazon.com/eks/latest/userguide/ml-eks-k8s-device-plugin.html).
+DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
+DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
+DEVICE_PLUGIN_VERSION = "0.17.4"
+DEVICE_PLUGIN_NAMESPACE = "kube-system"
+HELM_RELEASE_NAME_MAX = 53
+
+_DEFAULT_KIND = {"aws": ClusterKind.eks, "gcp": ClusterKind.gke, "local": ClusterKind.existing}
+
+
+@dataclass
+class GpuNodePoolArgs:
+    deployment: DeploymentPlan
+    """The plan entry: instance types, GPU, counts, capacity type. The only source of sizes."""
+
+    cluster_name: pulumi.Input[str]
+    """Name of the cluster the pool joins (Cluster.cluster_name)."""
+
+    kind: ClusterKind | None = None
+    """Cluster kind; None follows the plan's cloud (aws: eks, gcp: gke, local: existing)."""
+
+    node_role_arn: pulumi.Input[str] | None = None
+    """eks: IAM role of the nodes (Cluster.node_role_arn)."""
+
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
+    """eks: subnets the nodes go in (Cluster.private_subnet_ids)."""
+
+    location: pulumi.Input[str] | None = None
+    """gke: the cluster's location (Cluster.location)."""
+
+    gcp_project: str | None = None
+    """gke: project of the cluster; None takes the gcp provider's."""
+
+    node_locations: Sequence[str] | None = None
+    """gke: zones for the pool; None takes the cluster's. GKE rejects a pool whose accelerator is missing
+    from one of its zones, so list the zones that have the GPU when the cluster spans others."""
+
+    disk_size_gib: int = DEFAULT_DISK_GIB
+    """Boot disk per node (container images live there; model weights go to the service's volume)."""
+
+    device_plugin: bool | None = None
+    """eks: install the NVIDIA device plugin; None installs it where the AMI lacks it (AL2023, not
+    Bottlerocket). GKE installs driver and plugin itself."""
+
+    extra_labels: Mapping[str, str] = field(default_factory=dict[str, str])
+    """More node labels (the model and accelerator labels are always set)."""
+
+
+@dataclass(frozen=True)
+class NodeCounts:
+    """Node counts of the plan: floor for min_replicas, desired for replicas, ceiling for max_replicas."""
+
+    min: int
+    desired: int
+    max: int
+
+
+def node_counts(plan: DeploymentPlan) -> NodeCounts:
+    """The plan's node counts; the floor is the nodes `min_replicas` replicas fill."""
+    counts = NodeCounts(ceil(plan.min_replicas / plan.replicas_per_node), plan.nodes, plan.max_nodes)
+    if not 0 <= counts.min <= counts.desired <= counts.max or counts.max < 1:
+        raise PlanningError(
+            f"deployment {plan.model} in {plan.cloud}/{plan.region}: node counts must satisfy "
+            f"0 <= min ({counts.min}) <= nodes ({counts.desired}) <= max_nodes ({counts.max}) and max_nodes >= 1; "
+            "check the model's replicas and max_replicas"
+        )
+    return counts
+
+
+def accelerator_label(plan: DeploymentPlan) -> str:
+    return plan.gpu.lower() if plan.gpu else CPU_ACCELERATOR
+
+
+def gke_accelerator(plan: DeploymentPlan, machine_type: str) -> tuple[str, int]:
+    """(GKE accelerator type, GPUs per node) of one machine type; the catalog is the source for fallbacks."""
+    if machine_type == plan.instance_type and plan.accelerator:
+        return plan.accelerator, plan.gpus_per_node
+    entry = load_catalog().instances.get(machine_type)
+    if entry is None or entry.gke_accelerator is None or entry.gpu != plan.gpu:
+        raise PlanningError(
+            f"deployment {plan.model} in gcp/{plan.region}: machine type {machine_type} is not a catalog "
+            f"type with {plan.gpu} GPUs and a GKE accelerator; fix components/sizing/data/instances.yaml"
+        )
+    return entry.gke_accelerator, entry.gpu_count
+
+
+def _release_name(model: str) -> str:
+    return f"nvdp-{model}"[:HELM_RELEASE_NAME_MAX].rstrip("-")
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    """Nodes for one deployment, labelled for it and (with GPUs) tainted so nothing else lands there.
+
+    Pass the cloud provider (aws.Provider / gcp.Provider) and the cluster's Kubernetes provider in
+    `opts.providers`. On an existing cluster nothing is created: `node_selector` is empty and GPU
+    deployments get a toleration for the usual GPU taint (harmless where nodes have none).
+    """
+
+    kind: ClusterKind
+    node_selector: dict[str, str]
+    """Labels of this pool's nodes: put them in the pod's nodeSelector."""
+    tolerations: list[k8s.core.v1.TolerationArgs]
+    """Tolerations for this pool's taint: put them in the pod spec."""
+    pools: list[aws.eks.NodeGroup | gcp.container.NodePool]
+    """The node groups / node pools created (the plan's type first, then GKE fallbacks)."""
+    device_plugin: k8s.helm.v3.Release | None
+    """The NVIDIA device plugin release, when this pool needed one."""
+
+    def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmfleet:compute:GpuNodePool", name, None, opts)
+        plan = args.deployment
+        self.kind = args.kind or _DEFAULT_KIND[plan.cloud]
+        has_gpu = plan.gpu is not None
+        self.pools = []
+        self.device_plugin = None
+        self.tolerations = (
+            [k8s.core.v1.TolerationArgs(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")] if has_gpu else []
+        )
+
+        if self.kind is ClusterKind.existing:
+            self.node_selector = {}
+        else:
+            self.node_selector = {MODEL_LABEL: plan.model, ACCELERATOR_LABEL: accelerator_label(plan)}
+            counts = node_counts(plan)
+            labels = {**args.extra_labels, **self.node_selector}
+            if self.kind is ClusterKind.eks:
+                self._eks(name, args, counts, labels)
+            else:
+                self._gke(name, args, counts, labels)
+        self.register_outputs({"node_selector": self.node_selector, "pools": len(self.pools)})
+
+    def _eks(self, name: str, args: GpuNodePoolArgs, counts: NodeCounts, labels: dict[str, str]) -> None:
+        plan = args.deployment
+        if args.node_role_arn is None or args.subnet_ids is None:
+            raise ValueError(
+                f"GpuNodePoolArgs for {name}: an EKS pool needs node_role_arn and subnet_ids (from Cluster)"
+            )
+        ami_type = plan.ami_type or CPU_AMI_TYPE
+        group = aws.eks.NodeGroup(
+            f"{name}-nodegroup",
+            cluster_name=args.cluster_name,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=args.subnet_ids,
+            ami_type=ami_type,
+            # Several types: when one has no capacity (common for GPUs, worse for spot) EC2 takes the next.
+            instance_types=[plan.instance_type, *plan.fallback_instance_types],
+            capacity_type="SPOT" if plan.capacity_type == "spot" else "ON_DEMAND",
+            disk_size=args.disk_size_gib,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=counts.min, desired_size=counts.desired, max_size=counts.max
+            ),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            labels=labels,
+            taints=[aws.eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")]
+            if plan.gpu
+            else None,
+            # The cluster autoscaler owns the live size after creation; don't reset it on every update.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        self.pools.append(group)
+        bundled = ami_type.startswith("BOTTLEROCKET")  # Bottlerocket's NVIDIA variants ship the plugin
+        wanted = args.device_plugin if args.device_plugin is not None else (plan.gpu is not None and not bundled)
+        if wanted:
+            self.device_plugin = self._device_plugin(name, plan)
+
+    def _device_plugin(self, name: str, plan: DeploymentPlan) -> k8s.helm.v3.Release:
+        """One plugin release per pool, pinned to this pool's nodes, so pools never share a DaemonSet."""
+        affinity = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    # Replaces the chart's default terms, which need node-feature-discovery labels.
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": MODEL_LABEL, "operator": "In", "values": [plan.model]}]}
+                    ]
+                }
+            }
+        }
+        return k8s.helm.v3.Release(
+            f"{name}-device-plugin",
+            name=_release_name(plan.model),
+            chart=DEVICE_PLUGIN_CHART,
+            version=DEVICE_PLUGIN_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=DEVICE_PLUGIN_REPO),
+            namespace=DEVICE_PLUGIN_NAMESPACE,
+            values={
+                "nodeSelector": dict(self.node_selector),
+                "affinity": affinity,
+                "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _gke(self, name: str, args: GpuNodePoolArgs, counts: NodeCounts, labels: dict[str, str]) -> None:
+        plan = args.deployment
+        if args.location is None:
+            raise ValueError(f"GpuNodePoolArgs for {name}: a GKE pool needs location (Cluster.location)")
+        types = [plan.instance_type, *plan.fallback_instance_types]
+        for index, machine_type in enumerate(types):
+            primary = index == 0
+            # Total (all zones) limits, so the plan's counts mean the same as on EKS. Fallback pools
+            # start empty; pending replicas make the autoscaler grow whichever pool can get capacity.
+            autoscaling = gcp.container.NodePoolAutoscalingArgs(
+                total_min_node_count=counts.min if primary else 0,
+                total_max_node_count=counts.max,
+                location_policy="ANY",  # any zone with capacity (and fewer spot preemptions)
+            )
+            self.pools.append(
+                gcp.container.NodePool(
+                    f"{name}-pool" if primary else f"{name}-fallback-{index}",
+                    cluster=args.cluster_name,
+                    location=args.location,
+                    project=args.gcp_project,
+                    node_locations=list(args.node_locations) if args.node_locations else None,
+                    autoscaling=autoscaling,
+                    management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
+                    node_config=self._gke_node_config(args, machine_type, labels),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+
+    def _gke_node_config(
+        self, args: GpuNodePoolArgs, machine_type: str, labels: dict[str, str]
+    ) -> gcp.container.NodePoolNodeConfigArgs:
+        plan = args.deployment
+        accelerators: list[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs] | None = None
+        taints: list[gcp.container.NodePoolNodeConfigTaintArgs] | None = None
+        if plan.gpu is not None:
+            accelerator, count = gke_accelerator(plan, machine_type)
+            accelerators = [
+                gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
+                    type=accelerator,
+                    count=count,
+                    # GKE installs the driver and device plugin; LATEST for CUDA 12.x vLLM images.
+                    gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+                        gpu_driver_version="LATEST"
+                    ),
+                )
+            ]
+            # GKE adds this very taint to GPU pools itself when the cluster has a non-GPU pool; declaring
+            # it keeps it there in every case and makes it visible to the tolerations check.
+            taints = [
+                gcp.container.NodePoolNodeConfigTaintArgs(
+                    key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE"
+                )
+            ]
+        return gcp.container.NodePoolNodeConfigArgs(
+            machine_type=machine_type,
+            guest_accelerators=accelerators,
+            taints=taints,
+            labels=labels,
+            spot=plan.capacity_type == "spot",
+            disk_size_gb=args.disk_size_gib,
+            oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+        )
