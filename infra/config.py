@@ -65,6 +65,7 @@ class DeploymentSpec(Section):
                 raise ValueError(f"regions[{i}].models: unknown served names {unknown}; defined: {names}")
         if any(r.cloud == "gcp" and r.cluster.mode == "create" for r in self.regions) and not self.gcp_project:
             raise ValueError("gcp_project: required when a gcp region creates its cluster")
+        self.gateway.check_models(names)
         return self
 
     def models_in(self, region: RegionSpec) -> list[ModelSpec]:

@@ -1,7 +1,142 @@
-"""`gateway:` — Envoy Gateway + Envoy AI Gateway in front of every region (issue: the API gateway)."""
+"""`gateway:` — Envoy Gateway + Envoy AI Gateway in front of every region (issue: the API gateway).
+
+Authentication is on by default: clients present a per-tenant API key, or a JWT when `jwt` is set.
+With neither (and `allow_anonymous` false) the gateway answers every request with 403 until tenants
+are added. Keys never appear in the stack file: a tenant names a secret stack config key
+(`pulumi config set --secret llmfleet:<key> ...`) that the program resolves.
+"""
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
 
 from infra.schema.base import Section
 
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$"
+SECRET_KEY = r"^[A-Za-z][A-Za-z0-9_-]*$"
+"""A Pulumi config key inside the `llmfleet:` namespace (the part after `llmfleet:`)."""
+
+
+class RateLimits(Section):
+    """Per-tenant budgets, enforced by every gateway replica together (counters live in Redis)."""
+
+    requests_per_minute: int | None = Field(default=None, gt=0, description="Requests per minute; none: no limit.")
+    tokens_per_minute: int | None = Field(
+        default=None, gt=0, description="Prompt + generated tokens per minute (as the backend reports them)."
+    )
+
+
+class TenantSpec(Section):
+    """One client of the gateway: an API key (or a JWT tenant claim value) and optionally its own limits."""
+
+    name: str = Field(pattern=DNS_LABEL, description="Tenant id: the API key's client id and the rate-limit key.")
+    api_key_secret: str | None = Field(
+        default=None,
+        pattern=SECRET_KEY,
+        description="Secret stack config key holding this tenant's API key (required unless `jwt` is set).",
+    )
+    limits: RateLimits | None = Field(default=None, description="Own limits instead of `default_limits`.")
+
+
+class JwtSpec(Section):
+    """Accept JWTs from one OIDC issuer instead of API keys; a claim names the tenant."""
+
+    issuer: str = Field(pattern=r"^https://", description="Expected `iss` claim (an https URL).")
+    jwks_uri: str = Field(pattern=r"^https://", description="Where the issuer publishes its signing keys.")
+    audiences: list[str] = Field(default_factory=list[str], max_length=8, description="Accepted `aud` values.")
+    tenant_claim: str = Field(default="sub", min_length=1, description="Claim whose value is the tenant id.")
+
+
+class TlsSpec(Section):
+    """The HTTPS listener's certificate: a Secret you provide, or one cert-manager issues."""
+
+    mode: Literal["secret", "cert-manager"] = "secret"
+    secret_name: str = Field(
+        default="llmfleet-gateway-tls",
+        pattern=DNS_LABEL,
+        description="kubernetes.io/tls Secret in the deployment namespace (created by cert-manager in that mode).",
+    )
+    cluster_issuer: str | None = Field(
+        default=None, pattern=DNS_LABEL, description="cert-manager: the ClusterIssuer that signs the certificate."
+    )
+
+
+class FallbackSpec(Section):
+    """A hosted API used, at lower priority, when a region's own backends fail."""
+
+    provider: Literal["openai", "anthropic"]
+    api_key_secret: str = Field(pattern=SECRET_KEY, description="Secret stack config key holding the provider key.")
+    models: dict[str, str] = Field(
+        min_length=1, description="Served model name -> the provider's model to use instead (only these fall back)."
+    )
+
 
 class GatewaySpec(Section):
-    """Placeholder until the gateway section lands; unknown keys are rejected."""
+    """The per-region API gateway: auth, per-tenant limits, TLS, timeouts and the optional fallback."""
+
+    hostname: str | None = Field(
+        default=None,
+        pattern=DNS_NAME,
+        description="Public name clients use (each region also answers on `<region key>.<hostname>`).",
+    )
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+    allow_anonymous: bool = Field(default=False, description="Serve without authentication (limits per client IP).")
+    tenants: list[TenantSpec] = Field(default_factory=list[TenantSpec])
+    default_limits: RateLimits = Field(
+        default_factory=lambda: RateLimits(requests_per_minute=60, tokens_per_minute=60_000),
+        description="Limits of every tenant without its own (and of each client IP when anonymous).",
+    )
+    jwt: JwtSpec | None = None
+    fallback: FallbackSpec | None = None
+    request_timeout_s: int = Field(
+        default=600, ge=30, le=3600, description="Longest request, streamed or not, before the gateway gives up."
+    )
+    replicas: int = Field(default=2, ge=1, le=50, description="Envoy proxy replicas per region.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [t.name for t in self.tenants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"tenants: names must be unique, repeated: {repeated}")
+        if self.allow_anonymous and (self.tenants or self.jwt):
+            raise ValueError(
+                "allow_anonymous: true turns authentication off, so `tenants` and `jwt` would be ignored; "
+                "remove them or set allow_anonymous: false"
+            )
+        for i, tenant in enumerate(self.tenants):
+            if self.jwt is None and tenant.api_key_secret is None:
+                raise ValueError(
+                    f"tenants[{i}].api_key_secret: required (tenant {tenant.name!r} needs an API key secret, "
+                    "or configure `jwt` to identify tenants by a token claim)"
+                )
+            if self.jwt is not None and tenant.api_key_secret is not None:
+                raise ValueError(
+                    f"tenants[{i}].api_key_secret: not used with `jwt` (the gateway authenticates one way: "
+                    "remove the key or the jwt section)"
+                )
+        if self.tls.mode == "cert-manager" and (self.hostname is None or self.tls.cluster_issuer is None):
+            raise ValueError(
+                "tls: mode cert-manager needs `hostname` and `tls.cluster_issuer` (the certificate's issuer)"
+            )
+        return self
+
+    def check_models(self, served: list[str]) -> None:
+        """Cross-check against the stack's models (called by DeploymentSpec): a clear error for unknown names."""
+        if self.fallback is None:
+            return
+        unknown = sorted(set(self.fallback.models) - set(served))
+        if unknown:
+            raise ValueError(f"gateway.fallback.models: unknown served names {unknown}; defined: {served}")
+
+    def secret_refs(self) -> list[tuple[str, str]]:
+        """(stack secret key, field path) of every secret the gateway needs, for `require_secret`."""
+        refs = [
+            (t.api_key_secret, f"gateway.tenants[{i}].api_key_secret")
+            for i, t in enumerate(self.tenants)
+            if t.api_key_secret is not None
+        ]
+        if self.fallback is not None:
+            refs.append((self.fallback.api_key_secret, "gateway.fallback.api_key_secret"))
+        return refs

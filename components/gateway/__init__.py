@@ -1,0 +1,24 @@
+"""The per-region API gateway: Envoy Gateway + Envoy AI Gateway with auth, token-aware limits and fallback."""
+
+from components.gateway.component import Gateway, GatewayArgs
+from components.gateway.types import (
+    Fallback,
+    FallbackProvider,
+    JwtAuth,
+    ModelBackend,
+    RateLimit,
+    Tenant,
+    Tls,
+)
+
+__all__ = [
+    "Fallback",
+    "FallbackProvider",
+    "Gateway",
+    "GatewayArgs",
+    "JwtAuth",
+    "ModelBackend",
+    "RateLimit",
+    "Tenant",
+    "Tls",
+]

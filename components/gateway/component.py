@@ -1,0 +1,185 @@
+"""`Gateway`: one region's API gateway in front of its InferenceServices.
+
+Installs the controllers (install.py), then the Gateway and model route (routes.py), auth
+(auth.py), per-tenant budgets and the fallback's retry (limits.py, fallback.py) and the
+NetworkPolicy that makes the gateway the only way in (isolation.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gateway import auth, fallback, limits, routes
+from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
+from components.gateway.isolation import inference_ingress_policy
+from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, Names
+from components.gateway.types import Fallback, JwtAuth, ModelBackend, RateLimit, Tenant, Tls
+
+
+@dataclass
+class GatewayArgs:
+    namespace: str
+    """Namespace of the InferenceServices; the Gateway, route, policies and key Secrets go here too."""
+    models: Sequence[ModelBackend]
+    """The region's served models and their ClusterIP Services."""
+    tenants: Sequence[Tenant] = ()
+    """API-key tenants (or JWT tenants with their own limits)."""
+    default_limits: RateLimit = field(
+        default_factory=lambda: RateLimit(requests_per_minute=60, tokens_per_minute=60_000)
+    )
+    """Limits of every tenant without its own (per client IP when anonymous)."""
+    jwt: JwtAuth | None = None
+    """Authenticate with JWTs from this issuer instead of API keys."""
+    allow_anonymous: bool = False
+    """No authentication at all (only when the stack says so)."""
+    fallback: Fallback | None = None
+    """Hosted API used at lower priority when the region's backends fail."""
+    tls: Tls = field(default_factory=Tls)
+    """The HTTPS listener's certificate Secret (and its cert-manager issuer, if any)."""
+    hostname: str | None = None
+    """Public name clients use (all regions)."""
+    region_hostname: str | None = None
+    """This region's own name (health checks and the global load balancer target it)."""
+    request_timeout_s: int = 600
+    """Longest request, streamed or not."""
+    replicas: int = 2
+    """Envoy proxy replicas."""
+    inference_pod_selector: Mapping[str, str] | None = None
+    """Labels of the inference pods; given, a NetworkPolicy admits only the gateway (and Prometheus) to them."""
+    install_controllers: bool = True
+    """Install Envoy Gateway, the AI Gateway and Redis (False when the cluster already runs them)."""
+    envoy_gateway_values: Mapping[str, Any] | None = None
+    """Escape hatch: deep-merged into the Envoy Gateway chart values."""
+
+
+class Gateway(pulumi.ComponentResource):
+    endpoint: pulumi.Output[str]
+    """https URL clients (and the global load balancer) use for this region."""
+    envoy_service: str
+    """Name of the Envoy LoadBalancer Service (in ENVOY_GATEWAY_NAMESPACE): its address is the region's entry."""
+    envoy_namespace: str
+    route_name: str
+    """The AIGatewayRoute (and generated HTTPRoute) name."""
+
+    def __init__(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmfleet:gateway:Gateway", name, None, opts)
+        self._args = args
+        self._names = Names(name)
+        self._mode = auth.auth_mode(args.tenants, args.jwt, args.allow_anonymous)
+        ready = install_controllers(name, self, args.envoy_gateway_values).ready if args.install_controllers else []
+        self._after = pulumi.ResourceOptions(parent=self, depends_on=ready)
+
+        self._routes()
+        self._auth()
+        self._traffic_policy()
+        if args.fallback is not None:
+            self._fallback(args.fallback)
+        if args.inference_pod_selector is not None:
+            ports = [m.port for m in args.models]
+            inference_ingress_policy(name, self._names, args.namespace, args.inference_pod_selector, ports, self._after)
+
+        self.envoy_service = self._names.envoy_service
+        self.envoy_namespace = ENVOY_GATEWAY_NAMESPACE
+        self.route_name = self._names.route
+        host = args.region_hostname or args.hostname
+        in_cluster = f"{self.envoy_service}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local"
+        self.endpoint = pulumi.Output.from_input(f"https://{host or in_cluster}")
+        self.register_outputs({"endpoint": self.endpoint, "envoy_service": self.envoy_service})
+
+    def _custom(
+        self, role: str, kind: str, api_version: str, name: str, spec: Any, annotations: Mapping[str, str] | None = None
+    ) -> k8s.apiextensions.CustomResource:
+        namespaced = kind != "GatewayClass"
+        return k8s.apiextensions.CustomResource(
+            f"{self._names.base}-{role}",
+            api_version=api_version,
+            kind=kind,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=name,
+                namespace=self._args.namespace if namespaced else None,
+                annotations=dict(annotations) if annotations else None,
+            ),
+            spec=spec,
+            opts=self._after,
+        )
+
+    def _routes(self) -> None:
+        args, names = self._args, self._names
+        self._custom("class", "GatewayClass", GATEWAY_API, names.gateway, routes.gateway_class_spec())
+        self._custom(
+            "proxy", "EnvoyProxy", ENVOY_GATEWAY_API, names.gateway, routes.envoy_proxy_spec(names, args.replicas)
+        )
+        hostnames = routes.listener_hostnames(args.hostname, args.region_hostname)
+        self._custom(
+            "gateway",
+            "Gateway",
+            GATEWAY_API,
+            names.gateway,
+            routes.gateway_spec(names, args.tls, hostnames),
+            annotations=routes.gateway_annotations(args.tls),
+        )
+        self._custom(
+            "client-policy",
+            "ClientTrafficPolicy",
+            ENVOY_GATEWAY_API,
+            names.gateway,
+            routes.client_traffic_policy_spec(names),
+        )
+        for model in args.models:
+            backend = names.backend(model.model)
+            spec = routes.backend_spec(model.service_name, args.namespace, model.port)
+            self._custom(f"{model.model}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
+            spec = routes.ai_service_backend_spec(backend)
+            self._custom(f"{model.model}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
+        fallback_models = args.fallback.models if args.fallback else None
+        spec = routes.route_spec(names, args.models, args.request_timeout_s, fallback_models)
+        self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)
+
+    def _auth(self) -> None:
+        spec = auth.security_policy_spec(self._names, self._mode, self._args.jwt)
+        if self._mode is auth.AuthMode.API_KEYS:
+            k8s.core.v1.Secret(
+                f"{self._names.base}-api-keys",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=self._names.api_keys, namespace=self._args.namespace),
+                type="Opaque",
+                string_data=auth.api_key_data(self._args.tenants),
+                opts=self._after,
+            )
+        if spec is not None:
+            self._custom("security-policy", "SecurityPolicy", ENVOY_GATEWAY_API, self._names.gateway, spec)
+
+    def _traffic_policy(self) -> None:
+        """One BackendTrafficPolicy on the model route: budgets, and the fallback's retries when enabled.
+
+        One policy, because a route-level policy replaces rather than merges with another on the same target.
+        """
+        spec: dict[str, Any] = {"targetRefs": [routes.ref("HTTPRoute", self._names.route)]}
+        rules = limits.rate_limit_rules(self._mode, self._args.tenants, self._args.default_limits)
+        if rules:
+            spec["rateLimit"] = {"global": {"rules": rules}}
+        if self._args.fallback is not None:
+            spec.update(fallback.retry_policy())
+        if len(spec) > 1:
+            self._custom("traffic-policy", "BackendTrafficPolicy", ENVOY_GATEWAY_API, self._names.route, spec)
+
+    def _fallback(self, hosted: Fallback) -> None:
+        names = self._names
+        k8s.core.v1.Secret(
+            f"{names.base}-fallback-key",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=names.fallback, namespace=self._args.namespace),
+            type="Opaque",
+            string_data=fallback.api_key_data(hosted.api_key),
+            opts=self._after,
+        )
+        self._custom(
+            "fallback-backend", "Backend", ENVOY_GATEWAY_API, names.fallback, fallback.backend_spec(hosted.provider)
+        )
+        spec = fallback.ai_service_backend_spec(names)
+        self._custom("fallback-aibackend", "AIServiceBackend", AI_GATEWAY_API, names.fallback, spec)
+        spec = fallback.backend_security_policy_spec(names)
+        self._custom("fallback-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, names.fallback, spec)

@@ -1,0 +1,174 @@
+"""Where requests go: GatewayClass, the Envoy proxies, the HTTPS Gateway and the model route.
+
+The AIGatewayRoute matches `x-ai-eg-model` (the AI Gateway fills it from the request body's `model`)
+and sends each model to an AIServiceBackend -> Backend that points at the model's ClusterIP Service.
+The AI Gateway turns the route into an HTTPRoute of the same name, which the traffic policy targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
+from components.gateway.types import MODEL_HEADER, TENANT_HEADER, TOTAL_TOKENS_KEY, ModelBackend, Tls
+
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+ENVOY_GATEWAY_API = "gateway.envoyproxy.io/v1alpha1"
+AI_GATEWAY_API = "aigateway.envoyproxy.io/v1beta1"
+CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
+HTTPS_PORT = 443
+MAX_RULES_PER_ROUTE = 15
+"""AIGatewayRoute.spec.rules maxItems in the CRD."""
+BUFFER_LIMIT = "50Mi"
+"""Envoy Gateway buffers 32 KiB by default, too little for long prompts (AI Gateway examples use 50Mi)."""
+ENVOY_PROXY_LABEL = "gateway.envoyproxy.io/owning-gateway-name"
+"""Label Envoy Gateway puts on the Envoy pods of a Gateway (NetworkPolicies select them by it)."""
+
+
+@dataclass(frozen=True)
+class Names:
+    """Kubernetes names of one region's gateway objects, derived from the component name."""
+
+    base: str
+
+    @property
+    def gateway(self) -> str:
+        return self.base
+
+    @property
+    def route(self) -> str:
+        """The AIGatewayRoute, and the HTTPRoute the AI Gateway generates from it."""
+        return f"{self.base}-models"
+
+    @property
+    def envoy_service(self) -> str:
+        return f"{self.base}-envoy"
+
+    def backend(self, model: str) -> str:
+        return f"{self.base}-{model}"
+
+    @property
+    def fallback(self) -> str:
+        return f"{self.base}-fallback"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.base}-api-keys"
+
+
+def ref(kind: str, name: str, group: str = "gateway.networking.k8s.io") -> dict[str, str]:
+    return {"group": group, "kind": kind, "name": name}
+
+
+def gateway_class_spec() -> dict[str, Any]:
+    return {"controllerName": CONTROLLER_NAME}
+
+
+def envoy_proxy_spec(names: Names, replicas: int) -> dict[str, Any]:
+    """The Envoy fleet of this Gateway: a fixed Service name (so its address can be looked up) and replicas."""
+    return {
+        "provider": {
+            "type": "Kubernetes",
+            "kubernetes": {
+                "envoyService": {"name": names.envoy_service, "type": "LoadBalancer"},
+                "envoyDeployment": {"replicas": replicas},
+            },
+        }
+    }
+
+
+def listener_hostnames(hostname: str | None, region_hostname: str | None) -> list[str | None]:
+    """One HTTPS listener per name the region answers on (both on the certificate); any name when none."""
+    names = [h for h in (hostname, region_hostname) if h]
+    return list(dict.fromkeys(names)) or [None]
+
+
+def gateway_spec(names: Names, tls: Tls, hostnames: Sequence[str | None]) -> dict[str, Any]:
+    listeners: list[dict[str, Any]] = []
+    for i, host in enumerate(hostnames):
+        listener: dict[str, Any] = {
+            "name": "https" if i == 0 else f"https-{i}",
+            "protocol": "HTTPS",
+            "port": HTTPS_PORT,
+            "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "group": "", "name": tls.secret_name}]},
+            "allowedRoutes": {"namespaces": {"from": "Same"}},
+        }
+        if host:
+            listener["hostname"] = host
+        listeners.append(listener)
+    return {
+        "gatewayClassName": names.gateway,
+        "listeners": listeners,
+        "infrastructure": {
+            "parametersRef": {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": names.gateway}
+        },
+    }
+
+
+def gateway_annotations(tls: Tls) -> dict[str, str]:
+    """cert-manager's Gateway support issues `tls.secret_name` for the listeners' hostnames."""
+    return {"cert-manager.io/cluster-issuer": tls.cluster_issuer} if tls.cluster_issuer else {}
+
+
+def client_traffic_policy_spec(names: Names) -> dict[str, Any]:
+    """Drop a client-sent tenant header before auth sets it, so nobody spends another tenant's budget."""
+    return {
+        "targetRefs": [ref("Gateway", names.gateway)],
+        "headers": {"earlyRequestHeaders": {"remove": [TENANT_HEADER]}},
+        "connection": {"bufferLimit": BUFFER_LIMIT},
+    }
+
+
+def backend_spec(service_name: pulumi.Input[str], namespace: str, port: int) -> dict[str, Any]:
+    """An Envoy Gateway Backend for a ClusterIP Service (the AI Gateway's AIServiceBackend needs a Backend)."""
+    hostname = pulumi.Output.concat(service_name, ".", namespace, ".svc.cluster.local")
+    return {"endpoints": [{"fqdn": {"hostname": hostname, "port": port}}]}
+
+
+def ai_service_backend_spec(backend_name: str, schema: str = "OpenAI") -> dict[str, Any]:
+    return {"schema": {"name": schema}, "backendRef": ref("Backend", backend_name, group="gateway.envoyproxy.io")}
+
+
+def route_spec(
+    names: Names,
+    models: Sequence[ModelBackend],
+    request_timeout_s: int,
+    fallback_models: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Model name -> its backend; models listed in `fallback_models` also get the hosted API at priority 1."""
+    if not 1 <= len(models) <= MAX_RULES_PER_ROUTE:
+        raise ValueError(f"a region's gateway routes 1 to {MAX_RULES_PER_ROUTE} models, got {len(models)}")
+    fallback_models = fallback_models or {}
+    rules: list[dict[str, Any]] = []
+    for backend in models:
+        refs: list[dict[str, Any]] = [{"name": names.backend(backend.model), "priority": 0}]
+        if backend.model in fallback_models:
+            refs.append({"name": names.fallback, "priority": 1, "modelNameOverride": fallback_models[backend.model]})
+        rules.append(
+            {
+                "name": backend.model,
+                "matches": [{"headers": [{"type": "Exact", "name": MODEL_HEADER, "value": backend.model}]}],
+                "backendRefs": refs,
+                # The AI Gateway's default is 60 s: far too short for long generations (streamed or not).
+                "timeouts": {"request": f"{request_timeout_s}s"},
+            }
+        )
+    return {
+        "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": names.gateway}],
+        "rules": rules,
+        # Token counts land in metadata namespace io.envoy.ai_gateway, where the token limits read them.
+        "llmRequestCosts": [
+            {"metadataKey": "llm_input_token", "type": "InputToken"},
+            {"metadataKey": "llm_output_token", "type": "OutputToken"},
+            {"metadataKey": TOTAL_TOKENS_KEY, "type": "TotalToken"},
+        ],
+    }
+
+
+def envoy_pod_selector(names: Names) -> tuple[str, dict[str, str]]:
+    """(namespace, labels) of this Gateway's Envoy pods."""
+    return ENVOY_GATEWAY_NAMESPACE, {ENVOY_PROXY_LABEL: names.gateway}

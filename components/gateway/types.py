@@ -1,0 +1,85 @@
+"""The gateway's inputs as plain values: who may call, how much, where requests go, what to fall back to.
+
+These shape the Kubernetes objects (how many rules, which policies), so they are plain Python, not
+Outputs; only secrets (API keys) are `pulumi.Input[str]` and stay secret end to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pulumi
+
+TENANT_HEADER = "x-tenant-id"
+"""Header the gateway sets to the authenticated tenant (and strips from clients) for rate limits."""
+MODEL_HEADER = "x-ai-eg-model"
+"""Header the AI Gateway fills from the request body's `model`; routes match on it."""
+AI_GATEWAY_METADATA_NAMESPACE = "io.envoy.ai_gateway"
+"""Dynamic-metadata namespace where the AI Gateway writes the token counts of `llmRequestCosts`."""
+TOTAL_TOKENS_KEY = "llm_total_token"
+"""Metadata key of prompt + generated tokens (the token budget is charged this)."""
+
+
+class FallbackProvider(StrEnum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests_per_minute: int | None = None
+    """Requests per minute; None: unlimited."""
+    tokens_per_minute: int | None = None
+    """Prompt + generated tokens per minute; None: unlimited."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    name: str
+    """Tenant id (DNS label): the API key's client id and the value of TENANT_HEADER."""
+    api_key: pulumi.Input[str] | None = None
+    """The tenant's API key (a secret); None when tenants are identified by JWT."""
+    limits: RateLimit | None = None
+    """Own limits; None: the gateway's default limits."""
+
+
+@dataclass(frozen=True)
+class JwtAuth:
+    issuer: str
+    """Expected `iss` claim."""
+    jwks_uri: str
+    """https URL of the issuer's JSON Web Key Set."""
+    audiences: Sequence[str] = ()
+    """Accepted `aud` values (empty: not checked)."""
+    tenant_claim: str = "sub"
+    """Claim copied into TENANT_HEADER (the rate-limit key)."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    provider: FallbackProvider
+    api_key: pulumi.Input[str]
+    """The provider's API key (a secret)."""
+    models: Mapping[str, str]
+    """Served model name -> the provider's model name; only these models fall back."""
+
+
+@dataclass(frozen=True)
+class Tls:
+    secret_name: str = "llmfleet-gateway-tls"
+    """kubernetes.io/tls Secret of the HTTPS listener, in the gateway's namespace."""
+    cluster_issuer: str | None = None
+    """cert-manager ClusterIssuer that creates `secret_name` (None: the Secret is provided)."""
+
+
+@dataclass(frozen=True)
+class ModelBackend:
+    """One served model behind the gateway: the region's InferenceService for it."""
+
+    model: str
+    """Served model name clients send as `model`."""
+    service_name: pulumi.Input[str]
+    """The InferenceService's ClusterIP Service, in the gateway's namespace."""
+    port: int = 8000

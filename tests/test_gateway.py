@@ -1,0 +1,390 @@
+"""The Gateway component under Pulumi mocks: every object validates, limits match, keys stay secret.
+
+Each test renders one region's gateway offline, rebuilds the Kubernetes objects from the recorded
+inputs and checks them against the vendored CRDs (infra/validate.py) plus the CRDs' CEL rules that
+plain JSON-schema validation cannot evaluate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pulumi
+import pytest
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+
+from components.gateway import (
+    Fallback,
+    FallbackProvider,
+    Gateway,
+    GatewayArgs,
+    JwtAuth,
+    ModelBackend,
+    RateLimit,
+    Tenant,
+    Tls,
+)
+from components.gateway.install import ENVOY_GATEWAY_VERSION, REDIS_URL
+from components.gateway.routes import ENVOY_PROXY_LABEL
+from infra.validate import validate_manifest
+
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+NAME = "aws-us-east-1-gateway"
+NAMESPACE = "llmfleet"
+
+
+@dataclass
+class Recorded:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    secret_paths: list[str]
+    parent: str
+
+    def manifest(self) -> dict[str, Any]:
+        """The Kubernetes object this resource would apply (apiVersion/kind from the type token)."""
+        _, group_version, kind = self.type.split(":")
+        obj = {k: v for k, v in self.inputs.items() if k not in ("apiVersion", "kind")}
+        return {"apiVersion": group_version.replace("core/", ""), "kind": kind, **obj}
+
+
+@dataclass
+class Recorder(pulumi.runtime.Mocks):
+    resources: list[Recorded] = field(default_factory=list[Recorded])
+    _secret_paths: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
+    _parents: dict[str, str] = field(default_factory=dict[str, str])
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = _reveal(args.inputs)
+        self.resources.append(
+            Recorded(args.typ, args.name, inputs, self._secret_paths.get(args.name, []), self._parents[args.name])
+        )
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+    def by_kind(self, kind: str) -> list[Recorded]:
+        return [r for r in self.resources if r.type.startswith("kubernetes:") and r.type.endswith(f":{kind}")]
+
+    def one(self, kind: str) -> Recorded:
+        found = self.by_kind(kind)
+        assert len(found) == 1, f"expected one {kind}, got {[r.name for r in found]}"
+        return found[0]
+
+
+class SecretRecordingMonitor(pulumi_mocks.MockMonitor):
+    """Notes which input paths arrive as secrets (the plain MockResourceArgs unwrap them)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__(recorder)
+        self.recorder = recorder
+
+    def RegisterResource(self, request: Any) -> Any:
+        raw = json_format.MessageToDict(request.object)
+        self.recorder._secret_paths[request.name] = list(_secret_paths(raw, ""))
+        self.recorder._parents[request.name] = request.parent
+        return super().RegisterResource(request)
+
+
+def _reveal(node: Any) -> Any:
+    """Inputs with secret wrappers replaced by their values (to rebuild the manifests)."""
+    if isinstance(node, dict):
+        if node.get(SIG_KEY) == SECRET_SIG:
+            return _reveal(node["value"])
+        return {k: _reveal(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_reveal(v) for v in node]
+    return node
+
+
+def _secret_paths(node: Any, path: str) -> list[str]:
+    if isinstance(node, dict):
+        if node.get(SIG_KEY) == SECRET_SIG:
+            return [path]
+        return [p for k, v in node.items() for p in _secret_paths(v, f"{path}.{k}" if path else k)]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _secret_paths(v, f"{path}[{i}]")]
+    return []
+
+
+def render(args: GatewayArgs) -> tuple[Recorder, dict[str, Any]]:
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(recorder, monitor=SecretRecordingMonitor(recorder), preview=False)
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        gateway = Gateway(NAME, args)
+        return gateway.endpoint.apply(lambda url: outputs.update(endpoint=url))
+
+    program()
+    return recorder, outputs
+
+
+MODELS = [ModelBackend("chat", "chat-vllm"), ModelBackend("code", "code-vllm")]
+TENANTS = [
+    Tenant("acme", api_key=pulumi.Output.secret("acme-key-123"), limits=RateLimit(600, 400_000)),
+    Tenant("beta", api_key=pulumi.Output.secret("beta-key-456")),
+]
+
+
+def full_args(**changes: Any) -> GatewayArgs:
+    args = GatewayArgs(
+        namespace=NAMESPACE,
+        models=MODELS,
+        tenants=TENANTS,
+        default_limits=RateLimit(requests_per_minute=60, tokens_per_minute=50_000),
+        fallback=Fallback(FallbackProvider.OPENAI, pulumi.Output.secret("sk-fallback"), {"chat": "gpt-4o-mini"}),
+        hostname="api.example.com",
+        region_hostname="aws-us-east-1.api.example.com",
+        tls=Tls(secret_name="api-tls", cluster_issuer="letsencrypt"),
+        inference_pod_selector={"app.kubernetes.io/part-of": "llmfleet"},
+    )
+    return replace(args, **changes)
+
+
+@pytest.fixture(scope="module")
+def full() -> tuple[Recorder, dict[str, Any]]:
+    return render(full_args())
+
+
+# --- every object is valid ----------------------------------------------------------------------
+
+
+def test_every_kubernetes_object_validates_against_its_schema(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    objects = [r for r in recorder.resources if r.type.startswith("kubernetes:") and "helm.sh" not in r.type]
+    kinds = {r.manifest()["kind"] for r in objects}
+    assert {
+        "GatewayClass",
+        "Gateway",
+        "EnvoyProxy",
+        "ClientTrafficPolicy",
+        "SecurityPolicy",
+        "BackendTrafficPolicy",
+        "Backend",
+        "AIServiceBackend",
+        "AIGatewayRoute",
+        "BackendSecurityPolicy",
+        "Secret",
+        "NetworkPolicy",
+        "Deployment",
+        "Service",
+        "Namespace",
+    } <= kinds
+    problems = [p for r in objects for p in validate_manifest(r.manifest())]
+    assert problems == []
+
+
+def test_cel_rules_the_schema_validator_skips(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    for backend in recorder.by_kind("AIServiceBackend"):
+        ref = backend.inputs["spec"]["backendRef"]
+        assert (ref["kind"], ref["group"]) == ("Backend", "gateway.envoyproxy.io"), backend.name
+    for rule in recorder.one("AIGatewayRoute").inputs["spec"]["rules"]:
+        # backendRefs without group/kind name AIServiceBackends (group+kind is only for InferencePool)
+        assert all("group" not in ref and "kind" not in ref for ref in rule["backendRefs"])
+    policy = recorder.one("BackendSecurityPolicy").inputs["spec"]
+    assert policy["type"] == "APIKey" and set(policy) == {"targetRefs", "type", "apiKey"}
+    for backend in recorder.by_kind("Backend"):
+        endpoints = backend.inputs["spec"]["endpoints"]
+        assert all(set(e) == {"fqdn"} for e in endpoints), backend.name
+
+
+# --- routing: every model, only through the gateway ---------------------------------------------
+
+
+def test_route_sends_each_model_to_its_service_with_long_timeouts(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    route = recorder.one("AIGatewayRoute").inputs["spec"]
+    by_model = {r["matches"][0]["headers"][0]["value"]: r for r in route["rules"]}
+    assert set(by_model) == {"chat", "code"}
+    assert all(r["matches"][0]["headers"][0]["name"] == "x-ai-eg-model" for r in route["rules"])
+    assert all(r["timeouts"]["request"] == "600s" for r in route["rules"])
+    hosts = {b.name: b.inputs["spec"]["endpoints"][0]["fqdn"] for b in recorder.by_kind("Backend")}
+    assert hosts[f"{NAME}-code-backend"] == {"hostname": "code-vllm.llmfleet.svc.cluster.local", "port": 8000}
+    assert {c["type"] for c in route["llmRequestCosts"]} >= {"InputToken", "OutputToken", "TotalToken"}
+
+
+def test_only_the_gateway_reaches_the_inference_pods(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    policy = next(r for r in recorder.by_kind("NetworkPolicy") if r.name == f"{NAME}-inference-ingress")
+    spec = policy.inputs["spec"]
+    assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "llmfleet"}
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    envoy, prometheus = rule["from"]
+    assert envoy["podSelector"]["matchLabels"] == {ENVOY_PROXY_LABEL: NAME}
+    assert envoy["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "envoy-gateway-system"}
+    assert prometheus["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    assert [p["port"] for p in rule["ports"]] == [8000]
+    # Every model backend routes to an in-cluster Service name, never to a public address.
+    fqdn = [b.inputs["spec"]["endpoints"][0]["fqdn"]["hostname"] for b in recorder.by_kind("Backend")]
+    assert sum(h.endswith(".svc.cluster.local") for h in fqdn) == len(MODELS)
+
+
+def test_https_listeners_for_global_and_regional_names_with_cert_manager(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, outputs = full
+    gateway = recorder.one("Gateway").inputs
+    listeners = gateway["spec"]["listeners"]
+    assert [(x["protocol"], x["port"], x.get("hostname")) for x in listeners] == [
+        ("HTTPS", 443, "api.example.com"),
+        ("HTTPS", 443, "aws-us-east-1.api.example.com"),
+    ]
+    assert all(x["tls"]["certificateRefs"][0]["name"] == "api-tls" for x in listeners)
+    assert gateway["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert outputs["endpoint"] == "https://aws-us-east-1.api.example.com"
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+
+def test_api_keys_are_secret_inputs_and_named_by_tenant(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    keys = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-api-keys")
+    assert keys.secret_paths == ["stringData"], f"{keys.name}: API keys must arrive as a Pulumi secret"
+    assert set(keys.inputs["stringData"]) == {"acme", "beta"}
+    fallback = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-fallback-key")
+    assert fallback.secret_paths == ["stringData"]
+    assert set(fallback.inputs["stringData"]) == {"apiKey"}
+    # No other resource carries a key in plain text.
+    plain = [r.name for r in recorder.resources if r.secret_paths == [] and "key-123" in str(r.inputs)]
+    assert plain == []
+    auth = recorder.one("SecurityPolicy").inputs["spec"]["apiKeyAuth"]
+    assert auth["credentialRefs"][0]["name"] == keys.inputs["metadata"]["name"]
+    assert auth["forwardClientIDHeader"] == "x-tenant-id" and auth["sanitize"] is True
+
+
+def test_jwt_mode_maps_the_tenant_claim_and_has_no_key_secret() -> None:
+    jwt = JwtAuth("https://id.example.com/", "https://id.example.com/jwks", ("llm-api",), tenant_claim="org")
+    recorder, _ = render(full_args(tenants=[Tenant("acme", limits=RateLimit(10, 100))], jwt=jwt, fallback=None))
+    (provider,) = recorder.one("SecurityPolicy").inputs["spec"]["jwt"]["providers"]
+    assert provider["issuer"] == "https://id.example.com/" and provider["audiences"] == ["llm-api"]
+    assert provider["remoteJWKS"]["uri"] == "https://id.example.com/jwks"
+    assert provider["claimToHeaders"] == [{"claim": "org", "header": "x-tenant-id"}]
+    assert [r.name for r in recorder.by_kind("Secret")] == []
+
+
+def test_no_credentials_means_closed_not_open() -> None:
+    recorder, _ = render(full_args(tenants=[], fallback=None))
+    spec = recorder.one("SecurityPolicy").inputs["spec"]
+    assert spec["authorization"] == {"defaultAction": "Deny"}
+    assert "rateLimit" not in str(recorder.by_kind("BackendTrafficPolicy"))
+
+
+def test_anonymous_only_when_asked_and_then_limited_per_client_ip() -> None:
+    recorder, _ = render(full_args(tenants=[], fallback=None, allow_anonymous=True))
+    assert recorder.by_kind("SecurityPolicy") == []
+    rules = recorder.one("BackendTrafficPolicy").inputs["spec"]["rateLimit"]["global"]["rules"]
+    assert [r["clientSelectors"][0]["sourceCIDR"]["type"] for r in rules] == ["Distinct", "Distinct"]
+    with pytest.raises(ValueError, match="allow_anonymous"):
+        render(full_args(allow_anonymous=True))
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+
+def test_limits_match_the_stack(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    policy = recorder.one("BackendTrafficPolicy").inputs["spec"]
+    assert policy["targetRefs"] == [
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "HTTPRoute",
+            "name": recorder.one("AIGatewayRoute").inputs["metadata"]["name"],
+        }
+    ]
+    limits: dict[tuple[str, str], int] = {}
+    for rule in policy["rateLimit"]["global"]["rules"]:
+        headers = rule["clientSelectors"][0]["headers"]
+        who = headers[0].get("value", "default")
+        what = "tokens" if "cost" in rule else "requests"
+        assert rule["limit"]["unit"] == "Minute"
+        limits[(who, what)] = rule["limit"]["requests"]
+        if what == "tokens":
+            assert rule["cost"]["request"] == {"from": "Number", "number": 0}
+            assert rule["cost"]["response"]["metadata"] == {
+                "namespace": "io.envoy.ai_gateway",
+                "key": "llm_total_token",
+            }
+        if who == "default":
+            # everyone else, each tenant its own bucket, but not the tenants with their own limits
+            assert headers[0] == {"name": "x-tenant-id", "type": "Distinct"}
+            assert headers[1] == {
+                "name": "x-tenant-id",
+                "type": "RegularExpression",
+                "value": "^(acme)$",
+                "invert": True,
+            }
+    assert limits == {
+        ("acme", "requests"): 600,
+        ("acme", "tokens"): 400_000,
+        ("default", "requests"): 60,
+        ("default", "tokens"): 50_000,
+    }
+
+
+def test_clients_cannot_claim_another_tenant(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    spec = recorder.one("ClientTrafficPolicy").inputs["spec"]
+    assert spec["headers"]["earlyRequestHeaders"]["remove"] == ["x-tenant-id"]
+
+
+# --- fallback -----------------------------------------------------------------------------------
+
+
+def test_fallback_is_lower_priority_with_retries_and_only_for_listed_models(
+    full: tuple[Recorder, dict[str, Any]],
+) -> None:
+    recorder, _ = full
+    rules = {r["name"]: r for r in recorder.one("AIGatewayRoute").inputs["spec"]["rules"]}
+    chat_refs = rules["chat"]["backendRefs"]
+    assert [(r["priority"], r.get("modelNameOverride")) for r in chat_refs] == [(0, None), (1, "gpt-4o-mini")]
+    assert len(rules["code"]["backendRefs"]) == 1
+    backend = next(b for b in recorder.by_kind("Backend") if b.name == f"{NAME}-fallback-backend")
+    assert backend.inputs["spec"]["endpoints"][0]["fqdn"] == {"hostname": "api.openai.com", "port": 443}
+    assert backend.inputs["spec"]["tls"]["wellKnownCACertificates"] == "System"
+    retry = recorder.one("BackendTrafficPolicy").inputs["spec"]["retry"]
+    assert retry["numAttemptsPerPriority"] < retry["numRetries"] + 1, "a retry must reach priority 1"
+    assert "timeout" not in retry.get("perRetry", {}), "a per-try timeout would cut long generations"
+
+
+def test_without_fallback_no_hosted_backend_or_retry() -> None:
+    recorder, _ = render(full_args(fallback=None))
+    assert [b.name for b in recorder.by_kind("Backend")] == [f"{NAME}-chat-backend", f"{NAME}-code-backend"]
+    assert recorder.by_kind("BackendSecurityPolicy") == []
+    assert "retry" not in recorder.one("BackendTrafficPolicy").inputs["spec"]
+
+
+# --- install ------------------------------------------------------------------------------------
+
+
+def test_charts_pinned_and_envoy_gateway_wired_to_ai_gateway_and_redis(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    releases = {r.name: r.inputs for r in recorder.by_kind("Release")}
+    assert set(releases) == {f"{NAME}-envoy-gateway", f"{NAME}-ai-gateway-crds", f"{NAME}-ai-gateway"}
+    assert all(r["version"].startswith("v") and "latest" not in r["version"] for r in releases.values())
+    assert releases[f"{NAME}-envoy-gateway"]["version"] == ENVOY_GATEWAY_VERSION
+    config = releases[f"{NAME}-envoy-gateway"]["values"]["config"]["envoyGateway"]
+    assert config["rateLimit"]["backend"] == {"type": "Redis", "redis": {"url": REDIS_URL}}
+    assert config["extensionManager"]["service"]["fqdn"]["port"] == 1063
+    assert config["extensionApis"]["enableBackend"] is True
+
+
+def test_children_are_parented_to_the_component(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    (component,) = [r for r in recorder.resources if r.type == "llmfleet:gateway:Gateway"]
+    children = [r for r in recorder.resources if r is not component]
+    orphans = [r.name for r in children if not r.parent.endswith(f"llmfleet:gateway:Gateway::{component.name}")]
+    assert children and orphans == []
+    assert all(r.name.startswith(NAME) for r in recorder.resources)
+
+
+def test_existing_controllers_skip_the_install() -> None:
+    recorder, _ = render(full_args(install_controllers=False))
+    assert recorder.by_kind("Release") == []
+    assert not any(r.name.endswith("-redis") for r in recorder.resources)
