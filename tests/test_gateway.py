@@ -127,8 +127,9 @@ def render(args: GatewayArgs) -> tuple[Recorder, dict[str, Any]]:
 
 MODELS = [ModelBackend("chat", "chat-vllm"), ModelBackend("code", "code-vllm")]
 TENANTS = [
-    Tenant("acme", api_key=pulumi.Output.secret("acme-key-123"), limits=RateLimit(600, 400_000)),
-    Tenant("beta", api_key=pulumi.Output.secret("beta-key-456")),
+    Tenant("acme", api_key="acme-key-123", limits=RateLimit(600, 400_000)),
+    # Plain keys: the component must make them secret whatever the caller passes.
+    Tenant("beta", api_key="beta-key-456"),
 ]
 
 
@@ -138,7 +139,7 @@ def full_args(**changes: Any) -> GatewayArgs:
         models=MODELS,
         tenants=TENANTS,
         default_limits=RateLimit(requests_per_minute=60, tokens_per_minute=50_000),
-        fallback=Fallback(FallbackProvider.OPENAI, pulumi.Output.secret("sk-fallback"), {"chat": "gpt-4o-mini"}),
+        fallback=Fallback(FallbackProvider.OPENAI, "sk-fallback", {"chat": "gpt-4o-mini"}),
         hostname="api.example.com",
         region_hostname="aws-us-east-1.api.example.com",
         tls=Tls(secret_name="api-tls", cluster_issuer="letsencrypt"),

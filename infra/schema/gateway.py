@@ -6,11 +6,19 @@ are added. Keys never appear in the stack file: a tenant names a secret stack co
 (`pulumi config set --secret llmfleet:<key> ...`) that the program resolves.
 """
 
-from typing import Literal, Self
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import Field, model_validator
 
 from infra.schema.base import Section
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from components.gateway import GatewayArgs, RateLimit
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$"
@@ -140,3 +148,43 @@ class GatewaySpec(Section):
         if self.fallback is not None:
             refs.append((self.fallback.api_key_secret, "gateway.fallback.api_key_secret"))
         return refs
+
+    def to_args(self, secrets: Mapping[str, pulumi.Output[str]], region_key: str, namespace: str) -> GatewayArgs:
+        """The Gateway component's arguments for one region, `secrets` resolved from `secret_refs()`.
+
+        `models` is left empty: the RegionalFleet fills it with the region's InferenceServices.
+        """
+        from components.gateway import Fallback, FallbackProvider, GatewayArgs, JwtAuth, Tenant, Tls
+
+        jwt = self.jwt
+        return GatewayArgs(
+            namespace=namespace,
+            models=(),
+            tenants=[
+                Tenant(
+                    t.name,
+                    api_key=secrets[t.api_key_secret] if t.api_key_secret else None,
+                    limits=_limit(t.limits) if t.limits else None,
+                )
+                for t in self.tenants
+            ],
+            default_limits=_limit(self.default_limits),
+            jwt=JwtAuth(jwt.issuer, jwt.jwks_uri, tuple(jwt.audiences), jwt.tenant_claim) if jwt else None,
+            allow_anonymous=self.allow_anonymous,
+            fallback=Fallback(
+                FallbackProvider(self.fallback.provider), secrets[self.fallback.api_key_secret], self.fallback.models
+            )
+            if self.fallback
+            else None,
+            tls=Tls(secret_name=self.tls.secret_name, cluster_issuer=self.tls.cluster_issuer),
+            hostname=self.hostname,
+            region_hostname=f"{region_key}.{self.hostname}" if self.hostname else None,
+            request_timeout_s=self.request_timeout_s,
+            replicas=self.replicas,
+        )
+
+
+def _limit(limits: RateLimits) -> RateLimit:
+    from components.gateway import RateLimit
+
+    return RateLimit(requests_per_minute=limits.requests_per_minute, tokens_per_minute=limits.tokens_per_minute)
