@@ -18,6 +18,7 @@ from infra.schema.gateway import GatewaySpec
 from infra.schema.models import ModelSpec
 from infra.schema.observability import ObservabilitySpec
 from infra.schema.regions import RegionSpec
+from infra.schema.rollout import RolloutSpec
 from infra.schema.slo import Slo
 from infra.schema.traffic import LoadBalancerSpec
 
@@ -43,8 +44,14 @@ class DeploymentSpec(Section):
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     namespace: str = Field(default="llmfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     gcp_project: str | None = Field(default=None, description="GCP project for gcp regions.")
+    huggingface_token_secret: str | None = Field(
+        default=None,
+        description="Secret stack config key holding a HuggingFace token for gated weights "
+        "(`pulumi config set --secret <key> hf_...`); None downloads anonymously.",
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -66,6 +73,7 @@ class DeploymentSpec(Section):
         if any(r.cloud == "gcp" and r.cluster.mode == "create" for r in self.regions) and not self.gcp_project:
             raise ValueError("gcp_project: required when a gcp region creates its cluster")
         self.gateway.check_models(names)
+        self.rollout.check_regions(keys)
         return self
 
     def models_in(self, region: RegionSpec) -> list[ModelSpec]:

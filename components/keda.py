@@ -1,0 +1,53 @@
+"""`Keda`: the KEDA operator (pinned Helm chart), which turns each ScaledObject into an HPA."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+CHART = "keda"
+REPOSITORY = "https://kedacore.github.io/charts"
+CHART_VERSION = "2.21.1"
+"""KEDA chart 2.21.1 (app 2.21.1), https://github.com/kedacore/charts/releases/tag/v2.21.1.
+The ScaledObject fields the services use (prometheus trigger, AverageValue, activationThreshold,
+advanced.horizontalPodAutoscalerConfig) match the CRD vendored in infra/crds/keda.sh_scaledobjects.yaml."""
+NAMESPACE = "keda"
+
+
+@dataclass
+class KedaArgs:
+    namespace: str = NAMESPACE
+    """Namespace of the operator (created if missing)."""
+    chart_version: str = CHART_VERSION
+    """Pinned chart version; change it deliberately, with the vendored CRD."""
+    values: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Escape hatch: Helm values passed to the chart as they are."""
+
+
+class Keda(pulumi.ComponentResource):
+    """KEDA in one cluster. Depend on this before creating ScaledObjects (their CRD comes with it)."""
+
+    release: k8s.helm.v3.Release
+    """The Helm release (pass the cluster's Kubernetes provider in opts.providers)."""
+
+    def __init__(self, name: str, args: KedaArgs | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmfleet:keda:Keda", name, None, opts)
+        args = args or KedaArgs()
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="keda",
+            chart=CHART,
+            version=args.chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=REPOSITORY),
+            namespace=args.namespace,
+            create_namespace=True,
+            # A failed install or upgrade rolls back instead of leaving a half-installed operator.
+            atomic=True,
+            values=dict(args.values),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({"chart_version": args.chart_version, "namespace": args.namespace})

@@ -1,0 +1,129 @@
+"""The Pulumi program: one RegionalFleet per region of the stack, each with the region's own providers.
+
+Order matters: read and validate the stack, plan it, and resolve every secret it names BEFORE the
+first resource is created, so a bad stack or a missing secret stops `pulumi up` with the field named
+and nothing half-built. Then build each region and export its endpoints and the plan summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+
+from components.cluster import ClusterKind
+from components.fleet import RegionalFleet, RegionalFleetArgs
+from components.inference import ModelCache, waiting_requests_threshold
+from components.sizing.plan import DeploymentPlan, Plan
+from infra.config import ConfigError, DeploymentSpec, from_pulumi_config, require_secret
+from infra.planning import build_plan
+from infra.schema.regions import RegionSpec
+
+CURRENT_KUBECONFIG = "local"
+"""`cluster.kubeconfig_secret: local` means the current kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+CREATED_CLUSTER = {"aws": ClusterKind.eks, "gcp": ClusterKind.gke}
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Every secret the stack names, resolved (as secret Outputs) before any resource exists."""
+
+    hf_token: pulumi.Output[str] | None
+    kubeconfigs: dict[str, pulumi.Output[str] | None]
+    """Region key -> kubeconfig of an existing cluster (None: the current kubeconfig)."""
+
+
+def resolve_secrets(spec: DeploymentSpec) -> Secrets:
+    """Resolve each secret the stack refers to; the first one missing raises ConfigError naming its field."""
+    hf_token = None
+    if spec.huggingface_token_secret:
+        hf_token = require_secret(spec.huggingface_token_secret, "huggingface_token_secret")
+    kubeconfigs: dict[str, pulumi.Output[str] | None] = {}
+    for i, region in enumerate(spec.regions):
+        if region.cluster.mode != "existing":
+            continue
+        key = region.cluster.kubeconfig_secret
+        field = f"regions[{i}].cluster.kubeconfig_secret"
+        if key is None:
+            raise ConfigError(
+                f"llmfleet:deployment.{field}: required with cluster.mode existing: the name of a secret "
+                f"config key holding the kubeconfig, or `{CURRENT_KUBECONFIG}` for the current kubeconfig"
+            )
+        kubeconfigs[region.key] = None if key == CURRENT_KUBECONFIG else require_secret(key, field)
+    return Secrets(hf_token=hf_token, kubeconfigs=kubeconfigs)
+
+
+def cloud_providers(spec: DeploymentSpec, region: RegionSpec) -> list[pulumi.ProviderResource]:
+    """The region's own cloud provider (none for an existing cluster: nothing is created in the cloud)."""
+    if region.cluster.mode == "existing":
+        return []
+    if region.cloud == "aws":
+        return [aws.Provider(f"{region.key}-aws", region=region.region)]
+    return [gcp.Provider(f"{region.key}-gcp", project=spec.gcp_project, region=region.region)]
+
+
+def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Secrets) -> RegionalFleetArgs:
+    deployments = [d for d in plan.deployments if (d.cloud, d.region) == (region.cloud, region.region)]
+    output_tokens = {m.name: m.load.output_tokens for m in spec.models}
+    existing = region.cluster.mode == "existing"
+    return RegionalFleetArgs(
+        cloud=region.cloud,
+        region=region.region,
+        role=region.role,
+        cluster_kind=ClusterKind.existing if existing else CREATED_CLUSTER[region.cloud],
+        deployments=deployments,
+        queue_thresholds={
+            d.model: waiting_requests_threshold(d, output_tokens[d.model], spec.slo.ttft_p95_ms) for d in deployments
+        },
+        kubeconfig=secrets.kubeconfigs.get(region.key),
+        kubernetes_version=region.cluster.kubernetes_version,
+        gcp_project=spec.gcp_project if region.cloud == "gcp" else None,
+        namespace=spec.namespace,
+        hf_token=secrets.hf_token,
+        # kind and minikube run one node whose storage has no ReadWriteMany: one claim, shared.
+        model_cache=ModelCache.SINGLE_NODE if region.cloud == "local" else ModelCache.PER_REPLICA,
+    )
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    """What `llmfleet plan` decided, in short: per region and model, and the totals."""
+
+    def entry(d: DeploymentPlan) -> dict[str, Any]:
+        return {
+            "gpu": d.gpu or "cpu",
+            "instance_type": d.instance_type,
+            "tensor_parallel": d.tensor_parallel,
+            "pipeline_parallel": d.pipeline_parallel,
+            "replicas": d.replicas,
+            "min_replicas": d.min_replicas,
+            "max_replicas": d.max_replicas,
+            "nodes": d.nodes,
+            "usd_per_hour": d.usd_per_hour,
+        }
+
+    regions: dict[str, dict[str, Any]] = {}
+    for d in plan.deployments:
+        regions.setdefault(f"{d.cloud}-{d.region}", {})[d.model] = entry(d)
+    return {"regions": regions, "totals": plan.totals.model_dump(mode="json")}
+
+
+def main() -> None:
+    spec = from_pulumi_config()
+    plan = build_plan(pulumi.get_stack(), spec)
+    secrets = resolve_secrets(spec)
+    endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
+    for region in spec.regions:
+        fleet = RegionalFleet(
+            region.key,
+            fleet_args(spec, region, plan, secrets),
+            opts=pulumi.ResourceOptions(providers=cloud_providers(spec, region)),
+        )
+        endpoints[region.key] = fleet.endpoints
+    pulumi.export("endpoints", endpoints)
+    pulumi.export("plan", plan_summary(plan))
+
+
+main()

@@ -1,0 +1,275 @@
+"""Cluster under the offline engine's mocks: network spread, IAM, IRSA, GKE settings, providers, secrets."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gcp as gcp
+import pytest
+
+from components.cluster import Cluster, ClusterArgs, ClusterKind, ReleaseChannel
+from components.cluster.eks import NODE_POLICIES, subnet_cidrs
+from components.cluster.gke import subnet_ranges
+from components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
+from infra.offline import RecordedResource, RecordingMocks
+
+
+@pytest.fixture
+def recording_mocks() -> RecordingMocks:
+    return RecordingMocks().install(stack="test")
+
+
+KUBECONFIG = "apiVersion: v1\nkind: Config\nusers: [{name: me, user: {token: hunter2}}]\n"
+
+
+def _only(mocks: RecordingMocks, type_: str) -> RecordedResource:
+    found = [r for r in mocks.resources if r.type == type_]
+    assert len(found) == 1, f"expected one {type_}, got {[r.urn for r in found]}"
+    return found[0]
+
+
+def _of_type(mocks: RecordingMocks, type_: str) -> list[RecordedResource]:
+    return [r for r in mocks.resources if r.type == type_]
+
+
+def _assert_cloud_provider(mocks: RecordingMocks, prefix: str, provider: pulumi.ProviderResource) -> None:
+    """Every resource of the cloud got the caller's provider, and nothing of the other cloud exists."""
+    name = provider._name  # pyright: ignore[reportPrivateUsage]
+    provider_urn = next(r.urn for r in mocks.resources if r.type.startswith("pulumi:providers:") and r.name == name)
+    cloud = [r for r in mocks.resources if r.type.startswith(prefix)]
+    assert cloud, f"no {prefix} resources were registered"
+    for resource in cloud:
+        assert resource.provider == provider_urn, f"{resource.urn} has provider {resource.provider}, not {provider_urn}"
+
+
+def _assert_named_under(mocks: RecordingMocks, key: str) -> None:
+    for resource in mocks.resources:
+        assert resource.name.startswith(key), f"{resource.urn}: region resources must be named {key}-..."
+
+
+# --- EKS ---------------------------------------------------------------------------------------
+
+
+@pulumi.runtime.test
+def test_eks_cluster_network_iam_irsa_and_providers(recording_mocks: RecordingMocks) -> Any:
+    provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
+    cluster = Cluster(
+        "aws-us-east-1",
+        ClusterArgs(kind=ClusterKind.eks, region="us-east-1", kubernetes_version="1.33"),
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )
+    assert cluster.node_role_arn is not None and cluster.oidc_provider_arn is not None
+    assert cluster.private_subnet_ids is not None and cluster.network is None
+
+    def check(values: list[Any]) -> None:
+        mocks = recording_mocks
+        _assert_named_under(mocks, "aws-us-east-1")
+        subnets = _of_type(mocks, "aws:ec2/subnet:Subnet")
+        private = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/internal-elb") == "1"]
+        public = [s for s in subnets if s.inputs["tags"].get("kubernetes.io/role/elb") == "1"]
+        assert len(private) == 3 and len(public) == 3, [s.urn for s in subnets]
+        zones = {s.inputs["availabilityZone"] for s in private}
+        assert len(zones) >= 2, f"private subnets span {zones}"
+        assert zones == {s.inputs["availabilityZone"] for s in public}
+        assert len(values[2]) == len(private)
+
+        eks = _only(mocks, "aws:eks/cluster:Cluster")
+        assert eks.inputs["version"] == "1.33"
+        assert eks.inputs["name"] == "llmfleet-test-aws-us-east-1"
+        assert len(eks.inputs["vpcConfig"]["subnetIds"]) == 6
+        assert eks.inputs["accessConfig"]["authenticationMode"] == "API"
+
+        oidc = _only(mocks, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+        assert oidc.inputs["clientIdLists"] == ["sts.amazonaws.com"]
+        assert oidc.inputs["url"] == eks.outputs["identities"][0]["oidcs"][0]["issuer"]
+        assert values[1] == oidc.outputs["arn"]
+
+        roles = {r.name: r for r in _of_type(mocks, "aws:iam/role:Role")}
+        node_role = roles["aws-us-east-1-node-role"]
+        assert "ec2.amazonaws.com" in node_role.inputs["assumeRolePolicy"]
+        attached = {
+            a.inputs["policyArn"].rsplit("/", 1)[1]
+            for a in _of_type(mocks, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.name.startswith("aws-us-east-1-node-role")
+        }
+        assert attached == set(NODE_POLICIES)
+
+        # Egress: the private route table sends 0.0.0.0/0 through the NAT gateway in a public subnet.
+        nat = _only(mocks, "aws:ec2/natGateway:NatGateway")
+        assert nat.inputs["subnetId"], "the NAT gateway needs a public subnet"
+        private_rt = next(r for r in _of_type(mocks, "aws:ec2/routeTable:RouteTable") if "private" in r.name)
+        assert private_rt.inputs["routes"][0]["natGatewayId"]
+
+        system = _only(mocks, "aws:eks/nodeGroup:NodeGroup")
+        assert system.inputs["amiType"] == "AL2023_x86_64_STANDARD" and "taints" not in system.inputs
+
+        _assert_cloud_provider(mocks, "aws:", provider)
+        k8s_provider = _only(mocks, "pulumi:providers:kubernetes")
+        assert ("kubeconfig",) in k8s_provider.secret_paths, "the kubeconfig reached the provider unmarked"
+        kubeconfig = json.loads(k8s_provider.inputs["kubeconfig"])
+        assert kubeconfig["users"][0]["user"]["exec"]["command"] == "aws"
+        assert kubeconfig["clusters"][0]["cluster"]["server"] == eks.outputs["endpoint"]
+
+    return pulumi.Output.all(
+        cluster.kubeconfig, cluster.oidc_provider_arn, cluster.private_subnet_ids, cluster.provider.urn
+    ).apply(check)
+
+
+@pulumi.runtime.test
+def test_eks_explicit_zones_are_used_as_given(recording_mocks: RecordingMocks) -> Any:
+    provider = aws.Provider("aws-eu-west-1-aws", region="eu-west-1")
+    zones = ["eu-west-1b", "eu-west-1c"]
+    cluster = Cluster(
+        "aws-eu-west-1",
+        ClusterArgs(kind=ClusterKind.eks, region="eu-west-1", availability_zones=zones, network_cidr="10.8.0.0/16"),
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )
+
+    def check(_: Any) -> None:
+        subnets = _of_type(recording_mocks, "aws:ec2/subnet:Subnet")
+        assert sorted(s.inputs["availabilityZone"] for s in subnets) == sorted(zones * 2)
+        vpc = ipaddress.ip_network("10.8.0.0/16")
+        assert all(ipaddress.ip_network(s.inputs["cidrBlock"]).subnet_of(vpc) for s in subnets)  # type: ignore[arg-type]
+
+    return pulumi.Output.all(cluster.kubeconfig, cluster.provider.urn).apply(check)
+
+
+def test_eks_needs_two_zones(recording_mocks: RecordingMocks) -> None:
+    with pytest.raises(ValueError, match="2 to 4 zones"):
+        Cluster("aws-x", ClusterArgs(kind=ClusterKind.eks, region="us-east-1", availability_zones=["us-east-1a"]))
+
+
+def test_subnet_cidrs_do_not_overlap_and_stay_in_the_vpc() -> None:
+    vpc = ipaddress.ip_network("10.0.0.0/16")
+    for zones in (2, 3, 4):
+        private, public = subnet_cidrs(str(vpc), zones)
+        networks = [ipaddress.ip_network(c) for c in private + public]
+        assert len(private) == len(public) == zones
+        assert all(n.subnet_of(vpc) for n in networks)  # type: ignore[arg-type]
+        assert not any(a.overlaps(b) for i, a in enumerate(networks) for b in networks[i + 1 :])
+    with pytest.raises(ValueError, match="too small"):
+        subnet_cidrs("10.0.0.0/24", 2)
+    with pytest.raises(ValueError, match="zones"):
+        subnet_cidrs("10.0.0.0/16", 5)
+
+
+# --- GKE ---------------------------------------------------------------------------------------
+
+
+@pulumi.runtime.test
+def test_gke_cluster_is_vpc_native_with_workload_identity(recording_mocks: RecordingMocks) -> Any:
+    provider = gcp.Provider("gcp-us-central1-gcp", project="acme-llm", region="us-central1")
+    cluster = Cluster(
+        "gcp-us-central1",
+        ClusterArgs(
+            kind=ClusterKind.gke, region="us-central1", gcp_project="acme-llm", release_channel=ReleaseChannel.STABLE
+        ),
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )
+    assert cluster.node_role_arn is None and cluster.location is not None
+
+    def check(values: list[Any]) -> None:
+        mocks = recording_mocks
+        _assert_named_under(mocks, "gcp-us-central1")
+        gke = _only(mocks, "gcp:container/cluster:Cluster")
+        subnet = _only(mocks, "gcp:compute/subnetwork:Subnetwork")
+        ranges = {r["rangeName"] for r in subnet.inputs["secondaryIpRanges"]}
+        policy = gke.inputs["ipAllocationPolicy"]
+        assert {policy["clusterSecondaryRangeName"], policy["servicesSecondaryRangeName"]} == ranges
+        assert gke.inputs["networkingMode"] == "VPC_NATIVE"
+        assert gke.inputs["workloadIdentityConfig"]["workloadPool"] == "acme-llm.svc.id.goog"
+        assert gke.inputs["releaseChannel"]["channel"] == "STABLE"
+        assert gke.inputs["removeDefaultNodePool"] is True
+        assert gke.inputs["privateClusterConfig"]["enablePrivateNodes"] is True
+        _only(mocks, "gcp:compute/routerNat:RouterNat")  # private nodes still reach HuggingFace
+        system = _only(mocks, "gcp:container/nodePool:NodePool")
+        assert "guestAccelerators" not in system.inputs["nodeConfig"] and "taints" not in system.inputs["nodeConfig"]
+        assert system.inputs["nodeConfig"]["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
+        _assert_cloud_provider(mocks, "gcp:", provider)
+        k8s_provider = _only(mocks, "pulumi:providers:kubernetes")
+        assert ("kubeconfig",) in k8s_provider.secret_paths
+        user = json.loads(k8s_provider.inputs["kubeconfig"])["users"][0]["user"]
+        assert user["exec"]["command"] == "gke-gcloud-auth-plugin"
+        assert values[1] == "us-central1"
+
+    return pulumi.Output.all(cluster.kubeconfig, cluster.location, cluster.provider.urn).apply(check)
+
+
+def test_gke_needs_a_project_and_a_short_name(recording_mocks: RecordingMocks) -> None:
+    with pytest.raises(ValueError, match="gcp_project"):
+        Cluster("gcp-a", ClusterArgs(kind=ClusterKind.gke, region="us-central1"))
+    with pytest.raises(ValueError, match="40 characters"):
+        Cluster(
+            "gcp-b",
+            ClusterArgs(kind=ClusterKind.gke, region="us-central1", gcp_project="p", cluster_name="x" * 41),
+        )
+
+
+def test_gke_ranges_are_disjoint() -> None:
+    nodes, services, pods = (ipaddress.ip_network(c) for c in subnet_ranges("10.0.0.0/16"))
+    assert not nodes.overlaps(services) and not nodes.overlaps(pods) and not services.overlaps(pods)
+    assert pods.num_addresses >= 128 * 256, "pods need a /24 per node for at least 128 nodes"
+
+
+# --- existing ----------------------------------------------------------------------------------
+
+
+@pulumi.runtime.test
+def test_existing_kubeconfig_stays_secret(recording_mocks: RecordingMocks) -> Any:
+    cluster = Cluster(
+        "local-local",
+        ClusterArgs(kind=ClusterKind.existing, region="local", kubeconfig=pulumi.Output.secret(KUBECONFIG)),
+    )
+
+    def check(values: list[Any]) -> None:
+        assert values[0] == KUBECONFIG
+        assert [r.type for r in recording_mocks.resources if r.custom] == ["pulumi:providers:kubernetes"]
+        provider = _only(recording_mocks, "pulumi:providers:kubernetes")
+        assert provider.inputs["kubeconfig"] == KUBECONFIG
+        assert ("kubeconfig",) in provider.secret_paths, "an existing cluster's kubeconfig must stay secret"
+
+    return pulumi.Output.all(cluster.kubeconfig, cluster.provider.urn).apply(check)
+
+
+@pulumi.runtime.test
+def test_existing_kubeconfig_output_is_secret(recording_mocks: RecordingMocks) -> Any:
+    # Even a kubeconfig passed as a plain string comes out secret.
+    cluster = Cluster("local-local", ClusterArgs(kind=ClusterKind.existing, region="local", kubeconfig=KUBECONFIG))
+
+    async def check() -> None:
+        assert await cluster.kubeconfig.is_secret()
+
+    return pulumi.Output.from_input(check())
+
+
+@pulumi.runtime.test
+def test_existing_without_kubeconfig_uses_the_ambient_one(recording_mocks: RecordingMocks) -> Any:
+    cluster = Cluster("local-local", ClusterArgs(kind=ClusterKind.existing, region="local", context="kind-llmfleet"))
+
+    def check(_: Any) -> None:
+        provider = _only(recording_mocks, "pulumi:providers:kubernetes")
+        assert "kubeconfig" not in provider.inputs
+        assert provider.inputs["context"] == "kind-llmfleet"
+
+    return cluster.provider.urn.apply(check)
+
+
+# --- kubeconfigs -------------------------------------------------------------------------------
+
+
+def test_kubeconfigs_carry_no_credentials() -> None:
+    eks = json.loads(eks_kubeconfig("c1", "us-west-2", "https://abc.eks.amazonaws.com", "Q0E="))
+    exec_config = eks["users"][0]["user"]["exec"]
+    assert exec_config["args"][:2] == ["eks", "get-token"]
+    assert exec_config["args"][exec_config["args"].index("--region") + 1] == "us-west-2"
+    assert exec_config["args"][exec_config["args"].index("--cluster-name") + 1] == "c1"
+    gke = json.loads(gke_kubeconfig("c2", "34.1.2.3", "Q0E="))
+    assert gke["clusters"][0]["cluster"]["server"] == "https://34.1.2.3"
+    for config in (eks, gke):
+        user = config["users"][0]["user"]
+        assert set(user) == {"exec"}, "no token or client key may be written into a kubeconfig"
+        assert config["current-context"] == config["contexts"][0]["name"]

@@ -1,0 +1,354 @@
+"""InferenceService: engine arguments from the plan, probes, rollout, cache, secrets, KEDA scaling.
+
+Components run under the offline engine's RecordingMocks; every object they create must also pass the
+schema validation the API server would apply (infra.validate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from components.inference import InferenceService, InferenceServiceArgs, ModelCache, waiting_requests_threshold
+from components.inference.autoscaling import queue_query
+from components.inference.engine import startup_budget_s
+from components.sizing.errors import PlanningError
+from components.sizing.plan import DeploymentPlan, MemorySplit
+from components.sizing.types import Engine, KvCacheDtype, Quantization
+from infra.manifests import to_manifest
+from infra.offline import RecordedResource, RecordingMocks, RecordingMonitor
+from infra.validate import validate_manifest
+
+PROMETHEUS = "http://prometheus.monitoring.svc:9090"
+
+
+def make_plan(**changes: Any) -> DeploymentPlan:
+    """A vLLM plan for Llama-3.1-8B on one L40S (figures shaped like the planner's, not its output)."""
+    fields: dict[str, Any] = {
+        "cloud": "aws",
+        "region": "us-east-1",
+        "capacity_type": "on-demand",
+        "model": "chat",
+        "model_id": "llama-3.1-8b",
+        "hf_repo": "meta-llama/Llama-3.1-8B-Instruct",
+        "quantization": Quantization.BF16,
+        "kv_cache_dtype": KvCacheDtype.AUTO,
+        "engine": Engine.VLLM,
+        "engine_version": "v0.11.0",
+        "max_model_len": 8192,
+        "gpu": "L40S",
+        "accelerator": None,
+        "ami_type": "AL2023_x86_64_NVIDIA",
+        "instance_type": "g6e.xlarge",
+        "gpus_per_node": 1,
+        "gpus_per_replica": 1,
+        "tensor_parallel": 1,
+        "pipeline_parallel": 1,
+        "replicas": 2,
+        "min_replicas": 2,
+        "max_replicas": 4,
+        "replicas_per_node": 1,
+        "nodes": 2,
+        "max_nodes": 4,
+        "gpu_memory_utilization": 0.92,
+        "max_num_batched_tokens": 8192,
+        "memory": MemorySplit(
+            gpu_total_gib=44.4,
+            budget_gib_per_gpu=40.9,
+            weights_gib_per_gpu=15.0,
+            activation_gib_per_gpu=1.5,
+            non_torch_gib_per_gpu=0.3,
+            cuda_graph_gib_per_gpu=0.8,
+            kv_cache_gib_per_gpu=23.3,
+            kv_bytes_per_token=131072,
+        ),
+        "kv_cache_tokens_per_replica": 190_000,
+        "max_concurrency_at_context": 23.3,
+        "max_num_seqs": 64,
+        "output_tokens_per_s_per_replica": 2000.0,
+        "usd_per_hour": 3.72,
+        "usd_per_million_output_tokens": 0.52,
+        "fallback_instance_types": ("g6e.2xlarge", "g6e.4xlarge"),
+        "price_verified": True,
+        "rejected": (),
+    }
+    fields.update(changes)
+    return DeploymentPlan(**fields)
+
+
+def gguf_plan(**changes: Any) -> DeploymentPlan:
+    cpu = {
+        "cloud": "local",
+        "region": "local",
+        "model": "tiny",
+        "model_id": "llama-3.2-1b",
+        "hf_repo": "bartowski/Llama-3.2-1B-Instruct-GGUF",
+        "quantization": Quantization.Q4_K_M,
+        "engine": Engine.LLAMA_CPP,
+        "engine_version": "b6500",
+        "max_model_len": 4096,
+        "gpu": None,
+        "ami_type": None,
+        "instance_type": "local-cpu",
+        "gpus_per_node": 0,
+        "gpus_per_replica": 0,
+        "max_num_seqs": 4,
+        "max_num_batched_tokens": 2048,
+        "min_replicas": 0,
+        "replicas": 1,
+        "max_replicas": 1,
+    }
+    return make_plan(**{**cpu, **changes})
+
+
+def args_for(plan: DeploymentPlan, **changes: Any) -> InferenceServiceArgs:
+    fields: dict[str, Any] = {
+        "deployment": plan,
+        "namespace": "llmfleet",
+        "queue_threshold": 3,
+        "prometheus_url": PROMETHEUS,
+        "node_selector": {"llmfleet.dev/model": plan.model},
+        "tolerations": [k8s.core.v1.TolerationArgs(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+    }
+    fields.update(changes)
+    return InferenceServiceArgs(**fields)
+
+
+def record(build: Callable[[], object]) -> list[RecordedResource]:
+    """Run `build` under fresh RecordingMocks until every registration is done; the resources."""
+    mocks = RecordingMocks().install()
+    pulumi.runtime.test(lambda: build() and None)()
+    return mocks.resources
+
+
+def manifests(resources: list[RecordedResource], redacted: bool = True) -> dict[str, dict[str, Any]]:
+    """`Kind/name` -> manifest of every Kubernetes object."""
+    found: dict[str, dict[str, Any]] = {}
+    for resource in resources:
+        manifest = to_manifest(resource, redacted)
+        if manifest is not None:
+            found[f"{manifest['kind']}/{manifest['metadata']['name']}"] = manifest
+    return found
+
+
+def serve(plan: DeploymentPlan, redacted: bool = True, **changes: Any) -> dict[str, dict[str, Any]]:
+    resources = record(lambda: InferenceService(f"aws-us-east-1-{plan.model}", args_for(plan, **changes)))
+    return manifests(resources, redacted)
+
+
+def container(objects: dict[str, dict[str, Any]], name: str = "chat") -> dict[str, Any]:
+    return objects[f"Deployment/{name}"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_vllm_arguments_come_from_the_plan() -> None:
+    plan = make_plan(tensor_parallel=2, gpus_per_replica=2, gpus_per_node=4, kv_cache_dtype=KvCacheDtype.FP8)
+    server = container(serve(plan))
+    assert server["image"] == "vllm/vllm-openai:v0.11.0"
+    assert server["args"] == [
+        "--model=meta-llama/Llama-3.1-8B-Instruct",
+        "--served-model-name=chat",
+        "--port=8000",
+        "--tensor-parallel-size=2",
+        "--pipeline-parallel-size=1",
+        "--max-model-len=8192",
+        "--gpu-memory-utilization=0.92",
+        "--kv-cache-dtype=fp8",
+        "--max-num-batched-tokens=8192",
+        "--max-num-seqs=64",
+        "--dtype=bfloat16",
+    ]
+    assert server["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert server["resources"]["requests"] == {"nvidia.com/gpu": "2"}
+
+
+@pytest.mark.parametrize(
+    ("quantization", "present", "absent"),
+    [
+        (Quantization.FP8, "--quantization=fp8", "--dtype"),
+        (Quantization.FP16, "--dtype=float16", "--quantization"),
+        (Quantization.AWQ, None, "--quantization"),
+        (Quantization.GPTQ, None, "--quantization"),
+        (Quantization.INT8, None, "--quantization"),
+    ],
+)
+def test_quantization_flags(quantization: Quantization, present: str | None, absent: str) -> None:
+    server_args = container(serve(make_plan(quantization=quantization)))["args"]
+    if present:
+        assert present in server_args
+    assert not any(a.startswith(absent) for a in server_args), server_args
+
+
+def test_extra_args_come_last_so_they_win() -> None:
+    server_args = container(serve(make_plan(), extra_args=["--enable-prefix-caching", "--max-num-seqs=32"]))["args"]
+    assert server_args[-2:] == ["--enable-prefix-caching", "--max-num-seqs=32"]
+
+
+def test_pod_schedules_onto_its_pool_and_rolls_out_without_losing_capacity() -> None:
+    objects = serve(make_plan())
+    deployment = objects["Deployment/chat"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"llmfleet.dev/model": "chat"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert deployment["spec"]["replicas"] == 2
+    shm = next(v for v in pod["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"] == {"medium": "Memory"}
+    assert objects["PodDisruptionBudget/chat"]["spec"]["maxUnavailable"] == 1
+    service = objects["Service/chat"]["spec"]
+    assert service["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
+    assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+class OptionsMonitor(RecordingMonitor):
+    """Also keeps each registration's ignoreChanges (resource options the mocks do not record)."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.ignore_changes: dict[str, list[str]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.ignore_changes[request.name] = list(request.ignoreChanges)
+        return super().RegisterResource(request)
+
+
+def test_replicas_are_left_to_keda() -> None:
+    mocks = RecordingMocks()
+    monitor = OptionsMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="llmfleet", stack="test", preview=False, monitor=monitor)
+    pulumi.runtime.test(lambda: InferenceService("aws-us-east-1-chat", args_for(make_plan())) and None)()
+    assert monitor.ignore_changes["aws-us-east-1-chat-deployment"] == ["spec.replicas"]
+    assert monitor.ignore_changes["aws-us-east-1-chat-service"] == []
+
+
+def test_probes_give_model_loading_a_budget_that_grows_with_the_weights() -> None:
+    small, large = make_plan(), make_plan(memory=make_plan().memory.model_copy(update={"weights_gib_per_gpu": 66.0}))
+    assert startup_budget_s(large) > startup_budget_s(small) + 500
+    server = container(serve(large))
+    startup = server["startupProbe"]
+    assert startup["httpGet"] == {"path": "/health", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= startup_budget_s(large)
+    assert server["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_hf_token_stays_secret_from_input_to_pod() -> None:
+    token = pulumi.Output.secret("hf_live_token")
+    resources = record(lambda: InferenceService("aws-us-east-1-chat", args_for(make_plan(), hf_token=token)))
+    secret = next(r for r in resources if r.type == "kubernetes:core/v1:Secret")
+    # pulumi-kubernetes marks a Secret's whole stringData secret; the token must be inside it.
+    assert secret.secret_fields & {"stringData", "stringData.token"}, secret.secret_fields
+    assert "hf_live_token" not in str(manifests(resources, redacted=True))
+    env = container(manifests(resources))["env"]
+    assert env == [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "chat-hf-token", "key": "token"}}},
+    ]
+
+
+def test_without_token_there_is_no_secret_and_no_env() -> None:
+    objects = serve(make_plan())
+    assert not [k for k in objects if k.startswith("Secret/")]
+    assert "env" not in container(objects)
+
+
+def test_scaled_object_scales_on_the_queue_between_plan_bounds() -> None:
+    objects = serve(make_plan(min_replicas=1, max_replicas=6), queue_threshold=5)
+    spec = objects["ScaledObject/chat"]["spec"]
+    assert spec["scaleTargetRef"]["name"] == "chat"
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 6)
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus"
+    assert trigger["metadata"] == {
+        "serverAddress": PROMETHEUS,
+        "query": 'sum(vllm:num_requests_waiting{namespace="llmfleet",model_name="chat"})',
+        "threshold": "5",
+        "activationThreshold": "0",
+    }
+
+
+def test_threshold_follows_the_ttft_slo() -> None:
+    plan = make_plan(output_tokens_per_s_per_replica=2000.0)
+    # 2000 tok/s / 256 tokens = 7.8 req/s; half of 800 ms queued -> 3.1 -> 3 waiting requests.
+    assert waiting_requests_threshold(plan, 256, 800) == 3
+    assert waiting_requests_threshold(plan, 256, 4000) == 15
+    assert waiting_requests_threshold(plan, 4096, 200) == 1  # never 0: KEDA would scale on any queue
+
+
+def test_every_object_validates_against_its_schema() -> None:
+    for cache in ModelCache:
+        for plan in (make_plan(), gguf_plan()):
+            # Unredacted: a redacted secret is a placeholder string where the schema wants an object.
+            objects = serve(plan, redacted=False, hf_token=pulumi.Output.secret("t"), model_cache=cache)
+            problems = [p for manifest in objects.values() for p in validate_manifest(manifest)]
+            assert problems == [], problems
+
+
+def test_model_cache_modes() -> None:
+    per_replica = serve(make_plan())
+    volume = next(
+        v for v in per_replica["Deployment/chat"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "model-cache"
+    )
+    claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert claim["accessModes"] == ["ReadWriteOnce"]
+    assert claim["resources"]["requests"]["storage"] == "24Gi"  # 15 GiB x 1.25 + 5, rounded up
+    assert not [k for k in per_replica if k.startswith("PersistentVolumeClaim/")]
+    shared = serve(make_plan(), model_cache=ModelCache.SHARED, model_cache_storage_class="efs")
+    pvc = shared["PersistentVolumeClaim/chat-model-cache"]["spec"]
+    assert pvc["accessModes"] == ["ReadWriteMany"] and pvc["storageClassName"] == "efs"
+    single = serve(make_plan(), model_cache=ModelCache.SINGLE_NODE)
+    assert single["PersistentVolumeClaim/chat-model-cache"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    mount = container(single)["volumeMounts"][0]
+    assert mount == {"name": "model-cache", "mountPath": "/root/.cache/huggingface"}
+
+
+def test_llama_cpp_serves_gguf_on_cpu() -> None:
+    objects = serve(gguf_plan(), node_selector={}, tolerations=[])
+    server = container(objects, "tiny")
+    assert server["image"] == "ghcr.io/ggml-org/llama.cpp:server-b6500"
+    assert server["args"] == [
+        "--hf-repo=bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        "--alias=tiny",
+        "--host=0.0.0.0",
+        "--port=8000",
+        "--ctx-size=16384",
+        "--parallel=4",
+        "--batch-size=2048",
+        "--metrics",
+    ]
+    assert "nvidia.com/gpu" not in str(server["resources"])
+    # weights 15 GiB + 4 slots x 4096 tokens x 128 KiB (2 GiB) + compute buffer 1.5 GiB, rounded up
+    assert server["resources"]["requests"]["memory"] == "19Gi"
+    assert {"name": "LLAMA_CACHE", "value": "/models"} in server["env"]
+    pod = objects["Deployment/tiny"]["spec"]["template"]["spec"]
+    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert not [v for v in pod["volumes"] if v["name"] == "shm"]
+    spec = objects["ScaledObject/tiny"]["spec"]
+    assert spec["minReplicaCount"] == 0
+    assert spec["triggers"][0]["metadata"]["query"] == queue_query(
+        "llamacpp:requests_deferred", "llmfleet", {"service": "tiny"}
+    )
+
+
+def test_llama_cpp_on_a_pinned_gpu_uses_the_cuda_image() -> None:
+    server = container(serve(gguf_plan(gpu="L4", gpus_per_node=1, gpus_per_replica=1)), "tiny")
+    assert server["image"] == "ghcr.io/ggml-org/llama.cpp:server-cuda-b6500"
+    assert server["args"][-1] == "--n-gpu-layers=999"
+    assert server["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        (make_plan(engine_version="latest"), "overrides.engine_version"),
+        (make_plan(hf_repo=None), "models[].hf_repo"),
+        (make_plan(gpus_per_replica=16, tensor_parallel=8, pipeline_parallel=2, gpus_per_node=8), "multi-node"),
+        (gguf_plan(engine_version="latest"), "overrides.engine_version"),
+        (gguf_plan(hf_repo=None), "models[].hf_repo"),
+    ],
+)
+def test_unservable_plans_fail_with_the_field_to_fix(plan: DeploymentPlan, message: str) -> None:
+    with pytest.raises(PlanningError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        InferenceService("x", args_for(plan))
