@@ -1,0 +1,73 @@
+"""What a rollout needs from the infrastructure, as a small protocol, and how revisions are named.
+
+The rollout engine only ever calls a `Deployer`: the real one drives Pulumi's Automation API
+(`infra/rollout/automation.py`); tests use one that starts emulators on loopback. Every method is
+idempotent (deploying a revision that is there, or removing one that is gone, does nothing), because
+after a crash `--resume` repeats the step that was logged but may not have been taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+REVISION_ID_LENGTH = 8
+"""Hex characters of the revision id: short enough for Kubernetes names, 2^32 values."""
+
+
+@dataclass(frozen=True)
+class ModelRevision:
+    """What makes one served model's revision: change any of these and the revision id changes."""
+
+    model: str
+    """Served model name."""
+    image: str
+    """Engine container image (pinned)."""
+    engine_args: tuple[str, ...]
+    """Engine arguments, in order."""
+    model_version: str
+    """Weights: repository (and revision) or catalog id."""
+    quantization: str
+
+
+def revision_id(models: Sequence[ModelRevision]) -> str:
+    """A region's revision id: a hash of what its models are served with, independent of listing order."""
+    canonical = json.dumps(sorted((asdict(m) for m in models), key=lambda m: m["model"]), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_ID_LENGTH]
+
+
+Weights = Mapping[str, int]
+"""Revision id -> percent of the region's requests; the values sum to 100."""
+
+
+class Deployer(Protocol):
+    """One stack's regions, as the rollout engine sees them. Regions are keys like `aws-us-east-1`."""
+
+    def deploy_revision(self, region: str, revision: str) -> None:
+        """Start `revision`'s inference services in `region` beside what serves there, at 0% of traffic."""
+        ...
+
+    def set_weights(self, region: str, weights: Weights) -> None:
+        """Split `region`'s gateway traffic between deployed revisions."""
+        ...
+
+    def remove_revision(self, region: str, revision: str) -> None:
+        """Delete `revision`'s inference services in `region` (it must carry no traffic)."""
+        ...
+
+    def weights(self, region: str) -> dict[str, int]:
+        """The revisions deployed in `region` and their share of traffic (a revision at 0% is deployed)."""
+        ...
+
+    def endpoints(self) -> dict[str, str]:
+        """Region -> its gateway's base URL, where the gate sends its load."""
+        ...
+
+
+def serving(weights: Weights) -> str | None:
+    """The revision carrying all of a region's traffic, if one does."""
+    full = [revision for revision, share in weights.items() if share == 100]
+    return full[0] if full else None

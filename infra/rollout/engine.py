@@ -1,0 +1,432 @@
+"""The rollout state machine: waves of regions, a canary through the steps in each, the gate after each.
+
+A rollout is a list of coarse, idempotent actions, decided up front and logged as a `plan`:
+
+    deploy(region)         the new revision beside the old one, at 0%
+    step(region, percent)  weights old/new = 100-percent/percent, then the load test + SLO gate
+    promote(region)        the old revision removed (only after a 100% step passed)
+    restore(region)        old revision back (redeployed if promoted), all traffic on it, new one removed
+    settle(region, percent) weights back to the last split that passed a gate
+
+Each action is logged (`begin`) before it is taken and again (`done`) after, so replaying the log
+says exactly where a rollout stopped. A breach plans `restore` for the region and, unless
+--keep-promoted, for every region before it; two invalid gate runs plan `settle` and stop; `--resume`
+continues the latest unfinished plan; `--abort` plans the restores. A/B testing is a rollout whose
+last step is below 100: it ends `held` at that split, until resumed with more steps or aborted.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol, cast
+
+from infra.rollout.deployer import Deployer, serving
+from infra.rollout.log import Record, RolloutLog
+from infra.schema.rollout import check_steps
+
+EXIT_OK = 0
+EXIT_BREACH = 3
+EXIT_INVALID = 4
+GATE_ATTEMPTS = 2
+"""An invalid gate run (exit 4) is retried once; a second one stops the rollout."""
+
+
+class RolloutError(Exception):
+    """The rollout cannot start, resume or abort as asked (the message says why and what to do)."""
+
+
+class Outcome(StrEnum):
+    PROMOTED = "promoted"
+    """Every region serves the new revision only."""
+    HELD = "held"
+    """Every region serves both revisions at the last step's split (A/B); --resume --steps or --abort."""
+    ROLLED_BACK = "rolled_back"
+    """A gate breached; the affected regions serve the old revision only."""
+    STOPPED = "stopped"
+    """A gate run was invalid twice; traffic is back at the last split that passed; --resume or --abort."""
+    ABORTED = "aborted"
+    """--abort: the affected regions serve the old revision only."""
+
+
+UNFINISHED = {Outcome.HELD, Outcome.STOPPED}
+"""Outcomes that leave the fleet on two revisions: a new rollout must wait for --resume or --abort."""
+
+ActionKind = Literal["deploy", "step", "promote", "restore", "settle"]
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    region: str
+    percent: int = 0
+
+    def to_record(self) -> Record:
+        return {"kind": self.kind, "region": self.region, "percent": self.percent}
+
+    @staticmethod
+    def from_record(record: Record) -> Action:
+        return Action(cast(ActionKind, record["kind"]), str(record["region"]), int(record.get("percent", 0)))
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.region}" + (f" {self.percent}%" if self.kind in ("step", "settle") else "")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    exit_code: int
+    """0 pass, 3 SLO breached, 4 the run was invalid (anything else counts as invalid)."""
+    verdict: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """The gate's JSON verdict (checks and figures), as written by the load test."""
+
+
+class Gate(Protocol):
+    def run(self, region: str, endpoint: str, step: int, attempt: int) -> GateResult:
+        """Load-test `endpoint` (the region's gateway) and judge the SLO."""
+        ...
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    exit_code: int
+    report: dict[str, Any] = field(default_factory=dict[str, Any])
+    """On a breach or an invalid run: region, step, failed checks and figures."""
+
+
+@dataclass
+class PlanState:
+    record: Record
+    begun: set[int] = field(default_factory=set[int])
+    done: set[int] = field(default_factory=set[int])
+
+    @property
+    def actions(self) -> list[Action]:
+        return [Action.from_record(a) for a in self.record["actions"]]
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == len(self.record["actions"])
+
+
+@dataclass
+class History:
+    """The current rollout, replayed from its log records."""
+
+    start: Record
+    plans: list[PlanState]
+    end: Record | None
+    """The `end` record, unless a plan was started or resumed after it."""
+
+    @staticmethod
+    def replay(records: Sequence[Record]) -> History | None:
+        if not records:
+            return None
+        plans: list[PlanState] = []
+        end: Record | None = None
+        for record in records:
+            kind = record["type"]
+            if kind == "plan":
+                plans.append(PlanState(record))
+                end = None
+            elif kind == "resume":
+                end = None
+            elif kind == "begin":
+                plans[int(record["plan"])].begun.add(int(record["index"]))
+            elif kind == "done":
+                plans[int(record["plan"])].done.add(int(record["index"]))
+            elif kind == "end":
+                end = record
+        return History(records[0], plans, end)
+
+    @property
+    def outcome(self) -> Outcome | None:
+        return Outcome(self.end["outcome"]) if self.end else None
+
+    def regions_in_state(self) -> tuple[list[str], list[str]]:
+        """(regions where the new revision was deployed, of those the promoted ones), in rollout order."""
+        touched: list[str] = []
+        promoted: list[str] = []
+        for plan in self.plans:
+            for index, action in enumerate(plan.actions):
+                region = action.region
+                if action.kind == "deploy" and index in plan.begun and region not in touched:
+                    touched.append(region)
+                elif action.kind == "promote" and index in plan.done:
+                    promoted.append(region)
+                elif action.kind == "restore" and index in plan.done:
+                    touched = [r for r in touched if r != region]
+                    promoted = [r for r in promoted if r != region]
+        return touched, promoted
+
+    def last_forward(self) -> int:
+        return max(i for i, plan in enumerate(self.plans) if plan.record["phase"] == "forward")
+
+
+def forward_actions(regions: Sequence[str], steps: Sequence[int], *, deploy: bool = True) -> list[Action]:
+    """Waves: each region in turn deploys, climbs the steps, and is promoted when the last step is 100."""
+    actions: list[Action] = []
+    for region in regions:
+        if deploy:
+            actions.append(Action("deploy", region))
+        actions += [Action("step", region, percent) for percent in steps]
+        if steps[-1] == 100:
+            actions.append(Action("promote", region))
+    return actions
+
+
+class Rollout:
+    """Drives one stack's rollouts through a Deployer and a Gate, writing everything to the log."""
+
+    def __init__(
+        self, log: RolloutLog, deployer: Deployer, gate: Gate, *, say: Callable[[str], None] = lambda _: None
+    ) -> None:
+        self.log = log
+        self.deployer = deployer
+        self.gate = gate
+        self.say = say
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def start(
+        self, target: Mapping[str, str], order: Sequence[str], steps: Sequence[int], *, keep_promoted: bool = False
+    ) -> Result:
+        """Roll `target` (region -> new revision id) out over the regions in `order`."""
+        check_steps(steps)
+        with self.log.locked():
+            history = History.replay(self.log.current())
+            if history is not None and (history.end is None or history.outcome in UNFINISHED):
+                state = history.outcome or "interrupted"
+                raise RolloutError(
+                    f"stack {self.log.stack} has an unfinished rollout ({state}, log {self.log.path}); "
+                    "run with --resume to continue it or --abort to go back to the old revision"
+                )
+            previous: dict[str, str] = {}
+            for region in order:
+                weights = self.deployer.weights(region)
+                current = serving(weights)
+                if current is None:
+                    raise RolloutError(
+                        f"region {region} serves {weights or 'no revision'}, not one revision at 100%: "
+                        "bring it to a known state first (pulumi up, or --abort a rollout left behind)"
+                    )
+                previous[region] = current
+            regions = [r for r in order if previous[r] != target[r]]
+            if not regions:
+                self.say("every region already serves the target revision: nothing to roll out")
+                return Result(Outcome.PROMOTED, EXIT_OK)
+            self.log.append(
+                {
+                    "type": "start",
+                    "rollout": uuid.uuid4().hex[:12],
+                    "stack": self.log.stack,
+                    "regions": regions,
+                    "from": {r: previous[r] for r in regions},
+                    "to": {r: target[r] for r in regions},
+                    "steps": list(steps),
+                    "keep_promoted": keep_promoted,
+                    "pid": os.getpid(),
+                }
+            )
+            return self._run_plan("forward", forward_actions(regions, steps))
+
+    def resume(self, steps: Sequence[int] | None = None) -> Result:
+        """Continue the latest rollout where it stopped; a held (A/B) one climbs the new `steps`."""
+        with self.log.locked():
+            history = self._unfinished("resume")
+            if steps is not None and history.outcome is not Outcome.HELD:
+                raise RolloutError("--steps with --resume applies to a held (A/B) rollout only")
+            if history.outcome is Outcome.HELD:
+                return self._climb(history, steps)
+            latest = len(history.plans) - 1
+            if history.end is None and not history.plans[latest].complete:
+                return self._resume_plan(history, latest)
+            return self._resume_plan(history, history.last_forward())
+
+    def abort(self, *, keep_promoted: bool | None = None) -> Result:
+        """Take the latest rollout back to the old revision (regions already promoted too, by default)."""
+        with self.log.locked():
+            history = self._unfinished("abort")
+            latest = len(history.plans) - 1
+            if history.plans[latest].record["phase"] == "rollback" and not history.plans[latest].complete:
+                return self._resume_plan(history, latest)
+            keep = bool(history.start["keep_promoted"]) if keep_promoted is None else keep_promoted
+            return self._roll_back(history, "abort", Outcome.ABORTED, EXIT_OK, {}, keep)
+
+    # -- plans -----------------------------------------------------------------------------------
+
+    def _history(self) -> History:
+        history = History.replay(self.log.current())
+        assert history is not None, "a rollout was started"
+        return history
+
+    def _unfinished(self, verb: str) -> History:
+        history = History.replay(self.log.current())
+        if history is None or (history.end is not None and history.outcome not in UNFINISHED):
+            last = f" (the last one ended {history.outcome})" if history else ""
+            raise RolloutError(f"stack {self.log.stack} has no unfinished rollout to {verb}{last}")
+        return history
+
+    def _run_plan(
+        self,
+        phase: str,
+        actions: Sequence[Action],
+        *,
+        outcome: Outcome | None = None,
+        exit_code: int = EXIT_OK,
+        report: Mapping[str, Any] | None = None,
+    ) -> Result:
+        """Log a new plan, then take it."""
+        self.log.append(
+            {
+                "type": "plan",
+                "phase": phase,
+                "actions": [a.to_record() for a in actions],
+                "outcome": outcome,
+                "exit_code": exit_code,
+                "report": dict(report or {}),
+            }
+        )
+        history = self._history()
+        return self._take(history, len(history.plans) - 1)
+
+    def _resume_plan(self, history: History, plan_index: int) -> Result:
+        self.log.append({"type": "resume", "plan": plan_index})
+        self.say(f"resuming the {history.plans[plan_index].record['phase']} plan")
+        return self._take(self._history(), plan_index)
+
+    def _take(self, history: History, plan_index: int) -> Result:
+        """Take the actions of a plan that are not done yet (a begun one again), then end as the plan says."""
+        plan = history.plans[plan_index]
+        for index, action in enumerate(plan.actions):
+            if index in plan.done:
+                continue
+            self.log.append({"type": "begin", "plan": plan_index, "index": index, **action.to_record()})
+            self.say(str(action))
+            if action.kind == "step":
+                failed = self._step(history.start, action)
+                if failed is not None:
+                    return self._after_failed_gate(history, plan, index, action, failed)
+            else:
+                self._apply(history.start, action)
+            self.log.append({"type": "done", "plan": plan_index, "index": index, **action.to_record()})
+        record = plan.record
+        if record["phase"] == "forward":
+            last = plan.actions[-1]
+            held_at = last.percent if last.kind == "step" else 100
+            return self._end(Result(Outcome.PROMOTED if held_at == 100 else Outcome.HELD, EXIT_OK), held_at)
+        return self._end(Result(Outcome(record["outcome"]), int(record["exit_code"]), dict(record["report"])))
+
+    def _apply(self, start: Record, action: Action) -> None:
+        region = action.region
+        old, new = start["from"][region], start["to"][region]
+        if action.kind == "deploy":
+            self.deployer.deploy_revision(region, new)
+        elif action.kind == "promote":
+            self.deployer.set_weights(region, {new: 100})
+            self.deployer.remove_revision(region, old)
+        elif action.kind == "restore":
+            self.deployer.deploy_revision(region, old)
+            self.deployer.set_weights(region, {old: 100})
+            self.deployer.remove_revision(region, new)
+        elif action.kind == "settle":
+            self.deployer.set_weights(region, _split(old, new, action.percent))
+
+    def _step(self, start: Record, action: Action) -> GateResult | None:
+        """Move the weights and gate them; None when the gate passed, else the failing result."""
+        region = action.region
+        self.deployer.set_weights(region, _split(start["from"][region], start["to"][region], action.percent))
+        endpoint = self.deployer.endpoints()[region]
+        result = GateResult(EXIT_INVALID)
+        for attempt in range(1, GATE_ATTEMPTS + 1):
+            result = self.gate.run(region, endpoint, action.percent, attempt)
+            if result.exit_code not in (EXIT_OK, EXIT_BREACH):
+                result = GateResult(EXIT_INVALID, result.verdict)
+            self.log.append(
+                {
+                    "type": "gate",
+                    "region": region,
+                    "percent": action.percent,
+                    "attempt": attempt,
+                    "exit_code": result.exit_code,
+                    "verdict": dict(result.verdict),
+                }
+            )
+            verdict = {EXIT_OK: "pass", EXIT_BREACH: "SLO BREACHED", EXIT_INVALID: "run invalid"}[result.exit_code]
+            self.say(f"gate {region} at {action.percent}% (attempt {attempt}): {verdict}")
+            if result.exit_code != EXIT_INVALID:
+                break
+        return None if result.exit_code == EXIT_OK else result
+
+    def _after_failed_gate(
+        self, history: History, plan: PlanState, index: int, action: Action, result: GateResult
+    ) -> Result:
+        report = failure_report(action, result)
+        if result.exit_code == EXIT_BREACH:
+            keep = bool(history.start["keep_promoted"])
+            return self._roll_back(self._history(), "breach", Outcome.ROLLED_BACK, EXIT_BREACH, report, keep)
+        passed = [a.percent for a in plan.actions[:index] if a.kind == "step" and a.region == action.region]
+        settle = Action("settle", action.region, passed[-1] if passed else 0)
+        return self._run_plan("stop", [settle], outcome=Outcome.STOPPED, exit_code=EXIT_INVALID, report=report)
+
+    def _roll_back(
+        self,
+        history: History,
+        reason: str,
+        outcome: Outcome,
+        exit_code: int,
+        report: Mapping[str, Any],
+        keep_promoted: bool,
+    ) -> Result:
+        touched, promoted = history.regions_in_state()
+        back = [r for r in reversed(touched) if not (keep_promoted and r in promoted)]
+        self.say(f"rolling back ({reason}): {', '.join(back) or 'nothing to undo'}")
+        return self._run_plan(
+            "rollback", [Action("restore", r) for r in back], outcome=outcome, exit_code=exit_code, report=report
+        )
+
+    def _climb(self, history: History, steps: Sequence[int] | None) -> Result:
+        """A held A/B split goes on up the new `steps`, in every region of the rollout."""
+        assert history.end is not None
+        held = int(history.end["held_at"])
+        if steps is None:
+            raise RolloutError(
+                f"the rollout is held at {held}% (A/B): give --steps above {held} (ending at 100) to go on, "
+                "or --abort to go back"
+            )
+        check_steps(steps)
+        if steps[0] <= held:
+            raise RolloutError(f"--steps {list(steps)}: must climb above the held split of {held}%")
+        touched, _ = history.regions_in_state()
+        return self._run_plan("forward", forward_actions(touched, steps, deploy=False))
+
+    def _end(self, result: Result, held_at: int | None = None) -> Result:
+        record: Record = {"type": "end", "outcome": result.outcome, "exit_code": result.exit_code}
+        if result.report:
+            record["report"] = result.report
+        if result.outcome is Outcome.HELD:
+            record["held_at"] = held_at
+        self.log.append(record)
+        self.say(f"rollout {result.outcome} (exit {result.exit_code})")
+        return result
+
+
+def _split(old: str, new: str, percent: int) -> dict[str, int]:
+    return {old: 100 - percent, new: percent}
+
+
+def failure_report(action: Action, result: GateResult) -> dict[str, Any]:
+    """Region, step, failed checks and the figures they were judged on, from the gate's verdict."""
+    verdict = dict(result.verdict)
+    checks = cast(list[dict[str, Any]], verdict.get("checks") or [])
+    return {
+        "region": action.region,
+        "step": action.percent,
+        "gate_exit_code": result.exit_code,
+        "failed_checks": [c for c in checks if not c.get("passed", False)],
+        "reasons": verdict.get("reasons", []),
+        "figures": verdict.get("metrics", {}),
+    }

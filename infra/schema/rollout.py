@@ -1,0 +1,68 @@
+"""`rollout:` — how `llmfleet rollout` moves a new revision through the regions.
+
+Regions go one after another (waves): inside a region the new revision takes `steps` percent of the
+traffic in turn, and after each step the load-test `suite` runs against the region's gateway for
+`gate_duration_s` and the SLO gate decides (pass: next step; breach: roll back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from infra.schema.base import Section
+
+DEFAULT_STEPS = (5, 25, 100)
+
+
+class RolloutSpec(Section):
+    """Waves, canary steps and the gate of a rollout (the CLI's --steps/--suite override steps and suite)."""
+
+    region_order: list[str] | None = Field(
+        default=None,
+        description="Region keys (`<cloud>-<region>`) in rollout order; default: the secondaries in stack order, "
+        "then the primary.",
+    )
+    steps: list[int] = Field(
+        default_factory=lambda: list(DEFAULT_STEPS),
+        min_length=1,
+        description="Percent of a region's traffic on the new revision at each step; a last step below 100 "
+        "leaves both revisions serving at that split (an A/B test).",
+    )
+    gate_duration_s: float = Field(
+        default=300, gt=0, le=6 * 3600, description="Seconds of load test after each step before the gate decides."
+    )
+    suite: str = Field(default="steady", pattern=r"^[a-z][a-z0-9_]*$", description="Load-test suite of the gate.")
+    users: int = Field(default=8, ge=1, le=1000, description="Concurrent users the suite runs with.")
+
+    @model_validator(mode="after")
+    def _steps_climb(self) -> Self:
+        check_steps(self.steps)
+        return self
+
+    def check_regions(self, keys: Sequence[str]) -> None:
+        """Cross-check against the stack's regions (called by DeploymentSpec)."""
+        if self.region_order is None:
+            return
+        unknown = [k for k in self.region_order if k not in keys]
+        if unknown:
+            raise ValueError(f"rollout.region_order: unknown region keys {unknown}; the stack's regions: {list(keys)}")
+        repeated = sorted({k for k in self.region_order if self.region_order.count(k) > 1})
+        if repeated:
+            raise ValueError(f"rollout.region_order: each region once, repeated: {repeated}")
+        missing = [k for k in keys if k not in self.region_order]
+        if missing:
+            raise ValueError(f"rollout.region_order: every region must be listed, missing: {missing}")
+
+
+def check_steps(steps: Sequence[int]) -> None:
+    """Steps are percentages from 1 to 100 that only go up (also used for --steps)."""
+    if not steps:
+        raise ValueError("steps: give at least one percentage, e.g. 5,25,100")
+    if any(not 1 <= s <= 100 for s in steps):
+        raise ValueError(f"steps: each step is a percentage from 1 to 100, got {list(steps)}")
+    if any(b <= a for a, b in pairwise(steps)):
+        raise ValueError(f"steps: must strictly increase, got {list(steps)}")

@@ -1,0 +1,257 @@
+"""The rollout state machine against an in-memory deployer and a scripted gate (no load, milliseconds).
+
+tests/test_rollout.py runs the same engine against emulators with the real Locust gate; these cover
+every path of the state machine: waves, breach and rollback, --keep-promoted, invalid runs and the
+retry, A/B holds, crashes with --resume and --abort, the lock and the log itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, GateResult, Outcome, Rollout, RolloutError
+from infra.rollout.log import RolloutBusy, RolloutLog
+
+OLD, NEW = "0ld0ld00", "5ca1ab1e"
+REGIONS = ["aws-eu-west-1", "gcp-us-central1", "aws-us-east-1"]
+
+
+class Crash(Exception):
+    """Stands for the process dying (Ctrl-C, a lost runner) in the middle of a rollout."""
+
+
+class MemoryDeployer:
+    """Regions as dicts of revision -> weight; can crash on the n-th call."""
+
+    def __init__(self, regions: list[str], crash_on_call: int | None = None, crash_after: bool = False) -> None:
+        self.state = {r: {OLD: 100} for r in regions}
+        self.calls: list[tuple[str, str, object]] = []
+        self.crash_on_call = crash_on_call
+        self.crash_after = crash_after
+        """Crash after the call took effect (it happened but was not logged done) instead of before."""
+
+    def _call(self, name: str, region: str, arg: object, change: Callable[[], None]) -> None:
+        self.calls.append((name, region, arg))
+        crash = self.crash_on_call is not None and len(self.calls) == self.crash_on_call
+        if crash and not self.crash_after:
+            raise Crash(f"crash before {name} {region}")
+        change()
+        if crash:
+            raise Crash(f"crash after {name} {region}")
+
+    def deploy_revision(self, region: str, revision: str) -> None:
+        self._call("deploy", region, revision, lambda: self.state[region].setdefault(revision, 0) and None)
+
+    def set_weights(self, region: str, weights: dict[str, int]) -> None:
+        assert set(weights) <= set(self.state[region]), f"{region}: weights for a revision not deployed"
+        assert sum(weights.values()) == 100
+
+        def change() -> None:
+            self.state[region] = {r: weights.get(r, 0) for r in self.state[region]}
+
+        self._call("weights", region, dict(weights), change)
+
+    def remove_revision(self, region: str, revision: str) -> None:
+        assert self.state[region].get(revision, 0) == 0, f"{region}: removing {revision} while it serves"
+        self._call("remove", region, revision, lambda: self.state[region].pop(revision, None) and None)
+
+    def weights(self, region: str) -> dict[str, int]:
+        return dict(self.state[region])
+
+    def endpoints(self) -> dict[str, str]:
+        return {r: f"http://{r}.example" for r in self.state}
+
+
+Script = Callable[[str, int, int], int]
+
+
+class ScriptedGate:
+    """Exit code per (region, percent, attempt); records every run and the deployer state it saw."""
+
+    def __init__(self, deployer: MemoryDeployer, script: Script = lambda *_: 0) -> None:
+        self.deployer = deployer
+        self.script = script
+        self.runs: list[tuple[str, int, int, dict[str, int]]] = []
+
+    def run(self, region: str, endpoint: str, step: int, attempt: int) -> GateResult:
+        assert endpoint == f"http://{region}.example"
+        self.runs.append((region, step, attempt, self.deployer.weights(region)))
+        code = self.script(region, step, attempt)
+        checks = [{"metric": "ttft", "stat": "p95", "observed": 900.0, "op": "<=", "threshold": 800.0, "passed": False}]
+        return GateResult(code, {"checks": checks if code == 3 else [], "metrics": {"ttft_ms": {"p95": 900.0}}})
+
+
+def make(tmp_path: Path, script: Script = lambda *_: 0, crash_on_call: int | None = None, crash_after: bool = False):
+    deployer = MemoryDeployer(REGIONS, crash_on_call, crash_after)
+    gate = ScriptedGate(deployer, script)
+    log = RolloutLog(tmp_path, "prod")
+    return Rollout(log, deployer, gate), deployer, gate, log
+
+
+def start(rollout: Rollout, steps: list[int] | None = None, keep_promoted: bool = False):
+    return rollout.start({r: NEW for r in REGIONS}, REGIONS, steps or [5, 25, 100], keep_promoted=keep_promoted)
+
+
+def test_healthy_rollout_goes_region_by_region_through_every_step(tmp_path: Path) -> None:
+    rollout, deployer, gate, log = make(tmp_path)
+    result = start(rollout)
+    assert (result.outcome, result.exit_code) == (Outcome.PROMOTED, 0)
+    assert deployer.state == {r: {NEW: 100} for r in REGIONS}
+    assert [(r, s) for r, s, _, _ in gate.runs] == [(r, s) for r in REGIONS for s in (5, 25, 100)]
+    # each gate saw its region at the step's split, the regions after it untouched
+    assert gate.runs[1][3] == {OLD: 75, NEW: 25}
+    assert [t for t in log.current() if t["type"] == "end"][-1]["outcome"] == "promoted"
+
+
+def test_every_step_is_logged_before_it_is_taken(tmp_path: Path) -> None:
+    rollout, deployer, _, log = make(tmp_path)
+    seen: list[int] = []
+    original = deployer.set_weights
+
+    def checking(region: str, weights: dict[str, int]) -> None:
+        last = log.records()[-1]
+        assert last["type"] == "begin" and last["region"] == region, last
+        seen.append(1)
+        original(region, weights)
+
+    deployer.set_weights = checking  # type: ignore[method-assign]
+    start(rollout, [50, 100])
+    assert len(seen) == 9  # 2 steps + promote per region
+
+
+def test_breach_in_the_second_region_rolls_back_it_and_the_first(tmp_path: Path) -> None:
+    rollout, deployer, gate, _ = make(tmp_path, lambda region, step, _: 3 if region == REGIONS[1] and step == 25 else 0)
+    result = start(rollout)
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, EXIT_BREACH)
+    assert deployer.state == {r: {OLD: 100} for r in REGIONS}
+    assert result.report["region"] == REGIONS[1] and result.report["step"] == 25
+    assert result.report["failed_checks"][0]["metric"] == "ttft"
+    assert not any(r == REGIONS[2] for r, *_ in gate.runs), "the third region was never touched"
+    assert ("deploy", REGIONS[2], NEW) not in deployer.calls
+    restores = [c for c in deployer.calls if c[0] == "deploy" and c[2] == OLD]
+    assert [c[1] for c in restores] == [REGIONS[1], REGIONS[0]], "undone newest first"
+
+
+def test_keep_promoted_leaves_regions_that_passed(tmp_path: Path) -> None:
+    rollout, deployer, _, _ = make(tmp_path, lambda region, step, _: 3 if region == REGIONS[1] else 0)
+    result = start(rollout, keep_promoted=True)
+    assert result.exit_code == EXIT_BREACH
+    assert deployer.state == {REGIONS[0]: {NEW: 100}, REGIONS[1]: {OLD: 100}, REGIONS[2]: {OLD: 100}}
+
+
+def test_an_invalid_run_is_retried_once(tmp_path: Path) -> None:
+    rollout, deployer, gate, _ = make(tmp_path, lambda region, step, attempt: 4 if attempt == 1 and step == 25 else 0)
+    assert start(rollout).outcome is Outcome.PROMOTED
+    assert sum(1 for _, step, attempt, _ in gate.runs if step == 25 and attempt == 2) == len(REGIONS)
+    assert deployer.state == {r: {NEW: 100} for r in REGIONS}
+
+
+def test_two_invalid_runs_stop_at_the_last_passed_split_and_resume_continues(tmp_path: Path) -> None:
+    flaky = {"on": True}
+    rollout, deployer, gate, _ = make(
+        tmp_path, lambda region, step, _: 7 if flaky["on"] and region == REGIONS[1] and step == 25 else 0
+    )
+    result = start(rollout)
+    assert (result.outcome, result.exit_code) == (Outcome.STOPPED, EXIT_INVALID)
+    assert deployer.state[REGIONS[0]] == {NEW: 100}
+    assert deployer.state[REGIONS[1]] == {OLD: 95, NEW: 5}, "back to the split that passed"
+    assert deployer.state[REGIONS[2]] == {OLD: 100}
+    with pytest.raises(RolloutError, match="unfinished rollout"):
+        start(rollout)
+    flaky["on"] = False
+    assert rollout.resume().outcome is Outcome.PROMOTED
+    assert deployer.state == {r: {NEW: 100} for r in REGIONS}
+    assert [(r, s) for r, s, _, _ in gate.runs].count((REGIONS[1], 25)) == 3
+
+
+def test_a_b_split_is_held_then_climbs_or_aborts(tmp_path: Path) -> None:
+    rollout, deployer, _, _ = make(tmp_path)
+    assert start(rollout, [50]).outcome is Outcome.HELD
+    assert deployer.state == {r: {OLD: 50, NEW: 50} for r in REGIONS}
+    with pytest.raises(RolloutError, match="held at 50%"):
+        rollout.resume()
+    with pytest.raises(RolloutError, match="climb above"):
+        rollout.resume([25, 100])
+    assert rollout.resume([100]).outcome is Outcome.PROMOTED
+    assert deployer.state == {r: {NEW: 100} for r in REGIONS}
+
+
+def test_a_held_split_can_be_aborted(tmp_path: Path) -> None:
+    rollout, deployer, _, _ = make(tmp_path)
+    start(rollout, [10, 50])
+    assert rollout.abort().outcome is Outcome.ABORTED
+    assert deployer.state == {r: {OLD: 100} for r in REGIONS}
+    with pytest.raises(RolloutError, match="no unfinished rollout"):
+        rollout.abort()
+
+
+@pytest.mark.parametrize("crash_after", [False, True])
+@pytest.mark.parametrize("crash_on_call", range(1, 16))
+def test_crash_anywhere_then_resume_promotes(tmp_path: Path, crash_on_call: int, crash_after: bool) -> None:
+    rollout, deployer, _, log = make(tmp_path, crash_on_call=crash_on_call, crash_after=crash_after)
+    with pytest.raises(Crash):
+        start(rollout, [50, 100])
+    deployer.crash_on_call = None
+    assert rollout.resume().outcome is Outcome.PROMOTED
+    assert deployer.state == {r: {NEW: 100} for r in REGIONS}
+    assert log.current()[-1]["type"] == "end"
+
+
+@pytest.mark.parametrize("crash_after", [False, True])
+@pytest.mark.parametrize("crash_on_call", range(1, 16))
+def test_crash_anywhere_then_abort_restores(tmp_path: Path, crash_on_call: int, crash_after: bool) -> None:
+    rollout, deployer, _, log = make(tmp_path, crash_on_call=crash_on_call, crash_after=crash_after)
+    with pytest.raises(Crash):
+        start(rollout, [50, 100])
+    deployer.crash_on_call = None
+    assert rollout.abort().outcome is Outcome.ABORTED
+    assert deployer.state == {r: {OLD: 100} for r in REGIONS}
+    assert log.current()[-1]["outcome"] == "aborted"
+
+
+def test_crash_during_a_rollback_is_finished_by_resume(tmp_path: Path) -> None:
+    rollout, deployer, _, _ = make(tmp_path, lambda region, *_: 3 if region == REGIONS[2] else 0)
+    deployer.crash_on_call = 18  # inside the rollback of the first regions
+    with pytest.raises(Crash):
+        start(rollout, [50, 100])
+    deployer.crash_on_call = None
+    result = rollout.resume()
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, EXIT_BREACH)
+    assert deployer.state == {r: {OLD: 100} for r in REGIONS}
+
+
+def test_a_second_rollout_of_the_stack_is_refused_while_one_runs(tmp_path: Path) -> None:
+    rollout, deployer, _, log = make(tmp_path)
+    with RolloutLog(tmp_path, "prod").locked(), pytest.raises(RolloutBusy, match=r"in progress \(pid"):
+        start(rollout)
+    assert deployer.calls == [] and log.records() == []
+    other = RolloutLog(tmp_path, "dev")
+    with other.locked():  # another stack's lock does not matter
+        assert start(rollout).outcome is Outcome.PROMOTED
+
+
+def test_nothing_to_do_when_every_region_serves_the_target(tmp_path: Path) -> None:
+    rollout, _, gate, log = make(tmp_path)
+    result = rollout.start({r: OLD for r in REGIONS}, REGIONS, [5, 100])
+    assert result.exit_code == 0 and gate.runs == [] and log.records() == []
+
+
+def test_a_region_on_a_split_is_not_a_known_start(tmp_path: Path) -> None:
+    rollout, deployer, _, _ = make(tmp_path)
+    deployer.state[REGIONS[1]] = {OLD: 60, "other": 40}
+    with pytest.raises(RolloutError, match="not one revision at 100%"):
+        start(rollout)
+
+
+def test_a_torn_last_line_is_ignored_but_damage_elsewhere_is_an_error(tmp_path: Path) -> None:
+    log = RolloutLog(tmp_path, "prod")
+    log.append({"type": "start"})
+    with log.path.open("a") as out:
+        out.write('{"type": "beg')
+    assert [r["type"] for r in log.records()] == ["start"]
+    log.path.write_text('{"type": "start"}\nnot json\n{"type": "end"}\n')
+    with pytest.raises(ValueError, match=":2: not a JSON record"):
+        log.records()
