@@ -42,7 +42,7 @@ class DeploymentSpec(Section):
     regions: list[RegionSpec] = Field(min_length=1)
     slo: Slo = Field(default_factory=Slo)
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
-    load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
+    load_balancer: LoadBalancerSpec | None = Field(default=None, description="Global DNS; None: no global name.")
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     namespace: str = Field(default="llmfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -73,6 +73,8 @@ class DeploymentSpec(Section):
         if any(r.cloud == "gcp" and r.cluster.mode == "create" for r in self.regions) and not self.gcp_project:
             raise ValueError("gcp_project: required when a gcp region creates its cluster")
         self.gateway.check_models(names)
+        if self.load_balancer is not None:
+            self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)
         return self
 

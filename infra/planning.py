@@ -146,4 +146,6 @@ def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -
                     f"{planned.replicas} replicas the load needs in {region.cloud}/{region.region}"
                 )
             deployments.append(planned)
-    return Plan(stack=stack, deployments=tuple(deployments), totals=totals(deployments))
+    balancer = spec.load_balancer
+    failover = balancer.require_within_budget(f"{CONFIG_KEY}.load_balancer") if balancer else None
+    return Plan(stack=stack, deployments=tuple(deployments), totals=totals(deployments), failover=failover)

@@ -90,9 +90,26 @@ class Totals(Frozen):
     output_tokens_per_s: float
 
 
+class FailoverEstimate(Frozen):
+    """Worst-case seconds from a region failing to clients resolving the global name elsewhere.
+
+    total_s = detection_s + check_timeout_s + ttl_s; components/traffic/failover.py derives and explains each part.
+    """
+
+    provider: Literal["route53", "clouddns"]
+    detection_s: int = Field(description="Health check interval x failure threshold.")
+    check_timeout_s: int = Field(description="How long the last failing check may take to fail (a hung endpoint).")
+    ttl_s: int = Field(description="Resolvers may keep serving the old answer this long.")
+    total_s: int
+    budget_s: int | None = Field(default=None, description="The stack's load_balancer.failover_budget_s.")
+
+
 class Plan(Frozen):
     """The whole stack's plan. Serialised as the `llmfleet plan --format json` contract."""
 
     stack: str
     deployments: tuple[DeploymentPlan, ...]
     totals: Totals
+    failover: FailoverEstimate | None = Field(
+        default=None, description="Global load balancing's worst-case failover (None without a load_balancer)."
+    )

@@ -84,6 +84,12 @@ def render_table(plan: Plan, console: Console) -> None:
         )
     if any(not d.price_verified for d in plan.deployments):
         console.print("  * price flagged unverified in the catalog")
+    if plan.failover is not None:
+        f = plan.failover
+        console.print(
+            f"Global failover ({f.provider}), worst case {f.total_s} s = {f.detection_s} s detection "
+            f"+ {f.check_timeout_s} s check timeout + {f.ttl_s} s TTL; budget {f.budget_s} s"
+        )
 
 
 def register(app: typer.Typer) -> None:
