@@ -95,12 +95,20 @@ class KvCalibrationPoint(Entry):
     max_num_batched_tokens: int | None = None
     vllm_version: str
     enforce_eager: bool = False
+    block_size: int = Field(default=16, description="--block-size: tokens per KV-cache page.")
     reported_kv_tokens: int
     reported_memory_gib: dict[str, float] = Field(
         default_factory=dict,
         description=(
             "Other figures the same log printed, GiB per GPU: weights, kv_cache (available KV memory), "
             "activation_peak, non_torch, cuda_graph, gpu_total. Only the ones the log shows."
+        ),
+    )
+    unexplained: str | None = Field(
+        default=None,
+        description=(
+            "Why the memory model cannot reproduce this point (a setting the log does not show, behaviour the "
+            "planner never plans). Such points stay in the table but are not held to the calibration target."
         ),
     )
     source: Source

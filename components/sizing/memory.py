@@ -43,18 +43,35 @@ LINEAR_BITS: dict[Quantization, float] = {
     Quantization.Q8_0: 8.50,
 }
 
-# Activation peak of vLLM's profiling forward pass (see activation_peak_bytes).
+# Activation peak of vLLM's profiling run (see activation_peak_bytes).
 MLP_ACTIVATION_COPIES = 3.0
-"""bf16 copies of the MLP intermediate alive at the peak (gate_up output and the activated half)."""
+"""bf16 copies of the MLP intermediate alive at the forward peak (gate_up output and the activated half)."""
 HIDDEN_ACTIVATION_COPIES = 6.0
-"""bf16 copies of the hidden state alive at the peak (residual, norm output, attention in/out)."""
-LOGITS_BYTES_PER_VALUE = 12.0
-"""fp32 logits plus the sampler's softmax and log-softmax copies: 3 x 4 bytes per vocabulary entry."""
+"""bf16 copies of the hidden state alive at the forward peak (residual, norm output, attention in/out)."""
 
-NON_TORCH_GIB_SINGLE_GPU = 0.25
-"""cuBLAS workspaces and allocator slack outside PyTorch on one GPU (H100 start-up logs)."""
-NON_TORCH_GIB_MULTI_GPU = 2.0
-"""Adds NCCL buffers when the replica spans several GPUs (H100 start-up logs, TP >= 2)."""
+V0_SAMPLER_BYTES_PER_LOGIT = 8.0
+"""V0 engine (before v0.8): fp32 logits and fp32 probabilities. An A10 log of v0.7 prints an activation
+peak of 0.22 GiB for 256 rows of Llama-3.1's 128,256 logits (7.2 bytes each; calibration_kv.yaml)."""
+FUSED_SAMPLER_BYTES_PER_LOGIT = 12.0
+"""V1 with FlashInfer's top-k/top-p kernel (vllm PR #11394): bf16 logits, an fp32 copy, fp32 probabilities,
+no sort. The v0.10.1.1 logs in calibration_kv.yaml ("Using FlashInfer for top-p & top-k sampling") leave
+0.5 GiB for the whole activation peak plus non-torch memory at 256 x 152,064 logits."""
+SORTING_SAMPLER_BYTES_PER_LOGIT = 39.0
+"""PyTorch-native top-k/top-p sorts the fp32 logits (values, int64 indices, probabilities, cumulative sums).
+Fitted on v0.11.0 H100 logs (llm-d, calibration_kv.yaml): 4.76-5.64 GiB at 1024 rows x 128-152K logits."""
+SORTING_SAMPLER_RELEASES = ((0, 11, 0), (0, 19, 0))
+"""[first, end) releases whose default sampler sorts: FlashInfer's sampler was turned off by default in
+Oct 2025 (vllm PR #26859; the v0.11.0 logs already show the sorting cost) and back on by PR #40376, merged
+before May 2026 (PR #42472 of 2026-05-13 describes it as on). The end release is estimated from those
+dates, not read from a changelog."""
+
+NON_TORCH_GIB_SINGLE_GPU = 0.15
+"""cuBLAS workspaces and allocator slack outside PyTorch on one GPU (v0.11 H100 logs: 0.13-0.14 GiB;
+the reference's 0.25 is the rounder figure of older logs)."""
+NON_TORCH_GIB_MULTI_GPU = 0.55
+"""Adds NCCL and custom all-reduce buffers when the replica spans GPUs: 0.54-0.55 GiB in the v0.11 H100
+TP 2 logs. The reference quotes ~2 GiB at TP >= 2; no calibration log shows that much (an A100 TP 2 run
+of v0.10 leaves at most 0.2 GiB for it), so the measured figure is used."""
 
 CUDA_GRAPH_GIB_BASE = 0.4
 CUDA_GRAPH_GIB_PER_LAYER = 0.01
@@ -78,6 +95,16 @@ class VllmDefaults:
     subtracts_cuda_graphs: bool
     max_num_batched_tokens: int
     max_num_seqs: int
+    sampler_bytes_per_logit: float
+
+
+def sampler_bytes_per_logit(version: str) -> float:
+    """Peak bytes per logit of the sampler run that ends vLLM's profiling pass, by release."""
+    release = parse_version(version)
+    if release < (0, 8, 0):
+        return V0_SAMPLER_BYTES_PER_LOGIT
+    first, end = SORTING_SAMPLER_RELEASES
+    return SORTING_SAMPLER_BYTES_PER_LOGIT if first <= release < end else FUSED_SAMPLER_BYTES_PER_LOGIT
 
 
 def vllm_defaults(version: str, gpu_total_gib: float, gpu_id: str, max_model_len: int) -> VllmDefaults:
@@ -98,6 +125,7 @@ def vllm_defaults(version: str, gpu_total_gib: float, gpu_id: str, max_model_len
         subtracts_cuda_graphs=release >= (0, 21, 0),
         max_num_batched_tokens=batched,
         max_num_seqs=seqs,
+        sampler_bytes_per_logit=sampler_bytes_per_logit(version),
     )
 
 
@@ -157,17 +185,28 @@ def mlp_intermediate_size(arch: ModelArchitecture) -> float:
     return max(per_layer - attention, 0.0) / (3 * arch.hidden_size)
 
 
-def activation_peak_bytes(arch: ModelArchitecture, max_num_batched_tokens: int, max_num_seqs: int, tp: int) -> float:
-    """Peak of vLLM's profiling run: one forward pass of max_num_batched_tokens, then the sampler.
+def activation_peak_bytes(
+    arch: ModelArchitecture,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+    tp: int,
+    sampler_bytes_per_logit: float = FUSED_SAMPLER_BYTES_PER_LOGIT,
+) -> float:
+    """Peak of vLLM's profiling run: a forward pass of max_num_batched_tokens, then the sampler.
 
-    The MLP intermediate is sharded over TP ranks; the hidden state and the gathered logits (one row
-    per sequence, up to max_num_seqs) are not.
+    The two run one after the other, so the peak is the larger of them, not their sum. In the forward
+    pass the MLP intermediate is sharded over TP ranks and the hidden state is not. The sampler sees one
+    row of logits per request (up to max_num_seqs, at most one per token), gathered to the full vocabulary
+    on every rank; what it keeps per logit depends on the release (sampler_bytes_per_logit).
     """
     tokens = max_num_batched_tokens
-    mlp = tokens * 2 * MLP_ACTIVATION_COPIES * mlp_intermediate_size(arch) / tp
-    hidden = tokens * 2 * HIDDEN_ACTIVATION_COPIES * arch.hidden_size
-    logits = min(max_num_seqs, tokens) * arch.vocab_size * LOGITS_BYTES_PER_VALUE
-    return mlp + hidden + logits
+    forward = (
+        tokens
+        * 2
+        * (MLP_ACTIVATION_COPIES * mlp_intermediate_size(arch) / tp + HIDDEN_ACTIVATION_COPIES * arch.hidden_size)
+    )
+    sampler = min(max_num_seqs, tokens) * arch.vocab_size * sampler_bytes_per_logit
+    return max(forward, sampler)
 
 
 def non_torch_bytes(gpus_per_replica: int) -> float:
@@ -200,6 +239,8 @@ class EngineSettings:
     max_num_seqs: int
     subtracts_cuda_graphs: bool
     enforce_eager: bool = False
+    sampler_bytes_per_logit: float = FUSED_SAMPLER_BYTES_PER_LOGIT
+    block_size: int = BLOCK_SIZE
 
 
 def replica_memory(
@@ -215,14 +256,16 @@ def replica_memory(
     total = gpu_total_gib * GIB
     budget = total * settings.gpu_memory_utilization
     weights = weight_bytes_per_gpu(arch, quantization, tp, pp)
-    activation = activation_peak_bytes(arch, settings.max_num_batched_tokens, settings.max_num_seqs, tp)
+    activation = activation_peak_bytes(
+        arch, settings.max_num_batched_tokens, settings.max_num_seqs, tp, settings.sampler_bytes_per_logit
+    )
     non_torch = non_torch_bytes(tp * pp)
     graphs = 0.0 if settings.enforce_eager else cuda_graph_bytes(arch, pp)
     subtracted_graphs = graphs if settings.subtracts_cuda_graphs else 0.0
     kv_cache = max(0.0, budget - weights - activation - non_torch - subtracted_graphs)
     per_token = kv_bytes_per_token_per_gpu(arch, kv_dtype, tp, pp)
-    page = per_token * BLOCK_SIZE  # one block of every layer this GPU holds
-    kv_tokens = int(kv_cache // page) * BLOCK_SIZE
+    page = per_token * settings.block_size  # one block of every layer this GPU holds
+    kv_tokens = int(kv_cache // page) * settings.block_size
     return ReplicaMemory(
         gpu_total=total,
         budget=budget,
