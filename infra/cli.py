@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-COMMAND_MODULES = ["plan"]
+COMMAND_MODULES = ["plan", "loadtest"]
 
 
 @app.callback()

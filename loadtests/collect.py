@@ -18,7 +18,6 @@ Two things Locust does not do for us:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import weakref
@@ -35,7 +34,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from infra.schema.slo import Slo
 from loadtests import gate
-from loadtests.samples import RequestSample
+from loadtests.samples import RequestSample, write_samples
 
 logger = logging.getLogger("llmfleet.loadtest")
 
@@ -149,7 +148,7 @@ class SampleCollector:
         master_offset = time.time() - time.perf_counter()
         shift = payload["wall_minus_perf"] - master_offset
         for raw in payload["samples"]:
-            self.record(_shifted(RequestSample.from_dict(raw), shift))
+            self.record(RequestSample.from_dict(raw).shifted(shift))
         self._worker_late[client_id] = (payload["late_starts"], payload["scheduled_starts"])
         if payload["final"]:
             self._workers_pending.discard(client_id)
@@ -252,18 +251,6 @@ class SampleCollector:
         )
 
 
-def write_samples(samples: Sequence[RequestSample], path: Path) -> None:
-    """Raw samples as JSON lines (times are perf_counter seconds of the master's clock)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as out:
-        for sample in samples:
-            out.write(json.dumps(sample.to_dict()) + "\n")
-
-
-def read_samples(path: Path) -> list[RequestSample]:
-    return [RequestSample.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line]
-
-
 def _run_problems(environment: Environment, workers_pending: set[str]) -> list[str]:
     """Reasons the measurement itself cannot be trusted (beyond what the gate checks on samples)."""
     problems: list[str] = []
@@ -275,23 +262,6 @@ def _run_problems(environment: Environment, workers_pending: set[str]) -> list[s
         first = next(iter(runner.exceptions.values()))["msg"]
         problems.append(f"the load generator raised {count} exception(s), first: {first}")
     return problems
-
-
-def _shifted(sample: RequestSample, shift: float) -> RequestSample:
-    if shift == 0.0:
-        return sample
-
-    def move(t: float | None) -> float | None:
-        return None if t is None else t + shift
-
-    sample.started_at += shift
-    sample.ended_at += shift
-    sample.scheduled_at = move(sample.scheduled_at)
-    sample.first_token_at = move(sample.first_token_at)
-    sample.first_content_at = move(sample.first_content_at)
-    sample.last_token_at = move(sample.last_token_at)
-    sample.token_chunk_times = [t + shift for t in sample.token_chunk_times]
-    return sample
 
 
 def _path(value: str | None) -> Path | None:

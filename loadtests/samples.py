@@ -7,7 +7,10 @@ master as plain dicts (`to_dict` / `from_dict`).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -45,3 +48,28 @@ class RequestSample:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestSample:
         return cls(**data)
+
+    def shifted(self, offset: float) -> RequestSample:
+        """The same sample with every time moved by `offset` s (onto another process's clock), in place."""
+        if offset == 0.0:
+            return self
+        self.started_at += offset
+        self.ended_at += offset
+        for name in ("scheduled_at", "first_token_at", "first_content_at", "last_token_at"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value + offset)
+        self.token_chunk_times = [t + offset for t in self.token_chunk_times]
+        return self
+
+
+def write_samples(samples: Sequence[RequestSample], path: Path) -> None:
+    """Raw samples as JSON lines (times are perf_counter seconds of the process that gathered them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for sample in samples:
+            out.write(json.dumps(sample.to_dict()) + "\n")
+
+
+def read_samples(path: Path) -> list[RequestSample]:
+    return [RequestSample.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line]

@@ -207,7 +207,8 @@ def _read_stream(
     except Exception as exc:  # any transport error mid-stream is this request's failure
         error = _describe(exc)
     finally:
-        response.close()
+        if response.raw is not None:  # None when the request never got a response
+            response.close()
     return meter.finish(status, error)
 
 

@@ -1,0 +1,170 @@
+"""`llmfleet loadtest`: run a Locust suite headless against an endpoint and gate it on the SLO.
+
+The command checks its arguments and the SLO before any load is sent (bad input: exit 2), then runs
+`locust -f loadtests/suites/<suite>.py --headless ...` with the same options a person would type, so
+`llmfleet loadtest` and plain `locust` behave the same. Locust's master runs the gate when it quits;
+the exit code is the gate's: 0 pass, 3 SLO breached, 4 run invalid (also when Locust ended without
+writing a verdict). Extra arguments after `--` go to Locust unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+
+from infra.cli import user_errors_exit_2
+from infra.config import PROJECT_ROOT
+from infra.errors import UsageError
+from loadtests import gate
+from loadtests.run import SuiteRun, run_suite, suites
+
+COUNTED_SUITES = {"smoke", "gateway"}
+"""Suites that end after a set number of requests: no warm-up to exclude."""
+DEFAULT_WARMUP_SHARE = 0.1
+"""Without --warmup, the first tenth of a timed run is excluded from the gate."""
+ENDPOINT_OUTPUT = "endpoint"
+"""The stack output holding the global endpoint URL (the global load balancer's)."""
+REGION_ENDPOINTS_OUTPUT = "gateway_endpoints"
+"""Per region, its gateway URL: used when the stack has a single region and no global endpoint."""
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration(text: str, option: str) -> float:
+    """`90`, `90s`, `5m`, `1h30m` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None:
+        raise UsageError(f"{option} {text!r}: use a duration like 90s, 5m or 1h30m")
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def stack_endpoint(stack: str) -> str:
+    """The global endpoint from `pulumi stack output --json -s STACK`."""
+    pulumi = shutil.which("pulumi")
+    if pulumi is None:
+        raise UsageError("--host is required (without it, the endpoint comes from the stack: install the pulumi CLI)")
+    try:
+        done = subprocess.run(
+            [pulumi, "stack", "output", "--json", "-s", stack],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UsageError(f"--stack {stack}: `pulumi stack output` failed ({exc}); give --host") from None
+    if done.returncode != 0:
+        raise UsageError(f"--stack {stack}: `pulumi stack output` failed: {done.stderr.strip()[-300:]}; give --host")
+    try:
+        outputs = cast(dict[str, Any], json.loads(done.stdout))
+    except ValueError:
+        raise UsageError(f"--stack {stack}: `pulumi stack output --json` did not print JSON; give --host") from None
+    return endpoint_from_outputs(stack, outputs)
+
+
+def endpoint_from_outputs(stack: str, outputs: dict[str, Any]) -> str:
+    """The global endpoint, or the only region's gateway; several regions without a global one: ask."""
+    endpoint = outputs.get(ENDPOINT_OUTPUT)
+    if isinstance(endpoint, str) and endpoint:
+        return endpoint
+    regional = outputs.get(REGION_ENDPOINTS_OUTPUT)
+    urls = sorted(str(url) for url in cast(dict[str, Any], regional).values()) if isinstance(regional, dict) else []
+    if len(urls) == 1:
+        return urls[0]
+    if urls:
+        raise UsageError(f"--stack {stack}: no global `{ENDPOINT_OUTPUT}` output; pick a region with --host: {urls}")
+    raise UsageError(f"--stack {stack}: the stack has no `{ENDPOINT_OUTPUT}` output (pulumi up first?); give --host")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("loadtest", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    @user_errors_exit_2
+    def loadtest(
+        ctx: typer.Context,
+        suite: Annotated[str, typer.Option("--suite", help="smoke, steady, rate, ramp, spike, gateway, failover.")],
+        report: Annotated[Path, typer.Option("--report", help="Verdict JSON; Locust's HTML report goes alongside.")],
+        model: Annotated[str, typer.Option("--model", help="Served model name.")],
+        host: Annotated[str | None, typer.Option("--host", help="Endpoint URL (default: the stack's).")] = None,
+        api_key_env: Annotated[
+            str, typer.Option("--api-key-env", help="Environment variable with the API key.")
+        ] = "LLM_API_KEY",
+        stack: Annotated[
+            str | None, typer.Option("--stack", "-s", help="Stack whose SLO (and endpoint) to use.")
+        ] = None,
+        slo: Annotated[Path | None, typer.Option("--slo", help="SLO file (YAML/JSON) instead of a stack.")] = None,
+        users: Annotated[int, typer.Option("--users", help="Concurrent users (closed loop) or rate sharers.")] = 1,
+        rate: Annotated[float | None, typer.Option("--rate", help="Open loop: total requests/s (rate suite).")] = None,
+        duration: Annotated[str, typer.Option("--duration", help="Run length, e.g. 60s, 5m.")] = "60s",
+        warmup: Annotated[
+            str | None, typer.Option("--warmup", help="Excluded from the gate (default: a tenth of timed runs).")
+        ] = None,
+        processes: Annotated[int, typer.Option("--processes", help="Locust processes (1: no workers).")] = 1,
+    ) -> None:
+        """Run a Locust suite headless and gate it on the SLO: exit 0 pass, 3 breached, 4 invalid."""
+        known = suites()
+        if suite not in known:
+            raise UsageError(f"--suite {suite!r}: unknown suite; choose one of {known}")
+        if stack is not None and slo is not None:
+            raise UsageError("give --stack or --slo, not both")
+        if users < 1:
+            raise UsageError(f"--users {users}: must be at least 1")
+        if processes < 1:
+            raise UsageError(f"--processes {processes}: must be at least 1")
+        if suite == "rate" and (rate is None or rate <= 0):
+            raise UsageError("--rate: the rate suite needs a positive total rate in requests/s, e.g. --rate 5")
+        if rate is not None and suite != "rate":
+            raise UsageError(f"--rate applies to the rate suite only (suite {suite} is closed loop)")
+        if not model.strip():
+            raise UsageError("--model: give the served model name")
+        if os.environ.get(api_key_env) is None and api_key_env != "LLM_API_KEY":
+            raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
+        duration_s = parse_duration(duration, "--duration")
+        if duration_s <= 0:
+            raise UsageError("--duration must be positive")
+        if warmup is not None:
+            warmup_s = parse_duration(warmup, "--warmup")
+        else:
+            warmup_s = 0.0 if suite in COUNTED_SUITES else duration_s * DEFAULT_WARMUP_SHARE
+        if warmup_s >= duration_s:
+            raise UsageError(f"--warmup {warmup_s:g}s must be shorter than --duration {duration_s:g}s")
+        gate.load_slo(stack, slo)  # a bad SLO fails now (exit 2), before any load is sent
+        if host is None:
+            if stack is None:
+                raise UsageError("--host is required (or --stack with the pulumi CLI to read the stack's endpoint)")
+            host = stack_endpoint(stack)
+        try:
+            report.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--report {report}: cannot write there ({exc.strerror})") from None
+        run = SuiteRun(
+            suite=suite,
+            host=host,
+            model=model,
+            report=report,
+            duration_s=duration_s,
+            warmup_s=warmup_s,
+            users=users,
+            rate=rate,
+            processes=processes,
+            stack=stack,
+            slo=slo,
+            api_key_env=api_key_env,
+            extra=tuple(ctx.args),
+        )
+        verdict = run_suite(run)
+        for reason in verdict.reasons:
+            typer.echo(f"invalid run: {reason}", err=True)
+        for check in verdict.breaches:
+            typer.echo(
+                f"SLO breached: {check.metric} {check.stat} {check.observed} {check.op} {check.threshold}", err=True
+            )
+        typer.echo(f"verdict: exit {verdict.exit_code}; {report} and {run.html_report()}")
+        raise typer.Exit(verdict.exit_code)

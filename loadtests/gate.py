@@ -1,0 +1,247 @@
+"""The SLO gate: raw samples + the stack's SLO -> a verdict with an exit code (0 pass, 3 breach, 4 invalid).
+
+`evaluate(samples, slo, run)` is a pure function; Locust's master calls it when a run ends
+(loadtests/collect.py), the rollout command can call it on any samples, and `loadtests.run.run_suite`
+runs a suite against a host and returns the verdict.
+
+Rules (issue 6, shared/reference/loadtesting.md case 13):
+- Samples due before `started_at + warmup_s` are dropped first; everything after is judged raw.
+- One check per SLO target, each {metric, stat, op, threshold, observed, n, pass}. Exactly at the
+  threshold passes; an undefined (NaN) figure fails.
+- Open-loop runs are judged on latencies from when each request was due, so queue time in a lagging
+  generator or behind a stalled server counts; the check's metric says so (`ttft_from_due_ms`).
+- The run is invalid (exit 4, whatever the checks say) when it cannot support a verdict: fewer samples
+  than `min_samples` (zero samples never pass), the load generator overloaded, or an open-loop run
+  whose achieved arrival rate fell short of its target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from pydantic import ValidationError
+
+from infra.config import ConfigError, load_stack
+from infra.schema.slo import Slo
+from loadtests.samples import RequestSample
+from loadtests.stats import Distribution, LatencyLimits, Summary, due_at, json_number, summarize, within
+
+EXIT_PASS = 0
+EXIT_BREACH = 3
+EXIT_INVALID = 4
+
+DEFAULT_MIN_SAMPLES = 20
+RATE_SHORTFALL = 0.1
+"""An open-loop run whose arrivals fall more than this share below the target rate is invalid..."""
+RATE_SIGMAS = 3.0
+"""...unless the shortfall is within this many standard deviations of a Poisson count (short runs)."""
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": within,
+    ">=": lambda observed, floor: not math.isnan(observed) and observed >= floor,
+}
+
+
+@dataclass
+class Check:
+    """One comparison in the verdict; `passed` is written as `pass` in JSON."""
+
+    metric: str
+    stat: str
+    op: str
+    threshold: float
+    observed: float | None
+    n: int
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "stat": self.stat,
+            "op": self.op,
+            "threshold": self.threshold,
+            "observed": json_number(self.observed),
+            "n": self.n,
+            "pass": self.passed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Check:
+        fields = {k: data[k] for k in ("metric", "stat", "op", "threshold", "observed", "n")}
+        return cls(**fields, passed=bool(data["pass"]))
+
+
+@dataclass
+class Verdict:
+    checks: list[Check]
+    metrics: dict[str, Any] = field(default_factory=dict[str, Any])
+    valid: bool = True
+    reasons: list[str] = field(default_factory=list[str])
+    """Why the run is invalid (empty when valid)."""
+
+    @property
+    def passed(self) -> bool:
+        return self.valid and all(check.passed for check in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.valid:
+            return EXIT_INVALID
+        return EXIT_PASS if self.passed else EXIT_BREACH
+
+    @property
+    def breaches(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "valid": self.valid,
+            "reasons": self.reasons,
+            "checks": [check.to_json() for check in self.checks],
+            "metrics": self.metrics,
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verdict:
+        return cls(
+            checks=[Check.from_json(c) for c in data["checks"]],
+            metrics=data.get("metrics", {}),
+            valid=bool(data["valid"]),
+            reasons=list(data.get("reasons", [])),
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> Verdict:
+        return cls.from_json(cast(dict[str, Any], json.loads(path.read_text())))
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the gate needs to know about the run besides its samples (perf_counter seconds)."""
+
+    started_at: float
+    ended_at: float
+    warmup_s: float = 0.0
+    min_samples: int = DEFAULT_MIN_SAMPLES
+    target_rate: float | None = None
+    """Open loop: the total arrival rate asked for, requests/s (None: closed loop)."""
+    generator_overloaded: bool = False
+    """Locust's CPU warning fired, or open-loop requests started late: the generator set the pace."""
+
+    @property
+    def measured_from(self) -> float:
+        return self.started_at + self.warmup_s
+
+
+def load_slo(stack: str | None = None, path: Path | None = None) -> Slo:
+    """The SLO of stack NAME (stacks/Pulumi.NAME.yaml), or of a YAML/JSON file with the `slo:` schema.
+
+    The file holds the Slo fields at the top level, or under `slo:` (a stack's block copied as is).
+    Neither given: the schema's defaults. Bad input raises ConfigError naming the field.
+    """
+    if stack is not None and path is not None:
+        raise ConfigError("give --stack or --slo, not both")
+    if stack is not None:
+        return load_stack(stack)[1].slo
+    if path is None:
+        return Slo()
+    try:
+        document = yaml.safe_load(path.read_text())  # JSON is YAML
+    except OSError as exc:
+        raise ConfigError(f"--slo {path}: cannot read the SLO file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--slo {path}: not valid YAML or JSON: {exc}") from None
+    if isinstance(document, dict) and set(cast(dict[str, Any], document)) == {"slo"}:
+        document = cast(dict[str, Any], document)["slo"]
+    if not isinstance(document, dict):
+        raise ConfigError(f"--slo {path}: expected a mapping of SLO fields ({', '.join(Slo.model_fields)})")
+    try:
+        return Slo.model_validate(document)
+    except ValidationError as exc:
+        problems = [f"slo.{'.'.join(str(p) for p in e['loc'])}: {_message(e['type'], e['msg'])}" for e in exc.errors()]
+        raise ConfigError(f"--slo {path}: invalid SLO\n  " + "\n  ".join(problems)) from None
+
+
+def _message(kind: str, msg: str) -> str:
+    if kind == "extra_forbidden":
+        return f"unknown field (allowed: {', '.join(Slo.model_fields)})"
+    return msg
+
+
+def after_warmup(samples: Sequence[RequestSample], run: RunInfo) -> list[RequestSample]:
+    """The samples the gate judges: those due at or after the end of the warm-up."""
+    return [s for s in samples if due_at(s) >= run.measured_from]
+
+
+def slo_checks(summary: Summary, slo: Slo) -> list[Check]:
+    """One check per SLO target, on latencies from the due time in open-loop runs."""
+    due = "_from_due" if summary.open_loop else ""
+    latency: list[tuple[str, Distribution, str, float]] = [
+        (f"ttft{due}_ms", summary.ttft_from_due_ms if due else summary.ttft_ms, "p95", slo.ttft_p95_ms),
+        ("tpot_ms", summary.tpot_ms, "p95", slo.tpot_p95_ms),
+        (f"e2e{due}_ms", summary.e2e_from_due_ms if due else summary.e2e_ms, "p99", slo.e2e_p99_ms),
+    ]
+    checks = [_check(metric, stat, "<=", limit, dist.stat(stat), dist.n) for metric, dist, stat, limit in latency]
+    checks.append(_check("error_rate", "value", "<=", slo.error_rate, summary.error_rate, summary.n))
+    checks.append(_check("goodput_ratio", "value", ">=", slo.goodput_ratio, summary.goodput_ratio, summary.n))
+    return checks
+
+
+def _check(metric: str, stat: str, op: str, threshold: float, observed: float, n: int) -> Check:
+    return Check(metric, stat, op, threshold, observed, n, passed=_OPS[op](observed, threshold))
+
+
+def rate_shortfall(started: int, window_s: float, target_rate: float) -> str | None:
+    """Why the achieved arrival rate is too far below the target to judge the server, or None."""
+    expected = target_rate * window_s
+    floor = min(expected * (1 - RATE_SHORTFALL), expected - RATE_SIGMAS * math.sqrt(expected))
+    if started >= floor:
+        return None
+    achieved = started / window_s if window_s > 0 else 0.0
+    return (
+        f"achieved rate {achieved:.3g} req/s is below the target {target_rate:g} req/s "
+        f"({started} requests started, {expected:.0f} expected): the load generator could not keep up"
+    )
+
+
+def evaluate(samples: Sequence[RequestSample], slo: Slo, run: RunInfo) -> Verdict:
+    """Judge the samples after the warm-up against the SLO."""
+    judged = after_warmup(samples, run)
+    limits = LatencyLimits(ttft_ms=slo.ttft_p95_ms, tpot_ms=slo.tpot_p95_ms, e2e_ms=slo.e2e_p99_ms)
+    summary = summarize(judged, limits)
+    reasons: list[str] = []
+    min_samples = max(run.min_samples, 1)
+    if summary.n < min_samples:
+        reasons.append(f"too few samples after the warm-up: {summary.n} < {min_samples}")
+    if run.generator_overloaded:
+        reasons.append("the load generator was overloaded (CPU or late starts): latencies include its delays")
+    window_s = run.ended_at - run.measured_from
+    achieved_rate: float | None = None
+    if run.target_rate and window_s > 0:
+        started = sum(1 for s in judged if s.started_at <= run.ended_at)
+        achieved_rate = started / window_s
+        shortfall = rate_shortfall(started, window_s, run.target_rate)
+        if shortfall:
+            reasons.append(shortfall)
+    metrics = summary.to_json()
+    metrics["run"] = {
+        "samples_total": len(samples),
+        "samples_in_warmup": len(samples) - len(judged),
+        "warmup_s": run.warmup_s,
+        "window_s": json_number(window_s),
+        "target_rate": run.target_rate,
+        "achieved_rate": json_number(achieved_rate),
+    }
+    metrics["slo"] = slo.model_dump()
+    return Verdict(checks=slo_checks(summary, slo), metrics=metrics, valid=not reasons, reasons=reasons)

@@ -1,0 +1,89 @@
+"""Run a Locust suite headless against a host and get the SLO verdict: `run_suite(...)`.
+
+`llmfleet loadtest` and the rollout command both call this. It runs exactly the `locust -f
+loadtests/suites/<suite>.py --headless ...` command a person would type (the suite files work the same
+with plain `locust`), in a child process: Locust monkey-patches the process with gevent, which must not
+happen to the caller. Locust's master runs the gate when it quits and writes the verdict JSON; the
+Locust HTML report goes next to it (`<report>.html`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadtests import gate
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+DRAIN_MARGIN_S = 120.0
+"""Beyond the run time, how long Locust gets to drain requests in flight and write the verdict."""
+
+
+def suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One headless run: what to send, where, for how long, and which SLO judges it."""
+
+    suite: str
+    host: str
+    model: str
+    report: Path
+    """The verdict JSON; Locust's HTML report is written alongside with the suffix .html."""
+    duration_s: float
+    warmup_s: float = 0.0
+    users: int = 1
+    rate: float | None = None
+    """Open-loop suites: total requests per second."""
+    processes: int = 1
+    """Locust processes generating load (>1: one master and that many workers on this machine)."""
+    stack: str | None = None
+    slo: Path | None = None
+    """The SLO of --stack, or this file; neither: the schema's defaults."""
+    api_key_env: str = "LLM_API_KEY"
+    extra: Sequence[str] = field(default_factory=tuple[str, ...])
+    """More Locust options, passed unchanged (e.g. suite options like --llm-output-tokens)."""
+
+    def html_report(self) -> Path:
+        return self.report.with_suffix(".html")
+
+    def command(self) -> list[str]:
+        command = [
+            *(sys.executable, "-m", "locust", "-f", str(SUITES_DIR / f"{self.suite}.py"), "--headless"),
+            *("--only-summary", "--host", self.host, "-u", str(self.users), "-r", str(self.users)),
+            *("-t", f"{self.duration_s:g}s", "--html", str(self.html_report())),
+            *("--llm-model", self.model, "--llm-api-key-env", self.api_key_env),
+            *("--llm-report", str(self.report), "--llm-warmup", f"{self.warmup_s:g}"),
+        ]
+        if self.rate is not None:
+            command += ["--llm-rate", f"{self.rate:g}"]
+        if self.processes > 1:
+            command += ["--processes", str(self.processes)]
+        if self.stack is not None:
+            command += ["--llm-stack", self.stack]
+        if self.slo is not None:
+            command += ["--llm-slo", str(self.slo)]
+        return command + list(self.extra)
+
+
+def run_suite(run: SuiteRun) -> gate.Verdict:
+    """Run the suite to the end and return its verdict (`verdict.exit_code`: 0 pass, 3 breach, 4 invalid).
+
+    A run that ends without writing a verdict (Locust crashed, timed out) is an invalid verdict, never
+    a pass. Argument checking is the caller's: `llmfleet loadtest` validates before calling.
+    """
+    run.report.parent.mkdir(parents=True, exist_ok=True)
+    run.report.unlink(missing_ok=True)
+    try:
+        done = subprocess.run(run.command(), check=False, timeout=run.duration_s + DRAIN_MARGIN_S)
+        ended = f"locust exited {done.returncode}"
+    except subprocess.TimeoutExpired:
+        ended = f"locust did not end within {run.duration_s + DRAIN_MARGIN_S:g}s"
+    if not run.report.exists():
+        return gate.Verdict(checks=[], valid=False, reasons=[f"{ended} without writing a verdict"])
+    return gate.Verdict.read(run.report)

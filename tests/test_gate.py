@@ -1,0 +1,221 @@
+"""The SLO gate's boundaries (reference case 13): at the threshold passes, NaN and zero samples fail,
+the warm-up is excluded, invalid runs exit 4 whatever the latencies, and the verdict JSON has the
+fields the issue names. Samples are built by hand so every expected figure is known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import ConfigError, load_stack
+from infra.schema.slo import Slo
+from loadtests import gate
+from loadtests.gate import EXIT_BREACH, EXIT_INVALID, EXIT_PASS, RunInfo, evaluate, load_slo
+from loadtests.samples import RequestSample
+
+SLO = Slo(ttft_p95_ms=200, tpot_p95_ms=20, e2e_p99_ms=1000, error_rate=0.1, goodput_ratio=0.5)
+
+
+def sample(
+    start: float,
+    *,
+    ttft_ms: float = 100,
+    tpot_ms: float = 10,
+    tokens: int = 11,
+    ok: bool = True,
+    scheduled: float | None = None,
+) -> RequestSample:
+    """A streamed request started at `start` s with exactly these TTFT and TPOT."""
+    first = start + ttft_ms / 1000
+    last = first + tpot_ms / 1000 * (tokens - 1)
+    return RequestSample(
+        started_at=start,
+        ended_at=last,
+        ok=ok,
+        scheduled_at=scheduled,
+        first_token_at=first if ok else None,
+        last_token_at=last if ok else None,
+        token_chunk_times=[first + i * tpot_ms / 1000 for i in range(tokens)] if ok else [],
+        output_tokens=tokens if ok else 0,
+        output_tokens_from_usage=ok,
+        status=200 if ok else 500,
+        error=None if ok else "HTTP 500",
+    )
+
+
+def steady(n: int = 40, **kwargs: Any) -> list[RequestSample]:
+    return [sample(10 + i * 0.1, **kwargs) for i in range(n)]
+
+
+RUN = RunInfo(started_at=10, ended_at=20, min_samples=20)
+
+
+def checks_by_metric(verdict: gate.Verdict) -> dict[str, gate.Check]:
+    return {c.metric: c for c in verdict.checks}
+
+
+def test_a_run_well_inside_the_slo_passes_with_one_check_per_target() -> None:
+    verdict = evaluate(steady(), SLO, RUN)
+    assert verdict.exit_code == EXIT_PASS, verdict
+    checks = checks_by_metric(verdict)
+    assert set(checks) == {"ttft_ms", "tpot_ms", "e2e_ms", "error_rate", "goodput_ratio"}
+    assert checks["ttft_ms"].observed == pytest.approx(100)
+    assert checks["tpot_ms"].observed == pytest.approx(10)
+    assert checks["e2e_ms"].observed == pytest.approx(200)
+    assert checks["goodput_ratio"].observed == 1.0
+    assert all(c.n == 40 for c in checks.values())
+
+
+def test_exactly_at_every_threshold_passes() -> None:
+    # TTFT 200 ms, TPOT 20 ms over 41 tokens: E2E = 200 + 40 * 20 = 1000 ms, all exactly at the SLO.
+    samples = steady(36, ttft_ms=200, tpot_ms=20, tokens=41) + [sample(20, ok=False) for _ in range(4)]
+    verdict = evaluate(samples, SLO, RunInfo(started_at=10, ended_at=21, min_samples=20))
+    checks = checks_by_metric(verdict)
+    assert checks["ttft_ms"].observed == pytest.approx(200)
+    assert checks["e2e_ms"].observed == pytest.approx(1000)
+    assert checks["error_rate"].observed == pytest.approx(0.1)
+    assert verdict.exit_code == EXIT_PASS, verdict
+
+
+@pytest.mark.parametrize(
+    ("metric", "kwargs"),
+    [("ttft_ms", {"ttft_ms": 200.5}), ("tpot_ms", {"tpot_ms": 20.1}), ("e2e_ms", {"ttft_ms": 150, "tpot_ms": 19.9})],
+)
+def test_just_past_a_latency_threshold_breaches(metric: str, kwargs: dict[str, float]) -> None:
+    tokens = 51 if metric == "e2e_ms" else 11  # 150 + 50 * 19.9 = 1145 ms > 1000 with TPOT inside
+    verdict = evaluate(steady(40, tokens=tokens, **kwargs), SLO, RUN)
+    assert verdict.exit_code == EXIT_BREACH
+    # Every request misses that target, so none counts towards goodput either.
+    assert {c.metric for c in verdict.breaches} == {metric, "goodput_ratio"}
+
+
+def test_the_p95_is_exact_on_raw_samples() -> None:
+    # 100 samples with TTFT 1..100 ms: numpy's linear p95 is 95.05 ms.
+    samples = [sample(10 + i * 0.05, ttft_ms=i + 1) for i in range(100)]
+    just_below = Slo(ttft_p95_ms=95.04, tpot_p95_ms=20, e2e_p99_ms=1000, error_rate=0.1, goodput_ratio=0.01)
+    at = just_below.model_copy(update={"ttft_p95_ms": 95.05})
+    assert checks_by_metric(evaluate(samples, at, RUN))["ttft_ms"].passed
+    assert not checks_by_metric(evaluate(samples, just_below, RUN))["ttft_ms"].passed
+
+
+def test_error_rate_and_goodput_breach() -> None:
+    failing = steady(30) + [sample(12, ok=False) for _ in range(10)]  # 25% errors
+    verdict = evaluate(failing, SLO, RUN)
+    assert {c.metric for c in verdict.breaches} == {"error_rate"}
+    slow = steady(20) + steady(20, ttft_ms=300)  # half the requests miss TTFT: goodput ratio 0.5 (at the limit)
+    assert checks_by_metric(evaluate(slow, SLO, RUN))["goodput_ratio"].passed
+    slower = steady(19) + steady(21, ttft_ms=300)
+    assert "goodput_ratio" in {c.metric for c in evaluate(slower, SLO, RUN).breaches}
+
+
+def test_zero_samples_never_pass() -> None:
+    verdict = evaluate([], SLO, RunInfo(started_at=0, ended_at=10, min_samples=0))
+    assert verdict.exit_code == EXIT_INVALID
+    assert not verdict.valid and "too few samples" in verdict.reasons[0]
+    assert not any(c.passed for c in verdict.checks)  # NaN observed fails every check
+    json.dumps(verdict.to_json(), allow_nan=False)  # NaN is written as null
+
+
+def test_all_requests_failed_is_a_breach_not_a_pass() -> None:
+    verdict = evaluate([sample(11 + i * 0.1, ok=False) for i in range(30)], SLO, RUN)
+    assert verdict.exit_code == EXIT_BREACH
+    checks = checks_by_metric(verdict)
+    assert checks["ttft_ms"].observed is not None and math.isnan(checks["ttft_ms"].observed)
+    assert not checks["ttft_ms"].passed and checks["ttft_ms"].n == 0
+
+
+def test_the_warmup_is_excluded() -> None:
+    cold = [sample(10 + i * 0.05, ttft_ms=5000) for i in range(20)]  # 10.0 .. 10.95 s: in the 1 s warm-up
+    warm = [sample(11 + i * 0.1) for i in range(30)]
+    verdict = evaluate(cold + warm, SLO, RunInfo(started_at=10, ended_at=20, warmup_s=1, min_samples=20))
+    assert verdict.exit_code == EXIT_PASS, verdict
+    assert verdict.metrics["run"]["samples_in_warmup"] == 20
+    assert checks_by_metric(verdict)["ttft_ms"].n == 30
+    assert evaluate(cold + warm, SLO, RUN).exit_code == EXIT_BREACH  # without the warm-up it breaches
+
+
+def test_too_few_samples_after_the_warmup_is_invalid() -> None:
+    verdict = evaluate(steady(19), SLO, RUN)
+    assert verdict.exit_code == EXIT_INVALID
+    assert verdict.reasons == ["too few samples after the warm-up: 19 < 20"]
+    assert evaluate(steady(20), SLO, RUN).exit_code == EXIT_PASS
+
+
+def test_an_overloaded_generator_is_invalid_even_when_latencies_pass() -> None:
+    overloaded = RunInfo(started_at=10, ended_at=20, generator_overloaded=True)
+    verdict = evaluate(steady(), SLO, overloaded)
+    assert all(c.passed for c in verdict.checks)
+    assert verdict.exit_code == EXIT_INVALID and "overloaded" in verdict.reasons[0]
+
+
+def test_open_loop_judges_latency_from_the_due_time_and_the_achieved_rate() -> None:
+    # 10 req/s asked for over 10 s; each request started 300 ms after it was due (queued).
+    queued = [sample(10.3 + i * 0.1, scheduled=10 + i * 0.1) for i in range(100)]
+    verdict = evaluate(queued, SLO, RunInfo(started_at=10, ended_at=20, target_rate=10))
+    checks = checks_by_metric(verdict)
+    assert checks["ttft_from_due_ms"].observed == pytest.approx(400)  # 300 queued + 100 TTFT
+    assert verdict.exit_code == EXIT_BREACH
+    # Started within the 10 s window: the 98 due up to 19.7 s (the last two started after it ended).
+    assert verdict.metrics["run"]["achieved_rate"] == pytest.approx(9.8)
+    # Half the arrivals: the generator fell behind, the run says nothing about the server.
+    sparse = [sample(10 + i * 0.2, scheduled=10 + i * 0.2) for i in range(50)]
+    short = evaluate(sparse, SLO, RunInfo(started_at=10, ended_at=20, target_rate=10))
+    assert short.exit_code == EXIT_INVALID and "below the target" in short.reasons[0]
+    # A Poisson count a little under the target over a short window is not a shortfall.
+    assert gate.rate_shortfall(started=85, window_s=10, target_rate=10) is None
+    assert gate.rate_shortfall(started=60, window_s=10, target_rate=10) is not None
+
+
+def test_the_verdict_json_round_trips_with_the_issue_fields(tmp_path: Path) -> None:
+    verdict = evaluate(steady(), SLO, RUN)
+    path = tmp_path / "out" / "verdict.json"
+    verdict.write(path)
+    data = json.loads(path.read_text())
+    assert {"checks", "metrics", "valid", "reasons", "exit_code"} <= set(data)
+    assert set(data["checks"][0]) == {"metric", "stat", "op", "threshold", "observed", "n", "pass"}
+    for name in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        assert {"p50", "p90", "p95", "p99"} <= set(data["metrics"][name])
+    for name in ("error_rate", "output_tokens_per_s", "requests_per_s", "goodput"):
+        assert isinstance(data["metrics"][name], float | int), name
+    again = gate.Verdict.read(path)
+    assert again.exit_code == verdict.exit_code and again.checks == verdict.checks
+
+
+def test_load_slo_from_a_stack_a_file_or_defaults(tmp_path: Path) -> None:
+    assert load_slo("prod") == load_stack("prod")[1].slo
+    assert load_slo() == Slo()
+    bare = tmp_path / "slo.yaml"
+    bare.write_text("ttft_p95_ms: 300\n")
+    assert load_slo(path=bare).ttft_p95_ms == 300
+    wrapped = tmp_path / "slo.json"
+    wrapped.write_text('{"slo": {"e2e_p99_ms": 5000}}')
+    assert load_slo(path=wrapped).e2e_p99_ms == 5000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ttft_p95_ms: -1\n", "slo.ttft_p95_ms: Input should be greater than 0"),
+        ("ttft_p95: 100\n", "slo.ttft_p95: unknown field"),
+        ("error_rate: 1.5\n", "slo.error_rate: Input should be less than 1"),
+        ("[1, 2]\n", "expected a mapping of SLO fields"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_a_bad_slo_file_names_the_field(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "slo.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_slo(path=path)
+
+
+def test_a_missing_slo_file_or_stack_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_slo(path=tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="no such stack file"):
+        load_slo("no-such-stack")
