@@ -1,20 +1,25 @@
 """`RegionalFleet`: everything one region serves, composed: cluster, node pools, KEDA, inference services.
 
-One method per concern, so later concerns (gateway, observability) are one more method each. The
-cloud provider of the region comes in through `opts.providers`; the cluster's Kubernetes provider is
-passed explicitly to every Kubernetes child.
+One method per concern, called in order from `__init__`. To add a concern (the gateway, observability):
+1. a field in `RegionalFleetArgs` (default None: the concern is off), with a docstring;
+2. a public attribute on the class, and a method `_<concern>(self, name, args)` that builds it with
+   `self.kubernetes_opts()` (parent: the fleet; provider: the region's cluster) and returns it;
+3. one line in `__init__` at the marked place, after the services, which it may read (`self.services`).
+The cloud provider of the region comes in through `opts.providers` and reaches the cloud children by
+inheritance; Kubernetes children get the cluster's provider explicitly, never a default provider.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import Cluster, ClusterArgs, ClusterKind
+from components.gateway import Gateway, GatewayArgs, ModelBackend
 from components.inference import InferenceService, InferenceServiceArgs, ModelCache
 from components.keda import Keda
 from components.nodepool import GpuNodePool, GpuNodePoolArgs
@@ -22,6 +27,8 @@ from components.sizing.plan import DeploymentPlan
 
 DEFAULT_PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090"
 """Where kube-prometheus-stack (release `kube-prometheus-stack`, namespace `monitoring`) serves Prometheus."""
+INFERENCE_POD_LABELS = {"app.kubernetes.io/part-of": "llmfleet", "app.kubernetes.io/component": "inference"}
+"""Labels InferenceService gives every model server pod: the gateway's NetworkPolicy admits only itself to them."""
 
 
 @dataclass
@@ -54,17 +61,24 @@ class RegionalFleetArgs:
     """How the services keep downloaded weights (SINGLE_NODE for kind/minikube)."""
     engine_args: Mapping[str, Sequence[str]] = field(default_factory=dict[str, Sequence[str]])
     """Escape hatch: served model name -> extra engine flags."""
+    gateway: GatewayArgs | None = None
+    """The API gateway in front of the services (its models, namespace and pod selector are filled in
+    here); None: no gateway, the services are reachable in the cluster only."""
 
 
 class RegionalFleet(pulumi.ComponentResource):
     """One region: its cluster, one node pool and one inference service per model, and KEDA."""
 
     cluster: Cluster
+    namespace: k8s.core.v1.Namespace
+    """The namespace of the inference services (and of the region's other workloads)."""
     keda: Keda
     pools: dict[str, GpuNodePool]
     """Served model name -> its node pool."""
     services: dict[str, InferenceService]
     """Served model name -> its inference service."""
+    gateway: Gateway | None
+    """The region's API gateway (None when the stack has none)."""
     endpoints: pulumi.Output[dict[str, str]]
     """Served model name -> cluster-local OpenAI-compatible base URL."""
 
@@ -74,20 +88,24 @@ class RegionalFleet(pulumi.ComponentResource):
         if elsewhere:
             raise ValueError(f"{name}: deployments {elsewhere} are planned for another region")
         self.cluster = self._cluster(name, args)
-        kubernetes = pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider])
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=args.namespace), opts=kubernetes
-        )
-        self.keda = Keda(f"{name}-keda", opts=kubernetes)
+        self.namespace = self._namespace(name, args)
+        self.keda = self._keda(name)
         self.pools = {}
         self.services = {}
         for plan in args.deployments:
-            self.pools[plan.model] = self._pool(name, args, plan, kubernetes)
-            self.services[plan.model] = self._service(name, args, plan, namespace, kubernetes)
+            self.pools[plan.model] = self._pool(name, args, plan)
+            self.services[plan.model] = self._service(name, args, plan)
+        # More concerns: one line each here, after the services they read.
+        self.gateway = self._gateway(name, args)
         self.endpoints = pulumi.Output.all(**{model: s.url for model, s in self.services.items()}).apply(
             lambda urls: dict(sorted(urls.items()))
         )
-        self.register_outputs({"endpoints": self.endpoints})
+        gateway_endpoint = self.gateway.endpoint if self.gateway else None
+        self.register_outputs({"endpoints": self.endpoints, "gateway_endpoint": gateway_endpoint})
+
+    def kubernetes_opts(self, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+        """Options for a Kubernetes child: parented to the fleet, deployed with the region's cluster provider."""
+        return pulumi.ResourceOptions(parent=self, providers=[self.cluster.provider], depends_on=list(depends_on))
 
     def _cluster(self, name: str, args: RegionalFleetArgs) -> Cluster:
         return Cluster(
@@ -102,10 +120,20 @@ class RegionalFleet(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _pool(
-        self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan, kubernetes: pulumi.ResourceOptions
-    ) -> GpuNodePool:
-        """The nodes of one deployment (nothing is created on an existing cluster)."""
+    def _namespace(self, name: str, args: RegionalFleetArgs) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=args.namespace, labels={"app.kubernetes.io/part-of": "llmfleet"}),
+            opts=self.kubernetes_opts(),
+        )
+
+    def _keda(self, name: str) -> Keda:
+        """The autoscaler operator; the ScaledObjects wait for it (their CRD comes with its chart)."""
+        return Keda(f"{name}-keda", opts=self.kubernetes_opts())
+
+    def _pool(self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan) -> GpuNodePool:
+        """The nodes of one deployment, with the device plugin where the image lacks one (nothing is
+        created on an existing cluster). Cloud resources inherit the region's cloud provider."""
         cluster = self.cluster
         return GpuNodePool(
             f"{name}-{plan.model}-pool",
@@ -118,24 +146,17 @@ class RegionalFleet(pulumi.ComponentResource):
                 location=cluster.location,
                 gcp_project=args.gcp_project,
             ),
-            opts=kubernetes,
+            opts=self.kubernetes_opts(),
         )
 
-    def _service(
-        self,
-        name: str,
-        args: RegionalFleetArgs,
-        plan: DeploymentPlan,
-        namespace: k8s.core.v1.Namespace,
-        kubernetes: pulumi.ResourceOptions,
-    ) -> InferenceService:
+    def _service(self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan) -> InferenceService:
         """One model's server on its pool's nodes, autoscaled once KEDA is installed."""
         pool = self.pools[plan.model]
         return InferenceService(
             f"{name}-{plan.model}",
             InferenceServiceArgs(
                 deployment=plan,
-                namespace=namespace.metadata.name,
+                namespace=self.namespace.metadata.name,
                 queue_threshold=args.queue_thresholds[plan.model],
                 prometheus_url=args.prometheus_url,
                 node_selector=pool.node_selector,
@@ -145,5 +166,19 @@ class RegionalFleet(pulumi.ComponentResource):
                 model_cache=args.model_cache,
                 scaler_depends_on=[self.keda],
             ),
-            opts=kubernetes,
+            opts=self.kubernetes_opts(),
         )
+
+    def _gateway(self, name: str, args: RegionalFleetArgs) -> Gateway | None:
+        """Every model of the region behind one gateway (`gateway.endpoint`: the region's https URL); its
+        NetworkPolicy keeps the inference pods off every other path."""
+        if args.gateway is None:
+            return None
+        models = [ModelBackend(model, s.service_name, s.port) for model, s in self.services.items()]
+        gateway_args = replace(
+            args.gateway,
+            namespace=self.namespace.metadata.name,
+            models=models,
+            inference_pod_selector=INFERENCE_POD_LABELS,
+        )
+        return Gateway(f"{name}-gateway", gateway_args, opts=self.kubernetes_opts())

@@ -37,6 +37,7 @@ DEVICE_PLUGIN_VERSION = "0.17.4"
 DEVICE_PLUGIN_NAMESPACE = "kube-system"
 HELM_RELEASE_NAME_MAX = 53
 
+_FIRST_TYPE = "llmfleet:compute:GpuNodePool"
 _DEFAULT_KIND = {"aws": ClusterKind.eks, "gcp": ClusterKind.gke, "local": ClusterKind.existing}
 
 
@@ -139,7 +140,9 @@ class GpuNodePool(pulumi.ComponentResource):
     """The NVIDIA device plugin release, when this pool needed one."""
 
     def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("llmfleet:compute:GpuNodePool", name, None, opts)
+        # The type token follows `llmfleet:<module>:<Type>`; the alias keeps stacks made under the first token.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_FIRST_TYPE)]))
+        super().__init__("llmfleet:nodepool:GpuNodePool", name, None, opts)
         plan = args.deployment
         self.kind = args.kind or _DEFAULT_KIND[plan.cloud]
         has_gpu = plan.gpu is not None
