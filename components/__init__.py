@@ -11,6 +11,13 @@ if TYPE_CHECKING:
     from components.cluster import Cluster as Cluster
     from components.cluster import ClusterArgs as ClusterArgs
     from components.cluster import ClusterKind as ClusterKind
+    from components.fleet import RegionalFleet as RegionalFleet
+    from components.fleet import RegionalFleetArgs as RegionalFleetArgs
+    from components.inference import InferenceService as InferenceService
+    from components.inference import InferenceServiceArgs as InferenceServiceArgs
+    from components.inference import ModelCache as ModelCache
+    from components.keda import Keda as Keda
+    from components.keda import KedaArgs as KedaArgs
     from components.nodepool import GPU_TAINT_KEY as GPU_TAINT_KEY
     from components.nodepool import GpuNodePool as GpuNodePool
     from components.nodepool import GpuNodePoolArgs as GpuNodePoolArgs
@@ -19,12 +26,33 @@ _EXPORTS = {
     "Cluster": "components.cluster",
     "ClusterArgs": "components.cluster",
     "ClusterKind": "components.cluster",
+    "RegionalFleet": "components.fleet",
+    "RegionalFleetArgs": "components.fleet",
+    "InferenceService": "components.inference",
+    "InferenceServiceArgs": "components.inference",
+    "ModelCache": "components.inference",
+    "Keda": "components.keda",
+    "KedaArgs": "components.keda",
     "GPU_TAINT_KEY": "components.nodepool",
     "GpuNodePool": "components.nodepool",
     "GpuNodePoolArgs": "components.nodepool",
 }
 
-__all__ = ["GPU_TAINT_KEY", "Cluster", "ClusterArgs", "ClusterKind", "GpuNodePool", "GpuNodePoolArgs"]
+__all__ = [
+    "GPU_TAINT_KEY",
+    "Cluster",
+    "ClusterArgs",
+    "ClusterKind",
+    "GpuNodePool",
+    "GpuNodePoolArgs",
+    "InferenceService",
+    "InferenceServiceArgs",
+    "Keda",
+    "KedaArgs",
+    "ModelCache",
+    "RegionalFleet",
+    "RegionalFleetArgs",
+]
 
 
 def __getattr__(name: str) -> Any:
