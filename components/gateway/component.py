@@ -23,8 +23,10 @@ from components.gateway.types import Fallback, JwtAuth, ModelBackend, RateLimit,
 
 @dataclass
 class GatewayArgs:
-    namespace: str
-    """Namespace of the InferenceServices; the Gateway, route, policies and key Secrets go here too."""
+    namespace: pulumi.Input[str]
+    """Namespace of the InferenceServices; the Gateway, route, policies and key Secrets go here too.
+
+    Pass the Namespace resource's name Output so every object waits for the namespace to exist."""
     models: Sequence[ModelBackend]
     """The region's served models and their ClusterIP Services."""
     tenants: Sequence[Tenant] = ()

@@ -123,7 +123,7 @@ def client_traffic_policy_spec(names: Names) -> dict[str, Any]:
     }
 
 
-def backend_spec(service_name: pulumi.Input[str], namespace: str, port: int) -> dict[str, Any]:
+def backend_spec(service_name: pulumi.Input[str], namespace: pulumi.Input[str], port: int) -> dict[str, Any]:
     """An Envoy Gateway Backend for a ClusterIP Service (the AI Gateway's AIServiceBackend needs a Backend)."""
     hostname = pulumi.Output.concat(service_name, ".", namespace, ".svc.cluster.local")
     return {"endpoints": [{"fqdn": {"hostname": hostname, "port": port}}]}
