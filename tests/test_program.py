@@ -435,13 +435,21 @@ def test_a_missing_secret_stops_the_program_before_any_resource(
     assert registrations == [], f"registered before the error: {[r.urn for r in registrations]}"
 
 
-def test_a_stack_the_catalog_rejects_stops_the_program_before_any_resource(
-    tmp_path: Path, registrations: list[RecordedResource]
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        pytest.param({"model": "no-such-model"}, r"models\[0\]\.model", id="catalog"),
+        pytest.param({"max_model_len": 10**7}, r"models\[0\]\.max_model_len", id="context"),
+        pytest.param({"quantisation": "q4_k_m"}, r"models\[0\]\.quantisation: unknown field", id="schema"),
+    ],
+)
+def test_a_bad_stack_stops_the_program_before_any_resource(
+    change: dict[str, Any], field: str, tmp_path: Path, registrations: list[RecordedResource]
 ) -> None:
     deployment = _local_stack()
-    deployment["models"][0]["model"] = "no-such-model"
-    with pytest.raises(ConfigError, match=r"models\[0\]\.model"):
-        run_program(stack_file=_write(tmp_path, "unknown", deployment))
+    deployment["models"][0] |= change
+    with pytest.raises(ConfigError, match=rf"llmfleet:deployment\.{field}"):
+        run_program(stack_file=_write(tmp_path, "bad", deployment))
     assert registrations == [], f"registered before the error: {[r.urn for r in registrations]}"
 
 
