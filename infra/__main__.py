@@ -34,6 +34,8 @@ class Secrets:
     hf_token: pulumi.Output[str] | None
     kubeconfigs: dict[str, pulumi.Output[str] | None]
     """Region key -> kubeconfig of an existing cluster (None: the current kubeconfig)."""
+    gateway: dict[str, pulumi.Output[str]]
+    """Stack secret key -> value, for the gateway's tenant API keys and fallback key."""
 
 
 def resolve_secrets(spec: DeploymentSpec) -> Secrets:
@@ -53,7 +55,8 @@ def resolve_secrets(spec: DeploymentSpec) -> Secrets:
                 f"config key holding the kubeconfig, or `{CURRENT_KUBECONFIG}` for the current kubeconfig"
             )
         kubeconfigs[region.key] = None if key == CURRENT_KUBECONFIG else require_secret(key, field)
-    return Secrets(hf_token=hf_token, kubeconfigs=kubeconfigs)
+    gateway = {key: require_secret(key, field) for key, field in spec.gateway.secret_refs()}
+    return Secrets(hf_token=hf_token, kubeconfigs=kubeconfigs, gateway=gateway)
 
 
 def cloud_providers(spec: DeploymentSpec, region: RegionSpec) -> list[pulumi.ProviderResource]:
@@ -85,6 +88,7 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
         hf_token=secrets.hf_token,
         # kind and minikube run one node whose storage has no ReadWriteMany: one claim, shared.
         model_cache=ModelCache.SINGLE_NODE if region.cloud == "local" else ModelCache.PER_REPLICA,
+        gateway=spec.gateway.to_args(secrets.gateway, region.key, spec.namespace),
     )
 
 
@@ -115,6 +119,7 @@ def main() -> None:
     plan = build_plan(pulumi.get_stack(), spec)
     secrets = resolve_secrets(spec)
     endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
+    gateway_endpoints: dict[str, pulumi.Output[str]] = {}
     for region in spec.regions:
         fleet = RegionalFleet(
             region.key,
@@ -122,7 +127,10 @@ def main() -> None:
             opts=pulumi.ResourceOptions(providers=cloud_providers(spec, region)),
         )
         endpoints[region.key] = fleet.endpoints
+        if fleet.gateway is not None:
+            gateway_endpoints[region.key] = fleet.gateway.endpoint
     pulumi.export("endpoints", endpoints)
+    pulumi.export("gateway_endpoints", gateway_endpoints)
     pulumi.export("plan", plan_summary(plan))
 
 

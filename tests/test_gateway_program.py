@@ -1,0 +1,252 @@
+"""The gateway in the real program (infra/__main__.py under the offline engine), on the shipped stacks.
+
+Graph properties, not snapshots: in every region the inference Services are reachable only through
+that region's gateway, the tenants' and fallback keys are secrets end to end, the budgets are the
+stack's, and every object the gateway adds validates against its schema (vendored CRDs included).
+Expectations are derived from the stack files, so they hold when a stack changes, and fail when the
+program stops following it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pytest
+import yaml
+from conftest import StackWriter
+
+from components.fleet import INFERENCE_POD_LABELS
+from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
+from components.gateway.routes import ENVOY_PROXY_LABEL
+from components.gateway.types import AI_GATEWAY_METADATA_NAMESPACE, MODEL_HEADER, TENANT_HEADER, TOTAL_TOKENS_KEY
+from infra.config import STACKS_DIR, ConfigError, load_stack
+from infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
+from infra.schema.gateway import RateLimits
+from infra.validate import validate_manifest
+
+SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+GATEWAY_TYPE = "llmfleet:gateway:Gateway"
+FLEET_TYPE = "llmfleet:fleet:RegionalFleet"
+GATEWAY_KINDS = {
+    "GatewayClass",
+    "EnvoyProxy",
+    "Gateway",
+    "ClientTrafficPolicy",
+    "Backend",
+    "AIServiceBackend",
+    "AIGatewayRoute",
+    "NetworkPolicy",
+}
+
+
+class Stack:
+    """One shipped stack: its parsed spec and one program run, with the objects grouped by region."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        _, self.spec = load_stack(name)
+        self.run: OfflineRun = run_program(name)
+        self.objects = self.run.kubernetes_objects(redacted=False)
+
+    def region_objects(self, region: str, kind: str) -> list[tuple[RecordedResource, dict[str, Any]]]:
+        return [(r, m) for r, m in self.objects if m["kind"] == kind and self.run.region_of(r) == region]
+
+    def gateway_objects(self, region: str, kind: str) -> list[dict[str, Any]]:
+        """Objects of `kind` the region's Gateway component created."""
+        prefix = f"{region}-gateway"
+        return [m for r, m in self.region_objects(region, kind) if r.name.startswith(prefix)]
+
+    def one(self, region: str, kind: str) -> dict[str, Any]:
+        found = self.gateway_objects(region, kind)
+        assert len(found) == 1, f"{self.name}/{region}: expected one {kind}, got {len(found)}"
+        return found[0]
+
+
+@functools.cache
+def shipped(name: str) -> Stack:
+    """One run per stack for the whole module (a run takes seconds)."""
+    return Stack(name)
+
+
+@pytest.fixture(params=SHIPPED_STACKS)
+def stack(request: pytest.FixtureRequest) -> Stack:
+    return shipped(request.param)
+
+
+def test_each_region_has_one_gateway_under_its_fleet_and_exports_its_endpoint(stack: Stack) -> None:
+    regions = [r.key for r in stack.spec.regions]
+    gateways = stack.run.by_type(GATEWAY_TYPE)
+    assert sorted(g.name for g in gateways) == sorted(f"{key}-gateway" for key in regions)
+    for gateway in gateways:
+        parent = stack.run.by_name(gateway.name.removesuffix("-gateway"))
+        assert parent.type == FLEET_TYPE and gateway.parent == parent.urn, gateway.urn
+    endpoints = stack.run.outputs["gateway_endpoints"]
+    assert sorted(endpoints) == sorted(regions)
+    hostname = stack.spec.gateway.hostname
+    for key, url in endpoints.items():
+        expected = f"https://{key}.{hostname}" if hostname else f"https://{key}-gateway-envoy.{ENVOY_GATEWAY_NAMESPACE}"
+        assert url.startswith(expected), (key, url)
+
+
+def test_every_gateway_object_validates_against_its_schema(stack: Stack) -> None:
+    for region in stack.spec.regions:
+        objects = [m for kind in {m["kind"] for _, m in stack.objects} for m in stack.gateway_objects(region.key, kind)]
+        assert {m["kind"] for m in objects} >= GATEWAY_KINDS, region.key
+        problems = [f"{m['kind']}/{m['metadata']['name']}: {p}" for m in objects for p in validate_manifest(m)]
+        assert problems == [], f"{stack.name}/{region.key}"
+
+
+def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack) -> None:
+    for region in stack.spec.regions:
+        key = region.key
+        services = [m for _, m in stack.region_objects(key, "Service") if _is_inference(m)]
+        served = {m.name for m in stack.spec.models_in(region)}
+        assert len(services) == len(served), key
+        # No Service of the region opens anything to the outside (the Envoy Service is Envoy Gateway's).
+        exposed = [m["metadata"]["name"] for _, m in stack.region_objects(key, "Service") if _exposed(m)]
+        assert exposed == [], f"{key}: Services open outside the cluster"
+        assert stack.region_objects(key, "Ingress") == [] and stack.region_objects(key, "HTTPRoute") == []
+
+        # Each inference Service is the target of exactly one Backend, the gateway's, for its own model.
+        namespace = stack.spec.namespace
+        hosts = {f"{m['metadata']['name']}.{namespace}.svc.cluster.local" for m in services}
+        backends = [m for _, m in stack.region_objects(key, "Backend")]
+        targets = [e["fqdn"]["hostname"] for b in backends for e in b["spec"]["endpoints"]]
+        assert sorted(t for t in targets if t in hosts) == sorted(hosts), key
+        route = stack.one(key, "AIGatewayRoute")
+        by_model = {rule["matches"][0]["headers"][0]["value"]: rule for rule in route["spec"]["rules"]}
+        assert set(by_model) == served, key
+        assert all(r["matches"][0]["headers"][0]["name"] == MODEL_HEADER for r in by_model.values())
+
+        # And only the gateway's Envoy pods (and Prometheus) may open a connection to the pods.
+        (policy,) = [m for m in stack.gateway_objects(key, "NetworkPolicy") if "inference" in m["metadata"]["name"]]
+        selected = policy["spec"]["podSelector"]["matchLabels"]
+        for _, deployment in stack.region_objects(key, "Deployment"):
+            if _is_inference(deployment):
+                assert selected.items() <= deployment["spec"]["template"]["metadata"]["labels"].items(), key
+        (rule,) = policy["spec"]["ingress"]
+        envoy = rule["from"][0]
+        assert envoy["podSelector"]["matchLabels"] == {ENVOY_PROXY_LABEL: f"{key}-gateway"}
+        assert envoy["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": ENVOY_GATEWAY_NAMESPACE}
+        ports = {p["port"] for m in services for p in m["spec"]["ports"]}
+        assert {p["port"] for p in rule["ports"]} == ports, key
+
+
+def test_gateway_keys_are_secrets_and_never_plain(stack: Stack) -> None:
+    refs = stack.spec.gateway.secret_refs()
+    tenants = [t.name for t in stack.spec.gateway.tenants if t.api_key_secret]
+    for region in stack.spec.regions:
+        secrets = {r.name: r for r, _ in stack.region_objects(region.key, "Secret")}
+        if tenants:
+            keys = secrets[f"{region.key}-gateway-api-keys"]
+            assert sorted(keys.inputs["stringData"]) == sorted(tenants)
+            assert keys.secret_fields & {"stringData", *(f"stringData.{t}" for t in tenants)}, keys.urn
+        if stack.spec.gateway.fallback:
+            fallback = secrets[f"{region.key}-gateway-fallback-key"]
+            assert fallback.secret_fields & {"stringData", "stringData.apiKey"}, fallback.urn
+    # The offline engine gives every stack secret the same placeholder value: it must show up nowhere
+    # in plain text, neither in an object's redacted inputs nor in a stack output that is not secret.
+    plain = [r.urn for r in stack.run.resources if SECRET_PLACEHOLDER in json.dumps(r.redacted_inputs())]
+    assert plain == []
+    plain_outputs = {k: v for k, v in stack.run.outputs.items() if k not in stack.run.secret_outputs}
+    assert SECRET_PLACEHOLDER not in json.dumps(plain_outputs)
+    if refs:
+        # ...and it does reach the Secrets (otherwise the check above proves nothing).
+        revealed = [r for r in stack.run.resources if SECRET_PLACEHOLDER in json.dumps(r.inputs)]
+        assert revealed and all(r.type == "kubernetes:core/v1:Secret" for r in revealed)
+
+
+def test_limits_equal_the_stack(stack: Stack) -> None:
+    gateway = stack.spec.gateway
+    expected: dict[tuple[str, str], int] = {}
+    if gateway.allow_anonymous:
+        expected |= _budgets("client-ip", gateway.default_limits)
+    elif gateway.tenants or gateway.jwt:
+        for tenant in gateway.tenants:
+            if tenant.limits is not None:
+                expected |= _budgets(tenant.name, tenant.limits)
+        expected |= _budgets("default", gateway.default_limits)
+    for region in stack.spec.regions:
+        policies = stack.gateway_objects(region.key, "BackendTrafficPolicy")
+        rules = [rule for p in policies for rule in p["spec"].get("rateLimit", {}).get("global", {}).get("rules", [])]
+        assert _limits_of(rules) == expected, f"{stack.name}/{region.key}"
+        for rule in rules:
+            if "cost" in rule:
+                assert rule["cost"]["response"]["metadata"] == {
+                    "namespace": AI_GATEWAY_METADATA_NAMESPACE,
+                    "key": TOTAL_TOKENS_KEY,
+                }
+
+
+def test_prod_limits_are_not_vacuous() -> None:
+    """The stack-derived expectation above, pinned once to figures read from stacks/Pulumi.prod.yaml."""
+    prod = shipped("prod")
+    rules = prod.gateway_objects("aws-us-east-1", "BackendTrafficPolicy")[0]["spec"]["rateLimit"]["global"]["rules"]
+    limits = _limits_of(rules)
+    assert limits[("search", "requests")] == 1200 and limits[("search", "tokens")] == 2_000_000
+    assert limits[("default", "requests")] == 120 and limits[("default", "tokens")] == 300_000
+
+
+def test_fallback_only_for_the_models_the_stack_lists(stack: Stack) -> None:
+    fallback = stack.spec.gateway.fallback
+    for region in stack.spec.regions:
+        rules = {r["name"]: r for r in stack.one(region.key, "AIGatewayRoute")["spec"]["rules"]}
+        for model, rule in rules.items():
+            overrides = [ref.get("modelNameOverride") for ref in rule["backendRefs"] if ref["priority"] == 1]
+            wanted = [fallback.models[model]] if fallback and model in fallback.models else []
+            assert overrides == wanted, (region.key, model)
+        hosted = stack.gateway_objects(region.key, "BackendSecurityPolicy")
+        assert len(hosted) == (1 if fallback else 0), region.key
+
+
+def test_a_missing_gateway_secret_names_its_field_before_any_resource(write_stack: StackWriter) -> None:
+    deployment = _deployment("dev")
+    path = write_stack(deployment, name="nokey")  # the tenant's secret is not set
+    with pytest.raises(ConfigError, match=r"gateway\.tenants\[0\]\.api_key_secret.*gatewayKeyDevTeam"):
+        run_program(stack_file=path)
+    deployment["gateway"]["fallback"] = {"provider": "anthropic", "api_key_secret": "hosted", "models": {"chat": "x"}}
+    path = write_stack(deployment, name="nofallbackkey", gatewayKeyDevTeam="k")
+    with pytest.raises(ConfigError, match=r"gateway\.fallback\.api_key_secret.*hosted"):
+        run_program(stack_file=path)
+
+
+def _deployment(stack: str) -> dict[str, Any]:
+    document = yaml.safe_load((STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())
+    return document["config"]["llmfleet:deployment"]
+
+
+def _is_inference(obj: dict[str, Any]) -> bool:
+    labels: dict[str, str] = obj["metadata"].get("labels") or {}
+    return INFERENCE_POD_LABELS.items() <= labels.items()
+
+
+def _exposed(service: dict[str, Any]) -> bool:
+    spec = service.get("spec", {})
+    return spec.get("type", "ClusterIP") != "ClusterIP" or bool(spec.get("externalIPs"))
+
+
+def _budgets(who: str, limits: RateLimits) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    if limits.requests_per_minute is not None:
+        found[(who, "requests")] = limits.requests_per_minute
+    if limits.tokens_per_minute is not None:
+        found[(who, "tokens")] = limits.tokens_per_minute
+    return found
+
+
+def _limits_of(rules: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """(tenant | "default" | "client-ip", "requests" | "tokens") -> per-minute limit, from the policy's rules."""
+    limits: dict[tuple[str, str], int] = {}
+    for rule in rules:
+        assert rule["limit"]["unit"] == "Minute"
+        (selector,) = rule["clientSelectors"]
+        if "sourceCIDR" in selector:
+            who = "client-ip"
+        else:
+            first = selector["headers"][0]
+            assert first["name"] == TENANT_HEADER
+            who = first["value"] if first["type"] == "Exact" else "default"
+        limits[(who, "tokens" if "cost" in rule else "requests")] = rule["limit"]["requests"]
+    return limits
