@@ -1,7 +1,150 @@
-"""`observability:` — kube-prometheus-stack, dcgm-exporter, alert rules and dashboards per region."""
+"""`observability:` — kube-prometheus-stack, dcgm-exporter, alert rules and dashboards per region.
+
+On by default: KEDA scales the models on the queue gauge this Prometheus scrapes. Alert
+thresholds for latency and errors come from `slo:`; this section holds only those the SLO does
+not state. Credentials never appear in the stack file: fields ending in `_secret` name a secret
+stack config key (`pulumi config set --secret llmfleet:<key> ...`) that the program resolves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Self
+
+from pydantic import Field, model_validator
 
 from infra.schema.base import Section
 
+if TYPE_CHECKING:
+    import pulumi
+
+    from components.observability import ObservabilityArgs
+    from components.sizing.plan import DeploymentPlan
+    from infra.schema.slo import Slo
+
+SECRET_KEY = r"^[A-Za-z][A-Za-z0-9_-]*$"
+"""A Pulumi config key inside the `llmfleet:` namespace (the part after `llmfleet:`)."""
+DURATION = r"^[1-9][0-9]*(h|d|w|y)$"
+GPU_MEMORY_MARGIN_PERCENT = 2
+"""The GPU memory alert must sit this far above what vLLM reserves, or it fires on every healthy GPU."""
+
+
+class RemoteWriteSpec(Section):
+    """Also send every sample to a central store (Mimir, Thanos receive, a managed Prometheus)."""
+
+    url: str = Field(pattern=r"^https?://", description="The store's Prometheus remote-write endpoint.")
+    username: str | None = Field(
+        default=None, min_length=1, description="Basic-auth user; without it the credential is a bearer token."
+    )
+    credentials_secret: str | None = Field(
+        default=None, pattern=SECRET_KEY, description="Secret stack config key holding the password or token."
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if self.username is not None and self.credentials_secret is None:
+            raise ValueError("credentials_secret: required with `username` (the basic-auth password)")
+        return self
+
+
+class AlertsSpec(Section):
+    """Alert thresholds the SLO does not state."""
+
+    queue_depth_per_replica: int | None = Field(
+        default=None,
+        gt=0,
+        description="Waiting requests per replica that alert after 15 minutes; "
+        "none: each model's autoscaling threshold (from the SLO).",
+    )
+    kv_cache_usage_percent: float = Field(default=95, gt=0, le=100, description="KV-cache use of one replica.")
+    gpu_memory_percent: float = Field(
+        default=98, gt=0, le=100, description="GPU memory use; must exceed what vLLM reserves."
+    )
+    preemptions_per_minute: float = Field(default=1, ge=0, description="Preempted requests per minute of one model.")
+
 
 class ObservabilitySpec(Section):
-    """Placeholder until the observability section lands; unknown keys are rejected."""
+    """Per-region Prometheus, Alertmanager and Grafana with the project's monitors, rules and dashboards."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Install the stack in every region (false: bring your own Prometheus at the same address).",
+    )
+    retention: str = Field(default="15d", pattern=DURATION, description="How long samples are kept, e.g. 15d.")
+    storage_gib: int = Field(default=20, ge=2, le=10_000, description="Prometheus volume per region, GiB.")
+    remote_write: RemoteWriteSpec | None = None
+    grafana_admin_secret: str | None = Field(
+        default=None,
+        pattern=SECRET_KEY,
+        description="Secret stack config key holding Grafana's admin password; none: the chart generates one.",
+    )
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+
+    def secret_refs(self) -> list[tuple[str, str]]:
+        """(stack secret key, field path) of every secret this section names, for `require_secret`."""
+        refs: list[tuple[str, str]] = []
+        if self.enabled and self.grafana_admin_secret:
+            refs.append((self.grafana_admin_secret, "observability.grafana_admin_secret"))
+        if self.enabled and self.remote_write and self.remote_write.credentials_secret:
+            refs.append((self.remote_write.credentials_secret, "observability.remote_write.credentials_secret"))
+        return refs
+
+    def to_args(
+        self,
+        *,
+        cloud: str,
+        region: str,
+        slo: Slo,
+        namespace: str,
+        deployments: Sequence[DeploymentPlan],
+        queue_thresholds: Mapping[str, int],
+        secrets: Mapping[str, pulumi.Output[str]],
+    ) -> ObservabilityArgs | None:
+        """The Observability component's arguments for one region (None when disabled).
+
+        `secrets` holds the values of `secret_refs()`. Raises ConfigError when the GPU memory
+        threshold is at or below what a model's vLLM reserves (the alert would never stop firing).
+        """
+        if not self.enabled:
+            return None
+        from components.observability import AlertThresholds, ObservabilityArgs, SloTargets
+        from infra.config import CONFIG_KEY, ConfigError
+
+        alerts = self.alerts
+        for plan in deployments:
+            reserved = plan.gpu_memory_utilization * 100
+            if plan.gpu and alerts.gpu_memory_percent < reserved + GPU_MEMORY_MARGIN_PERCENT:
+                raise ConfigError(
+                    f"{CONFIG_KEY}.observability.alerts.gpu_memory_percent: {alerts.gpu_memory_percent:g} is within "
+                    f"{GPU_MEMORY_MARGIN_PERCENT} points of the {reserved:g}% of GPU memory vLLM reserves for model "
+                    f"{plan.model} (gpu_memory_utilization {plan.gpu_memory_utilization:g}), so it would fire on "
+                    f"every healthy GPU; set it to at least {reserved + GPU_MEMORY_MARGIN_PERCENT:g}"
+                )
+        remote = self.remote_write
+        return ObservabilityArgs(
+            cloud=cloud,
+            region=region,
+            slo=SloTargets(
+                ttft_p95_ms=slo.ttft_p95_ms,
+                tpot_p95_ms=slo.tpot_p95_ms,
+                e2e_p99_ms=slo.e2e_p99_ms,
+                error_rate=slo.error_rate,
+            ),
+            inference_namespace=namespace,
+            deployments=list(deployments),
+            queue_thresholds=dict(queue_thresholds),
+            thresholds=AlertThresholds(
+                queue_depth_per_replica=alerts.queue_depth_per_replica,
+                kv_cache_usage_percent=alerts.kv_cache_usage_percent,
+                gpu_memory_percent=alerts.gpu_memory_percent,
+                preemptions_per_minute=alerts.preemptions_per_minute,
+            ),
+            retention=self.retention,
+            storage_gib=self.storage_gib,
+            remote_write_url=remote.url if remote else None,
+            remote_write_username=remote.username if remote else None,
+            remote_write_credential=secrets[remote.credentials_secret]
+            if remote and remote.credentials_secret
+            else None,
+            grafana_admin_password=secrets[self.grafana_admin_secret] if self.grafana_admin_secret else None,
+        )

@@ -1,0 +1,31 @@
+"""Per-region observability: kube-prometheus-stack, dcgm-exporter, monitors, SLO alert rules, dashboards.
+
+Exports load lazily, so the pure modules (metrics, rules, dashboards, stack) import without the
+Pulumi SDKs.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.observability.component import Observability as Observability
+    from components.observability.component import ObservabilityArgs as ObservabilityArgs
+    from components.observability.rules import AlertThresholds as AlertThresholds
+    from components.observability.rules import SloTargets as SloTargets
+    from components.observability.stack import PROMETHEUS_URL as PROMETHEUS_URL
+
+_EXPORTS = {
+    "Observability": "components.observability.component",
+    "ObservabilityArgs": "components.observability.component",
+    "AlertThresholds": "components.observability.rules",
+    "SloTargets": "components.observability.rules",
+    "PROMETHEUS_URL": "components.observability.stack",
+}
+
+__all__ = ["PROMETHEUS_URL", "AlertThresholds", "Observability", "ObservabilityArgs", "SloTargets"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'components.observability' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

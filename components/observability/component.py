@@ -1,0 +1,210 @@
+"""`Observability`: one region's monitoring, installed into its cluster.
+
+kube-prometheus-stack (stack.py), dcgm-exporter on GPU nodes (dcgm.py), monitors for the engines
+and the gateway (monitors.py), the SLO's alert rules (rules.py) and Grafana dashboards
+(dashboards.py). Pass the cluster's Kubernetes provider in `opts.providers`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.inference.engine import object_name
+from components.observability import dcgm, stack
+from components.observability.dashboards import dashboards
+from components.observability.monitors import API_VERSION, gateway_monitor_spec, inference_monitor_spec
+from components.observability.rules import AlertThresholds, ServedModel, SloTargets, rule_groups
+from components.sizing.plan import DeploymentPlan
+
+HELM_TIMEOUT_S = 900
+"""The stack's first install pulls several images and waits for Prometheus and Grafana to be ready."""
+LABELS = {"app.kubernetes.io/part-of": "llmfleet", "app.kubernetes.io/component": "observability"}
+
+
+@dataclass
+class ObservabilityArgs:
+    cloud: str
+    """The region's cloud (aws, gcp, local): GKE needs extra mounts for dcgm-exporter."""
+    region: str
+    """Cloud region; written into every series as the external label `region` (and `cloud`)."""
+    slo: SloTargets
+    """The stack's SLO: alert thresholds and dashboard target lines."""
+    inference_namespace: str
+    """Namespace of the InferenceServices (what the engine monitor and the rules watch)."""
+    deployments: Sequence[DeploymentPlan]
+    """The region's plan entries: models, engines, GPUs and prices (cost dashboard)."""
+    queue_thresholds: Mapping[str, int]
+    """Served model name -> waiting requests per replica at which KEDA scales out."""
+    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+    """Alert thresholds the SLO does not state."""
+    retention: str = "15d"
+    """How long Prometheus keeps samples (Prometheus duration)."""
+    storage_gib: int = 20
+    """Prometheus volume; samples past 90% of it are deleted early."""
+    remote_write_url: str | None = None
+    """Also send every sample to this central store (Prometheus remote-write endpoint)."""
+    remote_write_username: str | None = None
+    """Basic-auth user for remote write (the credential is then the password)."""
+    remote_write_credential: pulumi.Input[str] | None = None
+    """Remote-write password or bearer token (a secret Output); stored in a Secret."""
+    grafana_admin_password: pulumi.Input[str] | None = None
+    """Grafana's admin password (a secret Output); None lets the Grafana chart generate one."""
+    namespace: str = stack.NAMESPACE
+    """Namespace of the stack, its monitors, rules and dashboards (created)."""
+    stack_values: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Escape hatch: deep-merged into the kube-prometheus-stack values."""
+    dcgm_values: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Escape hatch: deep-merged into the dcgm-exporter values."""
+
+
+class Observability(pulumi.ComponentResource):
+    """Prometheus, Alertmanager and Grafana for one region, with the project's monitors, rules and dashboards."""
+
+    prometheus_url: str
+    """In-cluster URL of this region's Prometheus (what KEDA queries)."""
+    grafana_url: str
+    stack: k8s.helm.v3.Release
+    dcgm: k8s.helm.v3.Release | None
+    """None when no model of the region runs on GPUs."""
+    rules: k8s.apiextensions.CustomResource
+    dashboard_names: list[str]
+    """Titles of the dashboards installed."""
+
+    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llmfleet:observability:Observability", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=args.namespace, labels=LABELS), opts=child
+        )
+        ns = namespace.metadata.name
+        secrets = self._secrets(name, args, ns, child)
+
+        values = stack.stack_values(
+            external_labels={"cloud": args.cloud, "region": args.region},
+            retention=args.retention,
+            storage_gib=args.storage_gib,
+            remote_write=stack.RemoteWrite(
+                args.remote_write_url, args.remote_write_username, args.remote_write_credential is not None
+            )
+            if args.remote_write_url
+            else None,
+            grafana_admin_secret=args.grafana_admin_password is not None,
+        )
+        self.stack = k8s.helm.v3.Release(
+            f"{name}-stack",
+            k8s.helm.v3.ReleaseArgs(
+                name=stack.RELEASE,
+                chart=stack.CHART,
+                version=stack.CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=stack.REPOSITORY),
+                namespace=ns,
+                values=stack.merge(values, args.stack_values),
+                timeout=HELM_TIMEOUT_S,
+                # A failed install or upgrade rolls back instead of leaving a half-installed stack.
+                atomic=True,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
+        )
+        # Monitors, rules (and dcgm-exporter's ServiceMonitor) need the operator's CRDs from the stack.
+        after_stack = pulumi.ResourceOptions(parent=self, depends_on=[self.stack])
+
+        self.dcgm = None
+        if any(d.gpu for d in args.deployments):
+            self.dcgm = k8s.helm.v3.Release(
+                f"{name}-dcgm-exporter",
+                k8s.helm.v3.ReleaseArgs(
+                    name=dcgm.RELEASE,
+                    chart=dcgm.CHART,
+                    version=dcgm.CHART_VERSION,
+                    repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=dcgm.REPOSITORY),
+                    namespace=ns,
+                    values=stack.merge(dcgm.dcgm_values(args.cloud), args.dcgm_values),
+                    timeout=HELM_TIMEOUT_S,
+                    atomic=True,
+                ),
+                opts=after_stack,
+            )
+
+        def custom(role: str, kind: str, spec: Any) -> k8s.apiextensions.CustomResource:
+            return k8s.apiextensions.CustomResource(
+                f"{name}-{role}",
+                api_version=API_VERSION,
+                kind=kind,
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"llmfleet-{role}", namespace=ns, labels=LABELS),
+                spec=spec,
+                opts=after_stack,
+            )
+
+        custom("inference", "ServiceMonitor", inference_monitor_spec(args.inference_namespace))
+        custom("gateway", "PodMonitor", gateway_monitor_spec())
+        served = [
+            ServedModel(d.model, object_name(d), d.engine, args.queue_thresholds[d.model]) for d in args.deployments
+        ]
+        groups = rule_groups(args.slo, args.thresholds, args.inference_namespace, served, gpus=self.dcgm is not None)
+        self.rules = custom("rules", "PrometheusRule", {"groups": groups})
+
+        self.dashboard_names = []
+        for board in dashboards(args.inference_namespace, args.deployments, args.slo):
+            k8s.core.v1.ConfigMap(
+                f"{name}-{board.uid}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=board.uid,
+                    namespace=ns,
+                    labels={**LABELS, stack.DASHBOARD_LABEL: stack.DASHBOARD_LABEL_VALUE},
+                ),
+                data={f"{board.uid}.json": json.dumps(board.model(), indent=1, sort_keys=True)},
+                opts=child,
+            )
+            self.dashboard_names.append(board.title)
+
+        self.prometheus_url = stack.prometheus_url(args.namespace)
+        self.grafana_url = f"http://{stack.RELEASE}-grafana.{args.namespace}.svc.cluster.local"
+        self.register_outputs(
+            {
+                "prometheus_url": self.prometheus_url,
+                "grafana_url": self.grafana_url,
+                "dashboards": self.dashboard_names,
+            }
+        )
+
+    @staticmethod
+    def _secrets(
+        name: str, args: ObservabilityArgs, namespace: pulumi.Output[str], child: pulumi.ResourceOptions
+    ) -> list[pulumi.Resource]:
+        """The Secrets the chart reads credentials from (values only ever name them)."""
+        created: list[pulumi.Resource] = []
+
+        def secret(role: str, secret_name: str, data: Mapping[str, pulumi.Input[str]]) -> None:
+            created.append(
+                k8s.core.v1.Secret(
+                    f"{name}-{role}",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=namespace, labels=LABELS),
+                    type="Opaque",
+                    string_data=dict(data),
+                    opts=child,
+                )
+            )
+
+        if args.grafana_admin_password is not None:
+            secret(
+                "grafana-admin",
+                stack.GRAFANA_ADMIN_SECRET,
+                {
+                    stack.GRAFANA_USER_KEY: "admin",
+                    stack.GRAFANA_PASSWORD_KEY: pulumi.Output.secret(args.grafana_admin_password),
+                },
+            )
+        if args.remote_write_url and args.remote_write_credential is not None:
+            data: dict[str, pulumi.Input[str]] = {
+                stack.REMOTE_WRITE_CREDENTIAL_KEY: pulumi.Output.secret(args.remote_write_credential)
+            }
+            if args.remote_write_username is not None:
+                data[stack.REMOTE_WRITE_USER_KEY] = args.remote_write_username
+            secret("remote-write", stack.REMOTE_WRITE_SECRET, data)
+        return created
