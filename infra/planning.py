@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components.sizing.calibration import catalog_eta
 from components.sizing.catalog import Catalog, load_catalog
 from components.sizing.errors import PlanningError
 from components.sizing.hf_config import HfConfigError, read_hf_config
 from components.sizing.plan import DeploymentPlan, Plan, Totals
-from components.sizing.planner import catalog_eta, plan_deployment
+from components.sizing.planner import plan_deployment
 from components.sizing.types import ModelArchitecture, ModelRequest, RegionRequest
 from infra.config import CONFIG_KEY, PROJECT_ROOT, ConfigError, DeploymentSpec
 from infra.schema.models import ModelSpec

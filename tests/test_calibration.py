@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pytest
 
 from components.sizing import memory as mem
+from components.sizing.calibration import catalog_eta, latency_points
 from components.sizing.catalog import Catalog, KvCalibrationPoint, ThroughputCalibrationPoint, load_catalog
-from components.sizing.planner import catalog_eta, latency_points
 from components.sizing.throughput import (
     Device,
     LatencyPoint,

@@ -93,17 +93,35 @@ def test_quantization_the_hardware_cannot_run(tmp_path: Path) -> None:
         tmp_path, deployment({"overrides": {"instance_type": "m7i.8xlarge"}}), "models[0]", "needs a GPU"
     )
     assert "m7i.8xlarge" in err
+    assert "to fix, any of: a GGUF quantization (q4_k_m" in err
+
+
+def test_quantization_outside_the_enum_lists_the_allowed_ones(tmp_path: Path) -> None:
+    fails_naming(tmp_path, deployment({"quantization": "int3"}), "models[0].quantization", "'fp8'", "'q4_k_m'", "int3")
+
+
+def test_pinned_tensor_parallel_the_heads_forbid_names_the_valid_degrees(tmp_path: Path) -> None:
+    data = deployment({"model": "phi-4", "overrides": {"tensor_parallel": 4}})
+    fails_naming(tmp_path, data, "models[0]", "10 KV heads and TP 4", "overrides.tensor_parallel one of [1, 2]")
+
+
+def test_pins_that_contradict_each_other(tmp_path: Path) -> None:
+    data = deployment({"overrides": {"gpu": "H100", "instance_type": "g5.xlarge"}})
+    fails_naming(tmp_path, data, "models[0]", "pinned gpu H100, this type has A10G", "overrides.instance_type")
 
 
 def test_model_that_fits_nowhere_says_how_far_short(tmp_path: Path) -> None:
     data = deployment({"model": "llama-3.1-405b"}, {"cloud": "gcp", "region": "us-central1", "allowed_gpus": ["L4"]})
     data["gcp_project"] = "p"
-    fails_naming(tmp_path, data, "models[0] in regions[0]", "gcp/us-central1", "GiB short")
+    err = fails_naming(tmp_path, data, "models[0] in regions[0]", "gcp/us-central1", "GiB short")
+    assert "to fix, any of: more memory per replica" in err and "quantization fp8" in err
 
 
 def test_region_without_that_gpu(tmp_path: Path) -> None:
     data = deployment(region={"region": "eu-west-1", "allowed_gpus": ["H200"]})
-    fails_naming(tmp_path, data, "regions[0]", "offers no", "H200")
+    err = fails_naming(tmp_path, data, "regions[0]", "offers no", "H200")
+    assert "it has: ['A10G', 'CPU']" in err  # the GPUs this region does offer
+    assert "use another aws region with H200" in err and "us-east-1" in err
 
 
 def test_prompt_longer_than_context(tmp_path: Path) -> None:

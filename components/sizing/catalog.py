@@ -125,6 +125,8 @@ class ThroughputCalibrationPoint(Entry):
     concurrency: int | None = Field(description="None for an offline (max-throughput) run.")
     itl_ms: float | None = None
     output_tokens_per_s: float | None = None
+    prompt_tokens: int | None = Field(default=None, description="Input length of the run, when the source gives it.")
+    output_tokens: int | None = Field(default=None, description="Output length of the run, when the source gives it.")
     source: Source
 
 

@@ -21,8 +21,10 @@ class MemorySplit(Frozen):
     gpu_total_gib: float = Field(description="Memory the CUDA driver reports for one GPU.")
     budget_gib_per_gpu: float = Field(description="gpu_total_gib x gpu_memory_utilization.")
     weights_gib_per_gpu: float
-    activation_gib_per_gpu: float = Field(description="Peak of a forward pass of max_num_batched_tokens.")
-    non_torch_gib_per_gpu: float = Field(description="CUDA context, NCCL buffers.")
+    activation_gib_per_gpu: float = Field(
+        description="Peak of vLLM's profiling run: a forward pass of max_num_batched_tokens, or the sampler."
+    )
+    non_torch_gib_per_gpu: float = Field(description="Memory outside PyTorch vLLM counts: cuBLAS, NCCL buffers.")
     cuda_graph_gib_per_gpu: float = Field(description="CUDA graph pool (0 where the engine ignores it).")
     kv_cache_gib_per_gpu: float
     kv_bytes_per_token: int = Field(description="KV-cache bytes of one token, per replica (all GPUs).")

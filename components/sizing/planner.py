@@ -20,14 +20,12 @@ from components.sizing.parallelism import tensor_parallel_is_valid, valid_tensor
 from components.sizing.plan import DeploymentPlan, MemorySplit, Rejection
 from components.sizing.throughput import (
     Device,
-    LatencyPoint,
     Workload,
-    fitted_eta,
     largest_batch_within,
     output_tokens_per_s,
     time_per_output_token_s,
 )
-from components.sizing.types import ConcurrencyLoad, Engine, KvCacheDtype, ModelRequest, Quantization, RegionRequest
+from components.sizing.types import ConcurrencyLoad, Engine, ModelRequest, Quantization, RegionRequest
 
 MAX_PIPELINE_STAGES = 4
 """Nodes one replica may span (beyond that, inter-node latency dominates)."""
@@ -100,11 +98,20 @@ class Sized:
 
 
 class Shortfall(Exception):
-    """An option that cannot work; `gib_short` says by how much memory it missed (when it did)."""
+    """An option that cannot work; `gib_short` says by how much memory it missed (when it did), `fix`
+    which stack fields would make options like it work."""
 
-    def __init__(self, reason: str, gib_short: float | None = None) -> None:
+    def __init__(self, reason: str, fix: str, gib_short: float | None = None) -> None:
         super().__init__(reason)
+        self.fix = fix
         self.gib_short = gib_short
+
+
+MORE_MEMORY_FIX = (
+    "more memory per replica: larger GPUs (the region's allowed_gpus, overrides.gpu), fewer bytes per weight "
+    "(quantization fp8, awq or gptq), kv_cache_dtype fp8, or a shorter max_model_len"
+)
+MORE_RAM_FIX = "a CPU type with more RAM, a smaller GGUF quantization (q4_k_m), or a shorter max_model_len"
 
 
 def quantization_problem(quantization: Quantization, option: Option) -> str | None:
@@ -181,7 +188,13 @@ class Planner:
         if gpu is None or self.model.engine is Engine.LLAMA_CPP:
             return [Option(instance, gpu, 1, 1)]
         if self.pins.gpu and gpu.id != self.pins.gpu:
-            self.reject(Option(instance, gpu, 1, 1), f"pinned gpu {self.pins.gpu}, this type has {gpu.id}")
+            option = Option(instance, gpu, 1, 1)
+            mismatch = Shortfall(
+                f"pinned gpu {self.pins.gpu}, this type has {gpu.id}",
+                "an overrides.instance_type with the pinned overrides.gpu, or only one of the two",
+            )
+            self.reject(option, str(mismatch))
+            self.shortfalls.append((option, mismatch))
             return []
         pinned_tp, pinned_pp = self.pins.tensor_parallel, self.pins.pipeline_parallel
         tps = [pinned_tp] if pinned_tp is not None else valid_tensor_parallel(self.arch, instance.gpu_count)
@@ -214,10 +227,17 @@ class Planner:
 
     def vllm_memory(self, option: Option, gpu: GpuEntry) -> tuple[mem.ReplicaMemory, mem.EngineSettings]:
         if not tensor_parallel_is_valid(self.arch, option.tp):
-            raise Shortfall(why_tensor_parallel_invalid(self.arch, option.tp))
+            valid = valid_tensor_parallel(self.arch, 8)
+            raise Shortfall(
+                why_tensor_parallel_invalid(self.arch, option.tp),
+                f"overrides.tensor_parallel one of {valid} (or unset)",
+            )
         if option.tp > option.instance.gpu_count:
             has = option.instance.gpu_count
-            raise Shortfall(f"TP {option.tp} needs {option.tp} GPUs in one node, the type has {has}")
+            raise Shortfall(
+                f"TP {option.tp} needs {option.tp} GPUs in one node, the type has {has}",
+                f"an instance type with at least {option.tp} GPUs, or a lower overrides.tensor_parallel",
+            )
         settings = self.engine_settings(gpu)
         model = self.model
         sized = mem.replica_memory(
@@ -272,7 +292,9 @@ class Planner:
         """Fit, rate and price one option, or raise Shortfall with the reason it cannot work."""
         problem = quantization_problem(self.model.quantization, option)
         if problem:
-            raise Shortfall(problem)
+            raise Shortfall(
+                problem, "a GGUF quantization (q4_k_m, q5_k_m, q8_0) for CPU types, or a GPU type (overrides)"
+            )
         if option.gpu is not None and self.model.engine is Engine.VLLM:
             sized, settings = self.vllm_memory(option, option.gpu)
         else:
@@ -288,6 +310,7 @@ class Planner:
                 f"{(overheads - sized.weights) / mem.GIB:.1f}), budget gives {sized.budget / mem.GIB:.1f}"
                 if option.gpu
                 else f"needs {(overheads + need) / mem.GIB:.1f} GiB of RAM, {sized.budget / mem.GIB:.1f} usable",
+                MORE_MEMORY_FIX if option.gpu else MORE_RAM_FIX,
                 gib_short=short,
             )
         load = self.model.load
@@ -298,7 +321,10 @@ class Planner:
         batch = largest_batch_within(work, device, self.eta, ceiling, self.tpot_s)
         if batch == 0:
             tpot_ms = time_per_output_token_s(work, device, 1, self.eta) * 1000
-            raise Shortfall(f"TPOT at batch 1 is {tpot_ms:.0f} ms, above the SLO's tpot_p95_ms {self.tpot_ms:.0f}")
+            raise Shortfall(
+                f"TPOT at batch 1 is {tpot_ms:.0f} ms, above the SLO's tpot_p95_ms {self.tpot_ms:.0f}",
+                "a higher slo.tpot_p95_ms, faster GPUs (allowed_gpus), or fewer bytes per weight (quantization)",
+            )
         tokens_per_s = output_tokens_per_s(work, device, batch, self.eta)
         if isinstance(load, ConcurrencyLoad):
             needed = math.ceil(load.concurrent_sequences / batch)
@@ -309,7 +335,8 @@ class Planner:
             if self.pins.replicas < needed:
                 raise Shortfall(
                     f"pinned {self.pins.replicas} replicas, the load needs {needed} "
-                    f"({batch} sequences / {tokens_per_s:.0f} output tokens/s per replica)"
+                    f"({batch} sequences / {tokens_per_s:.0f} output tokens/s per replica)",
+                    f"overrides.replicas of at least {needed}, or unset",
                 )
             replicas = self.pins.replicas
         gpus = option.tp if option.gpu else 1
@@ -367,8 +394,19 @@ class Planner:
             if self.region.allowed_gpus is not None:
                 wanted.append(f"allowed_gpus {list(self.region.allowed_gpus)}")
         what = " and ".join(wanted) or "GPU instance types"
-        offered = sorted({i.gpu or "CPU" for i in self.catalog.instances_in(self.region.cloud, self.region.region)})
-        return f"{self.where()}, {self.describe_model()}: the region offers no {what} (it has: {offered or 'nothing'})"
+        cloud = self.region.cloud
+        offered = sorted({i.gpu or "CPU" for i in self.catalog.instances_in(cloud, self.region.region)})
+        message = (
+            f"{self.where()}, {self.describe_model()}: the region offers no {what} (it has: {offered or 'nothing'})"
+        )
+        gpus = [self.pins.gpu] if self.pins.gpu else list(self.region.allowed_gpus or [])
+        elsewhere = sorted(
+            {r for i in self.catalog.instances.values() if i.cloud == cloud and i.gpu in gpus for r in i.regions}
+        )
+        if gpus and not self.pins.instance_type:
+            message += "\n  to fix: allow one of the GPUs it has (allowed_gpus, overrides.gpu)"
+            message += f", or use another {cloud} region with {'/'.join(gpus)}: {elsewhere}" if elsewhere else ""
+        return message
 
     def nothing_fits(self) -> str:
         closest = [(o, s) for o, s in self.shortfalls if s.gib_short is not None]
@@ -378,7 +416,8 @@ class Planner:
             head += f"; closest {option.label} {short} ({short.gib_short:.1f} GiB short)"
         reasons = "\n  ".join(f"{r.option}: {r.reason}" for r in self.rejected[:12])
         more = f"\n  ... and {len(self.rejected) - 12} more" if len(self.rejected) > 12 else ""
-        return f"{head}\n  {reasons}{more}"
+        fixes = list(dict.fromkeys(s.fix for _, s in self.shortfalls))  # distinct, in the order met
+        return f"{head}\n  {reasons}{more}\n  to fix, any of: " + "; ".join(fixes)
 
     def fallbacks(self, chosen: Sized, others: list[Sized]) -> tuple[str, ...]:
         """Other types that host the same replica shape (TP x PP), the same GPU first, then cheapest."""
@@ -390,37 +429,6 @@ class Planner:
             if s.option.instance.type not in types and s.option.instance.type != chosen.option.instance.type:
                 types.append(s.option.instance.type)
         return tuple(types[:FALLBACKS_LISTED])
-
-
-CALIBRATION_PROMPT_TOKENS = 1000
-CALIBRATION_OUTPUT_TOKENS = 1000
-"""Sequence shape assumed for published latency points that do not state theirs (NIM's 1000/1000 runs)."""
-
-
-def latency_points(catalog: Catalog) -> list[LatencyPoint]:
-    """The catalog's published inter-token latencies, as inputs to the throughput model."""
-    points: list[LatencyPoint] = []
-    for p in catalog.throughput_calibration:
-        if p.itl_ms is None or p.concurrency is None:
-            continue
-        arch = catalog.models[p.model].architecture
-        gpu = catalog.gpus[p.gpu]
-        work = Workload(
-            weight_bytes=mem.weight_bytes(arch, p.quantization),
-            active_fraction=arch.active_params / arch.params_b,
-            active_params=arch.active_params,
-            kv_bytes_per_token=mem.kv_bytes_per_token(arch, KvCacheDtype.AUTO, p.tensor_parallel),
-            prompt_tokens=CALIBRATION_PROMPT_TOKENS,
-            output_tokens=CALIBRATION_OUTPUT_TOKENS,
-        )
-        device = Device(gpu.bandwidth_gb_s, gpu.bf16_tflops, p.tensor_parallel)
-        points.append(LatencyPoint(work=work, device=device, concurrency=p.concurrency, itl_s=p.itl_ms / 1000))
-    return points
-
-
-def catalog_eta(catalog: Catalog) -> float:
-    """The bandwidth efficiency fitted on the catalog's published latencies."""
-    return fitted_eta(latency_points(catalog))
 
 
 def plan_deployment(
