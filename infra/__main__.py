@@ -88,7 +88,13 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
         hf_token=secrets.hf_token,
         # kind and minikube run one node whose storage has no ReadWriteMany: one claim, shared.
         model_cache=ModelCache.SINGLE_NODE if region.cloud == "local" else ModelCache.PER_REPLICA,
-        gateway=spec.gateway.to_args(secrets.gateway, region.key, spec.namespace),
+        gateway=spec.gateway.to_args(
+            secrets.gateway,
+            region.key,
+            spec.namespace,
+            # DNS health checkers send no credentials: the gateway opens their path, and only theirs.
+            health_path=spec.load_balancer.health_check.path if spec.load_balancer else None,
+        ),
     )
 
 

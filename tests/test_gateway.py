@@ -67,11 +67,16 @@ class Recorder(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
 
-    def by_kind(self, kind: str) -> list[Recorded]:
-        return [r for r in self.resources if r.type.startswith("kubernetes:") and r.type.endswith(f":{kind}")]
+    def by_kind(self, kind: str, health: bool = False) -> list[Recorded]:
+        """Kubernetes objects of `kind`: those of the model traffic, or (health=True) of the health route."""
+        return [
+            r
+            for r in self.resources
+            if r.type.startswith("kubernetes:") and r.type.endswith(f":{kind}") and ("-health-" in r.name) == health
+        ]
 
-    def one(self, kind: str) -> Recorded:
-        found = self.by_kind(kind)
+    def one(self, kind: str, health: bool = False) -> Recorded:
+        found = self.by_kind(kind, health)
         assert len(found) == 1, f"expected one {kind}, got {[r.name for r in found]}"
         return found[0]
 
@@ -144,6 +149,7 @@ def full_args(**changes: Any) -> GatewayArgs:
         region_hostname="aws-us-east-1.api.example.com",
         tls=Tls(secret_name="api-tls", cluster_issuer="letsencrypt"),
         inference_pod_selector={"app.kubernetes.io/part-of": "llmfleet"},
+        health_path="/health",
     )
     return replace(args, **changes)
 
@@ -284,6 +290,46 @@ def test_anonymous_only_when_asked_and_then_limited_per_client_ip() -> None:
     assert [r["clientSelectors"][0]["sourceCIDR"]["type"] for r in rules] == ["Distinct", "Distinct"]
     with pytest.raises(ValueError, match="allow_anonymous"):
         render(full_args(allow_anonymous=True))
+
+
+# --- health: the one unauthenticated path ------------------------------------------------------
+
+
+def test_health_path_is_open_and_reaches_every_model(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    route = recorder.one("HTTPRoute", health=True).inputs
+    (rule,) = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "Exact", "value": "/health"}, "method": "GET"}]
+    assert "filters" not in rule, "the engines answer /health themselves"
+    (backend_ref,) = rule["backendRefs"]
+    backend = recorder.one("Backend", health=True).inputs
+    assert (backend_ref["kind"], backend_ref["name"]) == ("Backend", backend["metadata"]["name"])
+    hosts = [e["fqdn"]["hostname"] for e in backend["spec"]["endpoints"]]
+    assert hosts == [f"{m.service_name}.{NAMESPACE}.svc.cluster.local" for m in MODELS]
+    # Open: a route-level policy allowing everyone, on this route only; the Gateway's still asks for keys.
+    open_policy = recorder.one("SecurityPolicy", health=True).inputs["spec"]
+    assert open_policy["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route["metadata"]["name"]}
+    ]
+    assert open_policy["authorization"] == {"defaultAction": "Allow"} and set(open_policy) == {
+        "targetRefs",
+        "authorization",
+    }
+    assert "apiKeyAuth" in recorder.one("SecurityPolicy").inputs["spec"]
+    # Every model is tried before the region is reported down; the checkers are not rate limited.
+    traffic = recorder.one("BackendTrafficPolicy", health=True).inputs["spec"]
+    assert traffic["retry"]["numRetries"] + 1 >= len(MODELS) and "rateLimit" not in traffic
+
+
+def test_health_path_can_be_renamed_or_turned_off() -> None:
+    recorder, _ = render(full_args(health_path="/healthz", fallback=None))
+    (rule,) = recorder.one("HTTPRoute", health=True).inputs["spec"]["rules"]
+    assert rule["matches"][0]["path"]["value"] == "/healthz"
+    assert rule["filters"][0]["urlRewrite"]["path"]["replaceFullPath"] == "/health"
+    recorder, _ = render(full_args(health_path=None, fallback=None))
+    assert [r.name for r in recorder.resources if "-health-" in r.name] == []
+    recorder, _ = render(full_args(tenants=[], fallback=None, allow_anonymous=True))
+    assert recorder.by_kind("SecurityPolicy", health=True) == [], "nothing to open on an anonymous gateway"
 
 
 # --- limits -------------------------------------------------------------------------------------

@@ -58,8 +58,9 @@ class Stack:
         prefix = f"{region}-gateway"
         return [m for r, m in self.region_objects(region, kind) if r.name.startswith(prefix)]
 
-    def one(self, region: str, kind: str) -> dict[str, Any]:
-        found = self.gateway_objects(region, kind)
+    def one(self, region: str, kind: str, suffix: str = "") -> dict[str, Any]:
+        """The region gateway's one object of `kind` named `<region>-gateway...<suffix>`."""
+        found = [m for m in self.gateway_objects(region, kind) if m["metadata"]["name"].endswith(suffix)]
         assert len(found) == 1, f"{self.name}/{region}: expected one {kind}, got {len(found)}"
         return found[0]
 
@@ -107,13 +108,18 @@ def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack)
         # No Service of the region opens anything to the outside (the Envoy Service is Envoy Gateway's).
         exposed = [m["metadata"]["name"] for _, m in stack.region_objects(key, "Service") if _exposed(m)]
         assert exposed == [], f"{key}: Services open outside the cluster"
-        assert stack.region_objects(key, "Ingress") == [] and stack.region_objects(key, "HTTPRoute") == []
+        assert stack.region_objects(key, "Ingress") == []
+        # The model route is the AIGatewayRoute's; the only plain HTTPRoute is the gateway's health route.
+        routes = [m["metadata"]["name"] for _, m in stack.region_objects(key, "HTTPRoute")]
+        assert routes == ([f"{key}-gateway-health"] if stack.spec.load_balancer else []), key
 
-        # Each inference Service is the target of exactly one Backend, the gateway's, for its own model.
+        # Every Backend is the gateway's; each inference Service is the target of exactly one model Backend.
         namespace = stack.spec.namespace
         hosts = {f"{m['metadata']['name']}.{namespace}.svc.cluster.local" for m in services}
-        backends = [m for _, m in stack.region_objects(key, "Backend")]
-        targets = [e["fqdn"]["hostname"] for b in backends for e in b["spec"]["endpoints"]]
+        backends = {r.name: m for r, m in stack.region_objects(key, "Backend")}
+        assert all(name.startswith(f"{key}-gateway-") for name in backends), key
+        model_backends = [b for name, b in backends.items() if not name.endswith("-health-backend")]
+        targets = [e["fqdn"]["hostname"] for b in model_backends for e in b["spec"]["endpoints"]]
         assert sorted(t for t in targets if t in hosts) == sorted(hosts), key
         route = stack.one(key, "AIGatewayRoute")
         by_model = {rule["matches"][0]["headers"][0]["value"]: rule for rule in route["spec"]["rules"]}
@@ -132,6 +138,26 @@ def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack)
         assert envoy["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": ENVOY_GATEWAY_NAMESPACE}
         ports = {p["port"] for m in services for p in m["spec"]["ports"]}
         assert {p["port"] for p in rule["ports"]} == ports, key
+
+
+def test_only_the_load_balancers_health_path_is_open(stack: Stack) -> None:
+    balancer = stack.spec.load_balancer
+    for region in stack.spec.regions:
+        key = region.key
+        policies = stack.gateway_objects(key, "SecurityPolicy")
+        opened = [p for p in policies if p["spec"].get("authorization", {}).get("defaultAction") == "Allow"]
+        if balancer is None or stack.spec.gateway.allow_anonymous:
+            assert opened == [], key
+            continue
+        (route,) = stack.gateway_objects(key, "HTTPRoute")
+        (rule,) = route["spec"]["rules"]
+        assert rule["matches"][0]["path"] == {"type": "Exact", "value": balancer.health_check.path}, key
+        (policy,) = opened
+        assert policy["spec"]["targetRefs"] == [
+            {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route["metadata"]["name"]}
+        ]
+        hosts = [e["fqdn"]["hostname"] for e in stack.one(key, "Backend", "-health")["spec"]["endpoints"]]
+        assert len(hosts) == len(stack.spec.models_in(region)), key
 
 
 def test_gateway_keys_are_secrets_and_never_plain(stack: Stack) -> None:
@@ -183,7 +209,7 @@ def test_limits_equal_the_stack(stack: Stack) -> None:
 def test_prod_limits_are_not_vacuous() -> None:
     """The stack-derived expectation above, pinned once to figures read from stacks/Pulumi.prod.yaml."""
     prod = shipped("prod")
-    rules = prod.gateway_objects("aws-us-east-1", "BackendTrafficPolicy")[0]["spec"]["rateLimit"]["global"]["rules"]
+    rules = prod.one("aws-us-east-1", "BackendTrafficPolicy", "-models")["spec"]["rateLimit"]["global"]["rules"]
     limits = _limits_of(rules)
     assert limits[("search", "requests")] == 1200 and limits[("search", "tokens")] == 2_000_000
     assert limits[("default", "requests")] == 120 and limits[("default", "tokens")] == 300_000

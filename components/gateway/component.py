@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gateway import auth, fallback, limits, routes
+from components.gateway import auth, fallback, health, limits, routes
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from components.gateway.isolation import inference_ingress_policy
 from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, Names
@@ -51,6 +51,9 @@ class GatewayArgs:
     """Longest request, streamed or not."""
     replicas: int = 2
     """Envoy proxy replicas."""
+    health_path: str | None = None
+    """GET path answered without credentials while any model of the region serves, for DNS health
+    checkers (they send no headers); None: no unauthenticated path at all."""
     inference_pod_selector: Mapping[str, str] | None = None
     """Labels of the inference pods; given, a NetworkPolicy admits only the gateway (and Prometheus) to them."""
     install_controllers: bool = True
@@ -67,6 +70,8 @@ class Gateway(pulumi.ComponentResource):
     envoy_namespace: str
     route_name: str
     """The AIGatewayRoute (and generated HTTPRoute) name."""
+    health_path: str | None
+    """Path that answers 200 without credentials while the region serves (None: none)."""
 
     def __init__(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmfleet:gateway:Gateway", name, None, opts)
@@ -81,6 +86,8 @@ class Gateway(pulumi.ComponentResource):
         self._traffic_policy()
         if args.fallback is not None:
             self._fallback(args.fallback)
+        if args.health_path is not None:
+            self._health(args.health_path)
         if args.inference_pod_selector is not None:
             ports = [m.port for m in args.models]
             inference_ingress_policy(name, self._names, args.namespace, args.inference_pod_selector, ports, self._after)
@@ -88,6 +95,7 @@ class Gateway(pulumi.ComponentResource):
         self.envoy_service = self._names.envoy_service
         self.envoy_namespace = ENVOY_GATEWAY_NAMESPACE
         self.route_name = self._names.route
+        self.health_path = args.health_path
         host = args.region_hostname or args.hostname
         in_cluster = f"{self.envoy_service}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local"
         self.endpoint = pulumi.Output.from_input(f"https://{host or in_cluster}")
@@ -185,3 +193,14 @@ class Gateway(pulumi.ComponentResource):
         self._custom("fallback-aibackend", "AIServiceBackend", AI_GATEWAY_API, names.fallback, spec)
         spec = fallback.backend_security_policy_spec(names)
         self._custom("fallback-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, names.fallback, spec)
+
+    def _health(self, path: str) -> None:
+        names, models = self._names, self._args.models
+        spec = health.backend_spec(models, self._args.namespace)
+        self._custom("health-backend", "Backend", ENVOY_GATEWAY_API, names.health, spec)
+        self._custom("health-route", "HTTPRoute", GATEWAY_API, names.health, health.route_spec(names, path))
+        if self._mode is not auth.AuthMode.ANONYMOUS:
+            spec = health.security_policy_spec(names)
+            self._custom("health-security-policy", "SecurityPolicy", ENVOY_GATEWAY_API, names.health, spec)
+        spec = health.traffic_policy_spec(names, len(models))
+        self._custom("health-traffic-policy", "BackendTrafficPolicy", ENVOY_GATEWAY_API, names.health, spec)

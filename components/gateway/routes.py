@@ -59,6 +59,11 @@ class Names:
     def api_keys(self) -> str:
         return f"{self.base}-api-keys"
 
+    @property
+    def health(self) -> str:
+        """The unauthenticated health route and its Backend."""
+        return f"{self.base}-health"
+
 
 def ref(kind: str, name: str, group: str = "gateway.networking.k8s.io") -> dict[str, str]:
     return {"group": group, "kind": kind, "name": name}
@@ -123,10 +128,15 @@ def client_traffic_policy_spec(names: Names) -> dict[str, Any]:
     }
 
 
+def service_endpoint(service_name: pulumi.Input[str], namespace: pulumi.Input[str], port: int) -> dict[str, Any]:
+    """A Backend endpoint for a ClusterIP Service, by its cluster DNS name."""
+    hostname = pulumi.Output.concat(service_name, ".", namespace, ".svc.cluster.local")
+    return {"fqdn": {"hostname": hostname, "port": port}}
+
+
 def backend_spec(service_name: pulumi.Input[str], namespace: pulumi.Input[str], port: int) -> dict[str, Any]:
     """An Envoy Gateway Backend for a ClusterIP Service (the AI Gateway's AIServiceBackend needs a Backend)."""
-    hostname = pulumi.Output.concat(service_name, ".", namespace, ".svc.cluster.local")
-    return {"endpoints": [{"fqdn": {"hostname": hostname, "port": port}}]}
+    return {"endpoints": [service_endpoint(service_name, namespace, port)]}
 
 
 def ai_service_backend_spec(backend_name: str, schema: str = "OpenAI") -> dict[str, Any]:

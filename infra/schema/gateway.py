@@ -149,10 +149,17 @@ class GatewaySpec(Section):
             refs.append((self.fallback.api_key_secret, "gateway.fallback.api_key_secret"))
         return refs
 
-    def to_args(self, secrets: Mapping[str, pulumi.Output[str]], region_key: str, namespace: str) -> GatewayArgs:
+    def to_args(
+        self,
+        secrets: Mapping[str, pulumi.Output[str]],
+        region_key: str,
+        namespace: str,
+        health_path: str | None = None,
+    ) -> GatewayArgs:
         """The Gateway component's arguments for one region, `secrets` resolved from `secret_refs()`.
 
         `models` is left empty: the RegionalFleet fills it with the region's InferenceServices.
+        `health_path`: the global load balancer's health-check path, the one path open without credentials.
         """
         from components.gateway import Fallback, FallbackProvider, GatewayArgs, JwtAuth, Tenant, Tls
 
@@ -181,6 +188,7 @@ class GatewaySpec(Section):
             region_hostname=f"{region_key}.{self.hostname}" if self.hostname else None,
             request_timeout_s=self.request_timeout_s,
             replicas=self.replicas,
+            health_path=health_path,
         )
 
 

@@ -1,0 +1,68 @@
+"""The one path open without credentials: the region's health, for the global load balancer's checkers.
+
+DNS health checkers (Route 53, Cloud DNS) send no headers, so the path cannot sit behind the API-key
+or JWT policy. `GET <health_path>` goes to the model servers' own `/health` (200 only while a model is
+loaded and serving), so a 200 proves DNS, TLS, the gateway and an engine all work.
+
+A region is healthy while ANY of its models serves: DNS moves whole regions, and a single model that
+is down is the in-region fallback's business, not a reason to send every model's clients elsewhere.
+So one Backend lists every model Service as an endpoint, and a failed attempt is retried on another:
+as many retries as there are endpoints (Envoy Gateway adds the previous-hosts predicate to retries).
+A route-level SecurityPolicy that allows everything replaces the Gateway's on this route only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+
+from components.gateway.routes import Names, ref, service_endpoint
+from components.gateway.types import ModelBackend
+
+ENGINE_HEALTH_PATH = "/health"
+"""What vLLM and llama.cpp's server answer on (components/inference/engine.py HEALTH_PATH)."""
+HEALTH_TIMEOUT = "5s"
+"""Route 53 waits 4 s for the first byte (10 s for a connection): answer within the checker's patience."""
+
+
+def backend_spec(models: Sequence[ModelBackend], namespace: pulumi.Input[str]) -> dict[str, Any]:
+    """Every model Service of the region as one endpoint list (Envoy balances and retries across them)."""
+    return {"endpoints": [service_endpoint(m.service_name, namespace, m.port) for m in models]}
+
+
+def route_spec(names: Names, path: str) -> dict[str, Any]:
+    """`GET <path>` exactly -> the engines' own health endpoint, with a short timeout."""
+    rule: dict[str, Any] = {
+        "matches": [{"path": {"type": "Exact", "value": path}, "method": "GET"}],
+        "backendRefs": [{"group": "gateway.envoyproxy.io", "kind": "Backend", "name": names.health}],
+        "timeouts": {"request": HEALTH_TIMEOUT},
+    }
+    if path != ENGINE_HEALTH_PATH:
+        rule["filters"] = [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": ENGINE_HEALTH_PATH}},
+            }
+        ]
+    return {"parentRefs": [ref("Gateway", names.gateway)], "rules": [rule]}
+
+
+def security_policy_spec(names: Names) -> dict[str, Any]:
+    """No credentials on the health route (route-level policies replace the Gateway-level one)."""
+    return {"targetRefs": [ref("HTTPRoute", names.health)], "authorization": {"defaultAction": "Allow"}}
+
+
+def traffic_policy_spec(names: Names, endpoints: int) -> dict[str, Any]:
+    """Try every endpoint before answering unhealthy; no rate limit on the checkers."""
+    return {
+        "targetRefs": [ref("HTTPRoute", names.health)],
+        "retry": {
+            "numRetries": max(endpoints - 1, 1),
+            "retryOn": {
+                "triggers": ["connect-failure", "reset", "retriable-status-codes"],
+                "httpStatusCodes": [500, 502, 503, 504],
+            },
+        },
+    }
