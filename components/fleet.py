@@ -145,6 +145,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 subnet_ids=cluster.private_subnet_ids,
                 location=cluster.location,
                 gcp_project=args.gcp_project,
+                node_prerequisites=cluster.node_prerequisites,
             ),
             opts=self.kubernetes_opts(),
         )

@@ -11,10 +11,12 @@ import pulumi_kubernetes as k8s
 
 CHART = "keda"
 REPOSITORY = "https://kedacore.github.io/charts"
-CHART_VERSION = "2.21.1"
-"""KEDA chart 2.21.1 (app 2.21.1), https://github.com/kedacore/charts/releases/tag/v2.21.1.
-The ScaledObject fields the services use (prometheus trigger, AverageValue, activationThreshold,
-advanced.horizontalPodAutoscalerConfig) match the CRD vendored in infra/crds/keda.sh_scaledobjects.yaml."""
+CHART_VERSION = "2.20.2"
+"""KEDA 2.20.2, the newest release we could confirm (released 2026-08-10:
+https://github.com/kedacore/keda/releases/tag/v2.20.2, announced in kedacore/keda-olm-operator#332);
+KEDA's chart versions follow its releases. The ScaledObject fields the services use (prometheus
+trigger, AverageValue, activationThreshold, advanced.horizontalPodAutoscalerConfig) match the CRD
+vendored in infra/crds/keda.sh_scaledobjects.yaml (kedacore/keda main of 2026-08-20)."""
 NAMESPACE = "keda"
 
 

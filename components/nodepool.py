@@ -78,6 +78,9 @@ class GpuNodePoolArgs:
     extra_labels: Mapping[str, str] = field(default_factory=dict[str, str])
     """More node labels (the model and accelerator labels are always set)."""
 
+    node_prerequisites: Sequence[pulumi.Resource] = ()
+    """What must exist before nodes can join (Cluster.node_prerequisites); the node groups wait for it."""
+
 
 @dataclass(frozen=True)
 class NodeCounts:
@@ -190,7 +193,11 @@ class GpuNodePool(pulumi.ComponentResource):
             if plan.gpu
             else None,
             # The cluster autoscaler owns the live size after creation; don't reset it on every update.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args.node_prerequisites),
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
         )
         self.pools.append(group)
         bundled = ami_type.startswith("BOTTLEROCKET")  # Bottlerocket's NVIDIA variants ship the plugin
@@ -249,7 +256,7 @@ class GpuNodePool(pulumi.ComponentResource):
                     autoscaling=autoscaling,
                     management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
                     node_config=self._gke_node_config(args, machine_type, labels),
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.node_prerequisites)),
                 )
             )
 

@@ -56,6 +56,8 @@ class Stack:
     spec: DeploymentSpec
     plan: Plan
     run: OfflineRun
+    dependencies: dict[str, set[str]]
+    """URN -> URNs it waits for (explicit `depends_on` and its inputs' resources), as sent to the engine."""
 
     def deployments(self, region: RegionSpec) -> list[DeploymentPlan]:
         return [d for d in self.plan.deployments if (d.cloud, d.region) == (region.cloud, region.region)]
@@ -74,7 +76,19 @@ class Stack:
 
 def _run(name: str, stack_file: Path | None = None) -> Stack:
     stack_name, spec = load_stack(None if stack_file else name, stack_file)
-    return Stack(stack_name, spec, build_plan(stack_name, spec), run_program(None if stack_file else name, stack_file))
+    dependencies: dict[str, set[str]] = {}
+
+    class DependencyRecorder(RecordingMocks):
+        def new_resource(self, args: Any) -> Any:
+            request = offline._REQUEST.current  # the registration being served (set by RecordingMonitor)
+            found = super().new_resource(args)
+            dependencies[self.resources[-1].urn] = set(request.dependencies)
+            return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(offline, "RecordingMocks", DependencyRecorder)
+        run = run_program(None if stack_file else name, stack_file)
+    return Stack(stack_name, spec, build_plan(stack_name, spec), run, dependencies)
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -301,6 +315,29 @@ def test_every_region_resource_descends_from_its_fleet(stack: Stack) -> None:
             while ancestor is not None and ancestor != fleet.urn and ancestor in by_urn:
                 ancestor = by_urn[ancestor].parent
             assert ancestor == fleet.urn, f"{resource.urn} is not under {fleet.urn}"
+
+
+def test_nodes_and_scalers_wait_for_what_they_need(stack: Stack) -> None:
+    """Orderings the mocks cannot break but a real `pulumi up` would: EKS nodes that start before their
+    role's policies and NAT route exist never join (NodeCreationFailure); a ScaledObject sent before
+    KEDA's chart has installed its CRD is rejected."""
+    for region in stack.spec.regions:
+        key = region.key
+        if region.cloud == "aws" and region.cluster.mode == "create":
+            prerequisites = {
+                r.urn
+                for r in stack.in_region(key)
+                if r.name == f"{key}-cluster-private-rt"
+                or (r.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment" and "-node-role-" in r.name)
+            }
+            assert len(prerequisites) == 4, prerequisites
+            for plan in stack.deployments(region):
+                for group in _cloud_pools(stack, region, plan):
+                    missing = prerequisites - stack.dependencies[group.urn]
+                    assert not missing, f"{group.urn} does not wait for {missing}"
+        (keda,) = [r for r in stack.in_region(key) if r.type == HELM_RELEASE and r.inputs["chart"] == "keda"]
+        for scaler in (r for r in stack.in_region(key) if r.type == SCALED_OBJECT):
+            assert keda.urn in stack.dependencies[scaler.urn], f"{scaler.urn} does not wait for KEDA"
 
 
 # --- outputs -----------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ class Cluster(pulumi.ComponentResource):
     """gke: the VPC network id."""
     location: pulumi.Output[str] | None
     """gke: the cluster's location (its region); GPU node pools use it."""
+    node_prerequisites: list[pulumi.Resource]
+    """What nodes need before they can join (eks: the node role's policies and the NAT route; a node
+    group created earlier fails with NodeCreationFailure). Pass it to GpuNodePoolArgs.node_prerequisites."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmfleet:cluster:Cluster", name, None, opts)
@@ -41,6 +44,7 @@ class Cluster(pulumi.ComponentResource):
         self.kind = args.kind
         self.node_role_arn = self.private_subnet_ids = self.oidc_provider_arn = self.oidc_issuer = None
         self.network = self.location = None
+        self.node_prerequisites = []
         physical_name = args.cluster_name or f"llmfleet-{pulumi.get_stack()}-{name}"
 
         if args.kind is ClusterKind.eks:
@@ -51,6 +55,7 @@ class Cluster(pulumi.ComponentResource):
             self.private_subnet_ids = eks.private_subnet_ids
             self.oidc_provider_arn = eks.oidc_provider_arn
             self.oidc_issuer = eks.oidc_issuer
+            self.node_prerequisites = eks.node_prerequisites
             system_pool: pulumi.Resource | None = eks.system_pool
         elif args.kind is ClusterKind.gke:
             gke = create_gke(name, args, physical_name, child)

@@ -34,6 +34,8 @@ class EksParts:
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     system_pool: aws.eks.NodeGroup
+    node_prerequisites: list[pulumi.Resource]
+    """What a node needs before it can join: its role's policies and the NAT route out of its subnet."""
 
 
 def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -230,4 +232,5 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         oidc_provider_arn=oidc.arn,
         oidc_issuer=issuer,
         system_pool=system_pool,
+        node_prerequisites=[*node_policies, private_routes],
     )
