@@ -52,6 +52,7 @@ def catalog() -> Catalog:
 class KvPrediction:
     point: KvCalibrationPoint
     memory: mem.ReplicaMemory
+    sampler: mem.Sampler
 
     @property
     def error(self) -> float:
@@ -65,13 +66,13 @@ class KvPrediction:
         p, m = self.point, self.memory
         gib = mem.GIB
         setting = f"{p.model} {p.quantization.value} {p.gpu} TP{p.tensor_parallel}"
-        setting += f" util {p.gpu_memory_utilization} v{p.vllm_version}"
+        setting += f" util {p.gpu_memory_utilization} v{p.vllm_version} {self.sampler.value}"
         split = (
             f"w {m.weights / gib:5.2f} act {m.activation / gib:4.2f} nt {m.non_torch / gib:4.2f} "
             f"cg {m.cuda_graphs / gib:4.2f} kv {m.kv_cache / gib:6.2f}"
         )
         flag = "" if self.held_to_target else "  unexplained (not held to the target)"
-        return f"{setting:64s} {split}  {m.kv_tokens:>9,} vs {p.reported_kv_tokens:>9,}  {self.error:+7.1%}{flag}"
+        return f"{setting:75s} {split}  {m.kv_tokens:>9,} vs {p.reported_kv_tokens:>9,}  {self.error:+7.1%}{flag}"
 
 
 def predict_kv(catalog: Catalog, point: KvCalibrationPoint) -> KvPrediction:
@@ -85,7 +86,7 @@ def predict_kv(catalog: Catalog, point: KvCalibrationPoint) -> KvPrediction:
         max_num_seqs=defaults.max_num_seqs,
         subtracts_cuda_graphs=defaults.subtracts_cuda_graphs,
         enforce_eager=point.enforce_eager,
-        sampler_bytes_per_logit=defaults.sampler_bytes_per_logit,
+        sampler=point.sampler or defaults.sampler,
         block_size=point.block_size,
     )
     memory = mem.replica_memory(
@@ -97,7 +98,7 @@ def predict_kv(catalog: Catalog, point: KvCalibrationPoint) -> KvPrediction:
         point.pipeline_parallel,
         settings,
     )
-    return KvPrediction(point, memory)
+    return KvPrediction(point, memory, settings.sampler)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +203,7 @@ def offline_rate(catalog: Catalog, point: ThroughputCalibrationPoint, eta: float
         max_num_batched_tokens=defaults.max_num_batched_tokens,
         max_num_seqs=defaults.max_num_seqs,
         subtracts_cuda_graphs=defaults.subtracts_cuda_graphs,
-        sampler_bytes_per_logit=defaults.sampler_bytes_per_logit,
+        sampler=defaults.sampler,
     )
     memory = mem.replica_memory(arch, point.quantization, KvCacheDtype.AUTO, gpu.memory_gib, 1, 1, settings)
     batch = min(settings.max_num_seqs, memory.kv_tokens // (OFFLINE_PROMPT_TOKENS + OFFLINE_OUTPUT_TOKENS))

@@ -171,3 +171,23 @@ def test_hf_config_file_errors_say_what_is_wrong(tmp_path: Path) -> None:
     broken.write_text(json.dumps({**LLAMA_8B_CONFIG, "num_key_value_heads": 5}))
     with pytest.raises(HfConfigError, match="multiple of kv_heads"):
         read_hf_config(broken)
+
+
+def test_sampler_by_release() -> None:
+    """The profiling run's sampler: V0 before v0.8, FlashInfer by default except the PyTorch-sort releases."""
+    assert mem.default_sampler("0.7.3") is mem.Sampler.V0
+    assert mem.default_sampler("0.10.1.1") is mem.Sampler.FLASHINFER
+    assert mem.default_sampler("v0.11.0") is mem.Sampler.PYTORCH
+    assert mem.default_sampler("0.15.1") is mem.Sampler.PYTORCH
+    assert mem.default_sampler(mem.DEFAULT_VLLM_VERSION) is mem.Sampler.FLASHINFER
+    assert mem.vllm_defaults("0.15.1", 39.38, "A100-40GB", 8192).sampler is mem.Sampler.PYTORCH
+
+
+def test_activation_peak_is_the_larger_pass_not_their_sum() -> None:
+    """The forward pass and the sampler run one after the other: the peak is whichever is larger."""
+    llama = arch("llama-3.1-8b")
+    sampler_only = 1024 * llama.vocab_size * mem.Sampler.PYTORCH.bytes_per_logit
+    assert mem.activation_peak_bytes(llama, 8192, 1024, 1, mem.Sampler.PYTORCH) == pytest.approx(sampler_only)
+    forward_only = mem.activation_peak_bytes(llama, 65536, 1, 1, mem.Sampler.PYTORCH)
+    assert forward_only > 1 * llama.vocab_size * mem.Sampler.PYTORCH.bytes_per_logit
+    assert forward_only == pytest.approx(4 * mem.activation_peak_bytes(llama, 16384, 1, 1, mem.Sampler.PYTORCH))

@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.sizing.memory import Sampler
 from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -96,6 +97,9 @@ class KvCalibrationPoint(Entry):
     vllm_version: str
     enforce_eager: bool = False
     block_size: int = Field(default=16, description="--block-size: tokens per KV-cache page.")
+    sampler: Sampler | None = Field(
+        default=None, description="The top-k/top-p sampler the log names; None: the release's default."
+    )
     reported_kv_tokens: int
     reported_memory_gib: dict[str, float] = Field(
         default_factory=dict,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
@@ -49,21 +50,36 @@ MLP_ACTIVATION_COPIES = 3.0
 HIDDEN_ACTIVATION_COPIES = 6.0
 """bf16 copies of the hidden state alive at the forward peak (residual, norm output, attention in/out)."""
 
-V0_SAMPLER_BYTES_PER_LOGIT = 8.0
-"""V0 engine (before v0.8): fp32 logits and fp32 probabilities. An A10 log of v0.7 prints an activation
-peak of 0.22 GiB for 256 rows of Llama-3.1's 128,256 logits (7.2 bytes each; calibration_kv.yaml)."""
-FUSED_SAMPLER_BYTES_PER_LOGIT = 12.0
-"""V1 with FlashInfer's top-k/top-p kernel (vllm PR #11394): bf16 logits, an fp32 copy, fp32 probabilities,
-no sort. The v0.10.1.1 logs in calibration_kv.yaml ("Using FlashInfer for top-p & top-k sampling") leave
-0.5 GiB for the whole activation peak plus non-torch memory at 256 x 152,064 logits."""
-SORTING_SAMPLER_BYTES_PER_LOGIT = 39.0
-"""PyTorch-native top-k/top-p sorts the fp32 logits (values, int64 indices, probabilities, cumulative sums).
-Fitted on v0.11.0 H100 logs (llm-d, calibration_kv.yaml): 4.76-5.64 GiB at 1024 rows x 128-152K logits."""
-SORTING_SAMPLER_RELEASES = ((0, 11, 0), (0, 19, 0))
-"""[first, end) releases whose default sampler sorts: FlashInfer's sampler was turned off by default in
-Oct 2025 (vllm PR #26859; the v0.11.0 logs already show the sorting cost) and back on by PR #40376, merged
-before May 2026 (PR #42472 of 2026-05-13 describes it as on). The end release is estimated from those
-dates, not read from a changelog."""
+
+class Sampler(StrEnum):
+    """The sampler that ends vLLM's profiling pass, by what it keeps per logit at its peak."""
+
+    V0 = "v0"
+    """V0 engine (before v0.8): fp32 logits and fp32 probabilities. An A10 log of v0.7 prints an activation
+    peak of 0.22 GiB for 256 rows of Llama-3.1's 128,256 logits (7.2 bytes each; calibration_kv.yaml)."""
+    FLASHINFER = "flashinfer"
+    """V1 with FlashInfer's top-k/top-p kernel (vllm PR #11394; log: "Using FlashInfer for top-p & top-k
+    sampling"): bf16 logits, an fp32 copy, fp32 probabilities, no sort."""
+    PYTORCH = "pytorch"
+    """V1's PyTorch-native top-k/top-p, which sorts the fp32 logits (values, int64 indices, probabilities,
+    cumulative sums); log: "Falling back to the PyTorch-native implementation of top-p & top-k sampling"."""
+
+    @property
+    def bytes_per_logit(self) -> float:
+        return SAMPLER_BYTES_PER_LOGIT[self]
+
+
+SAMPLER_BYTES_PER_LOGIT = {Sampler.V0: 8.0, Sampler.FLASHINFER: 12.0, Sampler.PYTORCH: 39.0}
+"""FLASHINFER: the v0.10.1.1 A100 logs leave 0.5 GiB for activation and non-torch memory together at 256
+rows x 152,064 logits. PYTORCH: fitted on the v0.11.0 H100 logs (4.76-5.64 GiB at 1024 rows x 128-152K
+logits) and matching a v0.10.1.1 A100 log that fell back to it (1.54 GiB at 256 x 152,064)."""
+
+PYTORCH_SAMPLER_RELEASES = ((0, 11, 0), (0, 19, 0))
+"""[first, end) releases whose default sampler is the PyTorch one: FlashInfer's sampler was turned off by
+default in Oct 2025 (vllm PR #26859; the v0.11.0 logs already show the sorting cost) and back on by PR
+#40376, merged before May 2026 (PR #42472 of 2026-05-13 describes it as on). The end release is estimated
+from those dates, not read from a changelog. Outside it, FlashInfer is the default where it is installed."""
+
 
 NON_TORCH_GIB_SINGLE_GPU = 0.15
 """cuBLAS workspaces and allocator slack outside PyTorch on one GPU (v0.11 H100 logs: 0.13-0.14 GiB;
@@ -87,6 +103,15 @@ def parse_version(version: str) -> tuple[int, int, int]:
     return (int(major), int(minor), int(patch or 0))
 
 
+def default_sampler(version: str) -> Sampler:
+    """The sampler a release uses unless FlashInfer is missing from the image."""
+    release = parse_version(version)
+    if release < (0, 8, 0):
+        return Sampler.V0
+    first, end = PYTORCH_SAMPLER_RELEASES
+    return Sampler.PYTORCH if first <= release < end else Sampler.FLASHINFER
+
+
 @dataclass(frozen=True)
 class VllmDefaults:
     """What one vLLM release does by default, as far as memory is concerned."""
@@ -95,16 +120,7 @@ class VllmDefaults:
     subtracts_cuda_graphs: bool
     max_num_batched_tokens: int
     max_num_seqs: int
-    sampler_bytes_per_logit: float
-
-
-def sampler_bytes_per_logit(version: str) -> float:
-    """Peak bytes per logit of the sampler run that ends vLLM's profiling pass, by release."""
-    release = parse_version(version)
-    if release < (0, 8, 0):
-        return V0_SAMPLER_BYTES_PER_LOGIT
-    first, end = SORTING_SAMPLER_RELEASES
-    return SORTING_SAMPLER_BYTES_PER_LOGIT if first <= release < end else FUSED_SAMPLER_BYTES_PER_LOGIT
+    sampler: Sampler
 
 
 def vllm_defaults(version: str, gpu_total_gib: float, gpu_id: str, max_model_len: int) -> VllmDefaults:
@@ -125,7 +141,7 @@ def vllm_defaults(version: str, gpu_total_gib: float, gpu_id: str, max_model_len
         subtracts_cuda_graphs=release >= (0, 21, 0),
         max_num_batched_tokens=batched,
         max_num_seqs=seqs,
-        sampler_bytes_per_logit=sampler_bytes_per_logit(version),
+        sampler=default_sampler(version),
     )
 
 
@@ -190,14 +206,14 @@ def activation_peak_bytes(
     max_num_batched_tokens: int,
     max_num_seqs: int,
     tp: int,
-    sampler_bytes_per_logit: float = FUSED_SAMPLER_BYTES_PER_LOGIT,
+    sampler: Sampler = Sampler.FLASHINFER,
 ) -> float:
     """Peak of vLLM's profiling run: a forward pass of max_num_batched_tokens, then the sampler.
 
     The two run one after the other, so the peak is the larger of them, not their sum. In the forward
     pass the MLP intermediate is sharded over TP ranks and the hidden state is not. The sampler sees one
     row of logits per request (up to max_num_seqs, at most one per token), gathered to the full vocabulary
-    on every rank; what it keeps per logit depends on the release (sampler_bytes_per_logit).
+    on every rank; what it keeps per logit depends on the sampler.
     """
     tokens = max_num_batched_tokens
     forward = (
@@ -205,8 +221,8 @@ def activation_peak_bytes(
         * 2
         * (MLP_ACTIVATION_COPIES * mlp_intermediate_size(arch) / tp + HIDDEN_ACTIVATION_COPIES * arch.hidden_size)
     )
-    sampler = min(max_num_seqs, tokens) * arch.vocab_size * sampler_bytes_per_logit
-    return max(forward, sampler)
+    sampling = min(max_num_seqs, tokens) * arch.vocab_size * sampler.bytes_per_logit
+    return max(forward, sampling)
 
 
 def non_torch_bytes(gpus_per_replica: int) -> float:
@@ -239,7 +255,7 @@ class EngineSettings:
     max_num_seqs: int
     subtracts_cuda_graphs: bool
     enforce_eager: bool = False
-    sampler_bytes_per_logit: float = FUSED_SAMPLER_BYTES_PER_LOGIT
+    sampler: Sampler = Sampler.FLASHINFER
     block_size: int = BLOCK_SIZE
 
 
@@ -257,7 +273,7 @@ def replica_memory(
     budget = total * settings.gpu_memory_utilization
     weights = weight_bytes_per_gpu(arch, quantization, tp, pp)
     activation = activation_peak_bytes(
-        arch, settings.max_num_batched_tokens, settings.max_num_seqs, tp, settings.sampler_bytes_per_logit
+        arch, settings.max_num_batched_tokens, settings.max_num_seqs, tp, settings.sampler
     )
     non_torch = non_torch_bytes(tp * pp)
     graphs = 0.0 if settings.enforce_eager else cuda_graph_bytes(arch, pp)

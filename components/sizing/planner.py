@@ -222,7 +222,7 @@ class Planner:
             max_num_batched_tokens=self.pins.max_num_batched_tokens or defaults.max_num_batched_tokens,
             max_num_seqs=defaults.max_num_seqs,
             subtracts_cuda_graphs=defaults.subtracts_cuda_graphs,
-            sampler_bytes_per_logit=defaults.sampler_bytes_per_logit,
+            sampler=defaults.sampler,
         )
 
     def vllm_memory(self, option: Option, gpu: GpuEntry) -> tuple[mem.ReplicaMemory, mem.EngineSettings]:
