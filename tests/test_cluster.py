@@ -1,4 +1,5 @@
-"""Cluster under the offline engine's mocks: network spread, IAM, IRSA, GKE settings, providers, secrets."""
+"""Cluster and GpuNodePool under the offline engine's mocks: network spread, IAM, IRSA, GKE settings, providers,
+secrets; pools' device plugin, existing clusters, input checks."""
 
 from __future__ import annotations
 
@@ -10,11 +11,22 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pytest
+from test_inference import gguf_plan, make_plan
 
 from components.cluster import Cluster, ClusterArgs, ClusterKind, ReleaseChannel
 from components.cluster.eks import NODE_POLICIES, subnet_cidrs
 from components.cluster.gke import subnet_ranges
 from components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
+from components.nodepool import (
+    DEVICE_PLUGIN_VERSION,
+    GPU_TAINT_KEY,
+    GpuNodePool,
+    GpuNodePoolArgs,
+    gke_accelerator,
+    node_counts,
+)
+from components.sizing.errors import PlanningError
+from components.sizing.plan import DeploymentPlan
 from infra.offline import RecordedResource, RecordingMocks
 
 
@@ -273,3 +285,66 @@ def test_kubeconfigs_carry_no_credentials() -> None:
         user = config["users"][0]["user"]
         assert set(user) == {"exec"}, "no token or client key may be written into a kubeconfig"
         assert config["current-context"] == config["contexts"][0]["name"]
+
+
+# --- GPU node pools ----------------------------------------------------------------------------
+
+
+def _pool_on_eks(plan: DeploymentPlan, **changes: Any) -> GpuNodePool:
+    fields: dict[str, Any] = {
+        "deployment": plan,
+        "cluster_name": "c1",
+        "kind": ClusterKind.eks,
+        "node_role_arn": "arn:aws:iam::123456789012:role/nodes",
+        "subnet_ids": ["subnet-a", "subnet-b"],
+    }
+    return GpuNodePool(f"aws-us-east-1-{plan.model}-pool", GpuNodePoolArgs(**(fields | changes)))
+
+
+@pulumi.runtime.test
+def test_eks_pool_device_plugin_follows_the_ami(recording_mocks: RecordingMocks) -> Any:
+    al2023 = _pool_on_eks(make_plan(capacity_type="spot"))
+    bottlerocket = _pool_on_eks(make_plan(model="code", ami_type="BOTTLEROCKET_x86_64_NVIDIA"))
+    assert al2023.device_plugin is not None and bottlerocket.device_plugin is None
+
+    def check(_: Any) -> None:
+        groups = {r.name: r.inputs for r in _of_type(recording_mocks, "aws:eks/nodeGroup:NodeGroup")}
+        chat = groups["aws-us-east-1-chat-pool-nodegroup"]
+        assert chat["capacityType"] == "SPOT" and chat["instanceTypes"] == ["g6e.xlarge", "g6e.2xlarge", "g6e.4xlarge"]
+        (plugin,) = [r.inputs for r in _of_type(recording_mocks, "kubernetes:helm.sh/v3:Release")]
+        assert plugin["version"] == DEVICE_PLUGIN_VERSION
+        # The plugin runs on this pool's nodes only, and tolerates their taint.
+        assert plugin["values"]["nodeSelector"].items() <= chat["labels"].items()
+        assert {t["key"] for t in plugin["values"]["tolerations"]} == {t["key"] for t in chat["taints"]}
+
+    return al2023.device_plugin.urn.apply(check)
+
+
+@pulumi.runtime.test
+def test_existing_cluster_pool_creates_nothing(recording_mocks: RecordingMocks) -> Any:
+    # A local plan defaults to an existing cluster; a GPU plan can be pointed at one explicitly.
+    cpu = GpuNodePool("local-local-tiny-pool", GpuNodePoolArgs(deployment=gguf_plan(), cluster_name="kind"))
+    gpu = GpuNodePool(
+        "local-local-chat-pool", GpuNodePoolArgs(deployment=make_plan(), cluster_name="kind", kind=ClusterKind.existing)
+    )
+    assert cpu.kind is gpu.kind is ClusterKind.existing
+    assert cpu.node_selector == {} and cpu.tolerations == [] and cpu.pools == []
+    # GPU pods still tolerate the usual GPU taint, in case the cluster's GPU nodes carry it.
+    assert gpu.node_selector == {} and [t.key for t in gpu.tolerations] == [GPU_TAINT_KEY] and gpu.pools == []
+
+    def check(_: Any) -> None:
+        created = [r.urn for r in recording_mocks.resources if r.custom]
+        assert created == [], f"an existing cluster gets no nodes from llmfleet: {created}"
+
+    return pulumi.Output.all(gpu.urn, cpu.urn).apply(check)
+
+
+def test_pool_inputs_are_checked(recording_mocks: RecordingMocks) -> None:
+    with pytest.raises(ValueError, match="node_role_arn and subnet_ids"):
+        _pool_on_eks(make_plan(), node_role_arn=None)
+    with pytest.raises(PlanningError, match=r"0 <= min \(3\) <= nodes \(2\)"):
+        node_counts(make_plan(min_replicas=3))
+    plan = make_plan(cloud="gcp", region="us-central1", gpu="H100", accelerator="nvidia-h100-80gb")
+    with pytest.raises(PlanningError, match=r"instances\.yaml"):
+        gke_accelerator(plan, "n1-standard-4")
+    assert gke_accelerator(plan, "a3-highgpu-1g") == ("nvidia-h100-80gb", 1)
