@@ -18,6 +18,7 @@ from components.cluster import ClusterKind
 from components.fleet import RegionalFleet, RegionalFleetArgs
 from components.inference import ModelCache, waiting_requests_threshold
 from components.sizing.plan import DeploymentPlan, Plan
+from components.traffic import GlobalLoadBalancer
 from infra.config import ConfigError, DeploymentSpec, from_pulumi_config, require_secret
 from infra.planning import build_plan
 from infra.schema.regions import RegionSpec
@@ -120,12 +121,35 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     return {"regions": regions, "totals": plan.totals.model_dump(mode="json")}
 
 
+ROUTE53_PROVIDER_REGION = "us-east-1"
+"""Route 53 is global; the AWS provider that manages it still needs a region (us-east-1 is Route 53's home)."""
+
+
+def global_load_balancer(spec: DeploymentSpec, fleets: list[RegionalFleet]) -> GlobalLoadBalancer | None:
+    """One global name over the regions' gateways, after them, with the DNS service's own provider."""
+    balancer = spec.load_balancer
+    if balancer is None:
+        return None
+    assert spec.gateway.hostname is not None  # the schema requires it with a load_balancer
+    if balancer.provider == "route53":
+        provider: pulumi.ProviderResource = aws.Provider("global-dns-aws", region=ROUTE53_PROVIDER_REGION)
+    else:
+        provider = gcp.Provider("global-dns-gcp", project=spec.gcp_project)
+    gateways: list[pulumi.Resource] = [f.gateway for f in fleets if f.gateway is not None]
+    return GlobalLoadBalancer(
+        "global",
+        balancer.to_args(spec.regions, spec.gateway.hostname, spec.gcp_project),
+        opts=pulumi.ResourceOptions(providers=[provider], depends_on=gateways),
+    )
+
+
 def main() -> None:
     spec = from_pulumi_config()
     plan = build_plan(pulumi.get_stack(), spec)
     secrets = resolve_secrets(spec)
     endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
     gateway_endpoints: dict[str, pulumi.Output[str]] = {}
+    fleets: list[RegionalFleet] = []
     for region in spec.regions:
         fleet = RegionalFleet(
             region.key,
@@ -133,11 +157,16 @@ def main() -> None:
             opts=pulumi.ResourceOptions(providers=cloud_providers(spec, region)),
         )
         endpoints[region.key] = fleet.endpoints
+        fleets.append(fleet)
         if fleet.gateway is not None:
             gateway_endpoints[region.key] = fleet.gateway.endpoint
     pulumi.export("endpoints", endpoints)
     pulumi.export("gateway_endpoints", gateway_endpoints)
     pulumi.export("plan", plan_summary(plan))
+    balancer = global_load_balancer(spec, fleets)
+    if balancer is not None and plan.failover is not None:
+        pulumi.export("global_endpoint", balancer.endpoint)
+        pulumi.export("failover", plan.failover.model_dump(mode="json"))
 
 
 main()

@@ -114,6 +114,8 @@ def test_cli_plan_shows_failover_in_json_and_table_and_exits_2_over_budget(write
         ({"provider": "azure"}, "load_balancer.provider"),
         ({"domain": "other.example.com"}, "load_balancer.domain: 'other.example.com' differs from gateway.hostname"),
         ({"colour": "blue"}, "load_balancer.colour: unknown field"),
+        ({"addresses": {"aws-eu-west-1": "203.0.113.9"}}, "load_balancer.addresses.aws-eu-west-1: not a region"),
+        ({"addresses": {"aws-us-east-1": "not an address!"}}, "load_balancer.addresses.aws-us-east-1: neither"),
     ],
 )
 def test_invalid_settings_name_the_field(change: dict[str, Any], expected: str) -> None:
@@ -132,7 +134,12 @@ def test_stack_cross_checks() -> None:
     clouddns_on_aws = balanced_stack(provider="clouddns", zone="llm-zone")
     with pytest.raises(ConfigError, match=r"clouddns .* regions\[0\] is aws: use provider route53"):
         parse_deployment(clouddns_on_aws, "t")
-    clouddns: dict[str, Any] = {"provider": "clouddns", "zone": "llm-zone", "failover_budget_s": 300}
+    clouddns: dict[str, Any] = {
+        "provider": "clouddns",
+        "zone": "llm-zone",
+        "failover_budget_s": 300,
+        "addresses": {"gcp-us-central1": "34.1.2.3"},
+    }
     fast_clouddns = one_region_stack("gcp/us-central1") | {
         "gcp_project": "p",
         "gateway": {"hostname": "llm.example.com"},
@@ -141,6 +148,13 @@ def test_stack_cross_checks() -> None:
     parse_deployment(fast_clouddns, "t")  # valid as it is
     clouddns["health_check"] = {"interval_s": 10}
     with pytest.raises(ConfigError, match=r"health_check\.interval_s: clouddns .* at least 30 s"):
+        parse_deployment(fast_clouddns, "t")
+    del clouddns["health_check"]
+    clouddns["addresses"] = {"gcp-us-central1": "envoy.example.com"}
+    with pytest.raises(ConfigError, match=r"addresses\.gcp-us-central1: clouddns health-checks IPv4 addresses"):
+        parse_deployment(fast_clouddns, "t")
+    clouddns["addresses"] = {}
+    with pytest.raises(ConfigError, match=r"load_balancer\.addresses: clouddns needs every region's gateway IP"):
         parse_deployment(fast_clouddns, "t")
     unmapped = balanced_stack()
     unmapped["regions"][1]["region"] = "me-central2"

@@ -1,15 +1,16 @@
 """`load_balancer:` — global DNS load balancing and failover between regions (absent: no global name).
 
 Route 53 (default) or Cloud DNS answers the global hostname with the nearest healthy region. Each region
-is probed over HTTPS on `<region key>.<gateway.hostname>` at `health_check.path`. Route 53 health checks
-cannot send headers, so the path must answer without an API key: the default `/health` is the route the
-global load balancer adds to each region's gateway, passing through Envoy to the engine's own `/health`,
-which answers 200 only while the model is loaded and serving. A 200 there proves DNS, TLS, the gateway
-and an engine all work; `/v1/models` would need a key the checkers cannot send.
+is probed over HTTPS on `<region key>.<gateway.hostname>` at `health_check.path`. DNS health checkers
+send no headers, so `/v1/models` (which needs an API key) cannot be the path. The program gives the path
+to every region's gateway, which opens it, and only it, without credentials and sends it through Envoy
+to the engines' own `/health` (200 only while a model is loaded and serving; components/gateway/health.py).
+A 200 therefore proves DNS, TLS, the Envoy proxies and at least one serving engine of the region.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import TYPE_CHECKING, Literal, Self
 
@@ -26,6 +27,7 @@ from infra.schema.gateway import DNS_NAME
 
 if TYPE_CHECKING:
     from components.sizing.plan import FailoverEstimate
+    from components.traffic import GlobalLoadBalancerArgs
     from infra.schema.regions import RegionSpec
 
 ROUTE53_ZONE_ID = r"^Z[A-Z0-9]{1,31}$"
@@ -67,6 +69,12 @@ class LoadBalancerSpec(Section):
     health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
     failover_budget_s: int = Field(
         gt=0, description="Longest tolerated worst-case failover; the plan fails when the settings imply more."
+    )
+    addresses: dict[str, str] = Field(
+        default_factory=dict[str, str],
+        description="Region key (`<cloud>-<region>`) -> the public address of that region's gateway load balancer "
+        "(an IP; route53 also takes a hostname). Given, `<region key>.<domain>` is published pointing at it; "
+        "otherwise publish it yourself (e.g. external-dns). clouddns needs an IP for every region.",
     )
 
     @model_validator(mode="after")
@@ -133,6 +141,50 @@ class LoadBalancerSpec(Section):
             )
         if self.provider == "clouddns" and gcp_project is None:
             raise ValueError("gcp_project: required with load_balancer.provider clouddns (the zone's project)")
+        keys = [r.key for r in regions]
+        for key, address in self.addresses.items():
+            if key not in keys:
+                raise ValueError(f"load_balancer.addresses.{key}: not a region of this stack; regions: {keys}")
+            if self.provider == "clouddns" and not _is_ipv4(address):
+                raise ValueError(
+                    f"load_balancer.addresses.{key}: clouddns health-checks IPv4 addresses, got {address!r}"
+                )
+            if not _is_ipv4(address) and not _matches(DNS_NAME, address):
+                raise ValueError(f"load_balancer.addresses.{key}: neither an IPv4 address nor a hostname: {address!r}")
+        missing = [k for k in keys if k not in self.addresses]
+        if self.provider == "clouddns" and missing:
+            raise ValueError(
+                f"load_balancer.addresses: clouddns needs every region's gateway IP, missing {missing} "
+                "(reserve static IPs, or read them after the first deploy)"
+            )
+
+    def to_args(self, regions: list[RegionSpec], hostname: str, gcp_project: str | None) -> GlobalLoadBalancerArgs:
+        """The GlobalLoadBalancer's arguments: every region's gateway at `<region key>.<hostname>`."""
+        from components.traffic import DnsProvider, GlobalLoadBalancerArgs, HealthCheck, RegionEndpoint
+
+        check = self.health_check
+        endpoints: list[RegionEndpoint] = []
+        for region in regions:
+            assert region.cloud != "local"  # check_stack rejects local regions
+            endpoints.append(
+                RegionEndpoint(
+                    key=region.key,
+                    cloud=region.cloud,
+                    region=region.region,
+                    hostname=f"{region.key}.{hostname}",
+                    role=region.role,
+                    address=self.addresses.get(region.key),
+                )
+            )
+        return GlobalLoadBalancerArgs(
+            zone=self.zone,
+            domain=self.domain or hostname,
+            regions=endpoints,
+            provider=DnsProvider(self.provider),
+            ttl=self.ttl,
+            health_check=HealthCheck(check.interval_s, check.failure_threshold, check.path, check.checker_regions),
+            gcp_project=gcp_project if self.provider == "clouddns" else None,
+        )
 
     def failover(self) -> FailoverEstimate:
         """The worst-case failover these settings imply, with the stack's budget."""
@@ -154,3 +206,11 @@ class LoadBalancerSpec(Section):
 
 def _matches(pattern: str, value: str) -> bool:
     return re.fullmatch(pattern, value) is not None
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return True
