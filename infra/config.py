@@ -73,6 +73,7 @@ class DeploymentSpec(Section):
         if any(r.cloud == "gcp" and r.cluster.mode == "create" for r in self.regions) and not self.gcp_project:
             raise ValueError("gcp_project: required when a gcp region creates its cluster")
         self.gateway.check_models(names)
+        self.gateway.check_clouds([r.cloud for r in self.regions])
         if self.load_balancer is not None:
             self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)

@@ -247,6 +247,15 @@ def test_https_listeners_for_global_and_regional_names_with_cert_manager(full: t
     assert outputs["endpoint"] == "https://aws-us-east-1.api.example.com"
 
 
+def test_plain_http_listener_when_tls_is_off() -> None:
+    recorder, outputs = render(full_args(tls=Tls(secret_name=None), hostname=None, region_hostname=None))
+    (listener,) = recorder.one("Gateway").inputs["spec"]["listeners"]
+    assert (listener["protocol"], listener["port"], "tls" in listener) == ("HTTP", 80, False)
+    assert outputs["endpoint"] == f"http://{NAME}-envoy.envoy-gateway-system.svc.cluster.local"
+    with pytest.raises(ValueError, match="cluster_issuer"):
+        Tls(secret_name=None, cluster_issuer="letsencrypt")
+
+
 # --- auth ---------------------------------------------------------------------------------------
 
 

@@ -71,6 +71,15 @@ def test_to_args_carries_limits_secrets_and_region_hostname() -> None:
     assert args.tls.cluster_issuer == "letsencrypt" and args.request_timeout_s == 900
 
 
+def test_plain_http_on_a_local_region_only() -> None:
+    data = stack(allow_anonymous=True, tls={"mode": "none"})
+    data["regions"] = [{"cloud": "local", "region": "local", "role": "primary", "cluster": {"mode": "existing"}}]
+    spec = parse_deployment(data, "test").gateway
+    args = spec.to_args({}, "local-local", "llmfleet")
+    assert args.tls.secret_name is None and args.tls.scheme == "http"
+    assert args.health_path is None, "no load balancer: nothing opened without credentials"
+
+
 @pytest.mark.parametrize(
     ("gateway", "field", "hint"),
     [
@@ -111,6 +120,8 @@ def test_to_args_carries_limits_secrets_and_region_hostname() -> None:
         ),
         ({"request_timeout_s": 5}, "gateway.request_timeout_s", "greater than or equal to 30"),
         ({"tenant": []}, "gateway.tenant", "unknown field"),
+        ({"tls": {"mode": "none"}}, "gateway.tls.mode", "local regions only"),
+        ({"tls": {"mode": "none", "cluster_issuer": "letsencrypt"}}, "tls.cluster_issuer", "not used"),
     ],
 )
 def test_bad_settings_name_their_field(gateway: dict[str, Any], field: str, hint: str) -> None:

@@ -64,7 +64,7 @@ class GatewayArgs:
 
 class Gateway(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
-    """https URL clients (and the global load balancer) use for this region."""
+    """URL clients (and the global load balancer) use for this region (https unless TLS is off)."""
     envoy_service: str
     """Name of the Envoy LoadBalancer Service (in ENVOY_GATEWAY_NAMESPACE): its address is the region's entry."""
     envoy_namespace: str
@@ -98,7 +98,7 @@ class Gateway(pulumi.ComponentResource):
         self.health_path = args.health_path
         host = args.region_hostname or args.hostname
         in_cluster = f"{self.envoy_service}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local"
-        self.endpoint = pulumi.Output.from_input(f"https://{host or in_cluster}")
+        self.endpoint = pulumi.Output.from_input(f"{args.tls.scheme}://{host or in_cluster}")
         self.register_outputs({"endpoint": self.endpoint, "envoy_service": self.envoy_service})
 
     def _custom(

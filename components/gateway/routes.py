@@ -21,6 +21,7 @@ ENVOY_GATEWAY_API = "gateway.envoyproxy.io/v1alpha1"
 AI_GATEWAY_API = "aigateway.envoyproxy.io/v1beta1"
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
 HTTPS_PORT = 443
+HTTP_PORT = 80
 MAX_RULES_PER_ROUTE = 15
 """AIGatewayRoute.spec.rules maxItems in the CRD."""
 BUFFER_LIMIT = "50Mi"
@@ -96,12 +97,14 @@ def gateway_spec(names: Names, tls: Tls, hostnames: Sequence[str | None]) -> dic
     listeners: list[dict[str, Any]] = []
     for i, host in enumerate(hostnames):
         listener: dict[str, Any] = {
-            "name": "https" if i == 0 else f"https-{i}",
-            "protocol": "HTTPS",
-            "port": HTTPS_PORT,
-            "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "group": "", "name": tls.secret_name}]},
+            "name": tls.scheme if i == 0 else f"{tls.scheme}-{i}",
+            "protocol": tls.scheme.upper(),
+            "port": HTTPS_PORT if tls.secret_name else HTTP_PORT,
             "allowedRoutes": {"namespaces": {"from": "Same"}},
         }
+        if tls.secret_name:
+            certificate = {"kind": "Secret", "group": "", "name": tls.secret_name}
+            listener["tls"] = {"mode": "Terminate", "certificateRefs": [certificate]}
         if host:
             listener["hostname"] = host
         listeners.append(listener)

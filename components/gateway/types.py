@@ -68,10 +68,19 @@ class Fallback:
 
 @dataclass(frozen=True)
 class Tls:
-    secret_name: str = "llmfleet-gateway-tls"
-    """kubernetes.io/tls Secret of the HTTPS listener, in the gateway's namespace."""
+    secret_name: str | None = "llmfleet-gateway-tls"
+    """kubernetes.io/tls Secret of the HTTPS listener, in the gateway's namespace. None: plain HTTP on
+    port 80, for a local cluster reached through `kubectl port-forward` only."""
     cluster_issuer: str | None = None
     """cert-manager ClusterIssuer that creates `secret_name` (None: the Secret is provided)."""
+
+    def __post_init__(self) -> None:
+        if self.cluster_issuer and not self.secret_name:
+            raise ValueError("Tls: cluster_issuer issues secret_name; give both or neither")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.secret_name else "http"
 
 
 @dataclass(frozen=True)

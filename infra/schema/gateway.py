@@ -57,9 +57,13 @@ class JwtSpec(Section):
 
 
 class TlsSpec(Section):
-    """The HTTPS listener's certificate: a Secret you provide, or one cert-manager issues."""
+    """The HTTPS listener's certificate: a Secret you provide, or one cert-manager issues.
 
-    mode: Literal["secret", "cert-manager"] = "secret"
+    `none` serves plain HTTP on port 80: only for `local` regions (kind/minikube behind `kubectl
+    port-forward`), never on a cloud cluster.
+    """
+
+    mode: Literal["secret", "cert-manager", "none"] = "secret"
     secret_name: str = Field(
         default="llmfleet-gateway-tls",
         pattern=DNS_LABEL,
@@ -124,6 +128,8 @@ class GatewaySpec(Section):
                     f"tenants[{i}].api_key_secret: not used with `jwt` (the gateway authenticates one way: "
                     "remove the key or the jwt section)"
                 )
+        if self.tls.mode == "none" and self.tls.cluster_issuer is not None:
+            raise ValueError("tls.cluster_issuer: not used with tls.mode none (no certificate); remove it")
         if self.tls.mode == "cert-manager" and (self.hostname is None or self.tls.cluster_issuer is None):
             raise ValueError(
                 "tls: mode cert-manager needs `hostname` and `tls.cluster_issuer` (the certificate's issuer)"
@@ -137,6 +143,15 @@ class GatewaySpec(Section):
         unknown = sorted(set(self.fallback.models) - set(served))
         if unknown:
             raise ValueError(f"gateway.fallback.models: unknown served names {unknown}; defined: {served}")
+
+    def check_clouds(self, clouds: list[str]) -> None:
+        """Cross-check against the stack's regions (called by DeploymentSpec): plain HTTP stays on laptops."""
+        remote = sorted({c for c in clouds if c != "local"})
+        if self.tls.mode == "none" and remote:
+            raise ValueError(
+                f"gateway.tls.mode: none (plain HTTP) is for local regions only, the stack has {remote} regions; "
+                "use mode secret or cert-manager"
+            )
 
     def secret_refs(self) -> list[tuple[str, str]]:
         """(stack secret key, field path) of every secret the gateway needs, for `require_secret`."""
@@ -183,7 +198,10 @@ class GatewaySpec(Section):
             )
             if self.fallback
             else None,
-            tls=Tls(secret_name=self.tls.secret_name, cluster_issuer=self.tls.cluster_issuer),
+            tls=Tls(
+                secret_name=None if self.tls.mode == "none" else self.tls.secret_name,
+                cluster_issuer=self.tls.cluster_issuer,
+            ),
             hostname=self.hostname,
             region_hostname=f"{region_key}.{self.hostname}" if self.hostname else None,
             request_timeout_s=self.request_timeout_s,
