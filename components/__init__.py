@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from components.cluster import ClusterKind as ClusterKind
     from components.fleet import RegionalFleet as RegionalFleet
     from components.fleet import RegionalFleetArgs as RegionalFleetArgs
+    from components.gateway import Gateway as Gateway
+    from components.gateway import GatewayArgs as GatewayArgs
     from components.inference import InferenceService as InferenceService
     from components.inference import InferenceServiceArgs as InferenceServiceArgs
     from components.inference import ModelCache as ModelCache
@@ -28,6 +30,8 @@ _EXPORTS = {
     "ClusterKind": "components.cluster",
     "RegionalFleet": "components.fleet",
     "RegionalFleetArgs": "components.fleet",
+    "Gateway": "components.gateway",
+    "GatewayArgs": "components.gateway",
     "InferenceService": "components.inference",
     "InferenceServiceArgs": "components.inference",
     "ModelCache": "components.inference",
@@ -43,6 +47,8 @@ __all__ = [
     "Cluster",
     "ClusterArgs",
     "ClusterKind",
+    "Gateway",
+    "GatewayArgs",
     "GpuNodePool",
     "GpuNodePoolArgs",
     "InferenceService",
