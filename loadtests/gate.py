@@ -202,16 +202,16 @@ def _check(metric: str, stat: str, op: str, threshold: float, observed: float, n
     return Check(metric, stat, op, threshold, observed, n, passed=_OPS[op](observed, threshold))
 
 
-def rate_shortfall(started: int, window_s: float, target_rate: float) -> str | None:
+def rate_shortfall(arrived: int, window_s: float, target_rate: float) -> str | None:
     """Why the achieved arrival rate is too far below the target to judge the server, or None."""
     expected = target_rate * window_s
     floor = min(expected * (1 - RATE_SHORTFALL), expected - RATE_SIGMAS * math.sqrt(expected))
-    if started >= floor:
+    if arrived >= floor:
         return None
-    achieved = started / window_s if window_s > 0 else 0.0
+    achieved = arrived / window_s if window_s > 0 else 0.0
     return (
         f"achieved rate {achieved:.3g} req/s is below the target {target_rate:g} req/s "
-        f"({started} requests started, {expected:.0f} expected): the load generator could not keep up"
+        f"({arrived} requests due, {expected:.0f} expected): the load generator could not keep up"
     )
 
 
@@ -229,9 +229,11 @@ def evaluate(samples: Sequence[RequestSample], slo: Slo, run: RunInfo) -> Verdic
     window_s = run.ended_at - run.measured_from
     achieved_rate: float | None = None
     if run.target_rate and window_s > 0:
-        started = sum(1 for s in judged if s.started_at <= run.ended_at)
-        achieved_rate = started / window_s
-        shortfall = rate_shortfall(started, window_s, run.target_rate)
+        # Arrivals due within the window, however long they queued: a generator that falls behind
+        # reaches fewer due times by the end (a stalled server does not; its requests just wait).
+        arrived = sum(1 for s in judged if due_at(s) <= run.ended_at)
+        achieved_rate = arrived / window_s
+        shortfall = rate_shortfall(arrived, window_s, run.target_rate)
         if shortfall:
             reasons.append(shortfall)
     metrics = summary.to_json()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from gevent.pool import Pool
+from gevent.lock import BoundedSemaphore
 from locust import HttpUser, events, task
 from locust.clients import ResponseContextManager
 from locust.env import Environment
@@ -44,6 +44,7 @@ from loadtests.stream import StreamMeter, measure_response
 logger = logging.getLogger("llmfleet.loadtest")
 
 CONNECT_TIMEOUT_S = 10.0
+IDLE_POLL_S = 0.1
 TTFT_ENTRY = "TTFT"
 """Request type of the extra Locust entry that records time to first token."""
 _user_serial = itertools.count()
@@ -121,6 +122,10 @@ class ChatUser(HttpUser):
             raise StopUser()
         if self.budget and self.sent >= self.budget:
             self.collector.user_finished()
+            # Stay alive until the run ends: while Locust is still spawning (-r below -u) it replaces a
+            # user that stopped, and the replacement would send a budget of its own.
+            while not self.collector.draining:
+                gevent.sleep(IDLE_POLL_S)
             raise StopUser()
         self.sent += 1
 
@@ -219,9 +224,11 @@ def _describe(exc: BaseException) -> str:
 class OpenLoopChatUser(ChatUser):
     """Open loop: requests at Poisson arrival times (rate = --llm-rate / users), each in its own greenlet.
 
-    A request due while `--llm-max-inflight` are in flight waits for a slot, and its queue time
-    (start - due) counts. A request started late with a free slot means the generator could not keep
-    up: the collector counts those, and the gate marks the run invalid past a small share.
+    Arrivals keep coming whatever the server does. A request due while `--llm-max-inflight` are in
+    flight waits for a slot, and that wait counts as its queue time (start - due): a stalled server
+    shows up as latency, not as fewer requests. Requests due before the run stops are still sent
+    while it drains. A request the generator itself started late means it could not keep up: the
+    collector counts those, and the gate marks the run invalid past a small share.
     """
 
     abstract = True
@@ -235,8 +242,9 @@ class OpenLoopChatUser(ChatUser):
             raise StopUser()
         worker = getattr(self.environment.runner, "worker_index", 0)
         self.arrivals = random.Random(f"{worker}-{self.serial}")
-        self.pool = Pool(int(options.llm_max_inflight) or None)
-        self.next_due = self.free_at = time.perf_counter()
+        cap = int(options.llm_max_inflight)
+        self.slots: BoundedSemaphore | None = BoundedSemaphore(cap) if cap > 0 else None
+        self.next_due = time.perf_counter()
 
     def next_request(self) -> None:
         self.next_due += self.arrivals.expovariate(self.rate)
@@ -244,9 +252,13 @@ class OpenLoopChatUser(ChatUser):
         if delay > 0:
             gevent.sleep(delay)
         self.take_budget()
-        # Lag the generator is to blame for: since the request was due, or since the previous one got
-        # a slot if the in-flight cap held this one back (that wait is the server's, as queue time).
-        lag = time.perf_counter() - max(self.next_due, self.free_at)
-        self.collector.note_start(late=lag > LATE_START_S)
-        self.pool.spawn(self.send_chat, scheduled_at=self.next_due)
-        self.free_at = time.perf_counter()
+        self.collector.note_start(late=time.perf_counter() - self.next_due > LATE_START_S)
+        gevent.spawn(self._send_when_free, self.next_due)
+
+    def _send_when_free(self, due: float) -> None:
+        with self.collector.in_flight():  # queued requests count as in flight: the drain waits for them
+            if self.slots is None:
+                self.send_chat(scheduled_at=due)
+                return
+            with self.slots:
+                self.send_chat(scheduled_at=due)

@@ -160,15 +160,15 @@ def test_open_loop_judges_latency_from_the_due_time_and_the_achieved_rate() -> N
     checks = checks_by_metric(verdict)
     assert checks["ttft_from_due_ms"].observed == pytest.approx(400)  # 300 queued + 100 TTFT
     assert verdict.exit_code == EXIT_BREACH
-    # Started within the 10 s window: the 98 due up to 19.7 s (the last two started after it ended).
-    assert verdict.metrics["run"]["achieved_rate"] == pytest.approx(9.8)
+    # Arrivals are counted by due time: queueing (the server's doing) does not lower the achieved rate.
+    assert verdict.metrics["run"]["achieved_rate"] == pytest.approx(10)
     # Half the arrivals: the generator fell behind, the run says nothing about the server.
     sparse = [sample(10 + i * 0.2, scheduled=10 + i * 0.2) for i in range(50)]
     short = evaluate(sparse, SLO, RunInfo(started_at=10, ended_at=20, target_rate=10))
     assert short.exit_code == EXIT_INVALID and "below the target" in short.reasons[0]
     # A Poisson count a little under the target over a short window is not a shortfall.
-    assert gate.rate_shortfall(started=85, window_s=10, target_rate=10) is None
-    assert gate.rate_shortfall(started=60, window_s=10, target_rate=10) is not None
+    assert gate.rate_shortfall(arrived=85, window_s=10, target_rate=10) is None
+    assert gate.rate_shortfall(arrived=60, window_s=10, target_rate=10) is not None
 
 
 def test_the_verdict_json_round_trips_with_the_issue_fields(tmp_path: Path) -> None:
