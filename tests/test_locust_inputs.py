@@ -120,12 +120,11 @@ def test_the_endpoint_comes_from_the_stack_outputs(tmp_path: Path, monkeypatch: 
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert stack_endpoint("dev") == "https://a.example"
-    assert (
-        endpoint_from_outputs("s", {"endpoint": "https://global", "gateway_endpoints": {"a": "x"}}) == "https://global"
-    )
+    both = {"global_endpoint": "https://global", "gateway_endpoints": {"a": "x"}}
+    assert endpoint_from_outputs("s", both) == "https://global"
     with pytest.raises(UsageError, match=r"pick a region with --host: \['https://a', 'https://b'\]"):
         endpoint_from_outputs("s", {"gateway_endpoints": {"eu": "https://b", "us": "https://a"}})
-    with pytest.raises(UsageError, match="no `endpoint` output"):
+    with pytest.raises(UsageError, match="no `global_endpoint` output"):
         endpoint_from_outputs("s", {})
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(UsageError, match="install the pulumi CLI"):

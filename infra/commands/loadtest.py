@@ -29,7 +29,7 @@ COUNTED_SUITES = {"smoke", "gateway"}
 """Suites that end after a set number of requests: no warm-up to exclude."""
 DEFAULT_WARMUP_SHARE = 0.1
 """Without --warmup, the first tenth of a timed run is excluded from the gate."""
-ENDPOINT_OUTPUT = "endpoint"
+ENDPOINT_OUTPUT = "global_endpoint"
 """The stack output holding the global endpoint URL (the global load balancer's)."""
 REGION_ENDPOINTS_OUTPUT = "gateway_endpoints"
 """Per region, its gateway URL: used when the stack has a single region and no global endpoint."""
