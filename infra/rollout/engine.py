@@ -426,7 +426,7 @@ def failure_report(action: Action, result: GateResult) -> dict[str, Any]:
         "region": action.region,
         "step": action.percent,
         "gate_exit_code": result.exit_code,
-        "failed_checks": [c for c in checks if not c.get("passed", False)],
+        "failed_checks": [c for c in checks if not c.get("pass", False)],
         "reasons": verdict.get("reasons", []),
         "figures": verdict.get("metrics", {}),
     }

@@ -1,0 +1,79 @@
+"""The rollout's gate: the stack's load-test suite against one region's gateway, judged on the stack's SLO.
+
+It runs Locust as `llmfleet loadtest` does (`loadtests.run.run_suite`, in a child process), once per
+model the region serves, and reads each JSON verdict. A region passes when every model passes; any
+breach is a breach (exit 3); otherwise any invalid run (no verdict, too few samples, an overloaded
+generator) makes the step invalid (exit 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, EXIT_OK, GateResult
+from infra.schema.slo import Slo
+
+WARMUP_SHARE = 0.1
+"""The first tenth of each gate run is excluded from the verdict (as `llmfleet loadtest` does)."""
+
+
+@dataclass
+class LocustGate:
+    slo: Slo
+    suite: str
+    duration_s: float
+    users: int
+    models: Mapping[str, Sequence[str]]
+    """Region -> the served model names to load-test there."""
+    work_dir: Path
+    """Verdicts and Locust's HTML reports go here, one per region, step, attempt and model."""
+    api_key_env: str = "LLM_API_KEY"
+    locust_args: Sequence[str] = field(default_factory=tuple[str, ...])
+    """More Locust options (e.g. `--llm-output-tokens 64`), appended to each run."""
+
+    def run(self, region: str, endpoint: str, step: int, attempt: int) -> GateResult:
+        from loadtests.run import SuiteRun, run_suite  # Locust runs in a child process; nothing heavy here
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        slo_path = self.work_dir / "slo.json"
+        slo_path.write_text(self.slo.model_dump_json())
+        verdicts: dict[str, GateResult] = {}
+        for model in self.models[region]:
+            run = SuiteRun(
+                suite=self.suite,
+                host=endpoint,
+                model=model,
+                report=self.work_dir / f"{region}-{step}pct-attempt{attempt}-{model}.json",
+                duration_s=self.duration_s,
+                warmup_s=self.duration_s * WARMUP_SHARE,
+                users=self.users,
+                slo=slo_path,
+                api_key_env=self.api_key_env,
+                extra=tuple(self.locust_args),
+            )
+            verdict = run_suite(run)
+            verdicts[model] = GateResult(verdict.exit_code, verdict.to_json())
+        return combine(verdicts)
+
+
+def combine(verdicts: Mapping[str, GateResult]) -> GateResult:
+    """One result for a region: breach beats invalid beats pass; checks and figures keyed by model."""
+    codes = {result.exit_code for result in verdicts.values()}
+    code = EXIT_BREACH if EXIT_BREACH in codes else EXIT_INVALID if EXIT_INVALID in codes else EXIT_OK
+    if len(verdicts) == 1:
+        return GateResult(code, next(iter(verdicts.values())).verdict)
+    checks = [
+        {**check, "model": model}
+        for model, result in verdicts.items()
+        for check in cast(list[dict[str, Any]], result.verdict.get("checks") or [])
+    ]
+    reasons = [
+        f"{model}: {reason}"
+        for model, result in verdicts.items()
+        for reason in cast(list[str], result.verdict.get("reasons") or [])
+    ]
+    metrics = {model: result.verdict.get("metrics", {}) for model, result in verdicts.items()}
+    return GateResult(code, {"exit_code": code, "checks": checks, "reasons": reasons, "metrics": metrics})
