@@ -23,10 +23,11 @@ from components.gateway import Gateway, GatewayArgs, ModelBackend
 from components.inference import InferenceService, InferenceServiceArgs, ModelCache
 from components.keda import Keda
 from components.nodepool import GpuNodePool, GpuNodePoolArgs
+from components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
 from components.sizing.plan import DeploymentPlan
 
-DEFAULT_PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090"
-"""Where kube-prometheus-stack (release `kube-prometheus-stack`, namespace `monitoring`) serves Prometheus."""
+DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
+"""Where kube-prometheus-stack serves Prometheus when installed as components.observability installs it."""
 INFERENCE_POD_LABELS = {"app.kubernetes.io/part-of": "llmfleet", "app.kubernetes.io/component": "inference"}
 """Labels InferenceService gives every model server pod: the gateway's NetworkPolicy admits only itself to them."""
 
@@ -56,7 +57,8 @@ class RegionalFleetArgs:
     hf_token: pulumi.Input[str] | None = None
     """HuggingFace token (a secret Output) for gated weights."""
     prometheus_url: str = DEFAULT_PROMETHEUS_URL
-    """Prometheus that KEDA queries for the engines' queue gauges."""
+    """Prometheus that KEDA queries for the engines' queue gauges when `observability` is None (with it,
+    KEDA queries the Prometheus it installs)."""
     model_cache: ModelCache = ModelCache.PER_REPLICA
     """How the services keep downloaded weights (SINGLE_NODE for kind/minikube)."""
     engine_args: Mapping[str, Sequence[str]] = field(default_factory=dict[str, Sequence[str]])
@@ -64,6 +66,9 @@ class RegionalFleetArgs:
     gateway: GatewayArgs | None = None
     """The API gateway in front of the services (its models, namespace and pod selector are filled in
     here); None: no gateway, the services are reachable in the cluster only."""
+    observability: ObservabilityArgs | None = None
+    """Prometheus, Grafana, dcgm-exporter, monitors, SLO alerts and dashboards for the region (its namespace,
+    deployments and queue thresholds are filled in here); None: bring your own at `prometheus_url`."""
 
 
 class RegionalFleet(pulumi.ComponentResource):
@@ -79,6 +84,8 @@ class RegionalFleet(pulumi.ComponentResource):
     """Served model name -> its inference service."""
     gateway: Gateway | None
     """The region's API gateway (None when the stack has none)."""
+    observability: Observability | None
+    """The region's monitoring (None when the stack turns it off)."""
     endpoints: pulumi.Output[dict[str, str]]
     """Served model name -> cluster-local OpenAI-compatible base URL."""
 
@@ -97,6 +104,7 @@ class RegionalFleet(pulumi.ComponentResource):
             self.services[plan.model] = self._service(name, args, plan)
         # More concerns: one line each here, after the services they read.
         self.gateway = self._gateway(name, args)
+        self.observability = self._observability(name, args)
         self.endpoints = pulumi.Output.all(**{model: s.url for model, s in self.services.items()}).apply(
             lambda urls: dict(sorted(urls.items()))
         )
@@ -159,7 +167,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 deployment=plan,
                 namespace=self.namespace.metadata.name,
                 queue_threshold=args.queue_thresholds[plan.model],
-                prometheus_url=args.prometheus_url,
+                prometheus_url=args.observability.prometheus_url if args.observability else args.prometheus_url,
                 node_selector=pool.node_selector,
                 tolerations=pool.tolerations,
                 hf_token=args.hf_token,
@@ -183,3 +191,15 @@ class RegionalFleet(pulumi.ComponentResource):
             inference_pod_selector=INFERENCE_POD_LABELS,
         )
         return Gateway(f"{name}-gateway", gateway_args, opts=self.kubernetes_opts())
+
+    def _observability(self, name: str, args: RegionalFleetArgs) -> Observability | None:
+        """The region's Prometheus (the one the ScaledObjects query), its monitors, rules and dashboards."""
+        if args.observability is None:
+            return None
+        observability_args = replace(
+            args.observability,
+            inference_namespace=args.namespace,
+            deployments=args.deployments,
+            queue_thresholds=args.queue_thresholds,
+        )
+        return Observability(f"{name}-observability", observability_args, opts=self.kubernetes_opts())

@@ -37,6 +37,8 @@ class Secrets:
     """Region key -> kubeconfig of an existing cluster (None: the current kubeconfig)."""
     gateway: dict[str, pulumi.Output[str]]
     """Stack secret key -> value, for the gateway's tenant API keys and fallback key."""
+    observability: dict[str, pulumi.Output[str]]
+    """Stack secret key -> value, for Grafana's admin password and the remote-write credential."""
 
 
 def resolve_secrets(spec: DeploymentSpec) -> Secrets:
@@ -57,7 +59,8 @@ def resolve_secrets(spec: DeploymentSpec) -> Secrets:
             )
         kubeconfigs[region.key] = None if key == CURRENT_KUBECONFIG else require_secret(key, field)
     gateway = {key: require_secret(key, field) for key, field in spec.gateway.secret_refs()}
-    return Secrets(hf_token=hf_token, kubeconfigs=kubeconfigs, gateway=gateway)
+    observability = {key: require_secret(key, field) for key, field in spec.observability.secret_refs()}
+    return Secrets(hf_token=hf_token, kubeconfigs=kubeconfigs, gateway=gateway, observability=observability)
 
 
 def cloud_providers(spec: DeploymentSpec, region: RegionSpec) -> list[pulumi.ProviderResource]:
@@ -95,6 +98,13 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
             spec.namespace,
             # DNS health checkers send no credentials: the gateway opens their path, and only theirs.
             health_path=spec.load_balancer.health_check.path if spec.load_balancer else None,
+        ),
+        observability=spec.observability.to_args(
+            cloud=region.cloud,
+            region=region.region,
+            slo=spec.slo,
+            deployments=deployments,
+            secrets=secrets.observability,
         ),
     )
 

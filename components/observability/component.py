@@ -35,12 +35,13 @@ class ObservabilityArgs:
     """Cloud region; written into every series as the external label `region` (and `cloud`)."""
     slo: SloTargets
     """The stack's SLO: alert thresholds and dashboard target lines."""
-    inference_namespace: str
+    inference_namespace: str = "llmfleet"
     """Namespace of the InferenceServices (what the engine monitor and the rules watch)."""
-    deployments: Sequence[DeploymentPlan]
+    deployments: Sequence[DeploymentPlan] = ()
     """The region's plan entries: models, engines, GPUs and prices (cost dashboard)."""
-    queue_thresholds: Mapping[str, int]
-    """Served model name -> waiting requests per replica at which KEDA scales out."""
+    queue_thresholds: Mapping[str, int] = field(default_factory=dict[str, int])
+    """Served model name -> waiting requests per replica at which KEDA scales out (one per deployment).
+    RegionalFleet fills these three from its own arguments."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     """Alert thresholds the SLO does not state."""
     retention: str = "15d"
@@ -61,6 +62,11 @@ class ObservabilityArgs:
     """Escape hatch: deep-merged into the kube-prometheus-stack values."""
     dcgm_values: Mapping[str, Any] = field(default_factory=dict[str, Any])
     """Escape hatch: deep-merged into the dcgm-exporter values."""
+
+    @property
+    def prometheus_url(self) -> str:
+        """Where the Prometheus these arguments install will answer (known before it exists)."""
+        return stack.prometheus_url(self.namespace)
 
 
 class Observability(pulumi.ComponentResource):
@@ -163,7 +169,7 @@ class Observability(pulumi.ComponentResource):
             )
             self.dashboard_names.append(board.title)
 
-        self.prometheus_url = stack.prometheus_url(args.namespace)
+        self.prometheus_url = args.prometheus_url
         self.grafana_url = f"http://{stack.RELEASE}-grafana.{args.namespace}.svc.cluster.local"
         self.register_outputs(
             {

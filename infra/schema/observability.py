@@ -95,15 +95,15 @@ class ObservabilitySpec(Section):
         cloud: str,
         region: str,
         slo: Slo,
-        namespace: str,
         deployments: Sequence[DeploymentPlan],
-        queue_thresholds: Mapping[str, int],
         secrets: Mapping[str, pulumi.Output[str]],
     ) -> ObservabilityArgs | None:
         """The Observability component's arguments for one region (None when disabled).
 
-        `secrets` holds the values of `secret_refs()`. Raises ConfigError when the GPU memory
-        threshold is at or below what a model's vLLM reserves (the alert would never stop firing).
+        `secrets` holds the values of `secret_refs()`. The region's `deployments` are checked here
+        (ConfigError when the GPU memory threshold is not above what a model's vLLM reserves: the
+        alert would never stop firing); RegionalFleet fills them, with the namespace and the queue
+        thresholds, into the arguments.
         """
         if not self.enabled:
             return None
@@ -130,9 +130,6 @@ class ObservabilitySpec(Section):
                 e2e_p99_ms=slo.e2e_p99_ms,
                 error_rate=slo.error_rate,
             ),
-            inference_namespace=namespace,
-            deployments=list(deployments),
-            queue_thresholds=dict(queue_thresholds),
             thresholds=AlertThresholds(
                 queue_depth_per_replica=alerts.queue_depth_per_replica,
                 kv_cache_usage_percent=alerts.kv_cache_usage_percent,

@@ -1,0 +1,152 @@
+"""Dashboards: every query parses (promtool) and names only metrics that exist (the project's list);
+the SLO targets are drawn; the cost panel prices the plan's nodes; the name reader itself is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.observability.dashboards import Dashboard, dashboards, node_usd_per_hour
+from components.observability.metrics import KNOWN, Kind, metric_names
+from components.observability.rules import RECORDED, TPOT_P95, SloTargets
+from components.sizing.plan import DeploymentPlan
+from components.sizing.types import Engine
+from infra.config import load_stack
+from infra.planning import build_plan
+
+SLO = SloTargets(ttft_p95_ms=1500, tpot_p95_ms=50, e2e_p99_ms=30_000, error_rate=0.005)
+
+
+def plan_of(stack: str) -> tuple[str, list[DeploymentPlan]]:
+    """The namespace and the deployments of the stack's first region (dashboards are per region)."""
+    _, spec = load_stack(stack)
+    region = spec.regions[0]
+    deployments = build_plan(stack, spec).deployments
+    return spec.namespace, [d for d in deployments if (d.cloud, d.region) == (region.cloud, region.region)]
+
+
+def boards(stack: str) -> list[Dashboard]:
+    namespace, deployments = plan_of(stack)
+    return dashboards(namespace, deployments, SLO)
+
+
+@pytest.mark.parametrize("stack", ["prod", "local"])
+def test_every_query_names_only_metrics_that_exist(stack: str) -> None:
+    for board in boards(stack):
+        for expr in board.expressions():
+            names = metric_names(expr)
+            assert names or expr.startswith("vector("), f"{board.uid}: {expr} selects no metric"
+            unknown = names - set(KNOWN) - RECORDED
+            assert not unknown, f"{board.uid}: {expr} names {unknown}, not in components/observability/metrics.py"
+
+
+def test_every_query_parses(tmp_path: Path) -> None:
+    """promtool parses each query as a recording rule ($__rate_interval set to what Grafana would use)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is required in CI: apt-get install prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    exprs = [e for stack in ("prod", "local") for b in boards(stack) for e in b.expressions()]
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": e.replace("$__rate_interval", "1m")} for i, e in enumerate(exprs)
+    ]
+    path = tmp_path / "queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(rules)} rules found" in done.stdout
+
+
+def test_the_areas_the_issue_asks_for_are_there() -> None:
+    prod = {b.uid: b for b in boards("prod")}
+    assert set(prod) == {
+        "llmfleet-latency",
+        "llmfleet-throughput",
+        "llmfleet-queue-kv",
+        "llmfleet-gpus",
+        "llmfleet-gateway",
+        "llmfleet-cost",
+    }
+    local = {b.uid for b in boards("local")}
+    assert "llmfleet-gpus" not in local, "a CPU-only region has no GPU dashboard"
+    names = {n for b in prod.values() for e in b.expressions() for n in metric_names(e)}
+    for needed in (
+        "vllm:time_to_first_token_seconds",
+        TPOT_P95,  # recorded from vllm:request_time_per_output_token_seconds
+        "vllm:e2e_request_latency_seconds",
+        "vllm:generation_tokens_total",
+        "vllm:num_requests_waiting",
+        "vllm:kv_cache_usage_perc",
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "envoy_http_downstream_rq_xx",
+        "envoy_cluster_ratelimit_over_limit",
+    ):
+        assert needed in names, needed
+
+
+def test_slo_targets_are_drawn_as_threshold_lines() -> None:
+    latency = next(b for b in boards("prod") if b.uid == "llmfleet-latency").model()
+    lines = {p["title"]: p["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] for p in latency["panels"][:3]}
+    assert lines == {"Time to first token": 1.5, "Time per output token": 0.05, "End-to-end latency": 30.0}
+    json.dumps(latency)  # a Grafana JSON model is plain JSON
+
+
+def test_cost_panel_prices_each_models_nodes_from_the_plan() -> None:
+    _, deployments = plan_of("prod")
+    cost = next(b for b in boards("prod") if b.uid == "llmfleet-cost")
+    per_million = cost.panels[0].queries
+    for plan in deployments:
+        measured = next(q.expr for q in per_million if q.legend == f"{plan.model} (measured)")
+        assert f"* {node_usd_per_hour(plan):g})" in measured
+        assert f"/ {plan.replicas_per_node})" in measured
+        assert f'model_name="{plan.model}"' in measured
+        planned = next(q.expr for q in per_million if q.legend == f"{plan.model} (planned)")
+        assert planned == f"vector({plan.usd_per_million_output_tokens:g})"
+    assert node_usd_per_hour(deployments[0]) * deployments[0].nodes == pytest.approx(deployments[0].usd_per_hour)
+
+
+def test_llama_cpp_cost_uses_its_own_counters() -> None:
+    _, (plan,) = plan_of("local")
+    assert plan.engine is Engine.LLAMA_CPP
+    cost = next(b for b in boards("local") if b.uid == "llmfleet-cost")
+    if not node_usd_per_hour(plan):
+        assert not cost.panels[0].queries  # a laptop has no price
+        return
+    names = {n for q in cost.panels[0].queries for n in metric_names(q.expr)}
+    assert names == {"llamacpp:requests_processing", "llamacpp:tokens_predicted_total"}
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        (
+            'sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket{a="b"}[5m]))',
+            {"vllm:e2e_request_latency_seconds"},
+        ),
+        ("histogram_quantile(0.9, x_bucket)", {"x_bucket"}),  # not a known histogram: kept as written
+        ('a / on(pod) group_left(node) b{c=~"d|e"} offset 5m', {"a", "b"}),
+        ("sum without (pod) (rate(c_total[$__rate_interval])) > bool 1e3 unless vector(1)", {"c_total"}),
+        ('label_replace(up, "x", "$1", "instance", "(.*)")', {"up"}),
+    ],
+)
+def test_metric_names_reads_promql(expr: str, names: set[str]) -> None:
+    assert metric_names(expr) == names
+
+
+def test_the_metric_list_follows_the_exporters_conventions() -> None:
+    for name, metric in KNOWN.items():
+        if name.startswith(("vllm:", "llamacpp:")) and metric.kind is Kind.COUNTER:
+            assert name.endswith("_total"), name  # client_python exports counters with _total
+        if metric.kind is not Kind.COUNTER:
+            assert not name.endswith("_total"), name
+    # vLLM's v1 names; the old ones match nothing on current servers.
+    assert "vllm:gpu_cache_usage_perc" not in KNOWN and "vllm:num_preemptions" not in KNOWN
