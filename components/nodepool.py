@@ -25,6 +25,9 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "present"  # the value GKE itself uses for this taint
 MODEL_LABEL = "llmfleet.dev/model"
 ACCELERATOR_LABEL = "llmfleet.dev/accelerator"
+"""The GPU of the node (`cpu` without one). GKE: each pool's own GPU. EKS: the plan's GPU, although one node
+group takes every fallback type and a fallback may bring another GPU (`node.kubernetes.io/instance-type`
+tells the node's real type). Pods select their pool by MODEL_LABEL alone, so a fallback always matches."""
 CPU_ACCELERATOR = "cpu"
 CPU_AMI_TYPE = "AL2023_x86_64_STANDARD"
 DEFAULT_DISK_GIB = 200  # vLLM images are ~10 GB compressed and unpack to over 20; room for two versions
@@ -107,17 +110,33 @@ def accelerator_label(plan: DeploymentPlan) -> str:
     return plan.gpu.lower() if plan.gpu else CPU_ACCELERATOR
 
 
-def gke_accelerator(plan: DeploymentPlan, machine_type: str) -> tuple[str, int]:
-    """(GKE accelerator type, GPUs per node) of one machine type; the catalog is the source for fallbacks."""
-    if machine_type == plan.instance_type and plan.accelerator:
-        return plan.accelerator, plan.gpus_per_node
+@dataclass(frozen=True)
+class GkeAccelerator:
+    type: str
+    """GKE accelerator type, e.g. nvidia-l4."""
+    count: int
+    """GPUs per node."""
+    gpu: str
+    """GPU catalog id (the node's ACCELERATOR_LABEL, lower-cased)."""
+
+
+def gke_accelerator(plan: DeploymentPlan, machine_type: str) -> GkeAccelerator:
+    """The GPUs of one machine type: the plan's for its own type, the catalog's for a fallback. The
+    planner may list a fallback with another GPU (e.g. H100 behind L4) when it hosts the same replica."""
+    if machine_type == plan.instance_type and plan.accelerator and plan.gpu:
+        return GkeAccelerator(plan.accelerator, plan.gpus_per_node, plan.gpu)
     entry = load_catalog().instances.get(machine_type)
-    if entry is None or entry.gke_accelerator is None or entry.gpu != plan.gpu:
+    if entry is None or entry.gke_accelerator is None or entry.gpu is None:
         raise PlanningError(
             f"deployment {plan.model} in gcp/{plan.region}: machine type {machine_type} is not a catalog "
-            f"type with {plan.gpu} GPUs and a GKE accelerator; fix components/sizing/data/instances.yaml"
+            "GPU type with a GKE accelerator; fix components/sizing/data/instances.yaml"
         )
-    return entry.gke_accelerator, entry.gpu_count
+    if entry.gpu_count < plan.gpus_per_replica:
+        raise PlanningError(
+            f"deployment {plan.model} in gcp/{plan.region}: fallback {machine_type} has {entry.gpu_count} GPUs, "
+            f"a replica needs {plan.gpus_per_replica}; fix the planner's fallbacks"
+        )
+    return GkeAccelerator(entry.gke_accelerator, entry.gpu_count, entry.gpu)
 
 
 def _release_name(model: str) -> str:
@@ -158,9 +177,9 @@ class GpuNodePool(pulumi.ComponentResource):
         if self.kind is ClusterKind.existing:
             self.node_selector = {}
         else:
-            self.node_selector = {MODEL_LABEL: plan.model, ACCELERATOR_LABEL: accelerator_label(plan)}
+            self.node_selector = {MODEL_LABEL: plan.model}
             counts = node_counts(plan)
-            labels = {**args.extra_labels, **self.node_selector}
+            labels = {**args.extra_labels, **self.node_selector, ACCELERATOR_LABEL: accelerator_label(plan)}
             if self.kind is ClusterKind.eks:
                 self._eks(name, args, counts, labels)
             else:
@@ -267,11 +286,12 @@ class GpuNodePool(pulumi.ComponentResource):
         accelerators: list[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs] | None = None
         taints: list[gcp.container.NodePoolNodeConfigTaintArgs] | None = None
         if plan.gpu is not None:
-            accelerator, count = gke_accelerator(plan, machine_type)
+            accelerator = gke_accelerator(plan, machine_type)
+            labels = {**labels, ACCELERATOR_LABEL: accelerator.gpu.lower()}
             accelerators = [
                 gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                    type=accelerator,
-                    count=count,
+                    type=accelerator.type,
+                    count=accelerator.count,
                     # GKE installs the driver and device plugin; LATEST for CUDA 12.x vLLM images.
                     gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
                         gpu_driver_version="LATEST"

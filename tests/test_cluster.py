@@ -18,8 +18,10 @@ from components.cluster.eks import NODE_POLICIES, subnet_cidrs
 from components.cluster.gke import subnet_ranges
 from components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
 from components.nodepool import (
+    ACCELERATOR_LABEL,
     DEVICE_PLUGIN_VERSION,
     GPU_TAINT_KEY,
+    GkeAccelerator,
     GpuNodePool,
     GpuNodePoolArgs,
     gke_accelerator,
@@ -347,4 +349,40 @@ def test_pool_inputs_are_checked(recording_mocks: RecordingMocks) -> None:
     plan = make_plan(cloud="gcp", region="us-central1", gpu="H100", accelerator="nvidia-h100-80gb")
     with pytest.raises(PlanningError, match=r"instances\.yaml"):
         gke_accelerator(plan, "n1-standard-4")
-    assert gke_accelerator(plan, "a3-highgpu-1g") == ("nvidia-h100-80gb", 1)
+    assert gke_accelerator(plan, "a3-highgpu-1g") == GkeAccelerator("nvidia-h100-80gb", 1, "H100")
+    with pytest.raises(PlanningError, match="a replica needs 2"):
+        gke_accelerator(make_plan(cloud="gcp", gpu="H100", gpus_per_replica=2, tensor_parallel=2), "a3-highgpu-1g")
+
+
+@pulumi.runtime.test
+def test_gke_fallback_with_another_gpu_gets_its_own_pool_and_label(recording_mocks: RecordingMocks) -> Any:
+    # The planner's shape for Llama-3.1-8B on GCP: 2 x L4, with an H100 type among the fallbacks.
+    plan = make_plan(
+        cloud="gcp",
+        region="us-central1",
+        gpu="L4",
+        accelerator="nvidia-l4",
+        ami_type=None,
+        instance_type="g2-standard-24",
+        gpus_per_node=2,
+        gpus_per_replica=2,
+        tensor_parallel=2,
+        fallback_instance_types=("a3-highgpu-2g",),
+    )
+    pool = GpuNodePool(
+        "gcp-us-central1-chat-pool",
+        GpuNodePoolArgs(deployment=plan, cluster_name="c1", kind=ClusterKind.gke, location="us-central1"),
+    )
+    assert pool.node_selector == {"llmfleet.dev/model": "chat"}, "the selector must match every fallback pool"
+
+    def check(_: Any) -> None:
+        configs = [r.inputs["nodeConfig"] for r in _of_type(recording_mocks, "gcp:container/nodePool:NodePool")]
+        assert [
+            (c["machineType"], c["guestAccelerators"][0]["type"], c["labels"][ACCELERATOR_LABEL]) for c in configs
+        ] == [
+            ("g2-standard-24", "nvidia-l4", "l4"),
+            ("a3-highgpu-2g", "nvidia-h100-80gb", "h100"),
+        ]
+        assert all(pool.node_selector.items() <= c["labels"].items() for c in configs)
+
+    return pulumi.Output.all(*[p.urn for p in pool.pools]).apply(check)

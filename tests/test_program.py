@@ -22,6 +22,7 @@ import infra.offline as offline
 from components.inference import waiting_requests_threshold
 from components.keda import CHART_VERSION as KEDA_CHART_VERSION
 from components.nodepool import ACCELERATOR_LABEL, GPU_TAINT_KEY, MODEL_LABEL
+from components.sizing.catalog import load_catalog
 from components.sizing.plan import DeploymentPlan, Plan
 from components.sizing.types import Engine
 from infra.config import STACKS_DIR, ConfigError, DeploymentSpec, load_stack
@@ -191,7 +192,13 @@ def test_node_pools_equal_the_plan(stack: Stack) -> None:
                 assert scaling["totalMaxNodeCount"] == plan.max_nodes, pool.urn
                 assert pool is pools[0] or scaling["totalMinNodeCount"] == 0, f"{pool.urn}: fallbacks start empty"
                 assert config.get("spot", False) == (plan.capacity_type == "spot"), pool.urn
-                assert labels.items() <= config["labels"].items(), pool.urn
+                # Each pool is labelled with its own GPU (a fallback may bring another one).
+                entry = load_catalog().instances[config["machineType"]]
+                assert config["labels"][MODEL_LABEL] == plan.model, pool.urn
+                assert config["labels"][ACCELERATOR_LABEL] == (entry.gpu or "cpu").lower(), pool.urn
+                if plan.gpu:
+                    assert config["guestAccelerators"][0]["type"] == entry.gke_accelerator, pool.urn
+                    assert config["guestAccelerators"][0]["count"] == entry.gpu_count >= plan.gpus_per_replica
 
 
 def _flags(args: list[str]) -> dict[str, str]:
