@@ -328,6 +328,17 @@ def test_health_path_is_open_and_reaches_every_model(full: tuple[Recorder, dict[
     # Every model is tried before the region is reported down; the checkers are not rate limited.
     traffic = recorder.one("BackendTrafficPolicy", health=True).inputs["spec"]
     assert traffic["retry"]["numRetries"] + 1 >= len(MODELS) and "rateLimit" not in traffic
+    # Route 53 wants an answer within 2 s of connecting; every endpoint gets its attempt within that.
+    whole, attempt = _ms(rule["timeouts"]["request"]), _ms(traffic["retry"]["perRetry"]["timeout"])
+    assert whole < 2000 and attempt * len(MODELS) <= whole
+
+
+def _ms(duration: str) -> int:
+    """A Gateway API duration with one unit ("600ms", "2s") in milliseconds."""
+    if duration.endswith("ms"):
+        return int(duration[:-2])
+    assert duration.endswith("s"), duration
+    return int(duration[:-1]) * 1000
 
 
 def test_health_path_can_be_renamed_or_turned_off() -> None:

@@ -20,11 +20,13 @@ import pulumi
 
 from components.gateway.routes import Names, ref, service_endpoint
 from components.gateway.types import ModelBackend
+from components.inference.engine import HEALTH_PATH as ENGINE_HEALTH_PATH
 
-ENGINE_HEALTH_PATH = "/health"
-"""What vLLM and llama.cpp's server answer on (components/inference/engine.py HEALTH_PATH)."""
-HEALTH_TIMEOUT = "5s"
-"""Route 53 waits 4 s for the first byte (10 s for a connection): answer within the checker's patience."""
+HEALTH_TIMEOUT = "1800ms"
+"""Whole request, retries included: Route 53 wants a 2xx/3xx within 2 s of connecting (Route 53
+Developer Guide, "How Amazon Route 53 determines whether a health check is healthy")."""
+ATTEMPT_TIMEOUT = "600ms"
+"""One attempt: a hung server must leave time to try the next (an engine answers /health in milliseconds)."""
 
 
 def backend_spec(models: Sequence[ModelBackend], namespace: pulumi.Input[str]) -> dict[str, Any]:
@@ -60,6 +62,7 @@ def traffic_policy_spec(names: Names, endpoints: int) -> dict[str, Any]:
         "targetRefs": [ref("HTTPRoute", names.health)],
         "retry": {
             "numRetries": max(endpoints - 1, 1),
+            "perRetry": {"timeout": ATTEMPT_TIMEOUT},
             "retryOn": {
                 "triggers": ["connect-failure", "reset", "retriable-status-codes"],
                 "httpStatusCodes": [500, 502, 503, 504],

@@ -76,7 +76,7 @@ class Tls:
 
     def __post_init__(self) -> None:
         if self.cluster_issuer and not self.secret_name:
-            raise ValueError("Tls: cluster_issuer issues secret_name; give both or neither")
+            raise ValueError("Tls: cluster_issuer needs secret_name (the Secret it issues); plain HTTP has none")
 
     @property
     def scheme(self) -> str:
