@@ -159,6 +159,7 @@ def main() -> None:
     secrets = resolve_secrets(spec)
     endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
     gateway_endpoints: dict[str, pulumi.Output[str]] = {}
+    monitoring: dict[str, dict[str, Any]] = {}
     fleets: list[RegionalFleet] = []
     for region in spec.regions:
         fleet = RegionalFleet(
@@ -170,8 +171,11 @@ def main() -> None:
         fleets.append(fleet)
         if fleet.gateway is not None:
             gateway_endpoints[region.key] = fleet.gateway.endpoint
+        if fleet.observability is not None:
+            monitoring[region.key] = fleet.observability.summary()
     pulumi.export("endpoints", endpoints)
     pulumi.export("gateway_endpoints", gateway_endpoints)
+    pulumi.export("observability", monitoring)
     pulumi.export("plan", plan_summary(plan))
     balancer = global_load_balancer(spec, fleets)
     if balancer is not None and plan.failover is not None:

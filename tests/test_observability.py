@@ -110,6 +110,15 @@ def test_keda_queries_the_prometheus_the_region_installs(prod: OfflineRun, local
             assert observability.outputs.get("prometheusUrl", url) == url
 
 
+def test_the_program_exports_each_regions_monitoring(prod: OfflineRun) -> None:
+    exported = prod.outputs["observability"]
+    assert set(exported) == set(region_stacks(prod))
+    for key, region in exported.items():
+        assert region["prometheus_url"] == stack.PROMETHEUS_URL, key
+        assert len(region["dashboards"]) == 6 and all(t.startswith("llmfleet / ") for t in region["dashboards"])
+    assert "observability" not in prod.secret_outputs
+
+
 def test_stack_values_pick_up_the_projects_monitors_and_rules(prod: OfflineRun) -> None:
     for key, observability in region_stacks(prod).items():
         release = chart(descendants(prod, observability), stack.CHART)

@@ -171,13 +171,15 @@ class Observability(pulumi.ComponentResource):
 
         self.prometheus_url = args.prometheus_url
         self.grafana_url = f"http://{stack.RELEASE}-grafana.{args.namespace}.svc.cluster.local"
-        self.register_outputs(
-            {
-                "prometheus_url": self.prometheus_url,
-                "grafana_url": self.grafana_url,
-                "dashboards": self.dashboard_names,
-            }
-        )
+        self.register_outputs(self.summary())
+
+    def summary(self) -> dict[str, Any]:
+        """Where the region's monitoring answers and what it shows (the program exports this per region)."""
+        return {
+            "prometheus_url": self.prometheus_url,
+            "grafana_url": self.grafana_url,
+            "dashboards": self.dashboard_names,
+        }
 
     @staticmethod
     def _secrets(
