@@ -48,11 +48,14 @@ def to_helm_release(resource: RecordedResource, redacted: bool = True) -> dict[s
         return None
     inputs = resource.redacted_inputs() if redacted else resource.inputs
     repository_opts = cast(dict[str, Any], inputs.get("repositoryOpts") or {})
+    chart, repository = inputs.get("chart"), repository_opts.get("repo")
+    if isinstance(chart, str) and chart.startswith("oci://") and not repository:
+        repository, chart = chart.rsplit("/", 1)  # an OCI chart is named by its URL: the registry path, then the chart
     return {
         "name": inputs.get("name") or resource.outputs.get("name") or resource.name,
         "namespace": inputs.get("namespace", "default"),
-        "chart": inputs.get("chart"),
-        "repository": repository_opts.get("repo"),
+        "chart": chart,
+        "repository": repository,
         "version": inputs.get("version"),
         "values": inputs.get("values") or {},
         "pulumiType": resource.type,

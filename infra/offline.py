@@ -33,7 +33,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await  # pyright: ignore[reportPrivateUsage]
 
 from components.sizing.errors import PlanningError
-from infra.config import CONFIG_KEY, DEFAULT_STACK, PROJECT_ROOT, ConfigError, load_stack_file, stack_path
+from infra.config import PROJECT_ROOT, ConfigError, load_stack, stack_path
 from infra.mock_outputs import mock_call, mock_outputs
 
 PROJECT = "llmfleet"
@@ -84,15 +84,27 @@ def format_path(path: Path_) -> str:
 
 
 def redact(value: Any, paths: frozenset[Path_], here: Path_ = ()) -> Any:
-    """`value` with every secret path replaced by "[secret]"."""
+    """`value` with every value under a secret path replaced by "[secret]".
+
+    A secret map or list keeps its shape (`stringData: {token: "[secret]"}`): its keys are not secret,
+    and a rendered Secret still reads, and validates, as a Secret.
+    """
     if here in paths:
-        return REDACTED
+        return _redact_leaves(value)
     if isinstance(value, dict):
         items = cast(dict[str, Any], value).items()
         return {k: redact(v, paths, (*here, k)) for k, v in items}
     if isinstance(value, list):
         return [redact(v, paths, (*here, i)) for i, v in enumerate(cast(list[Any], value))]
     return value
+
+
+def _redact_leaves(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _redact_leaves(v) for k, v in cast(dict[str, Any], value).items()}
+    if isinstance(value, list):
+        return [_redact_leaves(v) for v in cast(list[Any], value)]
+    return REDACTED
 
 
 def _secret_paths(value: Any, here: Path_ = ()) -> Iterator[Path_]:
@@ -202,7 +214,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         arguments = cast(dict[str, Any], _unwrap(args.args))  # pyright: ignore[reportUnknownMemberType]
         with self._lock:
             self.calls.append((args.token, arguments))
-        return mock_call(args.token, arguments, self.provider_inputs(args.provider)), None
+        # No check failures: an empty list, not None (pulumi's MockMonitor.Invoke iterates it, despite
+        # the Optional in Mocks.call's signature; None fails every invoke with "'NoneType' object is not iterable").
+        return mock_call(args.token, arguments, self.provider_inputs(args.provider)), []
 
 
 @dataclass
@@ -214,9 +228,17 @@ class OfflineRun:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     log: list[str]
+    region_keys: list[str] = field(default_factory=list[str])
+    """`<cloud>-<region>` of every region in the stack: the prefix of every resource name in that region."""
 
     def by_type(self, type_token: str) -> list[RecordedResource]:
         return [r for r in self.resources if r.type == type_token]
+
+    def region_of(self, resource: RecordedResource) -> str | None:
+        """The region a resource belongs to (its name starts with the region key), None for global ones."""
+        from infra.manifests import region_of
+
+        return region_of(resource.name, self.region_keys)
 
     def by_name(self, name: str) -> RecordedResource:
         for resource in self.resources:
@@ -248,11 +270,7 @@ class OfflineRun:
 
 
 def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
-    """A stack file's `config:` as Pulumi passes it to a program: JSON strings, `secure:` values secret.
-
-    The file is validated first (infra.config.load_stack_file), so a bad stack fails with the field named.
-    """
-    load_stack_file(path)
+    """A stack file's `config:` as Pulumi passes it to a program: JSON strings, `secure:` values secret."""
     document = cast(dict[str, Any], yaml.safe_load(path.read_text()))
     config: dict[str, str] = {}
     secret_keys: list[str] = []
@@ -266,21 +284,19 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
     return config, secret_keys
 
 
-def run_program(stack: str | None = None, stack_file: Path | None = None, program: Path = PROGRAM) -> OfflineRun:
-    """Run the Pulumi program for a stack under RecordingMocks and return what it registered.
+def run_program(stack: str | None = None, stack_file: Path | None = None, program: Path | None = None) -> OfflineRun:
+    """Run the Pulumi program (default infra/__main__.py) for a stack under RecordingMocks.
 
-    Invalid input raises ConfigError / PlanningError (as the program raises them); any other failure
-    of the program raises OfflineProgramError naming the exception. Each run gets a fresh copy of the
-    SDK's context variables, so several runs in one process do not see each other's resources.
+    The stack file is validated first (infra.config.load_stack), so a bad stack fails with the field
+    named before anything runs; the program's own errors come out as it raises them (ConfigError /
+    PlanningError); any other failure raises OfflineProgramError naming the exception. Each run gets a
+    fresh copy of the SDK's context variables, so runs in one process do not see each other's resources.
     """
-    if stack and stack_file:
-        raise ConfigError("give --stack or --stack-file, not both")
-    path = stack_file or stack_path(stack or DEFAULT_STACK)
-    name = path.name.removeprefix("Pulumi.").removesuffix(".yaml") if stack_file else (stack or DEFAULT_STACK)
-    config, secret_keys = stack_config(path)
-    if CONFIG_KEY not in config:
-        raise ConfigError(f"{path}: missing `config: {{{CONFIG_KEY}: ...}}`")
-    return contextvars.copy_context().run(_run_in_context, name, config, secret_keys, program)
+    name, spec = load_stack(stack, stack_file)
+    config, secret_keys = stack_config(stack_file or stack_path(name))
+    run = contextvars.copy_context().run(_run_in_context, name, config, secret_keys, program or PROGRAM)
+    run.region_keys = [region.key for region in spec.regions]
+    return run
 
 
 def _run_in_context(stack: str, config: dict[str, str], secret_keys: list[str], program: Path) -> OfflineRun:

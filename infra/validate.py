@@ -56,6 +56,11 @@ def validate_manifest(obj: dict[str, Any]) -> list[str]:
     return sorted(problems)
 
 
+def is_custom_kind(api_version: str, kind: str) -> bool:
+    """True when a vendored CRD defines this apiVersion/kind."""
+    return _crd_validator(api_version, kind) is not None
+
+
 def known_custom_kinds() -> list[str]:
     """`<group>/<version> <Kind>` for every vendored CRD version (for messages and docs)."""
     found: list[str] = []
@@ -106,15 +111,15 @@ def _core_validator(api_version: str, kind: str) -> Validator | None:
         return None
     if not _names_kind(schema, api_version, kind):
         return None
-    definitions = _core_definitions(directory)
-    empty: referencing.Registry[Any] = referencing.Registry()
-    registry = empty.with_resource("_definitions.json", referencing.Resource.from_contents(definitions))
-    return jsonschema.Draft202012Validator(schema, registry=registry)
+    return jsonschema.Draft202012Validator(schema, registry=_core_registry(directory))
 
 
 @cache
-def _core_definitions(directory: str) -> Schema:
-    return cast(Schema, schema_contents(f"{directory}/_definitions.json", KUBERNETES_VERSION))
+def _core_registry(directory: str) -> referencing.Registry[Any]:
+    """The shared `_definitions.json`, crawled once: uncrawled, every `$ref` lookup re-walks all of it."""
+    definitions = cast(Schema, schema_contents(f"{directory}/_definitions.json", KUBERNETES_VERSION))
+    empty: referencing.Registry[Any] = referencing.Registry()
+    return empty.with_resource("_definitions.json", referencing.Resource.from_contents(definitions)).crawl()
 
 
 def _names_kind(schema: Schema, api_version: str, kind: str) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from conftest import StackWriter, one_region_stack
 
 from infra.config import ConfigError
+from infra.manifests import region_of
 from infra.offline import REDACTED, SECRET_PLACEHOLDER, OfflineProgramError, RecordingMocks, run_program
 
 # A small program in the shape of the real one: config -> per-region provider -> component -> children.
@@ -106,8 +107,8 @@ def test_kubernetes_objects_are_manifests(write_stack: StackWriter, program: Pat
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": manifests["Secret"]["metadata"]["name"]},
-        "stringData": REDACTED,
-    }
+        "stringData": {"token": REDACTED},
+    }, "a secret map keeps its keys, never its values"
     scaled = manifests["ScaledObject"]
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
@@ -162,3 +163,26 @@ def test_recording_mocks_in_a_component_unit_test(recording_mocks: RecordingMock
         assert recorded.redacted_inputs()["data"] == {"plain": "v", "token": REDACTED}
 
     return config_map.urn.apply(check)
+
+
+def test_provider_functions_answer_for_the_provider_region(write_stack: StackWriter, tmp_path: Path) -> None:
+    invokes = tmp_path / "invokes.py"
+    invokes.write_text(
+        "import pulumi, pulumi_aws as aws\n"
+        "provider = aws.Provider('eu', region='eu-west-1')\n"
+        "on_provider = pulumi.InvokeOutputOptions(provider=provider)\n"
+        "zones = aws.get_availability_zones_output(state='available', opts=on_provider)\n"
+        "pulumi.export('zones', zones.names)\n"
+        "pulumi.export('account', aws.get_caller_identity_output().account_id)\n"
+    )
+    result = run_program(stack_file=write_stack(one_region_stack()), program=invokes)
+    assert result.outputs["zones"] == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    assert result.outputs["account"] == "123456789012"
+
+
+def test_resources_are_placed_in_regions_by_name(write_stack: StackWriter, program: Path) -> None:
+    result = run(write_stack, program, "aws/us-east-1", "aws/eu-west-1")
+    assert result.region_keys == ["aws-us-east-1", "aws-eu-west-1"]
+    assert result.region_of(result.by_name("aws-eu-west-1-vllm")) == "aws-eu-west-1"
+    assert region_of("aws-us-east-1-local-vllm", ["aws-us-east-1", "aws-us-east-1-local"]) == "aws-us-east-1-local"
+    assert region_of("global-dns", result.region_keys) is None
