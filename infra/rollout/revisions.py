@@ -1,0 +1,114 @@
+"""What each region should serve (its revision, from the stack file) and what it does serve (the record).
+
+- `target_revisions` plans the stack and hashes, per region, what its models are served with
+  (image, engine arguments, model version, quantization): the revision a rollout moves to.
+- `RolloutRecord` is the stack config value `llmfleet:rollout` the Automation API deployer keeps:
+  per region, the deployed revisions, their traffic weights and the model settings each was built
+  from (so the old revision can still be built while the new one takes over, and rebuilt on rollback).
+  The Pulumi program reads it with `RolloutRecord.from_pulumi_config()`; no record: one revision,
+  the stack file's.
+- `wave_order` is the stack's region order for waves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from infra.config import DeploymentSpec
+from infra.rollout.deployer import ModelRevision, revision_id
+
+RECORD_KEY = "llmfleet:rollout"
+"""Stack config key (a JSON object) holding the RolloutRecord."""
+
+
+@dataclass(frozen=True)
+class RegionRevision:
+    id: str
+    models: tuple[ModelRevision, ...]
+    model_specs: tuple[dict[str, Any], ...]
+    """The stack file's `models:` entries of this region, as the record stores them."""
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.model for m in self.models]
+
+
+def wave_order(spec: DeploymentSpec) -> list[str]:
+    """`rollout.region_order`, or the secondaries in stack order and the primary last."""
+    if spec.rollout.region_order is not None:
+        return list(spec.rollout.region_order)
+    secondaries = [r.key for r in spec.regions if r.role != "primary"]
+    return secondaries + [r.key for r in spec.regions if r.role == "primary"]
+
+
+def target_revisions(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -> dict[str, RegionRevision]:
+    """Region key -> the revision the stack file describes there (plans the stack: may raise PlanningError)."""
+    from components.inference.service import engine_spec
+    from infra.planning import build_plan
+
+    plan = build_plan(stack, spec, base_dir)
+    revisions: dict[str, RegionRevision] = {}
+    for region in spec.regions:
+        models = [
+            ModelRevision(
+                model=d.model,
+                image=(engine := engine_spec(d)).image,
+                engine_args=tuple(engine.args),
+                model_version=d.hf_repo or d.model_id,
+                quantization=d.quantization.value,
+            )
+            for d in plan.deployments
+            if (d.cloud, d.region) == (region.cloud, region.region)
+        ]
+        specs = tuple(m.model_dump(mode="json", exclude_defaults=True) for m in spec.models_in(region))
+        revisions[region.key] = RegionRevision(revision_id(models), tuple(models), specs)
+    return revisions
+
+
+class DeployedRevision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weight: int = Field(ge=0, le=100, description="Percent of the region's requests.")
+    models: list[dict[str, Any]] = Field(description="The stack's `models:` entries this revision was built from.")
+
+
+class RolloutRecord(BaseModel):
+    """`llmfleet:rollout`: region key -> revision id -> its weight and model settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    regions: dict[str, dict[str, DeployedRevision]] = Field(default_factory=dict[str, dict[str, DeployedRevision]])
+
+    def weights(self, region: str) -> dict[str, int]:
+        return {revision: deployed.weight for revision, deployed in self.regions.get(region, {}).items()}
+
+    def with_revision(self, region: str, revision: str, models: Sequence[Mapping[str, Any]]) -> RolloutRecord:
+        """Deployed at 0% (kept as is when already there)."""
+        deployed = dict(self.regions.get(region, {}))
+        deployed.setdefault(revision, DeployedRevision(weight=0, models=[dict(m) for m in models]))
+        return RolloutRecord(regions={**self.regions, region: deployed})
+
+    def with_weights(self, region: str, weights: Mapping[str, int]) -> RolloutRecord:
+        deployed = self.regions.get(region, {})
+        missing = sorted(set(weights) - set(deployed))
+        if missing:
+            raise ValueError(f"{region}: revisions {missing} are not deployed; deployed: {sorted(deployed)}")
+        updated = {r: d.model_copy(update={"weight": weights.get(r, 0)}) for r, d in deployed.items()}
+        return RolloutRecord(regions={**self.regions, region: updated})
+
+    def without_revision(self, region: str, revision: str) -> RolloutRecord:
+        deployed = {r: d for r, d in self.regions.get(region, {}).items() if r != revision}
+        return RolloutRecord(regions={**self.regions, region: deployed})
+
+    @staticmethod
+    def from_pulumi_config() -> RolloutRecord:
+        """The running program's record (empty when the stack never had a rollout)."""
+        import pulumi
+
+        value = pulumi.Config("llmfleet").get_object("rollout")
+        return RolloutRecord.model_validate(value or {})
