@@ -7,10 +7,14 @@ Services, the gateway's namespace), not from the observability code.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import StackWriter, one_region_stack
 
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
@@ -205,6 +209,25 @@ def test_rules_carry_the_stacks_slo_and_autoscaling_thresholds(prod: OfflineRun)
         assert queue == scalers, region.key
         gpus = any(d.gpu for d in plan.deployments if (d.cloud, d.region) == (region.cloud, region.region))
         assert ("GPUXidError" in alerts) == gpus
+
+
+@pytest.mark.parametrize("name", ["prod", "local"])
+def test_every_rendered_rule_group_passes_promtool(
+    name: str, prod: OfflineRun, local: OfflineRun, tmp_path: Path
+) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is required in CI: apt-get install prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    run = {"prod": prod, "local": local}[name]
+    for key, observability in region_stacks(run).items():
+        groups = one(descendants(run, observability), RULE, key).inputs["spec"]["groups"]
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(yaml.safe_dump({"groups": groups}))
+        done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{key}: {done.stdout}{done.stderr}"
+        assert f"{sum(len(g['rules']) for g in groups)} rules found" in done.stdout
 
 
 def test_local_llama_cpp_queue_rule_uses_its_service_label(local: OfflineRun) -> None:
