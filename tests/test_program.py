@@ -378,6 +378,22 @@ def test_created_clusters_hand_their_kubeconfig_over_as_a_secret(stack: Stack) -
             assert "kubeconfig" not in provider.inputs, "the current kubeconfig is used as it is, never copied"
 
 
+def test_the_hf_token_reaches_every_server_through_a_secret(stack: Stack) -> None:
+    if stack.spec.huggingface_token_secret is None:
+        pytest.skip(f"stack {stack.name} downloads weights anonymously")
+    for region, plan in _plan_entries(stack):
+        pod = stack.named(f"{region.key}-{plan.model}-deployment", DEPLOYMENT).inputs["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        reference = env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]
+        (secret,) = [
+            r
+            for r in stack.in_region(region.key)
+            if r.type == "kubernetes:core/v1:Secret" and r.inputs["metadata"]["name"] == reference["name"]
+        ]
+        assert secret.inputs["stringData"][reference["key"]] == SECRET_PLACEHOLDER, secret.urn
+        assert _is_secret(secret, ("stringData", reference["key"])), f"{secret.urn}: the token is not secret"
+
+
 # --- secrets named in the stack ----------------------------------------------------------------
 
 
