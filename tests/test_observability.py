@@ -132,6 +132,8 @@ def test_stack_values_pick_up_the_projects_monitors_and_rules(prod: OfflineRun) 
             assert spec[f"{selector}SelectorNilUsesHelmValues"] is False, f"{key}: {selector} selector"
         assert spec["externalLabels"] == {"cloud": key.split("-")[0], "region": key.split("-", 1)[1]}
         assert spec["retention"] == "15d" and "remoteWrite" not in spec
+        # Not the chart's public default password: empty makes the Grafana chart generate one.
+        assert release.inputs["values"]["grafana"]["adminPassword"] == ""
 
 
 def test_dcgm_exporter_only_where_gpus_serve_and_it_tolerates_their_taint(prod: OfflineRun, local: OfflineRun) -> None:

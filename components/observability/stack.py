@@ -97,9 +97,11 @@ def stack_values(
             "passwordKey": GRAFANA_PASSWORD_KEY,
         }
     else:
-        # The chart's default password is the public "prom-operator"; without it the Grafana chart
-        # generates a random one into the Secret <release>-grafana (key admin-password).
-        grafana["adminPassword"] = None
+        # kube-prometheus-stack's default password is the public "prom-operator"; an empty one makes
+        # the Grafana chart generate a random password into the Secret <release>-grafana (key
+        # admin-password) and keep it across upgrades (its `grafana.password` helper looks it up).
+        # (Not None: Pulumi drops None values, which would leave the public default in place.)
+        grafana["adminPassword"] = ""
     return {
         "fullnameOverride": RELEASE,
         "prometheus": {"prometheusSpec": prometheus_spec},
