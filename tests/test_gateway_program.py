@@ -229,19 +229,26 @@ def test_fallback_only_for_the_models_the_stack_lists(stack: Stack) -> None:
 
 
 def test_a_missing_gateway_secret_names_its_field_before_any_resource(write_stack: StackWriter) -> None:
-    deployment = _deployment("dev")
-    path = write_stack(deployment, name="nokey")  # the tenant's secret is not set
+    deployment, secrets = _stack_config("dev")
+    del secrets["gatewayKeyDevTeam"]  # the tenant's key is not set; every other secret is
+    path = write_stack(deployment, name="nokey", **secrets)
     with pytest.raises(ConfigError, match=r"gateway\.tenants\[0\]\.api_key_secret.*gatewayKeyDevTeam"):
         run_program(stack_file=path)
     deployment["gateway"]["fallback"] = {"provider": "anthropic", "api_key_secret": "hosted", "models": {"chat": "x"}}
-    path = write_stack(deployment, name="nofallbackkey", gatewayKeyDevTeam="k")
+    path = write_stack(deployment, name="nofallbackkey", gatewayKeyDevTeam="k", **secrets)
     with pytest.raises(ConfigError, match=r"gateway\.fallback\.api_key_secret.*hosted"):
         run_program(stack_file=path)
 
 
-def _deployment(stack: str) -> dict[str, Any]:
-    document = yaml.safe_load((STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())
-    return document["config"]["llmfleet:deployment"]
+def _stack_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A shipped stack's deployment section and its secrets (key without `llmfleet:` -> placeholder)."""
+    config = yaml.safe_load((STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())["config"]
+    secrets = {k.removeprefix("llmfleet:"): "placeholder" for k, v in config.items() if _is_secure(v)}
+    return config["llmfleet:deployment"], secrets
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and list(value) == ["secure"]  # pyright: ignore[reportUnknownArgumentType]
 
 
 def _is_inference(obj: dict[str, Any]) -> bool:
