@@ -40,7 +40,7 @@ def health_check(
         check_interval_sec=check.interval_s,
         timeout_sec=CLOUD_DNS_CHECK_TIMEOUT_S,
         unhealthy_threshold=check.failure_threshold,
-        healthy_threshold=2,
+        healthy_threshold=2,  # GCP's default: two passing checks bring a region back
         source_regions=list(check.checker_regions or CLOUD_DNS_SOURCE_REGIONS),
         https_health_check=gcp.compute.HealthCheckHttpsHealthCheckArgs(
             port=HTTPS_PORT, request_path=check.path, host=domain

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 from components.traffic.regions import (
     AWS_LATENCY_REGION,
     CLOUD_DNS_MIN_INTERVAL_S,
+    CLOUD_DNS_SOURCE_REGIONS,
     ROUTE53_CHECKER_REGIONS,
     ROUTE53_MIN_CHECKER_REGIONS,
 )
@@ -105,9 +106,10 @@ class LoadBalancerSpec(Section):
                 f"health_check.interval_s: clouddns health checks run from source regions, which need an interval "
                 f"of at least {CLOUD_DNS_MIN_INTERVAL_S} s; set 30 or use provider route53"
             )
-        if checkers is not None and len(set(checkers)) != 3:
+        if checkers is not None and len(set(checkers)) != len(CLOUD_DNS_SOURCE_REGIONS):
             raise ValueError(
-                f"health_check.checker_regions: clouddns needs exactly 3 GCP source regions, got {checkers}"
+                f"health_check.checker_regions: clouddns needs exactly {len(CLOUD_DNS_SOURCE_REGIONS)} distinct GCP "
+                f"source regions, got {checkers}"
             )
         return self
 
