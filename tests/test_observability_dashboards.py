@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.inference.service import engine_spec
 from components.observability.dashboards import Dashboard, dashboards, node_usd_per_hour
 from components.observability.metrics import KNOWN, Kind, metric_names
 from components.observability.rules import RECORDED, TPOT_P95, SloTargets
@@ -140,6 +141,14 @@ def test_llama_cpp_cost_uses_its_own_counters() -> None:
 )
 def test_metric_names_reads_promql(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
+
+
+@pytest.mark.parametrize("stack", ["prod", "local"])
+def test_the_queue_gauges_keda_scales_on_are_in_the_list(stack: str) -> None:
+    """One list: the engines' autoscaling metric (components/inference) is one the list knows."""
+    for plan in plan_of(stack)[1]:
+        metric = engine_spec(plan).queue_metric
+        assert metric in KNOWN and KNOWN[metric].kind is Kind.GAUGE, metric
 
 
 def test_the_metric_list_follows_the_exporters_conventions() -> None:
