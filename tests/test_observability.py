@@ -149,6 +149,40 @@ def test_dcgm_exporter_only_where_gpus_serve_and_it_tolerates_their_taint(prod: 
         assert chart(descendants(local, observability), "dcgm-exporter") is None, "CPU-only region with dcgm"
 
 
+def _matches(labels: dict[str, str], term: dict[str, Any]) -> bool:
+    """Whether a node with these labels satisfies one nodeSelectorTerm."""
+    for expression in term["matchExpressions"]:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+    return True
+
+
+def test_dcgm_exporter_lands_on_every_gpu_pool_and_no_other(prod: OfflineRun) -> None:
+    pools = {"aws:eks/nodeGroup:NodeGroup": "labels", "gcp:container/nodePool:NodePool": "nodeConfig"}
+    for key, observability in region_stacks(prod).items():
+        release = chart(descendants(prod, observability), "dcgm-exporter")
+        assert release is not None
+        affinity = release.inputs["values"]["affinity"]["nodeAffinity"]
+        terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        gpu_pools = system_pools = 0
+        for pool in (r for r in prod.resources if r.type in pools and prod.region_of(r) == key):
+            inputs = pool.inputs if pools[pool.type] == "labels" else pool.inputs["nodeConfig"]
+            labels = inputs.get("labels") or {}
+            runs_there = any(_matches(labels, term) for term in terms)
+            if "system" in pool.name:
+                system_pools += 1
+                assert not runs_there, f"{pool.urn}: dcgm-exporter on a node without GPUs"
+            else:
+                gpu_pools += 1
+                assert runs_there, f"{pool.urn} ({labels}): GPU nodes dcgm-exporter would skip"
+        assert gpu_pools and system_pools, key
+
+
 @pytest.mark.parametrize("name", ["prod", "local"])
 def test_the_engine_monitor_selects_every_inference_service_and_its_port(
     name: str, prod: OfflineRun, local: OfflineRun

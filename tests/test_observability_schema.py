@@ -12,6 +12,7 @@ import pytest
 from conftest import StackWriter, one_region_stack
 
 from components.observability import AlertThresholds
+from components.observability.stack import REMOTE_WRITE_CREDENTIAL_KEY, REMOTE_WRITE_SECRET, RemoteWrite, stack_values
 from infra.config import PROJECT_ROOT, ConfigError, load_stack, parse_deployment
 from infra.offline import run_program
 from infra.planning import build_plan
@@ -143,3 +144,23 @@ def test_the_cli_exits_2_on_a_bad_section_without_a_traceback(write_stack: Stack
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{PREFIX}.retention" in done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_remote_write_authenticates_as_configured() -> None:
+    def remote(username: str | None, credential: bool) -> dict[str, Any]:
+        values = stack_values(
+            external_labels={},
+            retention="15d",
+            storage_gib=20,
+            remote_write=RemoteWrite("https://m/push", username, credential),
+            grafana_admin_secret=False,
+        )
+        return values["prometheus"]["prometheusSpec"]["remoteWrite"][0]
+
+    credential = {"name": REMOTE_WRITE_SECRET, "key": REMOTE_WRITE_CREDENTIAL_KEY}
+    assert remote("fleet", True)["basicAuth"]["password"] == credential
+    assert remote(None, True) == {
+        "url": "https://m/push",
+        "authorization": {"type": "Bearer", "credentials": credential},
+    }
+    assert remote(None, False) == {"url": "https://m/push"}
