@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from infra.schema.base import Section
@@ -52,6 +52,14 @@ class DeploymentSpec(Section):
         description="Secret stack config key holding a HuggingFace token for gated weights "
         "(`pulumi config set --secret <key> hf_...`); None downloads anonymously.",
     )
+
+    @field_validator("huggingface_token_secret")
+    @classmethod
+    def _bare_key(cls, key: str | None) -> str | None:
+        if key is not None and ":" in key:
+            bare = key.rsplit(":", 1)[1]
+            raise ValueError(f"give the key without its namespace, e.g. `{bare}` (read as llmfleet:<key>)")
+        return key
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

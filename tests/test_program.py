@@ -513,6 +513,13 @@ def test_a_bad_stack_stops_the_program_before_any_resource(
     assert registrations == [], f"registered before the error: {[r.urn for r in registrations]}"
 
 
+def test_the_token_key_is_a_bare_config_key(tmp_path: Path, registrations: list[RecordedResource]) -> None:
+    deployment = _local_stack(huggingface_token_secret="llmfleet:hfToken")
+    with pytest.raises(ConfigError, match=r"token_secret: give the key without its namespace, e\.g\. `hfToken`"):
+        run_program(stack_file=_write(tmp_path, "prefixed", deployment, hfToken="v1:x"))
+    assert registrations == []
+
+
 def test_the_spy_sees_registrations(tmp_path: Path, registrations: list[RecordedResource]) -> None:
     """The two tests above would pass vacuously if the spy saw nothing: it does see a good run."""
     run_program(stack_file=_write(tmp_path, "good", _local_stack()))
