@@ -13,16 +13,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 from conftest import StackWriter, one_region_stack
 
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from components.nodepool import GPU_TAINT_KEY
-from components.observability import stack
+from components.observability import Observability, ObservabilityArgs, SloTargets, stack
 from components.sizing.types import Engine
 from infra.config import load_stack
-from infra.offline import OfflineRun, RecordedResource, run_program
+from infra.offline import OfflineRun, RecordedResource, RecordingMocks, run_program
 from infra.planning import build_plan
 from infra.validate import validate_manifest
 
@@ -355,3 +356,38 @@ def test_turned_off_there_is_no_stack_and_keda_keeps_the_default_address(
     assert not [r for r in run.resources if r.type.startswith("kubernetes:monitoring.coreos.com")]
     (scaler,) = of_type(run.resources, SCALED_OBJECT)
     assert scaler.inputs["spec"]["triggers"][0]["metadata"]["serverAddress"] == stack.PROMETHEUS_URL
+
+
+def _standalone(**changes: Any) -> list[RecordedResource]:
+    """The component on its own, as another team's program would use it (dev's plan, mocks)."""
+    _, spec = load_stack("dev")
+    fields: dict[str, Any] = {
+        "cloud": "aws",
+        "region": "us-east-1",
+        "slo": SloTargets(ttft_p95_ms=800, tpot_p95_ms=60, e2e_p99_ms=30_000, error_rate=0.01),
+        "inference_namespace": "models",
+        "deployments": build_plan("dev", spec).deployments,
+        "queue_thresholds": {"chat": 4},
+    }
+    mocks = RecordingMocks().install()
+    args = ObservabilityArgs(**{**fields, **changes})
+    pulumi.runtime.test(lambda: Observability("obs", args) and None)()
+    return mocks.resources
+
+
+def test_standalone_component_follows_its_namespace_arguments() -> None:
+    resources = _standalone(namespace="telemetry")
+    (release,) = [r for r in of_type(resources, RELEASE) if r.inputs["chart"] == stack.CHART]
+    assert release.inputs["namespace"] == "telemetry"
+    args = ObservabilityArgs(cloud="aws", region="x", slo=SloTargets(1, 1, 1, 0), namespace="telemetry")
+    assert args.prometheus_url == "http://kube-prometheus-stack-prometheus.telemetry.svc.cluster.local:9090"
+    (monitor,) = of_type(resources, SERVICE_MONITOR)
+    assert monitor.inputs["spec"]["namespaceSelector"]["matchNames"] == ["models"]
+    (rule,) = of_type(resources, RULE)
+    queue = [r for g in rule.inputs["spec"]["groups"] for r in g["rules"] if r.get("alert") == "LLMQueueBacklog"]
+    assert [r["expr"].rsplit(" ", 1)[1] for r in queue] == ["4"]
+
+
+def test_standalone_component_refuses_a_model_without_queue_threshold() -> None:
+    with pytest.raises(ValueError, match=r"queue_thresholds has no entry for models \['chat'\]"):
+        _standalone(queue_thresholds={})

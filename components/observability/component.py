@@ -149,6 +149,9 @@ class Observability(pulumi.ComponentResource):
 
         custom("inference", "ServiceMonitor", inference_monitor_spec(args.inference_namespace))
         custom("gateway", "PodMonitor", gateway_monitor_spec())
+        missing = sorted({d.model for d in args.deployments} - set(args.queue_thresholds))
+        if missing:
+            raise ValueError(f"{name}: queue_thresholds has no entry for models {missing}")
         served = [
             ServedModel(d.model, object_name(d), d.engine, args.queue_thresholds[d.model]) for d in args.deployments
         ]
@@ -170,7 +173,7 @@ class Observability(pulumi.ComponentResource):
             self.dashboard_names.append(board.title)
 
         self.prometheus_url = args.prometheus_url
-        self.grafana_url = f"http://{stack.RELEASE}-grafana.{args.namespace}.svc.cluster.local"
+        self.grafana_url = stack.grafana_url(args.namespace)
         self.register_outputs(self.summary())
 
     def summary(self) -> dict[str, Any]:

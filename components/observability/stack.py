@@ -29,7 +29,12 @@ def prometheus_url(namespace: str = NAMESPACE) -> str:
 
 PROMETHEUS_URL = prometheus_url()
 """Where KEDA (and anything else in the cluster) reaches the region's Prometheus."""
-GRAFANA_URL = f"http://{RELEASE}-grafana.{NAMESPACE}.svc.cluster.local"
+
+
+def grafana_url(namespace: str = NAMESPACE) -> str:
+    """In-cluster URL of the release's Grafana (Service `<release>-grafana`, port 80)."""
+    return f"http://{RELEASE}-grafana.{namespace}.svc.cluster.local"
+
 
 DASHBOARD_LABEL = "grafana_dashboard"
 DASHBOARD_LABEL_VALUE = "1"
