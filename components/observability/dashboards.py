@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.observability.rules import E2E_P99, TPOT_P95, TTFT_P95, SloTargets, error_ratio
+from components.observability.rules import E2E_P99, GATEWAY_SERIES, TPOT_P95, TTFT_P95, SloTargets, error_ratio
 from components.sizing.plan import DeploymentPlan
 from components.sizing.types import Engine
 
@@ -311,7 +311,7 @@ def _gpus() -> Dashboard:
 
 
 def _gateway(slo: SloTargets) -> Dashboard:
-    traffic = 'envoy_http_conn_manager_prefix!~"eg-.*"'
+    traffic = GATEWAY_SERIES
     return Dashboard(
         "llmfleet-gateway",
         "llmfleet / Gateway",

@@ -24,7 +24,8 @@ GATEWAY_SERIES = 'envoy_http_conn_manager_prefix!~"eg-.*"'
 """Client traffic only: Envoy Gateway's own listeners (eg-stats-http, where Prometheus scrapes, and
 eg-ready-http, the readiness probe) are not requests to the models."""
 
-BURN_WINDOWS = {"5m": "5m", "30m": "30m", "1h": "1h", "6h": "6h"}
+BURN_WINDOWS = ("5m", "30m", "1h", "6h")
+"""The windows of the two burn-rate pairs (fast: 1h and 5m; slow: 6h and 30m)."""
 FAST_BURN = 14.4
 """Budget spent 14.4x too fast: 2% of a 30-day budget in one hour (pages)."""
 SLOW_BURN = 6.0
