@@ -157,16 +157,14 @@ def main() -> None:
     spec = from_pulumi_config()
     plan = build_plan(pulumi.get_stack(), spec)
     secrets = resolve_secrets(spec)
+    # Every region's arguments before any resource: an error in the last region leaves nothing half-built.
+    regions = [(region, fleet_args(spec, region, plan, secrets)) for region in spec.regions]
     endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
     gateway_endpoints: dict[str, pulumi.Output[str]] = {}
     monitoring: dict[str, dict[str, Any]] = {}
     fleets: list[RegionalFleet] = []
-    for region in spec.regions:
-        fleet = RegionalFleet(
-            region.key,
-            fleet_args(spec, region, plan, secrets),
-            opts=pulumi.ResourceOptions(providers=cloud_providers(spec, region)),
-        )
+    for region, args in regions:
+        fleet = RegionalFleet(region.key, args, opts=pulumi.ResourceOptions(providers=cloud_providers(spec, region)))
         endpoints[region.key] = fleet.endpoints
         fleets.append(fleet)
         if fleet.gateway is not None:
