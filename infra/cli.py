@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-COMMAND_MODULES = ["plan", "render", "loadtest"]
+COMMAND_MODULES = ["plan", "render", "loadtest", "rollout"]
 
 
 @app.callback()

@@ -37,10 +37,12 @@ OPEN_LOOP_SUITES = {"rate", "failover"}
 def parse_steps(text: str) -> list[int]:
     try:
         steps = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--steps {text!r}: not a list of whole percentages; e.g. --steps 5,25,100") from None
+    try:
         check_steps(steps)
     except ValueError as exc:
-        detail = str(exc) if "steps:" in str(exc) else "not a list of whole percentages"
-        raise UsageError(f"--steps {text!r}: {detail.removeprefix('steps: ')}; e.g. --steps 5,25,100") from None
+        raise UsageError(f"--steps {text!r}: {exc}; e.g. --steps 5,25,100") from None
     return steps
 
 
@@ -50,6 +52,10 @@ def check_suite(suite: str) -> None:
     known = [s for s in suites() if s not in OPEN_LOOP_SUITES]
     if suite not in known:
         raise UsageError(f"--suite {suite!r}: a rollout gates on one of {known}")
+
+
+def pulumi_available() -> bool:
+    return shutil.which("pulumi") is not None
 
 
 class StackDeployer(Deployer, Protocol):
@@ -62,7 +68,7 @@ class StackDeployer(Deployer, Protocol):
 
 def make_deployer(stack: str, target: Mapping[str, RegionRevision]) -> StackDeployer:
     """The Automation API deployer (tests replace this)."""
-    if shutil.which("pulumi") is None:
+    if not pulumi_available():
         raise UsageError(
             "llmfleet rollout drives `pulumi up`: install the Pulumi CLI (https://www.pulumi.com/docs/install/)"
         )
@@ -125,7 +131,7 @@ def register(app: typer.Typer) -> None:
         order = wave_order(spec)
         if dry_run:
             typer.echo(describe_plan(order, target, chosen_steps))
-            if shutil.which("pulumi") is None:
+            if not pulumi_available():
                 typer.echo("(no Pulumi CLI here: the preview is skipped)")
                 return
         deployer = make_deployer(name, target)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from infra.schema.base import Section
 
@@ -38,10 +37,11 @@ class RolloutSpec(Section):
     suite: str = Field(default="steady", pattern=r"^[a-z][a-z0-9_]*$", description="Load-test suite of the gate.")
     users: int = Field(default=8, ge=1, le=1000, description="Concurrent users the suite runs with.")
 
-    @model_validator(mode="after")
-    def _steps_climb(self) -> Self:
-        check_steps(self.steps)
-        return self
+    @field_validator("steps")
+    @classmethod
+    def _steps_climb(cls, steps: list[int]) -> list[int]:
+        check_steps(steps)
+        return steps
 
     def check_regions(self, keys: Sequence[str]) -> None:
         """Cross-check against the stack's regions (called by DeploymentSpec)."""
@@ -61,8 +61,8 @@ class RolloutSpec(Section):
 def check_steps(steps: Sequence[int]) -> None:
     """Steps are percentages from 1 to 100 that only go up (also used for --steps)."""
     if not steps:
-        raise ValueError("steps: give at least one percentage, e.g. 5,25,100")
+        raise ValueError("give at least one percentage, e.g. 5,25,100")
     if any(not 1 <= s <= 100 for s in steps):
-        raise ValueError(f"steps: each step is a percentage from 1 to 100, got {list(steps)}")
+        raise ValueError(f"each step is a percentage from 1 to 100, got {list(steps)}")
     if any(b <= a for a, b in pairwise(steps)):
-        raise ValueError(f"steps: must strictly increase, got {list(steps)}")
+        raise ValueError(f"must strictly increase, got {list(steps)}")
