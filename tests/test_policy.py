@@ -1,0 +1,422 @@
+"""The policy pack: each rule on passing and failing resources, the pulumi_policy wiring, and the
+shipped stacks' resources (run under the offline engine) through every rule."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy import Secret as PolicySecret
+from pulumi_policy.deserialize import deserialize_properties, serialize_properties
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+from infra.config import load_stack
+from infra.offline import OfflineRun, RecordedResource, run_program
+from infra.policy import policies, rules
+from infra.policy.rules import Resource, Secret
+
+STACK_URN = "urn:pulumi:t::llmfleet::pulumi:pulumi:Stack::llmfleet-t"
+
+
+def urn(name: str, type_: str, *ancestors: str) -> str:
+    return f"urn:pulumi:t::llmfleet::{'$'.join([*ancestors, type_])}::{name}"
+
+
+def node_group(*types: str, taints: Any = None, spot: bool = False, model: str = "m") -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "amiType": "AL2023_x86_64_NVIDIA",
+        "instanceTypes": list(types),
+        "labels": {"llmfleet.dev/model": model},
+        "capacityType": "SPOT" if spot else "ON_DEMAND",
+    }
+    if taints is not False:
+        props["taints"] = taints or [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+    return props
+
+
+def gke_pool(machine: str, gpus: int, taints: bool = True, spot: bool = False, model: str = "m") -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "machineType": machine,
+        "guestAccelerators": [{"type": "nvidia-l4", "count": gpus}] if gpus else [],
+        "labels": {"llmfleet.dev/model": model},
+        "spot": spot,
+    }
+    if taints:
+        config["taints"] = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}]
+    return {"nodeConfig": config, "location": "us-central1"}
+
+
+def deployment(
+    gpus: int = 1, tolerations: Any = None, inference: bool = True, selector: Any = None, **container: Any
+) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/component": "inference" if inference else "web"}
+    resources = {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}
+    spec: dict[str, Any] = {
+        "nodeSelector": {"llmfleet.dev/model": "m"} if selector is None else selector,
+        "containers": [{"name": "server", "image": "vllm/vllm-openai:v0.27.1", "resources": resources, **container}],
+    }
+    if tolerations is not False:
+        spec["tolerations"] = tolerations or [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return {"metadata": {"name": "m", "namespace": "llmfleet", "labels": labels}, "spec": {"template": {"spec": spec}}}
+
+
+def service(kind: str = "ClusterIP", inference: bool = True, name: str = "m") -> dict[str, Any]:
+    labels = {"app.kubernetes.io/component": "inference" if inference else "web"}
+    return {"metadata": {"name": name, "namespace": "llmfleet", "labels": labels}, "spec": {"type": kind}}
+
+
+# --- GPU pools ------------------------------------------------------------------------------------
+
+
+def test_gpu_pools_carry_the_gpu_taint() -> None:
+    assert rules.gpu_pool_taint(rules.NODE_GROUP, node_group("g6.xlarge", "g6.2xlarge")) == []
+    assert rules.gpu_pool_taint(rules.NODE_POOL, gke_pool("g2-standard-8", 1)) == []
+    (untainted,) = rules.gpu_pool_taint(rules.NODE_GROUP, node_group("g6.xlarge", taints=False))
+    assert "no nvidia.com/gpu NoSchedule taint in taints" in untainted
+    soft = [{"key": "nvidia.com/gpu", "effect": "PREFER_NO_SCHEDULE"}]
+    assert rules.gpu_pool_taint(rules.NODE_GROUP, node_group("g6.xlarge", taints=soft)), "must be NoSchedule"
+    assert rules.gpu_pool_taint(rules.NODE_POOL, gke_pool("g2-standard-8", 1, taints=False))
+
+
+def test_pools_without_gpus_need_no_taint() -> None:
+    cpu_group = {**node_group("m6i.xlarge", taints=False), "amiType": "AL2023_x86_64_STANDARD"}
+    assert rules.gpu_pool_taint(rules.NODE_GROUP, cpu_group) == []
+    assert rules.gpu_pool_taint(rules.NODE_POOL, gke_pool("e2-standard-4", 0, taints=False)) == []
+    legacy_gpu_ami = {**node_group("g5.xlarge", taints=False), "amiType": "AL2_x86_64_GPU"}
+    assert rules.gpu_pool_taint(rules.NODE_GROUP, legacy_gpu_ami), "AL2's GPU AMI is an NVIDIA AMI too"
+
+
+# --- inference pods -------------------------------------------------------------------------------
+
+
+def test_inference_pods_with_gpus_tolerate_the_taint() -> None:
+    assert rules.inference_pod_tolerations(rules.DEPLOYMENT, deployment()) == []
+    equal = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
+    assert rules.inference_pod_tolerations(rules.DEPLOYMENT, deployment(tolerations=equal)) == []
+    (missing,) = rules.inference_pod_tolerations(rules.DEPLOYMENT, deployment(gpus=2, tolerations=False))
+    assert "request 2 GPU(s) but do not tolerate" in missing
+    other = [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]
+    assert rules.inference_pod_tolerations(rules.DEPLOYMENT, deployment(tolerations=other))
+    assert rules.inference_pod_tolerations(rules.DEPLOYMENT, deployment(gpus=0, tolerations=False)) == []
+    web = deployment(tolerations=False, inference=False)
+    assert rules.inference_pod_tolerations(rules.DEPLOYMENT, web) == [], "only inference pods are checked"
+
+
+def cluster(*members: tuple[str, str, dict[str, Any]], key: str = "fleet-a", region: str = "") -> list[Resource]:
+    return [Resource(type_, name, urn(name, type_), props, key, region) for name, type_, props in members]
+
+
+def test_inference_pods_fit_their_pools() -> None:
+    pools = [("pool", rules.NODE_GROUP, node_group("g6.xlarge", "g6.12xlarge"))]
+    assert rules.inference_pods_fit_pools(cluster(*pools, ("m", rules.DEPLOYMENT, deployment(gpus=1)))) == []
+    (too_many,) = rules.inference_pods_fit_pools(cluster(*pools, ("m", rules.DEPLOYMENT, deployment(gpus=4))))
+    assert "request 4 GPUs; pool pool's g6.xlarge nodes have 1" in too_many[0]
+    assert too_many[1] == urn("m", rules.DEPLOYMENT)
+    (none,) = rules.inference_pods_fit_pools(cluster(*pools, ("m", rules.DEPLOYMENT, deployment(gpus=0))))
+    assert "request no GPU but are placed on GPU pool pool" in none[0]
+    lost = deployment(selector={"llmfleet.dev/model": "other"})
+    (unplaced,) = rules.inference_pods_fit_pools(cluster(*pools, ("m", rules.DEPLOYMENT, lost)))
+    assert "no node pool of the cluster has" in unplaced[0]
+
+
+def test_pod_must_tolerate_the_pools_taint_value() -> None:
+    pools = [("pool", rules.NODE_POOL, gke_pool("g2-standard-8", 1))]
+    wrong = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}]
+    (violation,) = rules.inference_pods_fit_pools(
+        cluster(*pools, ("m", rules.DEPLOYMENT, deployment(tolerations=wrong)))
+    )
+    assert "do not tolerate pool pool's taint" in violation[0]
+
+
+def test_pools_of_other_clusters_and_existing_clusters_are_not_matched() -> None:
+    eight_gpus = deployment(gpus=8)
+    resources = cluster(("pool", rules.NODE_POOL, gke_pool("g2-standard-8", 1)), key="gcp")
+    resources += cluster(("pool8", rules.NODE_GROUP, node_group("p5.48xlarge")), ("m", rules.DEPLOYMENT, eight_gpus))
+    assert rules.inference_pods_fit_pools(resources) == []
+    assert rules.inference_pods_fit_pools(cluster(("m", rules.DEPLOYMENT, eight_gpus), key="byo")) == []
+
+
+# --- exposure -------------------------------------------------------------------------------------
+
+
+def test_inference_services_stay_inside_the_cluster() -> None:
+    assert rules.inference_service_type(rules.SERVICE, service()) == []
+    assert rules.inference_service_type(rules.SERVICE, {"metadata": service()["metadata"]}) == [], "default type"
+    (lb,) = rules.inference_service_type(rules.SERVICE, service("LoadBalancer"))
+    assert "type LoadBalancer" in lb and "gateway" in lb
+    assert rules.inference_service_type(rules.SERVICE, service("NodePort"))
+    assert rules.inference_service_type(rules.SERVICE, service("LoadBalancer", inference=False)) == []
+
+
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+
+
+def route_to(name: str, namespace: str = "llmfleet") -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace}, "spec": {"rules": [{"backendRefs": [{"name": name, "port": 8000}]}]}}
+
+
+def test_only_the_gateway_routes_to_inference_services() -> None:
+    svc = Resource(rules.SERVICE, "m", urn("m", rules.SERVICE), service(), "fleet-a")
+    gateway_route_urn = urn("r", HTTP_ROUTE, "llmfleet:fleet:RegionalFleet", rules.GATEWAY_COMPONENT_TYPE)
+    gateway_route = Resource(HTTP_ROUTE, "r", gateway_route_urn, route_to("m"), "fleet-a")
+    assert rules.inference_only_through_gateway([svc, gateway_route]) == []
+    rogue = Resource(HTTP_ROUTE, "rogue", urn("rogue", HTTP_ROUTE), route_to("m"), "fleet-a")
+    ((message, at),) = rules.inference_only_through_gateway([svc, rogue])
+    assert "HTTPRoute sends traffic to inference Service llmfleet/m outside the gateway" in message
+    assert at == rogue.urn
+    assert rules.inference_only_through_gateway([svc, rogue.__class__(**{**rogue.__dict__, "cluster": "b"})]) == []
+    elsewhere = Resource(HTTP_ROUTE, "x", urn("x", HTTP_ROUTE), route_to("m", namespace="other"), "fleet-a")
+    assert rules.inference_only_through_gateway([svc, elsewhere]) == [], "a Service m in another namespace"
+
+
+def test_ingresses_and_envoy_backends_count_as_routes() -> None:
+    svc = Resource(rules.SERVICE, "m", urn("m", rules.SERVICE), service(), "fleet-a")
+    ingress_props = {
+        "metadata": {"namespace": "llmfleet"},
+        "spec": {"rules": [{"http": {"paths": [{"backend": {"service": {"name": "m", "port": {"number": 80}}}}]}}]},
+    }
+    ingress = Resource(rules.INGRESS, "i", urn("i", rules.INGRESS), ingress_props, "fleet-a")
+    backend_props = {"spec": {"endpoints": [{"fqdn": {"hostname": "m.llmfleet.svc.cluster.local", "port": 8000}}]}}
+    backend = Resource(rules.ENVOY_BACKEND, "b", urn("b", rules.ENVOY_BACKEND), backend_props, "fleet-a")
+    violations = rules.inference_only_through_gateway([svc, ingress, backend])
+    assert [at for _, at in violations] == [ingress.urn, backend.urn]
+
+
+# --- credentials ----------------------------------------------------------------------------------
+
+
+def test_credentials_are_not_in_plain_sight_in_the_cluster() -> None:
+    from_secret = {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+    assert rules.credentials_in_plain_text(rules.DEPLOYMENT, deployment(env=[from_secret])) == []
+    literal = deployment(env=[{"name": "HF_TOKEN", "value": "hf_abc"}, {"name": "PORT", "value": "8000"}])
+    (env,) = rules.credentials_in_plain_text(rules.DEPLOYMENT, literal)
+    assert "env HF_TOKEN is a literal value" in env
+    (arg,) = rules.credentials_in_plain_text(rules.DEPLOYMENT, deployment(args=["--api-key=s3cr3t", "--port=8000"]))
+    assert "--api-key=..." in arg
+    config_map = {"data": {"OPENAI_API_KEY": "sk", "tokens_per_minute": "1000", "secretName": "x"}}
+    assert rules.credentials_in_plain_text(rules.CONFIG_MAP, config_map) == [
+        "ConfigMap key OPENAI_API_KEY holds a credential: put it in a Secret"
+    ]
+
+
+def test_credentials_are_pulumi_secrets() -> None:
+    secret = {"stringData": {"token": Secret("hf_abc")}, "metadata": {"name": "hf"}}
+    assert rules.unmarked_credentials(rules.SECRET, secret) == []
+    assert rules.unmarked_credentials(rules.SECRET, {"stringData": Secret({"token": "hf_abc"})}) == []
+    assert rules.unmarked_credentials(rules.SECRET, {"stringData": {"token": "hf_abc"}}) == [("stringData", "token")]
+    provider = {"kubeconfig": "apiVersion: v1\n...", "namespace": "x"}
+    assert rules.unmarked_credentials("pulumi:providers:kubernetes", provider) == [("kubeconfig",)]
+    values = {"values": {"grafana": {"adminPassword": "pw", "admin": {"existingSecret": "g"}}, "tokenLimit": 5}}
+    assert rules.unmarked_credentials(rules.HELM_RELEASE, values) == [("values", "grafana", "adminPassword")]
+    env = deployment(env=[{"name": "HF_TOKEN", "value": "hf_abc"}])
+    assert rules.unmarked_credentials(rules.DEPLOYMENT, env) == [
+        ("spec", "template", "spec", "containers", 0, "env", 0, "value")
+    ]
+    refs = {"spec": {"apiKey": {"secretRef": {"name": "openai"}}}}
+    assert rules.unmarked_credentials("kubernetes:aigateway.envoyproxy.io/v1alpha1:BackendSecurityPolicy", refs) == []
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "problem"),
+    [
+        ("vllm/vllm-openai:v0.27.1", None),
+        ("ghcr.io/ggml-org/llama.cpp:server-b4500", None),
+        ("redis@sha256:" + "a" * 64, None),
+        ("localhost:5000/vllm", "has no tag (it means latest)"),
+        ("vllm/vllm-openai", "has no tag (it means latest)"),
+        ("vllm/vllm-openai:latest", "uses the latest tag"),
+    ],
+)
+def test_image_tags(image: str, problem: str | None) -> None:
+    assert rules.image_tag_problem(image) == problem
+    found = rules.pinned_images(rules.DEPLOYMENT, deployment(image=image))
+    assert bool(found) == bool(problem), found
+
+
+def test_helm_releases_pin_chart_and_image_versions() -> None:
+    pinned = {"chart": "keda", "version": "2.17.2", "values": {"image": {"tag": "2.17.2"}}}
+    assert rules.pinned_images(rules.HELM_RELEASE, pinned) == []
+    floating = {"chart": "keda", "values": {"operator": {"image": {"tag": "latest"}}, "sidecar": {"image": "busybox"}}}
+    assert rules.pinned_images(rules.HELM_RELEASE, floating) == [
+        "Helm chart keda has no version: pin one (the newest changes under you)",
+        "Helm values.operator.image.tag is latest: pin a version tag",
+        "Helm values.sidecar.image has no tag (it means latest): pin a version tag",
+    ]
+
+
+# --- capacity (advisory) --------------------------------------------------------------------------
+
+
+def test_a_single_machine_type_is_a_warning() -> None:
+    assert rules.single_machine_type(cluster(("g", rules.NODE_GROUP, node_group("g6.xlarge", "g5.xlarge")))) == []
+    ((message, _),) = rules.single_machine_type(cluster(("g", rules.NODE_GROUP, node_group("g6.xlarge"))))
+    assert "GPU capacity for m is one machine type (g6.xlarge)" in message
+    one_gke = cluster(("p", rules.NODE_POOL, gke_pool("g2-standard-8", 1)))
+    assert rules.single_machine_type(one_gke)
+    with_fallback = cluster(
+        ("p", rules.NODE_POOL, gke_pool("g2-standard-8", 1)), ("f", rules.NODE_POOL, gke_pool("g2-standard-24", 2))
+    )
+    assert rules.single_machine_type(with_fallback) == [], "a GKE fallback pool with another machine type"
+
+
+def test_spot_only_capacity_in_a_primary_region_is_a_warning() -> None:
+    spot = cluster(("g", rules.NODE_GROUP, node_group("g6.xlarge", "g5.xlarge", spot=True)), region="aws-us-east-1")
+    ((message, _),) = rules.spot_only_in_primary(spot, ["aws-us-east-1"])
+    assert "primary region aws-us-east-1: every GPU pool for m is spot" in message
+    assert rules.spot_only_in_primary(spot, ["gcp-us-central1"]) == [], "spot in a secondary region is fine"
+    mixed = cluster(
+        ("p", rules.NODE_POOL, gke_pool("g2-standard-8", 1, spot=True)),
+        ("f", rules.NODE_POOL, gke_pool("g2-standard-24", 2)),
+        region="gcp-us-central1",
+    )
+    assert rules.spot_only_in_primary(mixed, ["gcp-us-central1"]) == [], "one on-demand pool is the fallback"
+
+
+def test_region_keys() -> None:
+    assert rules.region_key(rules.NODE_GROUP, {}, {"region": "eu-west-1"}) == "aws-eu-west-1"
+    assert rules.region_key(rules.NODE_POOL, {"location": "us-central1-a"}, {}) == "gcp-us-central1"
+    assert rules.region_key(rules.DEPLOYMENT, {}, {}) == ""
+
+
+# --- the pulumi_policy wiring ---------------------------------------------------------------------
+
+
+def policy(name: str) -> Any:
+    (found,) = [p for p in policies.POLICIES if p.name == name]
+    return found
+
+
+def options() -> PolicyResourceOptions:
+    return PolicyResourceOptions(False, [], None, [], None, [], None)  # type: ignore[arg-type]
+
+
+def validate(name: str, type_: str, props: dict[str, Any]) -> list[tuple[str, str | None]]:
+    reported: list[tuple[str, str | None]] = []
+    args = ResourceValidationArgs(type_, unknown_checking_proxy(props), urn("r", type_), "r", options(), None)
+    policy(name).validate(args, lambda message, at=None: reported.append((message, at)))
+    return reported
+
+
+def test_resource_policies_report_through_pulumi_policy() -> None:
+    ((message, at),) = validate("gpu-pool-taint", rules.NODE_GROUP, node_group("g6.xlarge", taints=False))
+    assert "no nvidia.com/gpu NoSchedule taint" in message and at == urn("r", rules.NODE_GROUP)
+    assert validate("gpu-pool-taint", rules.NODE_GROUP, node_group("g6.xlarge")) == []
+    assert validate("pinned-image-tags", rules.DEPLOYMENT, deployment(image="vllm/vllm-openai:latest"))
+
+
+def test_unknown_inputs_in_a_preview_make_a_rule_not_applicable() -> None:
+    props = node_group("g6.xlarge", taints=False) | {"clusterName": UNKNOWN_STRING_VALUE}
+    with pytest.raises(Exception) as raised:  # pulumi_policy's private _NotApplicableError
+        validate("gpu-pool-taint", rules.NODE_GROUP, props)
+    assert type(raised.value).__name__ == "_NotApplicableError"
+    assert "unknown until the update" in raised.value.reason  # type: ignore[attr-defined]
+
+
+def test_remediation_makes_credentials_secrets() -> None:
+    wire = serialize_properties({"stringData": {"token": "hf_abc"}, "metadata": {"name": "hf"}})
+    props = unknown_checking_proxy(deserialize_properties(dict(wire), True))
+    args = ResourceValidationArgs(rules.SECRET, props, urn("s", rules.SECRET), "s", options(), None)
+    remediated = policy("api-keys-are-secrets").remediate(args)
+    assert isinstance(remediated["stringData"]["token"], PolicySecret)
+    assert remediated["stringData"]["token"].value == "hf_abc"
+    assert remediated["metadata"] == {"name": "hf"}
+    already = serialize_properties({"stringData": PolicySecret({"token": "hf_abc"})})
+    args = ResourceValidationArgs(
+        rules.SECRET,
+        unknown_checking_proxy(deserialize_properties(dict(already), True)),
+        urn("s", rules.SECRET),
+        "s",
+        options(),
+        None,
+    )
+    assert policy("api-keys-are-secrets").remediate(args) is None, "nothing to do"
+
+
+def policy_resource(type_: str, name: str, props: dict[str, Any], parent: PolicyResource | None) -> PolicyResource:
+    return PolicyResource(type_, unknown_checking_proxy(props), urn(name, type_), name, options(), None, parent, [], {})
+
+
+def test_stack_policies_group_by_top_level_component() -> None:
+    stack = policy_resource("pulumi:pulumi:Stack", "llmfleet-t", {}, None)
+    reports: list[tuple[str, str | None]] = []
+    for fleet_name in ("aws-a", "gcp-b"):
+        fleet = policy_resource("llmfleet:fleet:RegionalFleet", fleet_name, {}, stack)
+        pool = policy_resource(rules.NODE_GROUP, f"{fleet_name}-pool", node_group("g6.xlarge", "g5.xlarge"), fleet)
+        gpus = 1 if fleet_name == "aws-a" else 4
+        pod = policy_resource(rules.DEPLOYMENT, f"{fleet_name}-m", deployment(gpus=gpus), pool.parent)
+        args = StackValidationArgs([stack, fleet, pool, pod])
+        policy("inference-pods-fit-their-pool").validate(args, lambda m, at=None: reports.append((m, at)))
+    assert [at for _, at in reports] == [urn("gcp-b-m", rules.DEPLOYMENT)] * 2, reports
+
+
+# --- the shipped stacks ---------------------------------------------------------------------------
+
+
+def as_rule_resources(run: OfflineRun) -> list[Resource]:
+    """The run's resources as the pack's stack rules see them (secret inputs wrapped in rules.Secret)."""
+    by_urn = {r.urn: r for r in run.resources}
+
+    def top(resource: RecordedResource) -> str:
+        while resource.parent in by_urn:
+            resource = by_urn[resource.parent]
+        return resource.urn
+
+    found: list[Resource] = []
+    for r in run.resources:
+        props = wrap_secrets(r.inputs, r.secret_paths)
+        provider = by_urn[r.provider].inputs if r.provider in by_urn else {}
+        found.append(Resource(r.type, r.name, r.urn, props, top(r), rules.region_key(r.type, r.inputs, provider)))
+    return found
+
+
+def wrap_secrets(value: Any, paths: frozenset[tuple[str | int, ...]], here: tuple[str | int, ...] = ()) -> Any:
+    if here in paths:
+        return Secret(value)
+    if isinstance(value, dict):
+        return {k: wrap_secrets(v, paths, (*here, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [wrap_secrets(v, paths, (*here, i)) for i, v in enumerate(value)]
+    return value
+
+
+RESOURCE_RULES: list[Callable[[str, rules.Props], list[Any]]] = [
+    rules.gpu_pool_taint,
+    rules.inference_pod_tolerations,
+    rules.inference_service_type,
+    rules.credentials_in_plain_text,
+    rules.unmarked_credentials,
+    rules.pinned_images,
+]
+
+
+STACK_RULES = [rules.inference_pods_fit_pools, rules.inference_only_through_gateway, rules.single_machine_type]
+
+
+@pytest.fixture(scope="module", params=["dev", "prod", "local"])
+def shipped(request: pytest.FixtureRequest) -> tuple[str, list[Resource]]:
+    return request.param, as_rule_resources(run_program(request.param))
+
+
+def test_shipped_stacks_pass_every_rule(shipped: tuple[str, list[Resource]]) -> None:
+    stack, resources = shipped
+    _, spec = load_stack(stack)
+    primary = [region.key for region in spec.regions if region.role == "primary"]
+    found = [(rule.__name__, r.urn, v) for rule in RESOURCE_RULES for r in resources for v in rule(r.type, r.props)]
+    for stack_rule in STACK_RULES:
+        found += [(stack_rule.__name__, at, message) for message, at in stack_rule(resources)]
+    found += [("spot_only_in_primary", at, m) for m, at in rules.spot_only_in_primary(resources, primary)]
+    assert found == []
+
+
+def test_shipped_stacks_give_the_rules_something_to_check(shipped: tuple[str, list[Resource]]) -> None:
+    """Guard against a vacuous pass: the rules must have met inference pods, Services and (in the
+    cloud stacks) GPU pools, and images."""
+    stack, resources = shipped
+    inference_pods = [r for r in resources if r.type == rules.DEPLOYMENT and rules.is_inference(r.props)]
+    assert inference_pods and any(r.type == rules.SERVICE and rules.is_inference(r.props) for r in resources)
+    pools = [r for r in resources if rules.gpu_pool(r.type, r.props)]
+    assert bool(pools) == (stack != "local"), "local runs on CPU with the cluster it is given"
+    assert any(isinstance(v, Secret) for r in resources for v in r.props.values()) or stack == "local"
