@@ -104,8 +104,8 @@ def create_gke(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         opts=child,
     )
 
-    # The system pool exists before any GPU pool, which is also what makes GKE taint GPU pools
-    # automatically (it does not when every pool of a cluster has GPUs).
+    # Untainted nodes for KEDA, the gateway and monitoring. GPU pools declare the nvidia.com/gpu taint
+    # themselves (GKE adds it only when the cluster also has a non-GPU pool), so pool order is free.
     system_pool = gcp.container.NodePool(
         f"{name}-system",
         cluster=cluster.name,
