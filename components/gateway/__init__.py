@@ -2,6 +2,7 @@
 
 from components.gateway.component import Gateway, GatewayArgs
 from components.gateway.types import (
+    CanaryBackend,
     Fallback,
     FallbackProvider,
     JwtAuth,
@@ -12,6 +13,7 @@ from components.gateway.types import (
 )
 
 __all__ = [
+    "CanaryBackend",
     "Fallback",
     "FallbackProvider",
     "Gateway",

@@ -146,6 +146,13 @@ class Gateway(pulumi.ComponentResource):
             self._custom(f"{model.model}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
             spec = routes.ai_service_backend_spec(backend)
             self._custom(f"{model.model}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
+            if model.canary is not None:
+                canary, role = model.canary, f"{model.model}-{model.canary.revision}"
+                backend = names.backend(model.model, canary.revision)
+                spec = routes.backend_spec(canary.service_name, args.namespace, canary.port)
+                self._custom(f"{role}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
+                spec = routes.ai_service_backend_spec(backend)
+                self._custom(f"{role}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
         fallback_models = args.fallback.models if args.fallback else None
         spec = routes.route_spec(names, args.models, args.request_timeout_s, fallback_models)
         self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)

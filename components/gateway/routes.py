@@ -49,8 +49,9 @@ class Names:
     def envoy_service(self) -> str:
         return f"{self.base}-envoy"
 
-    def backend(self, model: str) -> str:
-        return f"{self.base}-{model}"
+    def backend(self, model: str, revision: str | None = None) -> str:
+        """A model's Backend and AIServiceBackend; a canary revision's have the revision appended."""
+        return f"{self.base}-{model}" + (f"-{revision}" if revision else "")
 
     @property
     def fallback(self) -> str:
@@ -159,6 +160,11 @@ def route_spec(
     rules: list[dict[str, Any]] = []
     for backend in models:
         refs: list[dict[str, Any]] = [{"name": names.backend(backend.model), "priority": 0}]
+        if backend.canary is not None:
+            # Weighted split between the two revisions (same priority); a weight of 0 takes no requests.
+            canary = backend.canary
+            refs[0]["weight"] = 100 - canary.weight
+            refs.append({"name": names.backend(backend.model, canary.revision), "priority": 0, "weight": canary.weight})
         if backend.model in fallback_models:
             refs.append({"name": names.fallback, "priority": 1, "modelNameOverride": fallback_models[backend.model]})
         rules.append(

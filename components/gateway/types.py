@@ -84,6 +84,23 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class CanaryBackend:
+    """A second revision of a model beside the first, taking a share of its requests (`llmfleet rollout`)."""
+
+    revision: str
+    """Revision id; names the canary's Backend objects (`<gateway>-<model>-<revision>`)."""
+    service_name: pulumi.Input[str]
+    """The canary InferenceService's ClusterIP Service, in the gateway's namespace."""
+    weight: int
+    """Percent of the model's requests sent to the canary (0-100); the first revision gets the rest."""
+    port: int = 8000
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 100:
+            raise ValueError(f"canary {self.revision}: weight {self.weight} is not a percentage (0-100)")
+
+
+@dataclass(frozen=True)
 class ModelBackend:
     """One served model behind the gateway: the region's InferenceService for it."""
 
@@ -92,3 +109,5 @@ class ModelBackend:
     service_name: pulumi.Input[str]
     """The InferenceService's ClusterIP Service, in the gateway's namespace."""
     port: int = 8000
+    canary: CanaryBackend | None = None
+    """During a rollout or an A/B test: a second revision and its share of this model's requests."""

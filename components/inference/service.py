@@ -67,6 +67,9 @@ class InferenceServiceArgs:
     """Storage class of the cache claim; None uses the cluster's default."""
     scaler_depends_on: Sequence[pulumi.Resource] = ()
     """What the ScaledObject waits for: the KEDA release that installs its CRD."""
+    revision: str | None = None
+    """Rollout revision id (`llmfleet rollout`): suffixes every object name (`<model>-<revision>`) so a new
+    revision can run beside the old one; None keeps the plain names."""
 
 
 def engine_spec(plan: DeploymentPlan, extra_args: Sequence[str] = ()) -> EngineSpec:
@@ -100,7 +103,7 @@ class InferenceService(pulumi.ComponentResource):
         self.model_name = plan.model
         self.port = PORT
         child = pulumi.ResourceOptions(parent=self)
-        object_names = object_name(plan)
+        object_names = object_name(plan) + (f"-{args.revision}" if args.revision else "")
         labels = {
             "app.kubernetes.io/name": plan.engine.value.replace(".", ""),
             "app.kubernetes.io/instance": object_names,
@@ -108,6 +111,8 @@ class InferenceService(pulumi.ComponentResource):
             "app.kubernetes.io/part-of": "llmfleet",
             "llmfleet.dev/model": plan.model,
         }
+        if args.revision:
+            labels["llmfleet.dev/revision"] = args.revision
         selector = {k: labels[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/component")}
 
         def meta(suffix: str = "") -> k8s.meta.v1.ObjectMetaArgs:

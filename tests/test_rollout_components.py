@@ -1,0 +1,66 @@
+"""The component inputs a rollout drives: a second InferenceService revision and the gateway's weights.
+
+Under Pulumi's mocks: the canary revision's objects get their own names beside the first revision's,
+and the AIGatewayRoute splits the model's requests by weight between the two Backends; every object
+still validates against its schema (CRDs for the gateway kinds).
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_gateway import MODELS, NAME, NAMESPACE, render
+from test_inference import make_plan, serve
+
+from components.gateway import CanaryBackend, GatewayArgs, ModelBackend
+from infra.validate import validate_manifest
+
+
+def test_a_revision_runs_beside_the_first_under_its_own_names() -> None:
+    plan = make_plan()
+    first = serve(plan)
+    canary = serve(plan, revision="bbbb0002")
+    assert "Deployment/chat" in first and "Service/chat" in first
+    assert {k.split("/")[0] for k in canary} == {k.split("/")[0] for k in first}, "the same kinds of object"
+    assert not set(first) & set(canary), f"names collide: {set(first) & set(canary)}"
+    deployment = canary["Deployment/chat-bbbb0002"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["llmfleet.dev/revision"] == "bbbb0002" and labels["llmfleet.dev/model"] == "chat"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector["app.kubernetes.io/instance"] == "chat-bbbb0002", "each revision selects only its own pods"
+    assert canary["Service/chat-bbbb0002"]["spec"]["selector"] == selector
+
+
+def route_refs(models: list[ModelBackend]) -> dict[str, list[dict[str, object]]]:
+    recorder, _ = render(GatewayArgs(namespace=NAMESPACE, models=models, allow_anonymous=True))
+    route = recorder.one("AIGatewayRoute")
+    assert validate_manifest(route.manifest()) == []
+    return {rule["name"]: rule["backendRefs"] for rule in route.inputs["spec"]["rules"]}
+
+
+def test_the_route_splits_a_model_between_two_revisions_by_weight() -> None:
+    chat = ModelBackend("chat", "chat", canary=CanaryBackend("bbbb0002", "chat-bbbb0002", weight=25))
+    refs = route_refs([chat, MODELS[1]])
+    assert refs["chat"] == [
+        {"name": f"{NAME}-chat", "priority": 0, "weight": 75},
+        {"name": f"{NAME}-chat-bbbb0002", "priority": 0, "weight": 25},
+    ]
+    assert refs["code"] == [{"name": f"{NAME}-code", "priority": 0}], "a model without canary is untouched"
+
+
+def test_the_canary_gets_its_own_backend_to_its_service() -> None:
+    chat = ModelBackend("chat", "chat", canary=CanaryBackend("bbbb0002", "chat-bbbb0002", weight=0))
+    recorder, _ = render(GatewayArgs(namespace=NAMESPACE, models=[chat], allow_anonymous=True))
+    backends = {r.inputs["metadata"]["name"]: r for r in recorder.by_kind("Backend")}
+    canary = backends[f"{NAME}-chat-bbbb0002"]
+    endpoint = canary.inputs["spec"]["endpoints"][0]["fqdn"]
+    assert endpoint == {"hostname": f"chat-bbbb0002.{NAMESPACE}.svc.cluster.local", "port": 8000}
+    ai_backends = {r.inputs["metadata"]["name"]: r for r in recorder.by_kind("AIServiceBackend")}
+    assert ai_backends[f"{NAME}-chat-bbbb0002"].inputs["spec"]["backendRef"]["name"] == f"{NAME}-chat-bbbb0002"
+    for resource in [canary, ai_backends[f"{NAME}-chat-bbbb0002"]]:
+        assert validate_manifest(resource.manifest()) == []
+
+
+@pytest.mark.parametrize("weight", [-1, 101])
+def test_a_weight_outside_0_to_100_is_refused(weight: int) -> None:
+    with pytest.raises(ValueError, match="not a percentage"):
+        CanaryBackend("bbbb0002", "chat-bbbb0002", weight=weight)
