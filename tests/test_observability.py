@@ -315,6 +315,7 @@ def test_grafana_password_and_remote_write_credential_stay_secret(write_stack: S
         },
         "retention": "30d",
         "storage_gib": 100,
+        "chart_values": {"alertmanager": {"config": {"route": {"receiver": "pager"}}}, "prometheus": {"x": 1}},
     }
     path = write_stack(deployment, name="obs", grafanaAdmin="s3cret-admin", rw="s3cret-rw")
     run = run_program(stack_file=path)
@@ -340,6 +341,9 @@ def test_grafana_password_and_remote_write_credential_stay_secret(write_stack: S
         "key": stack.REMOTE_WRITE_CREDENTIAL_KEY,
     }
     assert values["grafana"]["admin"]["existingSecret"] == stack.GRAFANA_ADMIN_SECRET
+    # The escape hatch merges into the values instead of replacing them.
+    assert values["alertmanager"]["config"]["route"]["receiver"] == "pager"
+    assert values["prometheus"]["x"] == 1 and spec["ruleSelectorNilUsesHelmValues"] is False
     rendered = repr([r.redacted_inputs() for r in run.resources])
     assert "s3cret" not in rendered, "a credential reached a rendered input"
     # Both Secrets exist before the chart that reads them.

@@ -89,6 +89,7 @@ def test_to_args_carries_the_slo_thresholds_and_secrets() -> None:
         stack(
             retention="30d",
             alerts={"queue_depth_per_replica": 9, "preemptions_per_minute": 0.5},
+            chart_values={"alertmanager": {"config": {"route": {"receiver": "pager"}}}},
             remote_write={"url": "https://m/push", "credentials_secret": "rw"},
         ),
         "test",
@@ -103,6 +104,7 @@ def test_to_args_carries_the_slo_thresholds_and_secrets() -> None:
     assert args.retention == "30d" and args.remote_write_url == "https://m/push"
     assert args.remote_write_credential is token and args.remote_write_username is None
     assert args.grafana_admin_password is None
+    assert args.stack_values == {"alertmanager": {"config": {"route": {"receiver": "pager"}}}}
     disabled = parse_deployment(stack(enabled=False), "test").observability
     assert disabled.to_args(cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={}) is None
 

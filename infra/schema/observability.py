@@ -9,7 +9,7 @@ stack config key (`pulumi config set --secret llmfleet:<key> ...`) that the prog
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import Field, model_validator
 
@@ -79,6 +79,11 @@ class ObservabilitySpec(Section):
         description="Secret stack config key holding Grafana's admin password; none: the chart generates one.",
     )
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    chart_values: dict[str, Any] = Field(
+        default_factory=dict[str, Any],
+        description="Escape hatch: deep-merged into the kube-prometheus-stack values, e.g. Alertmanager "
+        "receivers under alertmanager.config (the chart routes alerts nowhere by default).",
+    )
 
     def secret_refs(self) -> list[tuple[str, str]]:
         """(stack secret key, field path) of every secret this section names, for `require_secret`."""
@@ -144,4 +149,5 @@ class ObservabilitySpec(Section):
             if remote and remote.credentials_secret
             else None,
             grafana_admin_password=secrets[self.grafana_admin_secret] if self.grafana_admin_secret else None,
+            stack_values=self.chart_values,
         )
