@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -304,3 +305,23 @@ def test_llmfleet_loadtest_exits_0_3_4_and_writes_both_reports(tmp_path: Path) -
         assert (tmp_path / name / "v.html").stat().st_size > 1000, "Locust's HTML report alongside"
     assert "SLO breached: ttft_ms p95" in outputs["breach"]
     assert "invalid run: too few samples after the warm-up" in outputs["invalid"]
+
+
+def started_per_second(run: Run) -> list[int]:
+    """Requests started in each second of the run (closed loop: proportional to the users running)."""
+    first = min(s.started_at for s in run.samples)
+    counts = [0] * 6
+    for sample in run.samples:
+        counts[min(int(sample.started_at - first), 5)] += 1
+    return counts
+
+
+def test_ramp_and_spike_shapes_change_the_users_over_the_run(tmp_path: Path) -> None:
+    args = ("-u", "8", "-t", "6s", "--llm-output-tokens", "4")
+    with Emulator(EmulatorConfig(ttft_s=0.1, itl_s=0.01, output_tokens=4)) as emulator, ThreadPoolExecutor(2) as pool:
+        ramp, spike = pool.map(lambda name: run_locust(name, emulator.url, tmp_path / name, *args), ["ramp", "spike"])
+    assert ramp.code == spike.code == 0, (ramp, spike)
+    rising = started_per_second(ramp)  # users 1 -> 8 over the first 3 s, then 8
+    assert rising[0] < rising[2] < rising[4] and rising[4] >= 3 * rising[0], rising
+    burst = started_per_second(spike)  # 2 users, 8 from 2 s to 4 s, then 2
+    assert min(burst[2], burst[3]) >= 2 * max(burst[0], burst[5]), burst
