@@ -19,7 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster import Cluster, ClusterArgs, ClusterKind
-from components.gateway import Gateway, GatewayArgs, ModelBackend
+from components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend
 from components.inference import InferenceService, InferenceServiceArgs, ModelCache
 from components.keda import Keda
 from components.nodepool import GpuNodePool, GpuNodePoolArgs
@@ -30,6 +30,18 @@ DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
 """Where kube-prometheus-stack serves Prometheus when installed as components.observability installs it."""
 INFERENCE_POD_LABELS = {"app.kubernetes.io/part-of": "llmfleet", "app.kubernetes.io/component": "inference"}
 """Labels InferenceService gives every model server pod: the gateway's NetworkPolicy admits only itself to them."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A second revision of the region's models, served beside `deployments` (`llmfleet rollout`)."""
+
+    id: str
+    """Revision id: suffixes its services' names."""
+    deployments: Sequence[DeploymentPlan]
+    """Its plan entries: the same served models as `deployments`, served differently."""
+    weight: int
+    """Percent of each model's requests it takes at the gateway."""
 
 
 @dataclass
@@ -69,6 +81,10 @@ class RegionalFleetArgs:
     observability: ObservabilityArgs | None = None
     """Prometheus, Grafana, dcgm-exporter, monitors, SLO alerts and dashboards for the region (its namespace,
     deployments and queue thresholds are filled in here); None: bring your own at `prometheus_url`."""
+    revision: str | None = None
+    """Revision id of `deployments` once a rollout recorded one (suffixes the services' names); None: plain names."""
+    canary: Revision | None = None
+    """During a rollout or an A/B test: a second revision on the same pools, weighted at the gateway."""
 
 
 class RegionalFleet(pulumi.ComponentResource):
@@ -82,6 +98,8 @@ class RegionalFleet(pulumi.ComponentResource):
     """Served model name -> its node pool."""
     services: dict[str, InferenceService]
     """Served model name -> its inference service."""
+    canary_services: dict[str, InferenceService]
+    """Served model name -> its second revision's service (empty outside a rollout)."""
     gateway: Gateway | None
     """The region's API gateway (None when the stack has none)."""
     observability: Observability | None
@@ -101,7 +119,11 @@ class RegionalFleet(pulumi.ComponentResource):
         self.services = {}
         for plan in args.deployments:
             self.pools[plan.model] = self._pool(name, args, plan)
-            self.services[plan.model] = self._service(name, args, plan)
+            self.services[plan.model] = self._service(name, args, plan, args.revision)
+        self.canary_services = {}
+        if args.canary is not None:
+            for plan in args.canary.deployments:
+                self.canary_services[plan.model] = self._service(name, args, plan, args.canary.id)
         # More concerns: one line each here, after the services they read.
         self.gateway = self._gateway(name, args)
         self.observability = self._observability(name, args)
@@ -158,11 +180,13 @@ class RegionalFleet(pulumi.ComponentResource):
             opts=self.kubernetes_opts(),
         )
 
-    def _service(self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan) -> InferenceService:
+    def _service(
+        self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan, revision: str | None
+    ) -> InferenceService:
         """One model's server on its pool's nodes, autoscaled once KEDA is installed."""
         pool = self.pools[plan.model]
         return InferenceService(
-            f"{name}-{plan.model}",
+            f"{name}-{plan.model}" + (f"-{revision}" if revision else ""),
             InferenceServiceArgs(
                 deployment=plan,
                 namespace=self.namespace.metadata.name,
@@ -174,6 +198,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 extra_args=args.engine_args.get(plan.model, ()),
                 model_cache=args.model_cache,
                 scaler_depends_on=[self.keda],
+                revision=revision,
             ),
             opts=self.kubernetes_opts(),
         )
@@ -183,7 +208,10 @@ class RegionalFleet(pulumi.ComponentResource):
         NetworkPolicy keeps the inference pods off every other path."""
         if args.gateway is None:
             return None
-        models = [ModelBackend(model, s.service_name, s.port) for model, s in self.services.items()]
+        models = [
+            ModelBackend(model, s.service_name, s.port, self._canary(model, args.canary))
+            for model, s in self.services.items()
+        ]
         gateway_args = replace(
             args.gateway,
             namespace=self.namespace.metadata.name,
@@ -191,6 +219,13 @@ class RegionalFleet(pulumi.ComponentResource):
             inference_pod_selector=INFERENCE_POD_LABELS,
         )
         return Gateway(f"{name}-gateway", gateway_args, opts=self.kubernetes_opts())
+
+    def _canary(self, model: str, canary: Revision | None) -> CanaryBackend | None:
+        """The model's second revision at the gateway, with its share of the requests."""
+        service = self.canary_services.get(model)
+        if canary is None or service is None:
+            return None
+        return CanaryBackend(canary.id, service.service_name, canary.weight, service.port)
 
     def _observability(self, name: str, args: RegionalFleetArgs) -> Observability | None:
         """The region's Prometheus (the one the ScaledObjects query), its monitors, rules and dashboards."""

@@ -21,6 +21,8 @@ from components.sizing.plan import DeploymentPlan, Plan
 from components.traffic import GlobalLoadBalancer
 from infra.config import ConfigError, DeploymentSpec, from_pulumi_config, require_secret
 from infra.planning import build_plan
+from infra.rollout.program import with_revisions
+from infra.rollout.revisions import RolloutRecord
 from infra.schema.regions import RegionSpec
 
 CURRENT_KUBECONFIG = "local"
@@ -158,7 +160,11 @@ def main() -> None:
     plan = build_plan(pulumi.get_stack(), spec)
     secrets = resolve_secrets(spec)
     # Every region's arguments before any resource: an error in the last region leaves nothing half-built.
-    regions = [(region, fleet_args(spec, region, plan, secrets)) for region in spec.regions]
+    record = RolloutRecord.from_pulumi_config()  # `llmfleet rollout`: the revisions each region serves
+    regions = [
+        (region, with_revisions(pulumi.get_stack(), spec, region, fleet_args(spec, region, plan, secrets), record))
+        for region in spec.regions
+    ]
     endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
     gateway_endpoints: dict[str, pulumi.Output[str]] = {}
     monitoring: dict[str, dict[str, Any]] = {}

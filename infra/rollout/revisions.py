@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.config import DeploymentSpec
 from infra.rollout.deployer import ModelRevision, revision_id
+
+if TYPE_CHECKING:
+    from components.sizing.plan import DeploymentPlan
 
 RECORD_KEY = "llmfleet:rollout"
 """Stack config key (a JSON object) holding the RolloutRecord."""
@@ -46,27 +49,36 @@ def wave_order(spec: DeploymentSpec) -> list[str]:
     return secondaries + [r.key for r in spec.regions if r.role == "primary"]
 
 
+def region_revision(deployments: Sequence[DeploymentPlan]) -> tuple[str, tuple[ModelRevision, ...]]:
+    """The revision id of one region's planned deployments, and what it was derived from."""
+    from components.inference.service import engine_spec
+
+    models: list[ModelRevision] = []
+    for d in deployments:
+        engine = engine_spec(d)
+        models.append(
+            ModelRevision(
+                model=d.model,
+                image=engine.image,
+                engine_args=tuple(engine.args),
+                model_version=d.hf_repo or d.model_id,
+                quantization=d.quantization.value,
+            )
+        )
+    return revision_id(models), tuple(models)
+
+
 def target_revisions(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -> dict[str, RegionRevision]:
     """Region key -> the revision the stack file describes there (plans the stack: may raise PlanningError)."""
-    from components.inference.service import engine_spec
     from infra.planning import build_plan
 
     plan = build_plan(stack, spec, base_dir)
     revisions: dict[str, RegionRevision] = {}
     for region in spec.regions:
-        models = [
-            ModelRevision(
-                model=d.model,
-                image=(engine := engine_spec(d)).image,
-                engine_args=tuple(engine.args),
-                model_version=d.hf_repo or d.model_id,
-                quantization=d.quantization.value,
-            )
-            for d in plan.deployments
-            if (d.cloud, d.region) == (region.cloud, region.region)
-        ]
+        deployments = [d for d in plan.deployments if (d.cloud, d.region) == (region.cloud, region.region)]
+        revision, models = region_revision(deployments)
         specs = tuple(m.model_dump(mode="json", exclude_defaults=True) for m in spec.models_in(region))
-        revisions[region.key] = RegionRevision(revision_id(models), tuple(models), specs)
+        revisions[region.key] = RegionRevision(revision, models, specs)
     return revisions
 
 

@@ -1,0 +1,56 @@
+"""The program's side of a rollout: the `llmfleet:rollout` record turned into RegionalFleet arguments.
+
+Without a record for a region, the region serves the stack file's models under plain names, as
+before any rollout. With one, every recorded revision is served under its id: the stack file's
+revision from the stack's own plan, an older one from the model settings the record kept (planned
+again, so it is rebuilt exactly). At most two revisions share a region; the second one is the
+fleet's `canary`, weighted at the gateway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from components.fleet import RegionalFleetArgs, Revision
+from components.sizing.plan import DeploymentPlan
+from infra.config import CONFIG_KEY, ConfigError, DeploymentSpec
+from infra.planning import build_plan
+from infra.rollout.revisions import RECORD_KEY, RolloutRecord, region_revision
+from infra.schema.models import ModelSpec
+from infra.schema.regions import RegionSpec
+
+
+def with_revisions(
+    stack: str, spec: DeploymentSpec, region: RegionSpec, args: RegionalFleetArgs, record: RolloutRecord
+) -> RegionalFleetArgs:
+    """`args` (built from the stack file) with the region's recorded revisions and weights."""
+    recorded = record.regions.get(region.key) or {}
+    if not recorded:
+        return args
+    if len(recorded) > 2:
+        raise ConfigError(f"{RECORD_KEY}: {region.key} records {sorted(recorded)}; a region serves at most two")
+    current, _ = region_revision(args.deployments)
+
+    def deployments(revision: str) -> list[DeploymentPlan]:
+        if revision == current:
+            return list(args.deployments)
+        models = [ModelSpec.model_validate(m) for m in recorded[revision].models]
+        plan = build_plan(stack, spec.model_copy(update={"models": models}))
+        return [d for d in plan.deployments if (d.cloud, d.region) == (region.cloud, region.region)]
+
+    # The stack file's revision first (its plan sized the pools), else the one with the most traffic.
+    order = sorted(recorded, key=lambda r: (r != current, -recorded[r].weight, r))
+    main = deployments(order[0])
+    if sorted(d.model for d in main) != sorted(d.model for d in args.deployments):
+        raise ConfigError(
+            f"{RECORD_KEY}: {region.key} revision {order[0]} serves {[d.model for d in main]}, the stack file "
+            f"{[d.model for d in args.deployments]}: a rollout changes how models are served, not which "
+            f"(see {CONFIG_KEY}.models)"
+        )
+    canary = None
+    if len(order) == 2:
+        second = deployments(order[1])
+        if sorted(d.model for d in second) != sorted(d.model for d in main):
+            raise ConfigError(f"{RECORD_KEY}: {region.key} revisions {order} serve different models")
+        canary = Revision(order[1], second, recorded[order[1]].weight)
+    return replace(args, deployments=main, revision=order[0], canary=canary)

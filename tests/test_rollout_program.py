@@ -1,0 +1,65 @@
+"""The Pulumi program reads the `llmfleet:rollout` record: two revisions side by side, weighted at the gateway.
+
+The dev stack runs under the offline engine with a record like the one the Automation API deployer
+writes mid-rollout: the stack file's revision at 75% and an older fp8 revision at 25%.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import ConfigError, load_stack, stack_path
+from infra.offline import OfflineRun, run_program
+from infra.rollout.revisions import RECORD_KEY, RolloutRecord, target_revisions
+
+REGION = "aws-us-east-1"
+OLD = "0ld0ld00"
+
+
+def run_with(tmp_path: Path, record: RolloutRecord) -> OfflineRun:
+    document = yaml.safe_load(stack_path("dev").read_text())
+    document["config"][RECORD_KEY] = record.model_dump(mode="json")
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return run_program(stack_file=path)
+
+
+def objects(run: OfflineRun, kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for _, m in run.kubernetes_objects() if m["kind"] == kind}
+
+
+def dev_models(**change: Any) -> list[dict[str, Any]]:
+    return [{**m.model_dump(mode="json", exclude_defaults=True), **change} for m in load_stack("dev")[1].models]
+
+
+def test_two_recorded_revisions_serve_side_by_side_at_their_weights(tmp_path: Path) -> None:
+    current = target_revisions(*load_stack("dev"))[REGION].id
+    record = RolloutRecord()
+    record = record.with_revision(REGION, OLD, dev_models(quantization="fp8"))
+    record = record.with_revision(REGION, current, dev_models())
+    run = run_with(tmp_path, record.with_weights(REGION, {OLD: 25, current: 75}))
+    deployments = objects(run, "Deployment")
+    assert {f"chat-{current}", f"chat-{OLD}"} <= set(deployments) and "chat" not in deployments
+    old_args = " ".join(deployments[f"chat-{OLD}"]["spec"]["template"]["spec"]["containers"][0]["args"])
+    new_args = " ".join(deployments[f"chat-{current}"]["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "fp8" in old_args and "fp8" not in new_args, "each revision is built from its own model settings"
+    route = next(iter(objects(run, "AIGatewayRoute").values()))
+    refs = {r["name"].rsplit("-", 1)[-1]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
+    assert refs == {"chat": 75, OLD: 25}
+    backends = objects(run, "Backend")
+    hostnames = {b["spec"]["endpoints"][0]["fqdn"]["hostname"].split(".")[0] for b in backends.values()}
+    assert {f"chat-{current}", f"chat-{OLD}"} <= hostnames
+
+
+def test_without_a_record_the_names_stay_plain_and_a_third_revision_is_refused(tmp_path: Path) -> None:
+    run = run_with(tmp_path, RolloutRecord())
+    assert "chat" in objects(run, "Deployment")
+    record = RolloutRecord()
+    for revision in ("a1", "b2", "c3"):
+        record = record.with_revision(REGION, revision, dev_models())
+    with pytest.raises(ConfigError, match="a region serves at most two"):
+        run_with(tmp_path, record.with_weights(REGION, {"a1": 100}))
