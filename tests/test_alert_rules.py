@@ -31,7 +31,11 @@ from components.sizing.types import Engine
 PROMTOOL = shutil.which("promtool")
 NS = "llmfleet"
 SLO = SloTargets(ttft_p95_ms=800, tpot_p95_ms=60, e2e_p99_ms=30_000, error_rate=0.01)
-MODELS = [ServedModel("chat", "chat", Engine.VLLM, 3), ServedModel("tiny", "tiny", Engine.LLAMA_CPP, 2)]
+MODELS = [
+    ServedModel("chat", "chat", Engine.VLLM, 3),
+    ServedModel("tiny", "tiny", Engine.LLAMA_CPP, 2),
+    ServedModel("spare", "spare", Engine.VLLM, 3, always_on=False),  # scales to zero
+]
 GROUPS = rule_groups(SLO, AlertThresholds(), NS, MODELS, gpus=True)
 
 
@@ -205,6 +209,17 @@ def capacity_cases() -> list[dict[str, Any]]:
             [{"severity": "warning", "namespace": NS, "service": "tiny", "model": "tiny"}],
         ),
         case("LLMQueueBacklog", [series(deferred, "1x30", **tiny_pod)], 25, []),
+        # A model that always runs but exports no queue gauge: KEDA is blind (`spare` may scale to zero).
+        case("LLMQueueMetricMissing", [series(deferred, "1x30", **tiny_pod)], 15, [model_labels(model="chat")]),
+        case(
+            "LLMQueueMetricMissing",
+            [series(waiting, "1x30", **chat_pod)],
+            15,
+            [{"severity": "warning", "namespace": NS, "service": "tiny", "model": "tiny"}],
+        ),
+        case(
+            "LLMQueueMetricMissing", [series(waiting, "1x30", **chat_pod), series(deferred, "1x30", **tiny_pod)], 15, []
+        ),
         # Another namespace's vLLM is not ours.
         case("LLMQueueBacklog", [series(waiting, "10x30", namespace="other", model_name="chat", pod="x")], 25, []),
         case("LLMKVCacheNearlyFull", [series(kv, "0.97x30", **chat_pod)], 20, [model_labels(pod="chat-0")]),
@@ -285,7 +300,8 @@ def test_rules_carry_the_slo_and_thresholds() -> None:
     assert alerts["LLMEndToEndLatencySLO"][0]["expr"].endswith("> 20")
     assert "> 0.072 and" in alerts["LLMErrorBudgetBurnFast"][0]["expr"]  # 14.4 x 0.5%
     assert "> 0.03 and" in alerts["LLMErrorBudgetBurnSlow"][0]["expr"]  # 6 x 0.5%
-    assert [r["expr"].rsplit(" ", 1)[1] for r in alerts["LLMQueueBacklog"]] == ["7", "7"]
+    assert [r["expr"].rsplit(" ", 1)[1] for r in alerts["LLMQueueBacklog"]] == ["7", "7", "7"]
+    assert [r["labels"]["model"] for r in alerts["LLMQueueMetricMissing"]] == ["chat", "tiny"]  # not `spare`
     assert alerts["LLMKVCacheNearlyFull"][0]["expr"].endswith("> 0.9")
     assert "GPUXidError" not in alerts and "GPUMemoryNearlyFull" not in alerts  # no GPUs, no GPU rules
 

@@ -153,7 +153,8 @@ class Observability(pulumi.ComponentResource):
         if missing:
             raise ValueError(f"{name}: queue_thresholds has no entry for models {missing}")
         served = [
-            ServedModel(d.model, object_name(d), d.engine, args.queue_thresholds[d.model]) for d in args.deployments
+            ServedModel(d.model, object_name(d), d.engine, args.queue_thresholds[d.model], d.min_replicas > 0)
+            for d in args.deployments
         ]
         groups = rule_groups(args.slo, args.thresholds, args.inference_namespace, served, gpus=self.dcgm is not None)
         self.rules = custom("rules", "PrometheusRule", {"groups": groups})

@@ -39,6 +39,8 @@ QUEUE_FOR = "15m"
 """Longer than KEDA needs to add a replica and the replica to load: a queue that outlasts it means
 autoscaling cannot keep up (at max replicas, or no GPU capacity)."""
 SATURATION_FOR = "10m"
+MISSING_FOR = "10m"
+"""Longer than a replica takes to start and be scraped after a rollout."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class ServedModel:
     engine: Engine
     queue_threshold: int
     """Waiting requests per replica at which KEDA scales out."""
+    always_on: bool = True
+    """At least one replica always runs (min_replicas > 0): its queue gauge must always be there."""
 
 
 def error_ratio(window: str) -> str:
@@ -196,6 +200,20 @@ def _capacity_alerts(
                 {"model": model.name},
             )
         )
+        if model.always_on:
+            rules.append(
+                _alert(
+                    "LLMQueueMetricMissing",
+                    f"absent({series})",
+                    MISSING_FOR,
+                    "warning",
+                    f"No queue metric from {model.name}: autoscaling is blind",
+                    f"Prometheus has had no queue gauge from {model.name} for {MISSING_FOR} although a replica "
+                    "should always run: KEDA cannot scale it. Check the pods, the ServiceMonitor llmfleet-inference "
+                    "and NetworkPolicies on the metrics port.",
+                    {"model": model.name},
+                )
+            )
     kv = thresholds.kv_cache_usage_percent
     selector = f'{{namespace="{namespace}"}}'
     rules.append(
