@@ -1,10 +1,17 @@
 """The policy pack: each rule on passing and failing resources, the pulumi_policy wiring, and the
 shipped stacks' resources (run under the offline engine) through every rule."""
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy import Secret as PolicySecret
 from pulumi_policy.deserialize import deserialize_properties, serialize_properties
@@ -15,7 +22,7 @@ from infra.offline import OfflineRun, RecordedResource, run_program
 from infra.policy import policies, rules
 from infra.policy.rules import Resource, Secret
 
-STACK_URN = "urn:pulumi:t::llmfleet::pulumi:pulumi:Stack::llmfleet-t"
+PACK_DIR = Path(policies.__file__).resolve().parent
 
 
 def urn(name: str, type_: str, *ancestors: str) -> str:
@@ -392,12 +399,18 @@ RESOURCE_RULES: list[Callable[[str, rules.Props], list[Any]]] = [
 ]
 
 
+@cache
+def shipped_run(stack: str) -> OfflineRun:
+    """One offline run per shipped stack for the whole module."""
+    return run_program(stack)
+
+
 STACK_RULES = [rules.inference_pods_fit_pools, rules.inference_only_through_gateway, rules.single_machine_type]
 
 
 @pytest.fixture(scope="module", params=["dev", "prod", "local"])
 def shipped(request: pytest.FixtureRequest) -> tuple[str, list[Resource]]:
-    return request.param, as_rule_resources(run_program(request.param))
+    return request.param, as_rule_resources(shipped_run(request.param))
 
 
 def test_shipped_stacks_pass_every_rule(shipped: tuple[str, list[Resource]]) -> None:
@@ -420,3 +433,90 @@ def test_shipped_stacks_give_the_rules_something_to_check(shipped: tuple[str, li
     pools = [r for r in resources if rules.gpu_pool(r.type, r.props)]
     assert bool(pools) == (stack != "local"), "local runs on CPU with the cluster it is given"
     assert any(isinstance(v, Secret) for r in resources for v in r.props.values()) or stack == "local"
+
+
+# --- the pack as the Pulumi CLI runs it: its own process, spoken to over gRPC on loopback -------------
+
+
+@pytest.fixture(scope="module")
+def served_pack() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    """infra/policy/__main__.py in a subprocess (it prints its port, as the CLI expects), and a client."""
+    pack = subprocess.Popen([sys.executable, str(PACK_DIR / "__main__.py")], cwd=PACK_DIR, stdout=subprocess.PIPE)
+    try:
+        assert pack.stdout is not None
+        port = int(pack.stdout.readline())
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield analyzer_pb2_grpc.AnalyzerStub(channel)
+    finally:
+        pack.kill()
+        pack.wait(timeout=10)
+
+
+def struct(props: dict[str, Any]) -> struct_pb2.Struct:
+    """Props on the wire, secrets signed as the engine signs them."""
+    message = struct_pb2.Struct()
+    message.update(serialize_properties(to_policy_secrets(props)))  # type: ignore[arg-type]
+    return message
+
+
+def to_policy_secrets(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return PolicySecret(to_policy_secrets(value.value))
+    if isinstance(value, dict):
+        return {k: to_policy_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_policy_secrets(v) for v in value]
+    return value
+
+
+def test_served_pack_lists_its_policies_and_reports_a_violation(served_pack: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    info = served_pack.GetAnalyzerInfo(empty_pb2.Empty(), timeout=20)
+    assert info.name == "llmfleet"
+    assert [p.name for p in info.policies] == [p.name for p in policies.POLICIES]
+    request = analyzer_pb2.AnalyzeRequest(
+        type=rules.NODE_GROUP,
+        properties=struct(node_group("g6.xlarge", taints=False)),
+        urn=urn("pool", rules.NODE_GROUP),
+        name="pool",
+        options=analyzer_pb2.AnalyzerResourceOptions(),
+    )
+    diagnostics = served_pack.Analyze(request, timeout=20).diagnostics
+    assert [d.policyName for d in diagnostics] == ["gpu-pool-taint"]
+    assert diagnostics[0].enforcementLevel == analyzer_pb2.MANDATORY
+    assert diagnostics[0].urn == urn("pool", rules.NODE_GROUP)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_served_pack_passes_the_shipped_stacks(served_pack: analyzer_pb2_grpc.AnalyzerStub, stack: str) -> None:
+    """Every resource of the stack through Analyze, then the whole stack through AnalyzeStack."""
+    run = shipped_run(stack)
+    _, spec = load_stack(stack)
+    primary = struct_pb2.Struct()
+    primary.update({"primaryRegions": [r.key for r in spec.regions if r.role == "primary"]})
+    served_pack.Configure(
+        analyzer_pb2.ConfigureAnalyzerRequest(
+            policyConfig={"no-spot-only-primary": analyzer_pb2.PolicyConfig(properties=primary)}
+        ),
+        timeout=20,
+    )
+    by_urn = {r.urn: r for r in run.resources}
+    resources: list[analyzer_pb2.AnalyzerResource] = []
+    diagnostics: list[Any] = []
+    for r in run.resources:
+        props = struct(wrap_secrets(r.inputs, r.secret_paths))
+        provider = by_urn.get(r.provider or "")
+        provider_message = (
+            analyzer_pb2.AnalyzerProviderResource(
+                type=provider.type, properties=struct(provider.inputs), urn=provider.urn, name=provider.name
+            )
+            if provider
+            else None
+        )
+        common: dict[str, Any] = {"type": r.type, "properties": props, "urn": r.urn, "name": r.name}
+        common |= {"options": analyzer_pb2.AnalyzerResourceOptions(), "provider": provider_message}
+        diagnostics += served_pack.Analyze(analyzer_pb2.AnalyzeRequest(**common), timeout=20).diagnostics
+        resources.append(analyzer_pb2.AnalyzerResource(**common, parent=r.parent or ""))
+    request = analyzer_pb2.AnalyzeStackRequest(resources=resources)
+    diagnostics += served_pack.AnalyzeStack(request, timeout=60).diagnostics
+    assert [(d.policyName, d.urn, d.message) for d in diagnostics] == []
+    assert len(resources) == len(run.resources) > 40
