@@ -181,6 +181,7 @@ def main() -> None:
     pulumi.export("gateway_endpoints", gateway_endpoints)
     pulumi.export("observability", monitoring)
     pulumi.export("plan", plan_summary(plan))
+    pulumi.export("rollout", record.model_dump(mode="json"))  # what was applied, for a rollout on another machine
     balancer = global_load_balancer(spec, fleets)
     if balancer is not None and plan.failover is not None:
         pulumi.export("global_endpoint", balancer.endpoint)

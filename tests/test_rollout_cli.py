@@ -228,3 +228,19 @@ def test_the_record_keeps_weights_and_refuses_undeployed_revisions() -> None:
         record.with_weights("r", {"c": 100})
     assert record.without_revision("r", "a").weights("r") == {"b": 25}
     assert RolloutRecord.model_validate_json(record.model_dump_json()) == record
+
+
+def test_the_ci_workflow_runs_the_rollout_with_options_the_command_has() -> None:
+    import re
+
+    import typer.main
+
+    workflow = yaml.safe_load((command.PROJECT_ROOT / "loadtests" / "ci" / "rollout.yml").read_text())
+    assert workflow[True]["push"]["branches"] == ["main"], "on merge"
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    script = "\n".join(step.get("run", "") for step in workflow["jobs"]["rollout"]["steps"])
+    assert 'llmfleet rollout --stack "$STACK"' in script and "--resume" in script and "--abort" in script
+    click_command = typer.main.get_command(app).commands["rollout"]  # type: ignore[attr-defined]
+    known = {opt for param in click_command.params for opt in param.opts}
+    used = set(re.findall(r"(--[a-z-]+)", " ".join(line for line in script.splitlines() if "llmfleet" in line)))
+    assert used <= known | {"--stack"}, f"unknown options in the workflow: {used - known}"

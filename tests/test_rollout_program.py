@@ -41,7 +41,9 @@ def test_two_recorded_revisions_serve_side_by_side_at_their_weights(tmp_path: Pa
     record = RolloutRecord()
     record = record.with_revision(REGION, OLD, dev_models(quantization="fp8"))
     record = record.with_revision(REGION, current, dev_models())
-    run = run_with(tmp_path, record.with_weights(REGION, {OLD: 25, current: 75}))
+    record = record.with_weights(REGION, {OLD: 25, current: 75})
+    run = run_with(tmp_path, record)
+    assert run.outputs["rollout"] == record.model_dump(mode="json"), "what was applied, for the next runner"
     deployments = objects(run, "Deployment")
     assert {f"chat-{current}", f"chat-{OLD}"} <= set(deployments) and "chat" not in deployments
     old_args = " ".join(deployments[f"chat-{OLD}"]["spec"]["template"]["spec"]["containers"][0]["args"])

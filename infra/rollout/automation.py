@@ -22,6 +22,8 @@ from infra.rollout.revisions import RECORD_KEY, RegionRevision, RolloutRecord
 
 GATEWAY_ENDPOINTS_OUTPUT = "gateway_endpoints"
 """The program's output: region key -> that region's gateway URL."""
+ROLLOUT_OUTPUT = "rollout"
+"""The program's output: the record it was last applied with."""
 
 
 class AutomationDeployer:
@@ -101,13 +103,20 @@ class AutomationDeployer:
     # -- internals -------------------------------------------------------------------------------
 
     def _read_record(self) -> RolloutRecord:
+        """This workspace's record (it may hold a change whose update did not finish), else the last applied
+        one from the stack's `rollout` output (another machine, e.g. a new CI runner), else none."""
         config = self.stack.get_all_config()
-        if RECORD_KEY not in config:
-            return RolloutRecord()
+        if RECORD_KEY in config:
+            raw, source = config[RECORD_KEY].value, f"config {RECORD_KEY}"
+        else:
+            outputs = self.stack.outputs()
+            if ROLLOUT_OUTPUT not in outputs:
+                return RolloutRecord()
+            raw, source = json.dumps(outputs[ROLLOUT_OUTPUT].value), f"output {ROLLOUT_OUTPUT}"
         try:
-            return RolloutRecord.model_validate_json(config[RECORD_KEY].value)
+            return RolloutRecord.model_validate_json(raw)
         except ValueError as exc:
-            raise ConfigError(f"stack {self.stack.name}: config {RECORD_KEY} is not a rollout record: {exc}") from None
+            raise ConfigError(f"stack {self.stack.name}: {source} is not a rollout record: {exc}") from None
 
     def _set_record(self, record: RolloutRecord) -> None:
         value = json.dumps(record.model_dump(mode="json"), sort_keys=True)
