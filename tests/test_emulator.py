@@ -174,13 +174,15 @@ def test_case6_http_200_then_in_stream_error() -> None:
 )
 def test_case7_sse_framing(framing: dict[str, Any]) -> None:
     with served(**({"ttft_s": 0.05, "itl_s": 0.04} | framing)) as em:
-        sample = stream_sample(em.url, chat(5))
-    assert sample.ok, sample.error
-    assert len(sample.token_chunk_times) == 5 and sample.output_tokens == 5
+        samples = concurrent_samples(em.url, chat(5))
+    for sample in samples:
+        assert sample.ok, sample.error
+        assert len(sample.token_chunk_times) == 5 and sample.output_tokens == 5
     # each event is stamped when it arrives, not when a later read completes it: the gaps stay near the
-    # 40 ms sent (not bunched), and the first token is not one chunk late (50 + 40 ms)
-    assert median(gaps_ms(sample)) > 20, gaps_ms(sample)
-    assert_injected(after_start_ms([sample], "first_token_at"), 50, rel=0.6)
+    # 40 ms sent (not bunched), and the first token is not one chunk late (50 + 40 ms); judged on the
+    # best of four requests, as a busy machine only adds delay
+    assert max(median(gaps_ms(sample)) for sample in samples) > 20, [gaps_ms(sample) for sample in samples]
+    assert_injected(after_start_ms(samples, "first_token_at"), 50, rel=0.6)
 
 
 def test_case7_several_events_in_one_burst() -> None:

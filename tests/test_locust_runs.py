@@ -178,14 +178,20 @@ def test_a_rate_beyond_the_generator_is_an_invalid_run(tmp_path: Path) -> None:
 
 
 def gate_percentiles(run: Run) -> dict[str, float]:
-    """The percentiles the gate computed (over every raw sample the master gathered)."""
+    """Percentiles the gate computed (over every raw sample the master gathered) that a busy machine
+    leaves alone: the medians, and TPOT's p90 (each TPOT averages a request's gaps). The other tails
+    of 20 samples are one or two requests a scheduler hiccup can move by 100 ms."""
     metrics = run.verdict["metrics"]
-    return {f"{m}_{p}": metrics[m][p] for m in ("ttft_ms", "tpot_ms", "e2e_ms") for p in ("p50", "p90")}
+    return {
+        "ttft_ms_p50": metrics["ttft_ms"]["p50"],
+        "tpot_ms_p50": metrics["tpot_ms"]["p50"],
+        "tpot_ms_p90": metrics["tpot_ms"]["p90"],
+        "e2e_ms_p50": metrics["e2e_ms"]["p50"],
+    }
 
 
 def test_one_process_and_two_processes_agree(tmp_path: Path) -> None:
-    # Latencies large against what a busy shared machine adds to any one wake-up (tens of ms at worst).
-    # p99 of 20 samples is their maximum, one scheduler hiccup: p50 and p90 are compared.
+    # Latencies large against what a busy shared machine adds to any one wake-up (tens of ms).
     config = EmulatorConfig(ttft_s=0.5, itl_s=0.02, output_tokens=6, seed=1)
     # Every user starts at once (-r 4), as `llmfleet loadtest` runs them.
     args = ("-u", "4", "-r", "4", "-t", "30s", "--llm-requests-per-user", "5", "--llm-output-tokens", "6")
