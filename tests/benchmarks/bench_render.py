@@ -7,7 +7,7 @@ memory figures are its own. The stack is the dev stack (one model, the gateway, 
 N regions taken alternately from the AWS and GCP regions the catalog prices, the first primary; each
 region allows the dev stack's GPUs (L4, A10G) where it has them.
 
-In the child, a 1-region render first pays for the imports (the SDKs load lazily); then the N-region
+In the child, a 2-region render (AWS and GCP) first pays for the imports (the SDKs load lazily); then the N-region
 render is timed, split into the program under the offline engine (`run_program`) and writing and
 validating the files (`write_render`). Memory: the process's peak RSS and how much the N-region render
 raised it, and the Python heap's peak during a second, traced render (tracemalloc slows Python several
@@ -66,7 +66,7 @@ def generated_stack(regions: int, directory: Path) -> Path:
 
 
 def measure(stack_file: Path, warmup_file: Path, out: Path) -> dict[str, Any]:
-    """Child side: warm up on one region, time one N-region render, then trace the heap of another.
+    """Child side: warm up on two regions, time one N-region render, then trace the heap of another.
 
     The timed render runs untraced (tracemalloc slows Python several-fold); the heap peak comes from a
     second, traced render of the same stack.
@@ -109,7 +109,7 @@ def _rss_peak_mib() -> float:
 
 def run_child(regions: int, directory: Path) -> dict[str, Any]:
     stack = generated_stack(regions, directory)
-    warmup = generated_stack(1, directory)
+    warmup = generated_stack(2, directory)  # one AWS and one GCP region: both SDKs' modules get loaded
     out = Path(tempfile.mkdtemp(prefix=f"bench{regions}-", dir=directory))
     command = [sys.executable, __file__, "--child", str(stack), str(warmup), str(out)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False)
