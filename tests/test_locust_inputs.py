@@ -80,6 +80,7 @@ def test_locust_command_carries_every_option(tmp_path: Path) -> None:
         (["--suite", "steady", "--rate", "3"], "--rate applies to the rate suite only"),
         (["--suite", "steady", "--stack", "dev", "--slo", "x.yaml"], "give --stack or --slo, not both"),
         (["--suite", "steady", "--users", "0"], "--users 0: must be at least 1"),
+        (["--suite", "gateway", "--processes", "2"], "the gateway suite runs in one process"),
         (["--suite", "steady", "--duration", "soon"], "--duration 'soon': use a duration"),
         (["--suite", "steady", "--duration", "10s", "--warmup", "20s"], "--warmup 20s must be shorter"),
         (

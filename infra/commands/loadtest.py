@@ -27,6 +27,8 @@ from loadtests.run import SuiteRun, run_suite, suites
 
 COUNTED_SUITES = {"smoke", "gateway"}
 """Suites that end after a set number of requests: no warm-up to exclude."""
+SINGLE_PROCESS_SUITES = {"gateway"}
+"""Its checks run in order in one user; workers would each run them against the same limits."""
 DEFAULT_WARMUP_SHARE = 0.1
 """Without --warmup, the first tenth of a timed run is excluded from the gate."""
 ENDPOINT_OUTPUT = "global_endpoint"
@@ -118,6 +120,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--users {users}: must be at least 1")
         if processes < 1:
             raise UsageError(f"--processes {processes}: must be at least 1")
+        if suite in SINGLE_PROCESS_SUITES and processes > 1:
+            raise UsageError(f"--processes {processes}: the {suite} suite runs in one process (drop --processes)")
         if suite == "rate" and (rate is None or rate <= 0):
             raise UsageError("--rate: the rate suite needs a positive total rate in requests/s, e.g. --rate 5")
         if rate is not None and suite != "rate":
