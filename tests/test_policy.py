@@ -120,7 +120,15 @@ def test_inference_pods_fit_their_pools() -> None:
     assert "request 4 GPUs; pool pool's g6.xlarge nodes have 1" in too_many[0]
     assert too_many[1] == urn("m", rules.DEPLOYMENT)
     (none,) = rules.inference_pods_fit_pools(cluster(*pools, ("m", rules.DEPLOYMENT, deployment(gpus=0))))
-    assert "request no GPU but are placed on GPU pool pool" in none[0]
+    assert "request no GPU but can be placed on GPU pool pool" in none[0]
+    cpu_pod = deployment(gpus=0, tolerations=False, selector={})
+    system = ("system", rules.NODE_GROUP, {"amiType": "AL2023_x86_64_STANDARD", "instanceTypes": ["m6i.xlarge"]})
+    assert rules.inference_pods_fit_pools(cluster(*pools, system, ("m", rules.DEPLOYMENT, cpu_pod))) == [], (
+        "the GPU taint keeps a CPU pod off the GPU pool"
+    )
+    gpu_pod_on_cpu = deployment(gpus=1, selector={})
+    ((message, _),) = rules.inference_pods_fit_pools(cluster(system, ("m", rules.DEPLOYMENT, gpu_pod_on_cpu)))
+    assert "request 1 GPU(s) but select no GPU pool" in message
     lost = deployment(selector={"llmfleet.dev/model": "other"})
     (unplaced,) = rules.inference_pods_fit_pools(cluster(*pools, ("m", rules.DEPLOYMENT, lost)))
     assert "no node pool of the cluster has" in unplaced[0]

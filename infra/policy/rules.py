@@ -239,12 +239,19 @@ def _selected(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
-def inference_pods_fit_pools(resources: Sequence[Resource]) -> list[Violation]:
-    """Each inference Deployment requests GPUs that every pool its node selector reaches has, and
-    tolerates those pools' taints; on a cluster whose pools have no GPUs it requests none.
+def _tolerates_pool(spec: Mapping[str, Any], pool: GpuPool) -> bool:
+    gpu_taints = [t for t in pool.taints if _is_gpu_taint(t)]
+    return all(tolerates_gpu_taint(spec, str(t["value"]) if t.get("value") else None) for t in gpu_taints)
 
-    Only clusters whose node pools the stack creates are checked (with an existing cluster, its nodes
-    are unknown here)."""
+
+def inference_pods_fit_pools(resources: Sequence[Resource]) -> list[Violation]:
+    """Inference pods fit the pools they can land on, within one cluster:
+    - pods that request GPUs reach at least one GPU pool by their node selector, tolerate the taint of
+      each GPU pool they reach, and request no more GPUs than any of its machine types has;
+    - pods that request none cannot land on a GPU pool (they would hold its GPUs idle).
+
+    Only clusters whose node pools the stack creates are checked (an existing cluster's nodes are
+    unknown here)."""
     pools: dict[str, list[tuple[Resource, GpuPool | None, dict[str, Any]]]] = defaultdict(list)
     for r in resources:
         if r.type in (NODE_GROUP, NODE_POOL):
@@ -258,28 +265,25 @@ def inference_pods_fit_pools(resources: Sequence[Resource]) -> list[Violation]:
             continue
         selector = _map(spec.get("nodeSelector"))
         reached = [(p, pool) for p, pool, labels in pools[r.cluster] if _selected(selector, labels)]
+        gpu_pools = [(p, pool) for p, pool in reached if pool is not None]
         wanted = gpu_request(spec)
         if not reached:
             found.append((f"inference pods select nodes {selector} that no node pool of the cluster has", r.urn))
-            continue
-        for p, pool in reached:
-            if pool is None:
-                if wanted:
-                    found.append(
-                        (f"inference pods request {wanted} GPU(s) but reach pool {p.name}, which has none", r.urn)
-                    )
-                continue
+        elif wanted and not gpu_pools:
+            found.append((f"inference pods request {wanted} GPU(s) but select no GPU pool ({selector})", r.urn))
+        for p, pool in gpu_pools:
             if wanted == 0:
-                found.append((f"inference pods request no GPU but are placed on GPU pool {p.name}", r.urn))
+                if _tolerates_pool(spec, pool):
+                    found.append((f"inference pods request no GPU but can be placed on GPU pool {p.name}", r.urn))
+                continue
             for machine, gpus in pool.gpus_per_node.items():
                 if gpus is not None and wanted > gpus:
                     found.append(
                         (f"inference pods request {wanted} GPUs; pool {p.name}'s {machine} nodes have {gpus}", r.urn)
                     )
-            for taint in pool.taints:
-                value = taint.get("value")
-                if _is_gpu_taint(taint) and wanted and not tolerates_gpu_taint(spec, str(value) if value else None):
-                    found.append((f"inference pods do not tolerate pool {p.name}'s taint {dict(taint)}", r.urn))
+            if not _tolerates_pool(spec, pool):
+                taints = [dict(t) for t in pool.taints if _is_gpu_taint(t)]
+                found.append((f"inference pods do not tolerate pool {p.name}'s taint {taints}", r.urn))
     return found
 
 
