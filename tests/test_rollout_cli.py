@@ -244,3 +244,64 @@ def test_the_ci_workflow_runs_the_rollout_with_options_the_command_has() -> None
     known = {opt for param in click_command.params for opt in param.opts}
     used = set(re.findall(r"(--[a-z-]+)", " ".join(line for line in script.splitlines() if "llmfleet" in line)))
     assert used <= known | {"--stack"}, f"unknown options in the workflow: {used - known}"
+
+
+class FakePulumiStack:
+    """Stands in for pulumi.automation.Stack: config, outputs, and every up/preview with the record it saw."""
+
+    name = "prod"
+
+    def __init__(self, outputs: dict[str, Any]) -> None:
+        self.config: dict[str, Any] = {}
+        self._outputs = outputs
+        self.ups: list[dict[str, Any]] = []
+        self.previews: list[dict[str, Any]] = []
+
+    def get_all_config(self) -> dict[str, Any]:
+        return dict(self.config)
+
+    def set_config(self, key: str, value: Any) -> None:
+        self.config[key] = value
+
+    def _record(self) -> dict[str, Any]:
+        return json.loads(self.config["llmfleet:rollout"].value)
+
+    def up(self, **_: Any) -> None:
+        self.ups.append(self._record())
+
+    def preview(self, **_: Any) -> Any:
+        self.previews.append(self._record())
+        return type("Preview", (), {"change_summary": {"create": 4}})()
+
+    def outputs(self) -> dict[str, Any]:
+        return {k: type("Output", (), {"value": v})() for k, v in self._outputs.items()}
+
+
+def test_the_automation_deployer_writes_the_record_before_each_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi import automation
+
+    from infra.rollout import automation as deployer_module
+
+    _, spec = load_stack("prod")
+    target = target_revisions("prod", spec)
+    region = "aws-us-west-2"
+    applied = RolloutRecord().with_revision(region, OLD, [{"name": "qwen-7b"}]).with_weights(region, {OLD: 100})
+    fake = FakePulumiStack({"rollout": applied.model_dump(mode="json"), "gateway_endpoints": {region: "https://w2"}})
+    monkeypatch.setattr(automation, "select_stack", lambda **_: fake)
+    deployer = deployer_module.AutomationDeployer("prod", target, say=lambda _: None)
+    assert deployer.weights(region) == {OLD: 100}, "read back from the stack's rollout output"
+    assert deployer.endpoints() == {region: "https://w2"}
+    new = target[region].id
+    deployer.preview()
+    assert fake.ups == [] and fake.previews[0]["regions"][region][new]["weight"] == 0
+    assert json.loads(fake.config["llmfleet:rollout"].value) == applied.model_dump(mode="json"), "preview restores"
+    deployer.deploy_revision(region, new)
+    deployer.set_weights(region, {OLD: 95, new: 5})
+    deployer.set_weights(region, {new: 100})
+    deployer.remove_revision(region, OLD)
+    weights = [{r: e["weight"] for r, e in up["regions"][region].items()} for up in fake.ups]
+    assert weights == [{OLD: 100, new: 0}, {OLD: 95, new: 5}, {OLD: 0, new: 100}, {new: 100}]
+    models = fake.ups[0]["regions"][region][new]["models"]
+    assert [m["name"] for m in models] == [m.name for m in spec.models], "the new revision's model settings"
+    with pytest.raises(ValueError, match="not deployed"):
+        deployer.set_weights(region, {"ffffffff": 100})
