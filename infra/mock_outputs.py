@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from typing import Any
 
 ACCOUNT_ID = "123456789012"
@@ -151,12 +152,20 @@ def _gcp(
     return resource_id, extra
 
 
+def aws_region_code(region: str) -> str:
+    """The prefix of a region's AZ IDs: us-east-1 -> use1, ap-northeast-1 -> apne1, eu-central-1 -> euc1."""
+    area, direction, number = region.split("-", 2)
+    initials = "".join(word[0] for word in re.findall(r"north|south|east|west|central", direction))
+    return f"{area}{initials}{number}"
+
+
 def mock_call(token: str, args: dict[str, Any], provider: dict[str, Any]) -> dict[str, Any]:
     """Results of the provider functions (invokes) programs commonly call; {} for the rest."""
     region = str(args.get("region") or provider.get("region") or DEFAULT_AWS_REGION)
     if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
         names = [f"{region}{zone}" for zone in "abc"]
-        return {"id": region, "names": names, "zoneIds": [f"use1-az{i}" for i in (1, 2, 3)], "state": "available"}
+        zone_ids = [f"{aws_region_code(region)}-az{i}" for i in (1, 2, 3)]
+        return {"id": region, "names": names, "zoneIds": zone_ids, "state": "available"}
     if token == "aws:index/getCallerIdentity:getCallerIdentity":
         return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline", "userId": "OFFLINE"}
     if token in ("aws:index/getRegion:getRegion", "aws:index/getPartition:getPartition"):

@@ -173,10 +173,12 @@ def test_provider_functions_answer_for_the_provider_region(write_stack: StackWri
         "on_provider = pulumi.InvokeOutputOptions(provider=provider)\n"
         "zones = aws.get_availability_zones_output(state='available', opts=on_provider)\n"
         "pulumi.export('zones', zones.names)\n"
+        "pulumi.export('zoneIds', zones.zone_ids)\n"
         "pulumi.export('account', aws.get_caller_identity_output().account_id)\n"
     )
     result = run_program(stack_file=write_stack(one_region_stack()), program=invokes)
     assert result.outputs["zones"] == ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+    assert result.outputs["zoneIds"] == ["euw1-az1", "euw1-az2", "euw1-az3"]
     assert result.outputs["account"] == "123456789012"
 
 
