@@ -115,7 +115,7 @@ def test_a_whole_rollout_promotes_every_region(
 ) -> None:
     monkeypatch.setattr(command, "make_gate", lambda *_: Breach("nowhere"))
     code, out, _ = run("--stack", "prod", "--steps", "50,100", "--log-dir", str(tmp_path))
-    assert code == 0, out
+    assert code == 0 and fake.previewed, out
     target = target_revisions(*load_stack("prod"))
     assert fake.state == {r: {target[r].id: 100} for r in PROD_WAVES}
     assert f"promoted (log {tmp_path / 'prod.jsonl'})" in out
@@ -152,7 +152,7 @@ def test_a_rollout_is_refused_while_another_process_holds_the_stack(
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         code, _, err = run("--stack", "prod", "--log-dir", str(tmp_path))
         assert code == 2 and "in progress (pid" in err and str(holder.pid) in err
-        assert fake.calls == []
+        assert fake.calls == [] and not fake.previewed, "refused before the preview"
     finally:
         holder.kill()
         holder.wait()

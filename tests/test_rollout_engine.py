@@ -233,6 +233,20 @@ def test_a_second_rollout_of_the_stack_is_refused_while_one_runs(tmp_path: Path)
         assert start(rollout).outcome is Outcome.PROMOTED
 
 
+def test_the_preview_runs_first_and_a_failing_one_changes_nothing(tmp_path: Path) -> None:
+    rollout, deployer, gate, log = make(tmp_path)
+    seen: list[int] = []
+
+    def failing_preview() -> None:
+        seen.append(len(deployer.calls))
+        raise RuntimeError("pulumi preview failed")
+
+    with pytest.raises(RuntimeError, match="preview failed"):
+        rollout.start({r: NEW for r in REGIONS}, REGIONS, [100], preview=failing_preview)
+    assert seen == [0] and deployer.calls == [] and gate.runs == [] and log.records() == []
+    assert rollout.start({r: NEW for r in REGIONS}, REGIONS, [100], preview=lambda: None).outcome is Outcome.PROMOTED
+
+
 def test_nothing_to_do_when_every_region_serves_the_target(tmp_path: Path) -> None:
     rollout, _, gate, log = make(tmp_path)
     result = rollout.start({r: OLD for r in REGIONS}, REGIONS, [5, 100])
@@ -243,6 +257,9 @@ def test_a_region_on_a_split_is_not_a_known_start(tmp_path: Path) -> None:
     rollout, deployer, _, _ = make(tmp_path)
     deployer.state[REGIONS[1]] = {OLD: 60, "other": 40}
     with pytest.raises(RolloutError, match="not one revision at 100%"):
+        start(rollout)
+    deployer.state[REGIONS[1]] = {}
+    with pytest.raises(RolloutError, match=f"region {REGIONS[1]}: no revision is recorded.*--adopt"):
         start(rollout)
 
 

@@ -149,8 +149,9 @@ def register(app: typer.Typer) -> None:
             elif abort:
                 result = engine.abort(keep_promoted=keep_promoted or None)
             else:
+                revisions = {region: revision.id for region, revision in target.items()}
                 result = engine.start(
-                    {r: t.id for r, t in target.items()}, order, chosen_steps, keep_promoted=keep_promoted
+                    revisions, order, chosen_steps, keep_promoted=keep_promoted, preview=deployer.preview
                 )
         except (RolloutError, RolloutBusy) as exc:
             raise UsageError(str(exc)) from None

@@ -192,9 +192,19 @@ class Rollout:
     # -- commands --------------------------------------------------------------------------------
 
     def start(
-        self, target: Mapping[str, str], order: Sequence[str], steps: Sequence[int], *, keep_promoted: bool = False
+        self,
+        target: Mapping[str, str],
+        order: Sequence[str],
+        steps: Sequence[int],
+        *,
+        keep_promoted: bool = False,
+        preview: Callable[[], None] | None = None,
     ) -> Result:
-        """Roll `target` (region -> new revision id) out over the regions in `order`."""
+        """Roll `target` (region -> new revision id) out over the regions in `order`.
+
+        `preview` runs first, under the lock, once the start is known to be possible: if it raises,
+        nothing was changed or logged.
+        """
         check_steps(steps)
         with self.log.locked():
             history = History.replay(self.log.current())
@@ -208,16 +218,23 @@ class Rollout:
             for region in order:
                 weights = self.deployer.weights(region)
                 current = serving(weights)
+                if not weights:
+                    raise RolloutError(
+                        f"region {region}: no revision is recorded as serving there (a stack deployed before "
+                        "its first rollout): record the stack file's revision once with --adopt"
+                    )
                 if current is None:
                     raise RolloutError(
-                        f"region {region} serves {weights or 'no revision'}, not one revision at 100%: "
-                        "bring it to a known state first (pulumi up, or --abort a rollout left behind)"
+                        f"region {region} serves {weights}, not one revision at 100%: bring it to a known "
+                        "state first (--abort a rollout left behind, or set the weights with pulumi up)"
                     )
                 previous[region] = current
             regions = [r for r in order if previous[r] != target[r]]
             if not regions:
                 self.say("every region already serves the target revision: nothing to roll out")
                 return Result(Outcome.PROMOTED, EXIT_OK)
+            if preview is not None:
+                preview()
             self.log.append(
                 {
                     "type": "start",
