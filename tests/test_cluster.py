@@ -14,6 +14,7 @@ import pytest
 from test_inference import gguf_plan, make_plan
 
 from components.cluster import Cluster, ClusterArgs, ClusterKind, ReleaseChannel
+from components.cluster.component import NAME_LIMITS, default_cluster_name
 from components.cluster.eks import NODE_POLICIES, subnet_cidrs
 from components.cluster.gke import subnet_ranges
 from components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
@@ -221,6 +222,19 @@ def test_gke_needs_a_project_and_a_short_name(recording_mocks: RecordingMocks) -
             "gcp-b",
             ClusterArgs(kind=ClusterKind.gke, region="us-central1", gcp_project="p", cluster_name="x" * 41),
         )
+
+
+def test_default_cluster_names_fit_the_cloud_and_stay_distinct() -> None:
+    regions = ["gcp-asia-northeast1-cluster", "gcp-asia-northeast2-cluster", "gcp-us-central1-cluster"]
+    names = [default_cluster_name("production", region, ClusterKind.gke) for region in regions]
+    assert all(len(n) <= NAME_LIMITS[ClusterKind.gke] for n in names), names
+    assert len(set(names)) == len(names), "cutting to the limit must not make two regions collide"
+    assert all(n[0].isalpha() and not n.endswith("-") for n in names), names
+    assert names[2].startswith("llmfleet-production-gcp-us-cen"), "the readable part is kept, the hash appended"
+    assert names == [default_cluster_name("production", region, ClusterKind.gke) for region in regions], "stable"
+    short = default_cluster_name("dev", "gcp-us-central1-cluster", ClusterKind.gke)
+    assert short == "llmfleet-dev-gcp-us-central1-cluster", "a name within the limit is kept whole"
+    assert default_cluster_name("production", regions[0], ClusterKind.eks).endswith(regions[0]), "EKS allows 100"
 
 
 def test_gke_ranges_are_disjoint() -> None:

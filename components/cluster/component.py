@@ -1,11 +1,27 @@
 """`Cluster`: one region's Kubernetes cluster, and the Kubernetes provider everything else deploys with."""
 
+import hashlib
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster.args import ClusterArgs, ClusterKind
 from components.cluster.eks import create_eks
 from components.cluster.gke import create_gke
+
+NAME_LIMITS = {ClusterKind.eks: 100, ClusterKind.gke: 40}
+"""Longest cluster name each cloud accepts (EKS CreateCluster: 100; GKE: 40)."""
+
+
+def default_cluster_name(stack: str, name: str, kind: ClusterKind) -> str:
+    """`llmfleet-<stack>-<name>`, cut to the cloud's limit with a stable hash of the whole so names stay
+    unique: `llmfleet-prod-gcp-asia-northeast1-cluster` (41 characters) would otherwise fail on GKE."""
+    full = f"llmfleet-{stack}-{name}"
+    limit = NAME_LIMITS.get(kind, len(full))
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[: limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 class Cluster(pulumi.ComponentResource):
@@ -45,7 +61,7 @@ class Cluster(pulumi.ComponentResource):
         self.node_role_arn = self.private_subnet_ids = self.oidc_provider_arn = self.oidc_issuer = None
         self.network = self.location = None
         self.node_prerequisites = []
-        physical_name = args.cluster_name or f"llmfleet-{pulumi.get_stack()}-{name}"
+        physical_name = args.cluster_name or default_cluster_name(pulumi.get_stack(), name, args.kind)
 
         if args.kind is ClusterKind.eks:
             eks = create_eks(name, args, physical_name, child)
