@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.rollout.engine import EXIT_BREACH, Outcome, Rollout
+from infra.rollout.engine import EXIT_BREACH, Rollout
+from infra.rollout.history import Outcome
 from infra.rollout.loadgate import LocustGate
 from infra.rollout.log import RolloutBusy, RolloutLog
 from infra.schema.slo import Slo

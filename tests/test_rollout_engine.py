@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, GateResult, Outcome, Rollout, RolloutError
+from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, GateResult, Rollout, RolloutError
+from infra.rollout.history import Outcome
 from infra.rollout.log import RolloutBusy, RolloutLog
 
 OLD, NEW = "0ld0ld00", "5ca1ab1e"
@@ -165,6 +166,33 @@ def test_two_invalid_runs_stop_at_the_last_passed_split_and_resume_continues(tmp
     assert rollout.resume().outcome is Outcome.PROMOTED
     assert deployer.state == {r: {NEW: 100} for r in REGIONS}
     assert [(r, s) for r, s, _, _ in gate.runs].count((REGIONS[1], 25)) == 3
+
+
+def test_a_crash_while_resuming_a_stopped_rollout_resumes_the_steps_again(tmp_path: Path) -> None:
+    flaky = {"on": True}
+    rollout, deployer, _, _ = make(tmp_path, lambda region, step, _: 4 if flaky["on"] and region == REGIONS[1] else 0)
+    assert start(rollout, [50, 100]).outcome is Outcome.STOPPED
+    flaky["on"] = False
+    deployer.crash_on_call = len(deployer.calls) + 2  # the resumed 50% step passes, then dies moving to 100%
+    with pytest.raises(Crash):
+        rollout.resume()
+    deployer.crash_on_call = None
+    assert rollout.resume().outcome is Outcome.PROMOTED
+    assert deployer.state == {r: {NEW: 100} for r in REGIONS}
+
+
+@pytest.mark.parametrize(
+    ("script", "outcome"), [(lambda *_: 0, "promoted"), (lambda r, *_: 3 if r == REGIONS[2] else 0, "rolled_back")]
+)
+def test_dying_after_the_last_action_but_before_the_end_record(tmp_path: Path, script: Script, outcome: str) -> None:
+    rollout, deployer, gate, log = make(tmp_path, script)
+    start(rollout, [100])
+    lines = log.path.read_text().splitlines()
+    assert '"type": "end"' in lines[-1]
+    log.path.write_text("\n".join(lines[:-1]) + "\n")  # the end record never made it to disk
+    calls, runs = len(deployer.calls), len(gate.runs)
+    result = rollout.resume()
+    assert result.outcome == outcome and len(gate.runs) == runs and len(deployer.calls) == calls
 
 
 def test_a_b_split_is_held_then_climbs_or_aborts(tmp_path: Path) -> None:

@@ -23,7 +23,8 @@ from infra.cli import user_errors_exit_2
 from infra.config import PROJECT_ROOT, DeploymentSpec, load_stack
 from infra.errors import UsageError
 from infra.rollout.deployer import Deployer
-from infra.rollout.engine import Gate, Outcome, Rollout, RolloutError, forward_actions
+from infra.rollout.engine import Gate, Rollout, RolloutError
+from infra.rollout.history import Outcome, forward_actions
 from infra.rollout.loadgate import LocustGate
 from infra.rollout.log import RolloutBusy, RolloutLog
 from infra.rollout.revisions import RegionRevision, target_revisions, wave_order

@@ -21,10 +21,10 @@ import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol, cast
 
 from infra.rollout.deployer import Deployer, serving
+from infra.rollout.history import UNFINISHED, Action, History, Outcome, PlanState, forward_actions
 from infra.rollout.log import Record, RolloutLog
 from infra.schema.rollout import check_steps
 
@@ -37,42 +37,6 @@ GATE_ATTEMPTS = 2
 
 class RolloutError(Exception):
     """The rollout cannot start, resume or abort as asked (the message says why and what to do)."""
-
-
-class Outcome(StrEnum):
-    PROMOTED = "promoted"
-    """Every region serves the new revision only."""
-    HELD = "held"
-    """Every region serves both revisions at the last step's split (A/B); --resume --steps or --abort."""
-    ROLLED_BACK = "rolled_back"
-    """A gate breached; the affected regions serve the old revision only."""
-    STOPPED = "stopped"
-    """A gate run was invalid twice; traffic is back at the last split that passed; --resume or --abort."""
-    ABORTED = "aborted"
-    """--abort: the affected regions serve the old revision only."""
-
-
-UNFINISHED = {Outcome.HELD, Outcome.STOPPED}
-"""Outcomes that leave the fleet on two revisions: a new rollout must wait for --resume or --abort."""
-
-ActionKind = Literal["deploy", "step", "promote", "restore", "settle"]
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: ActionKind
-    region: str
-    percent: int = 0
-
-    def to_record(self) -> Record:
-        return {"kind": self.kind, "region": self.region, "percent": self.percent}
-
-    @staticmethod
-    def from_record(record: Record) -> Action:
-        return Action(cast(ActionKind, record["kind"]), str(record["region"]), int(record.get("percent", 0)))
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.region}" + (f" {self.percent}%" if self.kind in ("step", "settle") else "")
 
 
 @dataclass(frozen=True)
@@ -95,87 +59,6 @@ class Result:
     exit_code: int
     report: dict[str, Any] = field(default_factory=dict[str, Any])
     """On a breach or an invalid run: region, step, failed checks and figures."""
-
-
-@dataclass
-class PlanState:
-    record: Record
-    begun: set[int] = field(default_factory=set[int])
-    done: set[int] = field(default_factory=set[int])
-
-    @property
-    def actions(self) -> list[Action]:
-        return [Action.from_record(a) for a in self.record["actions"]]
-
-    @property
-    def complete(self) -> bool:
-        return len(self.done) == len(self.record["actions"])
-
-
-@dataclass
-class History:
-    """The current rollout, replayed from its log records."""
-
-    start: Record
-    plans: list[PlanState]
-    end: Record | None
-    """The `end` record, unless a plan was started or resumed after it."""
-
-    @staticmethod
-    def replay(records: Sequence[Record]) -> History | None:
-        if not records:
-            return None
-        plans: list[PlanState] = []
-        end: Record | None = None
-        for record in records:
-            kind = record["type"]
-            if kind == "plan":
-                plans.append(PlanState(record))
-                end = None
-            elif kind == "resume":
-                end = None
-            elif kind == "begin":
-                plans[int(record["plan"])].begun.add(int(record["index"]))
-            elif kind == "done":
-                plans[int(record["plan"])].done.add(int(record["index"]))
-            elif kind == "end":
-                end = record
-        return History(records[0], plans, end)
-
-    @property
-    def outcome(self) -> Outcome | None:
-        return Outcome(self.end["outcome"]) if self.end else None
-
-    def regions_in_state(self) -> tuple[list[str], list[str]]:
-        """(regions where the new revision was deployed, of those the promoted ones), in rollout order."""
-        touched: list[str] = []
-        promoted: list[str] = []
-        for plan in self.plans:
-            for index, action in enumerate(plan.actions):
-                region = action.region
-                if action.kind == "deploy" and index in plan.begun and region not in touched:
-                    touched.append(region)
-                elif action.kind == "promote" and index in plan.done:
-                    promoted.append(region)
-                elif action.kind == "restore" and index in plan.done:
-                    touched = [r for r in touched if r != region]
-                    promoted = [r for r in promoted if r != region]
-        return touched, promoted
-
-    def last_forward(self) -> int:
-        return max(i for i, plan in enumerate(self.plans) if plan.record["phase"] == "forward")
-
-
-def forward_actions(regions: Sequence[str], steps: Sequence[int], *, deploy: bool = True) -> list[Action]:
-    """Waves: each region in turn deploys, climbs the steps, and is promoted when the last step is 100."""
-    actions: list[Action] = []
-    for region in regions:
-        if deploy:
-            actions.append(Action("deploy", region))
-        actions += [Action("step", region, percent) for percent in steps]
-        if steps[-1] == 100:
-            actions.append(Action("promote", region))
-    return actions
 
 
 class Rollout:
@@ -258,18 +141,17 @@ class Rollout:
                 raise RolloutError("--steps with --resume applies to a held (A/B) rollout only")
             if history.outcome is Outcome.HELD:
                 return self._climb(history, steps)
-            latest = len(history.plans) - 1
-            if history.end is None and not history.plans[latest].complete:
-                return self._resume_plan(history, latest)
-            return self._resume_plan(history, history.last_forward())
+            if history.end is None:  # interrupted: finish what was being done (it ends the rollout its way)
+                return self._resume_plan(history, history.active)
+            return self._resume_plan(history, history.last_forward())  # stopped: back up the steps
 
     def abort(self, *, keep_promoted: bool | None = None) -> Result:
         """Take the latest rollout back to the old revision (regions already promoted too, by default)."""
         with self.log.locked():
             history = self._unfinished("abort")
-            latest = len(history.plans) - 1
-            if history.plans[latest].record["phase"] == "rollback" and not history.plans[latest].complete:
-                return self._resume_plan(history, latest)
+            active = history.plans[history.active]
+            if history.end is None and active.record["phase"] == "rollback":  # a rollback was interrupted
+                return self._resume_plan(history, history.active)
             keep = bool(history.start["keep_promoted"]) if keep_promoted is None else keep_promoted
             return self._roll_back(history, "abort", Outcome.ABORTED, EXIT_OK, {}, keep)
 
