@@ -305,3 +305,47 @@ def test_the_automation_deployer_writes_the_record_before_each_up(monkeypatch: p
     assert [m["name"] for m in models] == [m.name for m in spec.models], "the new revision's model settings"
     with pytest.raises(ValueError, match="not deployed"):
         deployer.set_weights(region, {"ffffffff": 100})
+
+
+def test_a_failed_pulumi_up_exits_1_and_resume_retries_the_step(
+    fake: FakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from infra.rollout.deployer import DeployFailed
+
+    monkeypatch.setattr(command, "make_gate", lambda *_: Breach("nowhere"))
+    original = fake.set_weights
+    failures = [1]
+
+    def flaky_weights(region: str, weights: dict[str, int]) -> None:
+        if failures:
+            failures.pop()
+            raise DeployFailed("pulumi up failed (weights aws-us-west-2): error: timed out")
+        original(region, weights)
+
+    monkeypatch.setattr(fake, "set_weights", flaky_weights)
+    code, _, err = run("--stack", "prod", "--steps", "100", "--log-dir", str(tmp_path))
+    assert code == 1 and "timed out" in err and "--resume" in err
+    code, out, _ = run("--stack", "prod", "--resume", "--log-dir", str(tmp_path))
+    assert code == 0 and "promoted" in out
+    target = target_revisions(*load_stack("prod"))
+    assert fake.state == {r: {target[r].id: 100} for r in PROD_WAVES}
+
+
+def test_the_automation_deployer_reports_a_failed_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi import automation
+
+    from infra.rollout import automation as deployer_module
+    from infra.rollout.deployer import DeployFailed
+
+    fake = FakePulumiStack({})
+
+    def failing_up(**_: Any) -> None:
+        raise automation.CommandError(automation.CommandResult("", "error: quota exceeded for GPUs", 255))
+
+    fake.up = failing_up  # type: ignore[method-assign]
+    monkeypatch.setattr(automation, "select_stack", lambda **_: fake)
+    target = target_revisions(*load_stack("prod"))
+    deployer = deployer_module.AutomationDeployer("prod", target, say=lambda _: None)
+    with pytest.raises(DeployFailed, match="quota exceeded"):
+        deployer.deploy_revision("aws-us-west-2", target["aws-us-west-2"].id)
+    assert deployer.weights("aws-us-west-2") == {}, "the record is not advanced past a failed update"

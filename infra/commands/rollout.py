@@ -3,7 +3,8 @@
     llmfleet rollout --stack prod [--steps 5,25,100] [--suite steady] [--dry-run]
                      [--resume | --abort] [--keep-promoted] [--adopt]
 
-Exit codes: 0 promoted (or held at an A/B split, or aborted as asked), 2 bad input or a rollout
+Exit codes: 0 promoted (or held at an A/B split, or aborted as asked), 1 a `pulumi up` failed
+(--resume retries the step, --abort goes back), 2 bad input or a rollout
 that cannot run now (another one in progress, one left unfinished), 3 an SLO breach rolled back
 (report on stderr and in the log), 4 the gate run was invalid twice (stopped; --resume or --abort).
 """
@@ -22,7 +23,7 @@ import typer
 from infra.cli import user_errors_exit_2
 from infra.config import PROJECT_ROOT, DeploymentSpec, load_stack
 from infra.errors import UsageError
-from infra.rollout.deployer import Deployer
+from infra.rollout.deployer import Deployer, DeployFailed
 from infra.rollout.engine import Gate, Rollout, RolloutError
 from infra.rollout.history import Outcome, forward_actions
 from infra.rollout.loadgate import LocustGate
@@ -31,6 +32,8 @@ from infra.rollout.revisions import RegionRevision, target_revisions, wave_order
 from infra.schema.rollout import check_steps
 
 DEFAULT_LOG_DIR = PROJECT_ROOT / ".llmfleet" / "rollouts"
+EXIT_DEPLOY_FAILED = 1
+"""`pulumi up` failed mid-rollout (not the SLO's verdict): resume or abort from the log."""
 OPEN_LOOP_SUITES = {"rate", "failover"}
 """Suites that need a target rate or a failure to inject: not gates a rollout can run on its own."""
 
@@ -156,6 +159,10 @@ def register(app: typer.Typer) -> None:
                 )
         except (RolloutError, RolloutBusy) as exc:
             raise UsageError(str(exc)) from None
+        except DeployFailed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"the log ({log.path}) keeps the step: rerun with --resume to retry it or --abort", err=True)
+            raise typer.Exit(EXIT_DEPLOY_FAILED) from None
         if result.report:
             print(json.dumps(result.report, indent=2), file=sys.stderr)
         typer.echo(f"rollout of stack {name}: {result.outcome} (log {log.path})")

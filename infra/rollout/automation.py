@@ -17,7 +17,7 @@ from typing import Any, cast
 from pulumi import automation as auto
 
 from infra.config import PROJECT_ROOT, ConfigError
-from infra.rollout.deployer import Weights
+from infra.rollout.deployer import DeployFailed, Weights
 from infra.rollout.revisions import RECORD_KEY, RegionRevision, RolloutRecord
 
 GATEWAY_ENDPOINTS_OUTPUT = "gateway_endpoints"
@@ -125,5 +125,8 @@ class AutomationDeployer:
     def _update(self, record: RolloutRecord, message: str) -> None:
         self._set_record(record)
         self.say(f"pulumi up: {message}")
-        self.stack.up(on_output=self.say, message=f"llmfleet rollout: {message}")
+        try:
+            self.stack.up(on_output=self.say, message=f"llmfleet rollout: {message}")
+        except auto.CommandError as exc:
+            raise DeployFailed(f"pulumi up failed ({message}): {str(exc)[-2000:]}") from None
         self.record = record

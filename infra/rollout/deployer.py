@@ -39,6 +39,11 @@ def revision_id(models: Sequence[ModelRevision]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_ID_LENGTH]
 
 
+class DeployFailed(Exception):
+    """A deployer's update failed (e.g. `pulumi up`); the rollout log still says which step, so
+    --resume retries it and --abort goes back."""
+
+
 Weights = Mapping[str, int]
 """Revision id -> percent of the region's requests; the values sum to 100."""
 
