@@ -19,7 +19,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from infra.cli import user_errors_exit_2
+from infra.commands.common import user_errors_exit_2
 from infra.config import PROJECT_ROOT
 from infra.errors import UsageError
 from loadtests import gate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from components.sizing.plan import DeploymentPlan, Plan
-from infra.cli import user_errors_exit_2
+from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from infra.config import load_stack
 from infra.planning import build_plan
 
@@ -96,12 +95,8 @@ def register(app: typer.Typer) -> None:
     @app.command("plan")
     @user_errors_exit_2
     def plan(
-        stack: Annotated[
-            str | None, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.<name>.yaml).")
-        ] = None,
-        stack_file: Annotated[
-            Path | None, typer.Option("--stack-file", help="Path to a stack file instead of a stack name.")
-        ] = None,
+        stack: StackOption = None,
+        stack_file: StackFileOption = None,
         output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")] = OutputFormat.TABLE,
     ) -> None:
         """Size every (region, model) of a stack: GPU, instance, parallelism, replicas, memory and cost."""

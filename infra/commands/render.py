@@ -22,6 +22,7 @@ from typing import Annotated, Any, cast
 import typer
 import yaml
 
+from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from infra.errors import UsageError
 from infra.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
 from infra.validate import is_custom_kind, validate_manifest
@@ -139,18 +140,12 @@ def write_render(run: OfflineRun, out: Path) -> RenderSummary:
 
 
 def register(app: typer.Typer) -> None:
-    from infra.cli import user_errors_exit_2  # here, not at the top: infra.cli imports this module
-
     @app.command("render")
     @user_errors_exit_2
     def render(
         out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write (new, empty or an earlier render).")],
-        stack: Annotated[
-            str | None, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.<name>.yaml).")
-        ] = None,
-        stack_file: Annotated[
-            Path | None, typer.Option("--stack-file", help="Path to a stack file instead of a stack name.")
-        ] = None,
+        stack: StackOption = None,
+        stack_file: StackFileOption = None,
     ) -> None:
         """Run the program offline (Pulumi mocks, no cloud) and write every object it would create, validated."""
         check_out_dir(out)  # before the program runs, so a wrong --out fails at once

@@ -20,7 +20,7 @@ from typing import Annotated, Protocol
 
 import typer
 
-from infra.cli import user_errors_exit_2
+from infra.commands.common import user_errors_exit_2
 from infra.config import PROJECT_ROOT, DeploymentSpec, load_stack
 from infra.errors import UsageError
 from infra.rollout.deployer import Deployer, DeployFailed
