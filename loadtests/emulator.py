@@ -3,7 +3,8 @@
 It serves `POST /v1/chat/completions` (streamed or not), `GET /v1/models` and `GET /health` on
 loopback, from an asyncio loop in a background thread, and can misbehave on purpose: role-only first
 chunks, reasoning before content, missing usage or `[DONE]`, connections held open, HTTP and in-stream
-errors, stalls, odd SSE framing, API keys (401/403) and request/token limits (429).
+errors, stalls, odd SSE framing, API keys (401 like Envoy Gateway, or 403 for a wrong key) and
+request/token limits (429).
 
 Timing model: the first token is sent `ttft_s` after the request is read; the server then decodes one
 token every `itl_s` and sends `tokens_per_chunk` of them per chunk, so chunks are
@@ -74,13 +75,17 @@ class EmulatorConfig:
     """Send a `: keep-alive` comment line before each event."""
     no_space_after_data: bool = False
     api_keys: frozenset[str] | None = None
-    """When set, `Authorization: Bearer <key>` is required: 401 without a key, 403 with a wrong one."""
+    """When set, `Authorization: Bearer <key>` is required: 401 without a key, `wrong_key_status` with a wrong one."""
+    wrong_key_status: int = 401
+    """What a key not in `api_keys` gets: 401 as Envoy Gateway's API-key auth answers, or 403 as other gateways do."""
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     """Limits per API key over a sliding minute (output tokens are charged at admission); 429 past them."""
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.wrong_key_status not in (401, 403):
+            raise ValueError("wrong_key_status must be 401 or 403")
         if self.tokens_per_chunk < 1 or self.output_tokens < 1:
             raise ValueError("tokens_per_chunk and output_tokens must be at least 1")
         if min(self.ttft_s, self.itl_s, self.stall_s, self.hold_open_after_done_s) < 0:
@@ -235,7 +240,8 @@ class _Server:
         if not key:
             return 401, _error_body(401, "missing API key (Authorization: Bearer ...)", "authentication_error")
         if key not in config.api_keys:
-            return 403, _error_body(403, "API key not allowed", "permission_error")
+            kind = "authentication_error" if config.wrong_key_status == 401 else "permission_error"
+            return config.wrong_key_status, _error_body(config.wrong_key_status, "API key not allowed", kind)
         return None
 
     def _over_limit(self, config: EmulatorConfig, key: str, output_tokens: int) -> tuple[int, bytes] | None:

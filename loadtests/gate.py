@@ -48,6 +48,10 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+Threshold = float | list[float]
+"""A check's limit: a number for "<=", ">=" and "==", the accepted values for "in" (e.g. [401, 403])."""
+
+
 @dataclass
 class Check:
     """One comparison in the verdict; `passed` is written as `pass` in JSON."""
@@ -55,7 +59,7 @@ class Check:
     metric: str
     stat: str
     op: str
-    threshold: float
+    threshold: Threshold
     observed: float | None
     n: int
     passed: bool

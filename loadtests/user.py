@@ -76,6 +76,16 @@ def _add_request_options(parser: Any, **_: Any) -> None:
     )
 
 
+@events.init.add_listener
+def _refresh_loop_clock(**_: Any) -> None:
+    """Locust arms its --run-time timer (`gevent.spawn_later`) right after `init`, on gevent's loop
+    clock, which is only refreshed when the loop runs: during Locust's start-up (imports, parsing,
+    the runner) it does not, so the clock is stale by that start-up time (0.7 s on a quiet machine,
+    ~2 s on a busy one) and the run stopped that much early: a 2 s run ended ~50 ms after users
+    started. Refreshing it here makes the run last -t. Every suite imports this module."""
+    gevent.get_hub().loop.update_now()
+
+
 @events.test_start.add_listener
 def _plan_run(environment: Environment, **_: Any) -> None:
     """On the master (or single process): split the rate among users, count the request budget.

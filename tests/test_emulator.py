@@ -228,13 +228,22 @@ def test_output_length_without_ignore_eos_is_capped_by_the_server() -> None:
     assert sample.ok and sample.output_tokens == 5 and sample.expected_output_tokens == 50
 
 
-def test_api_keys_401_without_403_wrong_200_right() -> None:
-    with served(ttft_s=0.01, itl_s=0.001, api_keys=frozenset({"good"})) as em:
+@pytest.mark.parametrize(
+    ("config", "wrong_status"),
+    [({}, 401), ({"wrong_key_status": 403}, 403)],  # Envoy Gateway's answer by default; 403 as others answer
+)
+def test_api_keys_401_without_a_key_refused_wrong_200_right(config: dict[str, Any], wrong_status: int) -> None:
+    with served(ttft_s=0.01, itl_s=0.001, api_keys=frozenset({"good"}), **config) as em:
         missing = stream_sample(em.url, chat(2))
         wrong = stream_sample(em.url, chat(2), {"Authorization": "Bearer bad"})
         right = stream_sample(em.url, chat(2), {"Authorization": "Bearer good"})
-    assert (missing.status, wrong.status, right.status) == (401, 403, 200)
+    assert (missing.status, wrong.status, right.status) == (401, wrong_status, 200)
     assert not missing.ok and not wrong.ok and right.ok
+
+
+def test_wrong_key_status_is_a_refusal() -> None:
+    with pytest.raises(ValueError, match="401 or 403"):
+        EmulatorConfig(wrong_key_status=200)
 
 
 @pytest.mark.parametrize(

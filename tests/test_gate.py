@@ -186,6 +186,21 @@ def test_the_verdict_json_round_trips_with_the_issue_fields(tmp_path: Path) -> N
     assert again.exit_code == verdict.exit_code and again.checks == verdict.checks
 
 
+def test_an_accepted_values_check_keeps_the_issue_schema(tmp_path: Path) -> None:
+    """The gateway suite's wrong-key check: op "in", the accepted statuses as the threshold."""
+    path = tmp_path / "verdict.json"
+    refused = gate.Check("gateway.status_with_wrong_key", "value", "in", [401, 403], 401, 1, passed=True)
+    gate.Verdict(checks=[refused]).write(path)
+    data = json.loads(path.read_text())
+    assert data["checks"] == [
+        {"metric": "gateway.status_with_wrong_key", "stat": "value", "op": "in", "threshold": [401, 403]}
+        | {"observed": 401, "n": 1, "pass": True}
+    ]
+    assert gate.Verdict.read(path).checks == [refused] and gate.Verdict.read(path).exit_code == EXIT_PASS
+    served = gate.Check("gateway.status_with_wrong_key", "value", "in", [401, 403], 200, 1, passed=False)
+    assert gate.Verdict(checks=[served]).exit_code == EXIT_BREACH
+
+
 def test_load_slo_from_a_stack_a_file_or_defaults(tmp_path: Path) -> None:
     assert load_slo("prod") == load_stack("prod")[1].slo
     assert load_slo() == Slo()

@@ -32,23 +32,6 @@ SLO = Slo(ttft_p95_ms=1200, tpot_p95_ms=500, e2e_p99_ms=10_000, error_rate=0.01,
 """Wide margins on both sides: on a busy shared machine the 10 ms emulator was measured at up to ~500 ms
 TTFT p95 through the proxy; the slow revision is 3 s. Only TTFT separates the two revisions."""
 GATE_SECONDS = 1.0
-CLOCK_FIX_SUITE = """
-from typing import Any
-
-import gevent
-from locust import events
-
-from loadtests.suites.steady import SteadyUser  # noqa: F401  (the steady suite's users, unchanged)
-
-
-@events.init.add_listener
-def _fresh_clock(**_: Any) -> None:
-    gevent.get_hub().loop.update_now()
-"""
-"""Workaround, tests only: Locust arms its --run-time timer on gevent's loop clock, which is stale by the
-seconds Locust took to start (on a busy machine, about 2 s), so a 2 s run stopped after ~50 ms with
-no samples. Refreshing the clock at `init` fixes it; this file is the steady suite plus that refresh,
-passed as a second -f (the last one wins). Remove once loadtests/ refreshes the clock itself."""
 
 
 class SplitProxy:
@@ -191,8 +174,6 @@ def fleet_factory() -> Iterator[Callable[[Callable[[str, str], EmulatorConfig]],
 
 
 def rollout_for(fleet: EmulatedFleet, tmp_path: Path) -> tuple[Rollout, RolloutLog]:
-    suite = tmp_path / "steady_fresh_clock.py"
-    suite.write_text(CLOCK_FIX_SUITE)
     gate = LocustGate(
         slo=SLO,
         suite="steady",
@@ -200,10 +181,10 @@ def rollout_for(fleet: EmulatedFleet, tmp_path: Path) -> tuple[Rollout, RolloutL
         users=16,
         models={r: ["chat"] for r in REGIONS},
         work_dir=tmp_path / "gate",
-        # short requests, every sample counts (no warm-up), and the clock fix above
+        # short requests, every sample counts (no warm-up)
         locust_args=(
             *("--llm-output-tokens", "16", "--llm-prompt-tokens", "16"),
-            *("--llm-min-samples", "10", "--llm-warmup", "0", "-f", str(suite)),
+            *("--llm-min-samples", "10", "--llm-warmup", "0"),
         ),
     )
     log = RolloutLog(tmp_path / "log", "prod")

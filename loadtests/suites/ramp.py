@@ -5,8 +5,7 @@ locust -f loadtests/suites/ramp.py --headless -u 64 -t 10m --host URL --llm-mode
 
 import math
 
-from locust import LoadTestShape
-
+from loadtests.shapes import CommonOptionsShape
 from loadtests.user import ChatUser
 
 
@@ -14,15 +13,10 @@ class RampUser(ChatUser):
     pass
 
 
-class Ramp(LoadTestShape):
-    use_common_options = True  # -u is the peak, -t the length
-
+class Ramp(CommonOptionsShape):
     def tick(self) -> tuple[int, float] | None:
-        options = self.runner.environment.parsed_options if self.runner else None
-        peak = int(getattr(options, "num_users", None) or 1)
-        length = float(getattr(options, "run_time", None) or 60)
-        elapsed = self.get_run_time()
-        if elapsed >= length:
+        now = self.moment()
+        if now is None:
             return None
-        users = max(1, math.ceil(peak * min(1.0, elapsed / (length / 2))))
-        return users, float(peak)
+        users = max(1, math.ceil(now.peak * min(1.0, 2 * now.share)))
+        return users, float(now.peak)

@@ -6,8 +6,7 @@ queues draining).
     locust -f loadtests/suites/spike.py --headless -u 64 -t 9m --host URL --llm-model NAME
 """
 
-from locust import LoadTestShape
-
+from loadtests.shapes import CommonOptionsShape
 from loadtests.user import ChatUser
 
 
@@ -15,15 +14,10 @@ class SpikeUser(ChatUser):
     pass
 
 
-class Spike(LoadTestShape):
-    use_common_options = True  # -u is the spike's height, -t the length
-
+class Spike(CommonOptionsShape):
     def tick(self) -> tuple[int, float] | None:
-        options = self.runner.environment.parsed_options if self.runner else None
-        peak = int(getattr(options, "num_users", None) or 1)
-        length = float(getattr(options, "run_time", None) or 60)
-        elapsed = self.get_run_time()
-        if elapsed >= length:
+        now = self.moment()
+        if now is None:
             return None
-        in_spike = length / 3 <= elapsed < 2 * length / 3
-        return (peak if in_spike else max(1, peak // 4)), float(peak)
+        in_spike = 1 / 3 <= now.share < 2 / 3
+        return (now.peak if in_spike else max(1, now.peak // 4)), float(now.peak)

@@ -1,0 +1,57 @@
+"""`llmfleet loadtest` end to end: its exit codes and both reports, against the emulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from locust_harness import LLMFLEET, RUN_TIMEOUT_S, slo_file
+
+from loadtests.emulator import Emulator, EmulatorConfig
+
+
+def test_llmfleet_loadtest_exits_0_3_4_and_writes_both_reports(tmp_path: Path) -> None:
+    """Three runs of the CLI at once (exit codes do not depend on timing): pass, breach, invalid."""
+    strict = slo_file(tmp_path / "strict", "ttft_p95_ms: 1\n")  # no server answers in 1 ms
+    lenient = slo_file(tmp_path / "lenient")
+    cases = {  # name: (expected exit, suite options, Locust options after --)
+        "pass": (0, ["--suite", "smoke", "--slo", str(lenient)], []),
+        "breach": (3, ["--suite", "smoke", "--slo", str(strict)], []),
+        # 3 requests, fewer than the 20 samples a verdict needs (the budget ends the run before -t)
+        "invalid": (
+            4,
+            ["--suite", "steady", "--duration", "10s", "--slo", str(lenient)],
+            ["--llm-requests-per-user", "3"],
+        ),
+    }
+    with Emulator(EmulatorConfig(ttft_s=0.01, itl_s=0.002, output_tokens=4)) as emulator:
+        common = ["--host", emulator.url, "--model", "emulated-model"]
+        to_locust = ["--", "--llm-output-tokens", "4"]  # after --: straight to Locust
+        running = {
+            name: subprocess.Popen(
+                [
+                    str(LLMFLEET),
+                    "loadtest",
+                    *common,
+                    *args,
+                    "--report",
+                    str(tmp_path / name / "v.json"),
+                    *to_locust,
+                    *extra,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for name, (_, args, extra) in cases.items()
+        }
+        outputs = {name: process.communicate(timeout=RUN_TIMEOUT_S)[0] for name, process in running.items()}
+    for name, (expected, _, _) in cases.items():
+        process, output = running[name], outputs[name]
+        assert process.returncode == expected, (name, output[-3000:])
+        verdict = json.loads((tmp_path / name / "v.json").read_text())
+        assert verdict["exit_code"] == expected
+        assert (tmp_path / name / "v.html").stat().st_size > 1000, "Locust's HTML report alongside"
+    assert "SLO breached: ttft_ms p95" in outputs["breach"]
+    assert "invalid run: too few samples after the warm-up" in outputs["invalid"]
