@@ -109,7 +109,7 @@ def test_a_rate_beyond_the_generator_is_an_invalid_run(tmp_path: Path) -> None:
     config = EmulatorConfig(ttft_s=0.001, itl_s=0.001, output_tokens=2)
     with Emulator(config) as emulator:
         run = run_locust(
-            "rate", emulator.url, tmp_path, *("-u", "1", "-t", "3s", "--llm-rate", "5000", "--llm-output-tokens", "2")
+            "rate", emulator.url, tmp_path, *("-u", "1", "-t", "2s", "--llm-rate", "5000", "--llm-output-tokens", "2")
         )
     assert run.code == 4, run
     assert run.verdict["valid"] is False

@@ -60,7 +60,7 @@ def test_failover_drill_counts_errors_and_time_to_recover(tmp_path: Path) -> Non
             "failover",
             region_a.url,
             tmp_path,
-            *("-u", "4", "-r", "4", "-t", "4s", "--llm-endpoints", f"{region_a.url},{url_b}"),
+            *("-u", "4", "-r", "4", "-t", "3s", "--llm-endpoints", f"{region_a.url},{url_b}"),
             *("--llm-failover-at", "1", "--llm-failover-command", f"kill -9 {region_b.pid}"),
             *("--llm-output-tokens", "10", "--llm-min-samples", "5", "--llm-max-recovery-s", "1"),
         )
