@@ -1,5 +1,6 @@
 """The planner's choices: cheapest option that carries the load, explained rejections, pins checked."""
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -176,11 +177,26 @@ MODELS = ["llama-3.2-3b", "llama-3.1-8b", "qwen2.5-7b", "phi-4", "qwen3-30b-a3b"
 QUANTS = [Quantization.BF16, Quantization.FP8, Quantization.AWQ]
 
 
-def plan_or_none(model: ModelRequest, region: RegionRequest = US_EAST_1) -> DeploymentPlan | None:
+def plan_or_none(model: ModelRequest, tally: Counter[str], region: RegionRequest = US_EAST_1) -> DeploymentPlan | None:
+    """A plan, or None when the planner refuses; `tally` counts both so a test can tell it checked something."""
     try:
-        return plan(model, region)
+        chosen = plan(model, region)
     except PlanningError:
+        tally["refused"] += 1
         return None
+    tally["planned"] += 1
+    return chosen
+
+
+def assert_mostly_planned(tally: Counter[str]) -> None:
+    """A property over refused plans proves nothing: most examples must have produced a plan to compare."""
+    total = tally["planned"] + tally["refused"]
+    assert total > 0 and tally["planned"] >= MOSTLY_PLANNED * total, dict(tally)
+
+
+MOSTLY_PLANNED = 0.75
+ROUNDING_GIB = 0.005 * 6
+"""MemorySplit rounds each of its six figures to 0.01 GiB, so their sum may drift by this much."""
 
 
 @settings(max_examples=25, deadline=None)
@@ -193,9 +209,10 @@ def plan_or_none(model: ModelRequest, region: RegionRequest = US_EAST_1) -> Depl
 def test_every_plan_fits_its_memory_and_uses_a_valid_tp(
     model_id: str, quantization: Quantization, context: int, sequences: int
 ) -> None:
+    """Every model, quantization, context and load drawn here has a plan in us-east-1 (a refusal fails the test)."""
     arch = CATALOG.models[model_id].architecture
     context = min(context, arch.max_context)
-    chosen = plan_or_none(
+    chosen = plan(
         request(
             model_id,
             quantization,
@@ -203,62 +220,85 @@ def test_every_plan_fits_its_memory_and_uses_a_valid_tp(
             ConcurrencyLoad(concurrent_sequences=sequences, prompt_tokens=512, output_tokens=256),
         )
     )
-    if chosen is None:
-        return
     assert tensor_parallel_is_valid(arch, chosen.tensor_parallel)
     assert chosen.tensor_parallel <= chosen.gpus_per_node
     m = chosen.memory
-    assert m.weights_gib_per_gpu + m.kv_cache_gib_per_gpu <= m.budget_gib_per_gpu
+    # vLLM's whole split on one GPU: the budget is utilization x total, and weights, every overhead it
+    # subtracts (activation peak, non-torch, CUDA graphs: the default release subtracts them) and the KV
+    # cache all come out of it.
+    assert m.budget_gib_per_gpu == pytest.approx(chosen.gpu_memory_utilization * m.gpu_total_gib, abs=0.01)
+    assert m.activation_gib_per_gpu > 0 and m.non_torch_gib_per_gpu > 0 and m.cuda_graph_gib_per_gpu > 0
+    spent = (
+        m.weights_gib_per_gpu
+        + m.activation_gib_per_gpu
+        + m.non_torch_gib_per_gpu
+        + m.cuda_graph_gib_per_gpu
+        + m.kv_cache_gib_per_gpu
+    )
+    assert spent <= chosen.gpu_memory_utilization * m.gpu_total_gib + ROUNDING_GIB, m
+    kv_per_token_per_gpu = m.kv_bytes_per_token / chosen.tensor_parallel / chosen.pipeline_parallel
+    kv_tokens_held = m.kv_cache_gib_per_gpu * mem.GIB / kv_per_token_per_gpu
+    assert chosen.kv_cache_tokens_per_replica <= kv_tokens_held * 1.001  # tokens come out of that KV memory
     assert chosen.kv_cache_tokens_per_replica >= chosen.max_model_len  # one max-context request fits
     assert chosen.replicas * chosen.max_num_seqs >= sequences
     assert chosen.nodes * chosen.gpus_per_node >= chosen.replicas * chosen.gpus_per_replica
 
 
-@settings(max_examples=20, deadline=None)
-@given(
-    model_id=st.sampled_from(MODELS),
-    contexts=st.lists(st.sampled_from([1024, 4096, 8192, 16384, 32768]), min_size=2, max_size=2, unique=True),
-    sequences=st.integers(1, 100),
-    instance_type=st.sampled_from(["g6e.12xlarge", "g5.48xlarge", "p5.48xlarge"]),
-)
-def test_longer_context_never_needs_fewer_gpus(
-    model_id: str, contexts: list[int], sequences: int, instance_type: str
-) -> None:
-    arch = CATALOG.models[model_id].architecture
-    short, long = sorted(min(c, arch.max_context) for c in contexts)
-    load = ConcurrencyLoad(concurrent_sequences=sequences, prompt_tokens=512, output_tokens=256)
-    # Free choice: the cheapest plan can only get dearer. Pinned instance type: GPUs only grow.
-    free_short, free_long = (
-        plan_or_none(request(model_id, max_model_len=short, load=load)),
-        plan_or_none(request(model_id, max_model_len=long, load=load)),
+def test_longer_context_never_needs_fewer_gpus() -> None:
+    tally: Counter[str] = Counter()
+
+    @settings(max_examples=20, deadline=None)
+    @given(
+        model_id=st.sampled_from(MODELS),
+        contexts=st.lists(st.sampled_from([1024, 4096, 8192, 16384, 32768]), min_size=2, max_size=2, unique=True),
+        sequences=st.integers(1, 100),
+        instance_type=st.sampled_from(["g6e.12xlarge", "g5.48xlarge", "p5.48xlarge"]),
     )
-    if free_long is not None:
-        assert free_short is not None and free_short.usd_per_hour <= free_long.usd_per_hour
-    pinned_short = plan_or_none(request(model_id, max_model_len=short, load=load, instance_type=instance_type))
-    pinned_long = plan_or_none(request(model_id, max_model_len=long, load=load, instance_type=instance_type))
-    if pinned_long is not None:
-        assert pinned_short is not None
-        assert pinned_short.nodes * pinned_short.gpus_per_node <= pinned_long.nodes * pinned_long.gpus_per_node
-
-
-@settings(max_examples=20, deadline=None)
-@given(
-    model_id=st.sampled_from(MODELS),
-    loads=st.lists(st.integers(1, 400), min_size=2, max_size=2),
-    instance_type=st.sampled_from(["g6.12xlarge", "g6e.48xlarge", "p4de.24xlarge"]),
-)
-def test_higher_load_never_needs_fewer_gpus(model_id: str, loads: list[int], instance_type: str) -> None:
-    low, high = sorted(loads)
-
-    def at(n: int, **pins: Any) -> DeploymentPlan | None:
-        return plan_or_none(
-            request(model_id, max_model_len=4096, load=ThroughputLoad(output_tokens_per_s=10 * n), **pins)
+    def check(model_id: str, contexts: list[int], sequences: int, instance_type: str) -> None:
+        arch = CATALOG.models[model_id].architecture
+        short, long = sorted(min(c, arch.max_context) for c in contexts)
+        load = ConcurrencyLoad(concurrent_sequences=sequences, prompt_tokens=512, output_tokens=256)
+        # Free choice: the cheapest plan can only get dearer. Pinned instance type: GPUs only grow.
+        free_short, free_long = (
+            plan_or_none(request(model_id, max_model_len=short, load=load), tally),
+            plan_or_none(request(model_id, max_model_len=long, load=load), tally),
         )
+        if free_long is not None:
+            assert free_short is not None and free_short.usd_per_hour <= free_long.usd_per_hour
+        pinned = {"instance_type": instance_type}
+        pinned_short = plan_or_none(request(model_id, max_model_len=short, load=load, **pinned), tally)
+        pinned_long = plan_or_none(request(model_id, max_model_len=long, load=load, **pinned), tally)
+        if pinned_long is not None:
+            assert pinned_short is not None
+            assert pinned_short.nodes * pinned_short.gpus_per_node <= pinned_long.nodes * pinned_long.gpus_per_node
 
-    free_low, free_high = at(low), at(high)
-    if free_high is not None:
-        assert free_low is not None and free_low.usd_per_hour <= free_high.usd_per_hour
-    pinned_low, pinned_high = at(low, instance_type=instance_type), at(high, instance_type=instance_type)
-    if pinned_high is not None:
-        assert pinned_low is not None
-        assert pinned_low.nodes * pinned_low.gpus_per_node <= pinned_high.nodes * pinned_high.gpus_per_node
+    check()
+    assert_mostly_planned(tally)
+
+
+def test_higher_load_never_needs_fewer_gpus() -> None:
+    tally: Counter[str] = Counter()
+
+    @settings(max_examples=20, deadline=None)
+    @given(
+        model_id=st.sampled_from(MODELS),
+        loads=st.lists(st.integers(1, 400), min_size=2, max_size=2),
+        instance_type=st.sampled_from(["g6.12xlarge", "g6e.48xlarge", "p4de.24xlarge"]),
+    )
+    def check(model_id: str, loads: list[int], instance_type: str) -> None:
+        low, high = sorted(loads)
+
+        def at(n: int, **pins: Any) -> DeploymentPlan | None:
+            load = ThroughputLoad(output_tokens_per_s=10 * n)
+            return plan_or_none(request(model_id, max_model_len=4096, load=load, **pins), tally)
+
+        free_low, free_high = at(low), at(high)
+        if free_high is not None:
+            assert free_low is not None and free_low.usd_per_hour <= free_high.usd_per_hour
+        pinned_low, pinned_high = at(low, instance_type=instance_type), at(high, instance_type=instance_type)
+        if pinned_high is not None:
+            assert pinned_low is not None
+            assert pinned_low.nodes * pinned_low.gpus_per_node <= pinned_high.nodes * pinned_high.gpus_per_node
+
+    check()
+    assert_mostly_planned(tally)
