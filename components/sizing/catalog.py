@@ -108,6 +108,13 @@ class KvCalibrationPoint(Entry):
             "activation_peak, non_torch, cuda_graph, gpu_total. Only the ones the log shows."
         ),
     )
+    fitted: bool = Field(
+        default=False,
+        description=(
+            "A constant of the memory model was fitted or set on this point, so it is no test of the model; "
+            "the other points are held out (tests/test_calibration.py reports them separately)."
+        ),
+    )
     unexplained: str | None = Field(
         default=None,
         description=(
