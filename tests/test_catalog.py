@@ -152,6 +152,8 @@ def test_every_entry_names_its_source(catalog: Catalog) -> None:
         if instance.memory_bandwidth_gb_s is not None:
             assert instance.memory_bandwidth_source is not None, instance.type
             sources.append(instance.memory_bandwidth_source)
+        if instance.capacity_source is not None:
+            sources.append(instance.capacity_source)
     sources += [p.source for p in catalog.kv_calibration] + [p.source for p in catalog.throughput_calibration]
     for source in sources:
         assert len(source.ref.strip()) > 10, source
@@ -264,6 +266,26 @@ def test_every_gpu_has_fallback_instance_types(catalog: Catalog) -> None:
         offers: list[InstanceEntry] = [i for i in catalog.instances.values() if i.gpu == gpu]
         assert len(offers) >= 2, gpu
         assert len({r for i in offers for r in i.regions}) >= 3, gpu
+
+
+def test_small_a3_high_shapes_are_not_sold_on_demand(catalog: Catalog) -> None:
+    """GCP's 1/2/4-GPU A3 High shapes come as spot or Flex-start; the 8-GPU one and AWS types on-demand too."""
+    for machine in ("a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"):
+        instance = catalog.instances[machine]
+        assert set(instance.capacity) == {"spot", "flex-start"}, machine
+        assert instance.capacity_source is not None and not instance.capacity_source.verified, machine
+    assert "on-demand" in catalog.instances["a3-highgpu-8g"].capacity
+    assert "on-demand" in catalog.instances["p5.48xlarge"].capacity
+
+
+def test_a_capacity_other_than_the_default_needs_its_source() -> None:
+    entry = next(e for e in _raw_entries("instances.yaml") if e["type"] == "g6e.xlarge") | {"capacity": ["spot"]}
+    with pytest.raises(pydantic.ValidationError, match="add capacity_source"):
+        InstanceEntry.model_validate(entry)
+    sourced = InstanceEntry.model_validate(entry | {"capacity_source": {"ref": "a test: the type's capacity page"}})
+    assert sourced.capacity == ("spot",)
+    with pytest.raises(pydantic.ValidationError, match="capacity"):
+        InstanceEntry.model_validate(entry | {"capacity": ["reserved"], "capacity_source": {"ref": "x" * 20}})
 
 
 def test_schema_rejects_unknown_fields() -> None:

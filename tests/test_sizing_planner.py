@@ -171,6 +171,31 @@ def test_spot_prices_apply_when_known() -> None:
     assert chosen.usd_per_hour == pytest.approx(chosen.nodes * (instance.spot_usd_per_hour or 0))
 
 
+US_CENTRAL1 = RegionRequest(cloud="gcp", region="us-central1", allowed_gpus=("H100",))
+SPOT_ONLY_H100 = ["a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"]
+
+
+def test_types_not_sold_on_demand_are_rejected_for_an_on_demand_region() -> None:
+    chosen = plan(request(), US_CENTRAL1)
+    assert chosen.instance_type not in SPOT_ONLY_H100
+    assert not set(chosen.fallback_instance_types) & set(SPOT_ONLY_H100)
+    reasons = {r.option: r.reason for r in chosen.rejected}
+    for machine in SPOT_ONLY_H100:
+        (label,) = [option for option in reasons if option.endswith(f" {machine}")]
+        assert reasons[label].startswith("not offered on-demand: only spot, flex-start"), reasons[label]
+
+
+def test_the_same_types_are_planned_on_spot() -> None:
+    chosen = plan(request(), US_CENTRAL1.model_copy(update={"capacity_type": "spot"}))
+    assert chosen.instance_type in SPOT_ONLY_H100  # one H100 for an 8B model: the smallest shape wins
+    assert not any(r.reason.startswith("not offered") for r in chosen.rejected)
+
+
+def test_pinning_a_type_not_sold_on_demand_says_so() -> None:
+    with pytest.raises(PlanningError, match=r"(?s)a3-highgpu-1g: not offered on-demand.*capacity_type spot"):
+        plan(request(instance_type="a3-highgpu-1g"), US_CENTRAL1)
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 MODELS = ["llama-3.2-3b", "llama-3.1-8b", "qwen2.5-7b", "phi-4", "qwen3-30b-a3b", "mixtral-8x7b"]
@@ -237,8 +262,8 @@ def test_every_plan_fits_its_memory_and_uses_a_valid_tp(
     )
     assert spent <= chosen.gpu_memory_utilization * m.gpu_total_gib + ROUNDING_GIB, m
     kv_per_token_per_gpu = m.kv_bytes_per_token / chosen.tensor_parallel / chosen.pipeline_parallel
-    kv_tokens_held = m.kv_cache_gib_per_gpu * mem.GIB / kv_per_token_per_gpu
-    assert chosen.kv_cache_tokens_per_replica <= kv_tokens_held * 1.001  # tokens come out of that KV memory
+    kv_tokens_held = (m.kv_cache_gib_per_gpu + ROUNDING_GIB / 6) * mem.GIB / kv_per_token_per_gpu
+    assert chosen.kv_cache_tokens_per_replica <= kv_tokens_held  # the tokens come out of that KV memory
     assert chosen.kv_cache_tokens_per_replica >= chosen.max_model_len  # one max-context request fits
     assert chosen.replicas * chosen.max_num_seqs >= sequences
     assert chosen.nodes * chosen.gpus_per_node >= chosen.replicas * chosen.gpus_per_replica

@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from components.sizing.memory import Sampler
 from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
 DATA_DIR = Path(__file__).parent / "data"
+
+CapacityType = Literal["on-demand", "spot", "flex-start"]
+"""How a type's nodes can be bought: on-demand, spot (preemptible), or GCP Flex-start (Dynamic Workload
+Scheduler: queued, at most seven days). Stacks choose on-demand or spot per region (capacity_type)."""
+DEFAULT_CAPACITY: tuple[CapacityType, ...] = ("on-demand", "spot")
 
 
 class Entry(BaseModel):
@@ -74,11 +79,25 @@ class InstanceEntry(Entry):
     memory_bandwidth_gb_s: float | None = Field(
         default=None, description="CPU-only types: DRAM bandwidth llama.cpp decode can use (GB/s)."
     )
+    capacity: tuple[CapacityType, ...] = Field(
+        default=DEFAULT_CAPACITY, description="The capacity types the type is offered in; the planner uses no other."
+    )
     price_source: Source
     regions_source: Source
     memory_bandwidth_source: Source | None = Field(
         default=None, description="Where memory_bandwidth_gb_s comes from (estimates flagged verified: false)."
     )
+    capacity_source: Source | None = Field(
+        default=None, description="Where a capacity other than the default (on-demand and spot) comes from."
+    )
+
+    @model_validator(mode="after")
+    def _capacity_is_sourced(self) -> InstanceEntry:
+        if set(self.capacity) != set(DEFAULT_CAPACITY) and self.capacity_source is None:
+            raise ValueError(
+                f"{self.type}: capacity {list(self.capacity)} differs from the default; add capacity_source"
+            )
+        return self
 
 
 class KvCalibrationPoint(Entry):

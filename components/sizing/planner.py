@@ -63,6 +63,12 @@ class Option:
         parallel = f"TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "")
         return f"{self.gpu.id} x{self.tp * self.pp} {self.instance.type} {parallel}"
 
+    @property
+    def type_label(self) -> str:
+        """The instance type as a whole, e.g. 'H100 x2 a3-highgpu-2g'."""
+        gpus = f"{self.instance.gpu} x{self.instance.gpu_count}" if self.instance.gpu else "CPU"
+        return f"{gpus} {self.instance.type}"
+
 
 @dataclass(frozen=True)
 class Sized:
@@ -361,12 +367,33 @@ class Planner:
     def where(self) -> str:
         return f"{self.region.cloud}/{self.region.region}"
 
+    def not_offered(self, instance: InstanceEntry) -> Shortfall | None:
+        """The type is not sold in the region's capacity type (e.g. GCP's small A3 High shapes on-demand)."""
+        wanted = self.region.capacity_type
+        if wanted in instance.capacity:
+            return None
+        source = instance.capacity_source
+        unconfirmed = (
+            " (unconfirmed: see its capacity_source in instances.yaml)" if source and not source.verified else ""
+        )
+        return Shortfall(
+            f"not offered {wanted}: only {', '.join(instance.capacity)}{unconfirmed}",
+            "another instance type (unset overrides.instance_type to let the search choose), "
+            "or the region's capacity_type spot",
+        )
+
     def search(self) -> tuple[Sized, list[Sized]]:
         fits: list[Sized] = []
         instances = self.instances()
         if not instances:
             raise PlanningError(self.nothing_offered())
         for instance in instances:
+            unavailable = self.not_offered(instance)
+            if unavailable is not None:  # one rejection for the whole type, not one per replica shape
+                whole_type = Option(instance, None, 1, 1)
+                self.rejected.append(Rejection(option=whole_type.type_label, reason=str(unavailable)))
+                self.shortfalls.append((whole_type, unavailable))
+                continue
             for option in self.options(instance):
                 try:
                     fits.append(self.size(option))
