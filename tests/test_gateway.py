@@ -238,11 +238,12 @@ def test_https_listeners_for_global_and_regional_names_with_cert_manager(full: t
     recorder, outputs = full
     gateway = recorder.one("Gateway").inputs
     listeners = gateway["spec"]["listeners"]
-    assert [(x["protocol"], x["port"], x.get("hostname")) for x in listeners] == [
-        ("HTTPS", 443, "api.example.com"),
-        ("HTTPS", 443, "aws-us-east-1.api.example.com"),
+    assert [(x["name"], x["protocol"], x["port"], x.get("hostname")) for x in listeners] == [
+        ("https", "HTTPS", 443, "api.example.com"),
+        ("https-1", "HTTPS", 443, "aws-us-east-1.api.example.com"),
+        ("http", "HTTP", 80, None),  # ACME challenges and the redirect to HTTPS (tests/test_gateway_tls.py)
     ]
-    assert all(x["tls"]["certificateRefs"][0]["name"] == "api-tls" for x in listeners)
+    assert all(x["tls"]["certificateRefs"][0]["name"] == "api-tls" for x in listeners[:2])
     assert gateway["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
     assert outputs["endpoint"] == "https://aws-us-east-1.api.example.com"
 
@@ -433,7 +434,8 @@ def test_without_fallback_no_hosted_backend_or_retry() -> None:
 def test_charts_pinned_and_envoy_gateway_wired_to_ai_gateway_and_redis(full: tuple[Recorder, dict[str, Any]]) -> None:
     recorder, _ = full
     releases = {r.name: r.inputs for r in recorder.by_kind("Release")}
-    assert set(releases) == {f"{NAME}-envoy-gateway", f"{NAME}-ai-gateway-crds", f"{NAME}-ai-gateway"}
+    gateway_charts = {f"{NAME}-envoy-gateway", f"{NAME}-ai-gateway-crds", f"{NAME}-ai-gateway"}
+    assert set(releases) == gateway_charts | {f"{NAME}-cert-manager"}
     assert all(r["version"].startswith("v") and "latest" not in r["version"] for r in releases.values())
     assert releases[f"{NAME}-envoy-gateway"]["version"] == ENVOY_GATEWAY_VERSION
     config = releases[f"{NAME}-envoy-gateway"]["values"]["config"]["envoyGateway"]
@@ -452,6 +454,7 @@ def test_children_are_parented_to_the_component(full: tuple[Recorder, dict[str, 
 
 
 def test_existing_controllers_skip_the_install() -> None:
-    recorder, _ = render(full_args(install_controllers=False))
+    tls = Tls(secret_name="api-tls", cluster_issuer="letsencrypt", install_cert_manager=False)
+    recorder, _ = render(full_args(install_controllers=False, tls=tls))
     assert recorder.by_kind("Release") == []
     assert not any(r.name.endswith("-redis") for r in recorder.resources)

@@ -110,9 +110,15 @@ def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack)
         exposed = [m["metadata"]["name"] for _, m in stack.region_objects(key, "Service") if _exposed(m)]
         assert exposed == [], f"{key}: Services open outside the cluster"
         assert stack.region_objects(key, "Ingress") == []
-        # The model route is the AIGatewayRoute's; the only plain HTTPRoute is the gateway's health route.
-        routes = [m["metadata"]["name"] for _, m in stack.region_objects(key, "HTTPRoute")]
-        assert routes == ([f"{key}-gateway-health"] if stack.spec.load_balancer else []), key
+        # The model route is the AIGatewayRoute's; the plain HTTPRoutes are the gateway's health route and,
+        # with TLS, its port-80 redirect to HTTPS (which has no backend at all).
+        routes = sorted(m["metadata"]["name"] for _, m in stack.region_objects(key, "HTTPRoute"))
+        expected = [f"{key}-gateway-health"] if stack.spec.load_balancer else []
+        expected += [f"{key}-gateway-https-redirect"] if stack.spec.gateway.tls.mode != "none" else []
+        assert routes == sorted(expected), key
+        if stack.spec.gateway.tls.mode != "none":
+            redirect = stack.one(key, "HTTPRoute", "-https-redirect")
+            assert all("backendRefs" not in rule for rule in redirect["spec"]["rules"]), key
 
         # Every Backend is the gateway's; each inference Service is the target of exactly one model Backend.
         namespace = stack.spec.namespace
@@ -150,7 +156,7 @@ def test_only_the_load_balancers_health_path_is_open(stack: Stack) -> None:
         if balancer is None or stack.spec.gateway.allow_anonymous:
             assert opened == [], key
             continue
-        (route,) = stack.gateway_objects(key, "HTTPRoute")
+        (route,) = [r for r in stack.gateway_objects(key, "HTTPRoute") if "-health" in r["metadata"]["name"]]
         (rule,) = route["spec"]["rules"]
         assert rule["matches"][0]["path"] == {"type": "Exact", "value": balancer.health_check.path}, key
         (policy,) = opened

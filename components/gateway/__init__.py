@@ -2,6 +2,7 @@
 
 from components.gateway.component import Gateway, GatewayArgs
 from components.gateway.types import (
+    AcmeIssuer,
     CanaryBackend,
     Fallback,
     FallbackProvider,
@@ -13,6 +14,7 @@ from components.gateway.types import (
 )
 
 __all__ = [
+    "AcmeIssuer",
     "CanaryBackend",
     "Fallback",
     "FallbackProvider",

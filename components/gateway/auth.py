@@ -13,7 +13,7 @@ from typing import Any
 
 import pulumi
 
-from components.gateway.routes import Names, ref
+from components.gateway.routes import Names, listener_refs
 from components.gateway.types import TENANT_HEADER, JwtAuth, Tenant
 
 API_KEY_HEADERS = ("authorization", "x-api-key")
@@ -50,9 +50,11 @@ def api_key_data(tenants: Sequence[Tenant]) -> pulumi.Output[dict[str, str]]:
     return pulumi.Output.secret(pulumi.Output.all(**keys)).apply(lambda data: {str(k): str(v) for k, v in data.items()})
 
 
-def security_policy_spec(names: Names, mode: AuthMode, jwt: JwtAuth | None) -> dict[str, Any] | None:
-    """The SecurityPolicy on the Gateway, or None when the stack allows anonymous access."""
-    target = {"targetRefs": [ref("Gateway", names.gateway)]}
+def security_policy_spec(
+    names: Names, listeners: Sequence[str], mode: AuthMode, jwt: JwtAuth | None
+) -> dict[str, Any] | None:
+    """The SecurityPolicy on the Gateway's serving listeners, or None when the stack allows anonymous access."""
+    target = {"targetRefs": listener_refs(names, listeners)}
     if mode is AuthMode.ANONYMOUS:
         return None
     if mode is AuthMode.CLOSED:

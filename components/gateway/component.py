@@ -1,6 +1,7 @@
 """`Gateway`: one region's API gateway in front of its InferenceServices.
 
-Installs the controllers (install.py), then the Gateway and model route (routes.py), auth
+Installs the controllers (install.py) and, for a cert-manager certificate, cert-manager and its ACME
+ClusterIssuer (certificates.py), then the Gateway and model route (routes.py), auth
 (auth.py), per-tenant budgets and the fallback's retry (limits.py, fallback.py) and the
 NetworkPolicy that makes the gateway the only way in (isolation.py).
 """
@@ -14,11 +15,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gateway import auth, fallback, health, limits, routes
+from components.gateway import auth, certificates, fallback, health, limits, routes
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from components.gateway.isolation import inference_ingress_policy
 from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, Names
-from components.gateway.types import Fallback, JwtAuth, ModelBackend, RateLimit, Tenant, Tls
+from components.gateway.types import AcmeIssuer, Fallback, JwtAuth, ModelBackend, RateLimit, Tenant, Tls
 
 
 @dataclass
@@ -42,7 +43,8 @@ class GatewayArgs:
     fallback: Fallback | None = None
     """Hosted API used at lower priority when the region's backends fail."""
     tls: Tls = field(default_factory=Tls)
-    """The HTTPS listener's certificate Secret (and its cert-manager issuer, if any)."""
+    """The HTTPS listener's certificate Secret (and its cert-manager issuer, if any: installed and created
+    here unless Tls says they exist)."""
     hostname: str | None = None
     """Public name clients use (all regions)."""
     region_hostname: str | None = None
@@ -78,10 +80,20 @@ class Gateway(pulumi.ComponentResource):
         self._args = args
         self._names = Names(name)
         self._mode = auth.auth_mode(args.tenants, args.jwt, args.allow_anonymous)
-        ready = install_controllers(name, self, args.envoy_gateway_values).ready if args.install_controllers else []
+        ready: list[pulumi.Resource] = (
+            install_controllers(name, self, args.envoy_gateway_values).ready if args.install_controllers else []
+        )
+        if args.tls.cluster_issuer and args.tls.install_cert_manager:
+            ready.append(certificates.install_cert_manager(name, self, after=ready))
         self._after = pulumi.ResourceOptions(parent=self, depends_on=ready)
+        hostnames = routes.listener_hostnames(args.hostname, args.region_hostname)
+        self._listeners = routes.serving_listeners(args.tls, hostnames)
 
-        self._routes()
+        self._routes(hostnames)
+        if args.tls.secret_name:
+            self._https_redirect()
+        if args.tls.cluster_issuer and args.tls.acme:
+            self._cluster_issuer(args.tls.cluster_issuer, args.tls.acme)
         self._auth()
         self._traffic_policy()
         if args.fallback is not None:
@@ -104,7 +116,7 @@ class Gateway(pulumi.ComponentResource):
     def _custom(
         self, role: str, kind: str, api_version: str, name: str, spec: Any, annotations: Mapping[str, str] | None = None
     ) -> k8s.apiextensions.CustomResource:
-        namespaced = kind != "GatewayClass"
+        namespaced = kind not in ("GatewayClass", "ClusterIssuer")
         return k8s.apiextensions.CustomResource(
             f"{self._names.base}-{role}",
             api_version=api_version,
@@ -118,13 +130,12 @@ class Gateway(pulumi.ComponentResource):
             opts=self._after,
         )
 
-    def _routes(self) -> None:
+    def _routes(self, hostnames: list[str | None]) -> None:
         args, names = self._args, self._names
         self._custom("class", "GatewayClass", GATEWAY_API, names.gateway, routes.gateway_class_spec())
         self._custom(
             "proxy", "EnvoyProxy", ENVOY_GATEWAY_API, names.gateway, routes.envoy_proxy_spec(names, args.replicas)
         )
-        hostnames = routes.listener_hostnames(args.hostname, args.region_hostname)
         self._custom(
             "gateway",
             "Gateway",
@@ -154,11 +165,19 @@ class Gateway(pulumi.ComponentResource):
                 spec = routes.ai_service_backend_spec(backend)
                 self._custom(f"{role}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
         fallback_models = args.fallback.models if args.fallback else None
-        spec = routes.route_spec(names, args.models, args.request_timeout_s, fallback_models)
+        spec = routes.route_spec(names, self._listeners, args.models, args.request_timeout_s, fallback_models)
         self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)
 
+    def _https_redirect(self) -> None:
+        spec = certificates.https_redirect_route_spec(self._names.gateway)
+        self._custom("https-redirect", "HTTPRoute", GATEWAY_API, self._names.https_redirect, spec)
+
+    def _cluster_issuer(self, issuer: str, acme: AcmeIssuer) -> None:
+        spec = certificates.cluster_issuer_spec(acme, issuer, self._names.gateway, self._args.namespace)
+        self._custom("cluster-issuer", "ClusterIssuer", certificates.CERT_MANAGER_API, issuer, spec)
+
     def _auth(self) -> None:
-        spec = auth.security_policy_spec(self._names, self._mode, self._args.jwt)
+        spec = auth.security_policy_spec(self._names, self._listeners, self._mode, self._args.jwt)
         if self._mode is auth.AuthMode.API_KEYS:
             k8s.core.v1.Secret(
                 f"{self._names.base}-api-keys",
@@ -205,7 +224,8 @@ class Gateway(pulumi.ComponentResource):
         names, models = self._names, self._args.models
         spec = health.backend_spec(models, self._args.namespace)
         self._custom("health-backend", "Backend", ENVOY_GATEWAY_API, names.health, spec)
-        self._custom("health-route", "HTTPRoute", GATEWAY_API, names.health, health.route_spec(names, path))
+        spec = health.route_spec(names, self._listeners, path)
+        self._custom("health-route", "HTTPRoute", GATEWAY_API, names.health, spec)
         if self._mode is not auth.AuthMode.ANONYMOUS:
             spec = health.security_policy_spec(names)
             self._custom("health-security-policy", "SecurityPolicy", ENVOY_GATEWAY_API, names.health, spec)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pulumi
 
-from components.gateway.routes import Names, ref, service_endpoint
+from components.gateway.routes import Names, listener_refs, ref, service_endpoint
 from components.gateway.types import ModelBackend
 from components.inference.engine import HEALTH_PATH as ENGINE_HEALTH_PATH
 
@@ -34,7 +34,7 @@ def backend_spec(models: Sequence[ModelBackend], namespace: pulumi.Input[str]) -
     return {"endpoints": [service_endpoint(m.service_name, namespace, m.port) for m in models]}
 
 
-def route_spec(names: Names, path: str) -> dict[str, Any]:
+def route_spec(names: Names, listeners: Sequence[str], path: str) -> dict[str, Any]:
     """`GET <path>` exactly -> the engines' own health endpoint, with a short timeout."""
     rule: dict[str, Any] = {
         "matches": [{"path": {"type": "Exact", "value": path}, "method": "GET"}],
@@ -48,7 +48,7 @@ def route_spec(names: Names, path: str) -> dict[str, Any]:
                 "urlRewrite": {"path": {"type": "ReplaceFullPath", "replaceFullPath": ENGINE_HEALTH_PATH}},
             }
         ]
-    return {"parentRefs": [ref("Gateway", names.gateway)], "rules": [rule]}
+    return {"parentRefs": listener_refs(names, listeners), "rules": [rule]}
 
 
 def security_policy_spec(names: Names) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 
+from components.gateway.certificates import HTTP_LISTENER
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from components.gateway.types import MODEL_HEADER, TENANT_HEADER, TOTAL_TOKENS_KEY, ModelBackend, Tls
 
@@ -62,6 +63,11 @@ class Names:
         return f"{self.base}-api-keys"
 
     @property
+    def https_redirect(self) -> str:
+        """The port-80 listener's route that redirects to HTTPS."""
+        return f"{self.base}-https-redirect"
+
+    @property
     def health(self) -> str:
         """The unauthenticated health route and its Backend."""
         return f"{self.base}-health"
@@ -94,11 +100,24 @@ def listener_hostnames(hostname: str | None, region_hostname: str | None) -> lis
     return list(dict.fromkeys(names)) or [None]
 
 
+def serving_listeners(tls: Tls, hostnames: Sequence[str | None]) -> list[str]:
+    """Names of the listeners that serve the API (HTTPS, or plain HTTP when TLS is off), one per hostname."""
+    return [tls.scheme if i == 0 else f"{tls.scheme}-{i}" for i in range(len(hostnames))]
+
+
+def listener_refs(names: Names, listeners: Sequence[str]) -> list[dict[str, str]]:
+    """The serving listeners by name, as an API route's parentRefs or the auth policy's targetRefs; never the
+    port-80 listener (a route without sectionName would attach to every listener and serve the API over plain
+    HTTP; auth on the whole Gateway would refuse the ACME server's unauthenticated challenge requests)."""
+    return [{**ref("Gateway", names.gateway), "sectionName": listener} for listener in listeners]
+
+
 def gateway_spec(names: Names, tls: Tls, hostnames: Sequence[str | None]) -> dict[str, Any]:
+    """The serving listeners, plus (with TLS) a port-80 listener for ACME challenges and the HTTPS redirect."""
     listeners: list[dict[str, Any]] = []
-    for i, host in enumerate(hostnames):
+    for listener_name, host in zip(serving_listeners(tls, hostnames), hostnames, strict=True):
         listener: dict[str, Any] = {
-            "name": tls.scheme if i == 0 else f"{tls.scheme}-{i}",
+            "name": listener_name,
             "protocol": tls.scheme.upper(),
             "port": HTTPS_PORT if tls.secret_name else HTTP_PORT,
             "allowedRoutes": {"namespaces": {"from": "Same"}},
@@ -109,6 +128,10 @@ def gateway_spec(names: Names, tls: Tls, hostnames: Sequence[str | None]) -> dic
         if host:
             listener["hostname"] = host
         listeners.append(listener)
+    if tls.secret_name:
+        # Any hostname: ACME servers fetch challenges for every name on the certificate here.
+        plain = {"name": HTTP_LISTENER, "protocol": "HTTP", "port": HTTP_PORT}
+        listeners.append({**plain, "allowedRoutes": {"namespaces": {"from": "Same"}}})
     return {
         "gatewayClassName": names.gateway,
         "listeners": listeners,
@@ -149,6 +172,7 @@ def ai_service_backend_spec(backend_name: str, schema: str = "OpenAI") -> dict[s
 
 def route_spec(
     names: Names,
+    listeners: Sequence[str],
     models: Sequence[ModelBackend],
     request_timeout_s: int,
     fallback_models: Mapping[str, str] | None = None,
@@ -177,7 +201,7 @@ def route_spec(
             }
         )
     return {
-        "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": names.gateway}],
+        "parentRefs": listener_refs(names, listeners),
         "rules": rules,
         # Token counts land in metadata namespace io.envoy.ai_gateway, where the token limits read them.
         "llmRequestCosts": [

@@ -66,6 +66,20 @@ class Fallback:
     """Served model name -> the provider's model name; only these models fall back."""
 
 
+LETS_ENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True)
+class AcmeIssuer:
+    """An ACME account (Let's Encrypt by default) that the gateway's ClusterIssuer registers."""
+
+    email: str
+    """Contact for expiry and account notices from the ACME server."""
+    server: str = LETS_ENCRYPT_PRODUCTION
+    """ACME directory URL (LETS_ENCRYPT_STAGING to try a setup without hitting production rate limits)."""
+
+
 @dataclass(frozen=True)
 class Tls:
     secret_name: str | None = "llmfleet-gateway-tls"
@@ -73,10 +87,17 @@ class Tls:
     port 80, for a local cluster reached through `kubectl port-forward` only."""
     cluster_issuer: str | None = None
     """cert-manager ClusterIssuer that creates `secret_name` (None: the Secret is provided)."""
+    acme: AcmeIssuer | None = None
+    """Create `cluster_issuer` as this ACME account, answering HTTP-01 challenges on the gateway's port-80
+    listener (None: the ClusterIssuer already exists)."""
+    install_cert_manager: bool = True
+    """With `cluster_issuer`: install cert-manager (False: the cluster runs it already, Gateway API support on)."""
 
     def __post_init__(self) -> None:
         if self.cluster_issuer and not self.secret_name:
             raise ValueError("Tls: cluster_issuer needs secret_name (the Secret it issues); plain HTTP has none")
+        if self.acme and not self.cluster_issuer:
+            raise ValueError("Tls: acme needs cluster_issuer (the name of the ClusterIssuer to create)")
 
     @property
     def scheme(self) -> str:

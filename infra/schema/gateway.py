@@ -56,11 +56,28 @@ class JwtSpec(Section):
     tenant_claim: str = Field(default="sub", min_length=1, description="Claim whose value is the tenant id.")
 
 
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+DEFAULT_ACME_ISSUER = "llmfleet-acme"
+"""Name of the ClusterIssuer created for `tls.acme` when `tls.cluster_issuer` does not name it."""
+
+
+class AcmeSpec(Section):
+    """The ACME account (Let's Encrypt by default) of the ClusterIssuer llmfleet creates in each region's cluster."""
+
+    email: str = Field(pattern=EMAIL, description="Contact for expiry and account notices from the ACME server.")
+    server: str = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        pattern=r"^https://",
+        description="ACME directory URL (Let's Encrypt staging: https://acme-staging-v02.api.letsencrypt.org/directory).",
+    )
+
+
 class TlsSpec(Section):
     """The HTTPS listener's certificate: a Secret you provide, or one cert-manager issues.
 
-    `none` serves plain HTTP on port 80: only for `local` regions (kind/minikube behind `kubectl
-    port-forward`), never on a cloud cluster.
+    With TLS on, the gateway also listens on port 80, answering ACME HTTP-01 challenges and redirecting
+    everything else to HTTPS. `none` serves plain HTTP on port 80: only for `local` regions (kind/minikube
+    behind `kubectl port-forward`), never on a cloud cluster.
     """
 
     mode: Literal["secret", "cert-manager", "none"] = "secret"
@@ -70,8 +87,25 @@ class TlsSpec(Section):
         description="kubernetes.io/tls Secret in the deployment namespace (created by cert-manager in that mode).",
     )
     cluster_issuer: str | None = Field(
-        default=None, pattern=DNS_LABEL, description="cert-manager: the ClusterIssuer that signs the certificate."
+        default=None,
+        pattern=DNS_LABEL,
+        description="cert-manager: the ClusterIssuer that signs the certificate (created when `acme` is set, "
+        f"default name {DEFAULT_ACME_ISSUER}; without `acme` it must already exist).",
     )
+    acme: AcmeSpec | None = Field(
+        default=None, description="cert-manager: create the ClusterIssuer as this ACME account (HTTP-01 solver)."
+    )
+    install_cert_manager: bool = Field(
+        default=True,
+        description="cert-manager: install it (Helm chart, CRDs, Gateway API support); false when the clusters run it.",
+    )
+
+    @property
+    def issuer(self) -> str | None:
+        """The ClusterIssuer the Gateway names (None unless mode cert-manager)."""
+        if self.mode != "cert-manager":
+            return None
+        return self.cluster_issuer or (DEFAULT_ACME_ISSUER if self.acme else None)
 
 
 class FallbackSpec(Section):
@@ -128,13 +162,26 @@ class GatewaySpec(Section):
                     f"tenants[{i}].api_key_secret: not used with `jwt` (the gateway authenticates one way: "
                     "remove the key or the jwt section)"
                 )
-        if self.tls.mode == "none" and self.tls.cluster_issuer is not None:
-            raise ValueError("tls.cluster_issuer: not used with tls.mode none (no certificate); remove it")
-        if self.tls.mode == "cert-manager" and (self.hostname is None or self.tls.cluster_issuer is None):
-            raise ValueError(
-                "tls: mode cert-manager needs `hostname` and `tls.cluster_issuer` (the certificate's issuer)"
-            )
+        self._consistent_tls()
         return self
+
+    def _consistent_tls(self) -> None:
+        tls = self.tls
+        if tls.mode != "cert-manager":
+            for name in ("cluster_issuer", "acme", "install_cert_manager"):
+                if name in tls.model_fields_set:
+                    raise ValueError(
+                        f"tls.{name}: not used with tls.mode {tls.mode} (only with cert-manager); "
+                        "remove it or set tls.mode: cert-manager"
+                    )
+            return
+        if self.hostname is None:
+            raise ValueError("hostname: required with tls.mode cert-manager (the name on the certificate)")
+        if tls.issuer is None:
+            raise ValueError(
+                "tls.acme: required with tls.mode cert-manager (e.g. acme: {email: ops@example.com} creates a "
+                "Let's Encrypt ClusterIssuer), unless tls.cluster_issuer names one that already exists"
+            )
 
     def check_models(self, served: list[str]) -> None:
         """Cross-check against the stack's models (called by DeploymentSpec): a clear error for unknown names."""
@@ -176,7 +223,7 @@ class GatewaySpec(Section):
         `models` is left empty: the RegionalFleet fills it with the region's InferenceServices.
         `health_path`: the global load balancer's health-check path, the one path open without credentials.
         """
-        from components.gateway import Fallback, FallbackProvider, GatewayArgs, JwtAuth, Tenant, Tls
+        from components.gateway import AcmeIssuer, Fallback, FallbackProvider, GatewayArgs, JwtAuth, Tenant, Tls
 
         jwt = self.jwt
         return GatewayArgs(
@@ -200,7 +247,9 @@ class GatewaySpec(Section):
             else None,
             tls=Tls(
                 secret_name=None if self.tls.mode == "none" else self.tls.secret_name,
-                cluster_issuer=self.tls.cluster_issuer,
+                cluster_issuer=self.tls.issuer,
+                acme=AcmeIssuer(self.tls.acme.email, self.tls.acme.server) if self.tls.acme else None,
+                install_cert_manager=self.tls.install_cert_manager,
             ),
             hostname=self.hostname,
             region_hostname=f"{region_key}.{self.hostname}" if self.hostname else None,
