@@ -33,7 +33,13 @@ MODELS: list[dict[str, Any]] = [
     {"name": "chat-70b", "model": "llama-3.3-70b", "quantization": "fp8", "max_model_len": 16384},
     {"name": "code-7b", "model": "qwen2.5-7b", "quantization": "bf16", "max_model_len": 32768},
     {"name": "moe-30b", "model": "qwen3-30b-a3b", "quantization": "bf16", "max_model_len": 32768},
-    {"name": "mixtral", "model": "mixtral-8x7b", "quantization": "awq", "max_model_len": 16384},
+    {
+        "name": "mixtral",
+        "model": "mixtral-8x7b",
+        "quantization": "awq",
+        "max_model_len": 16384,
+        "hf_repo": "TheBloke/Mixtral-8x7B-Instruct-v0.1-AWQ",  # AWQ is served from weights saved in AWQ
+    },
     {"name": "phi", "model": "phi-4", "quantization": "fp8", "max_model_len": 16384},
 ]
 LOAD = {"concurrent_sequences": 32, "prompt_tokens": 1024, "output_tokens": 256}
