@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components.inference.engine import PREQUANTIZED_ONLY
 from components.sizing.calibration import catalog_eta
 from components.sizing.catalog import Catalog, load_catalog
 from components.sizing.errors import PlanningError
@@ -39,6 +40,25 @@ def _read_architecture(path_text: str, field: str, base_dir: Path | None) -> Mod
         raise ConfigError(f"{field}: {exc}") from None
 
 
+def _require_prequantized_repo(spec: ModelSpec, field: str, hf_repo: str | None, catalog: Catalog) -> None:
+    """AWQ, GPTQ and INT8 are served from weights saved in that format: a catalog repository (bf16) won't do.
+
+    A repository the stack names is trusted, unless it is one of the catalog's own bf16 repositories.
+    """
+    if spec.quantization not in PREQUANTIZED_ONLY:
+        return
+    bf16_repos = {entry.hf_repo for entry in catalog.models.values()}
+    if hf_repo is not None and hf_repo not in bf16_repos:
+        return
+    method = spec.quantization.value.upper()
+    held = f"{hf_repo} holds bf16 weights" if hf_repo else "no repository is given"
+    raise ConfigError(
+        f"{field}.hf_repo: quantization {spec.quantization.value} needs weights already quantized to {method}, "
+        f"but {held} and vLLM quantizes on load only to fp8; set hf_repo to a repository of {method} weights "
+        f"for {spec.model or spec.name}, or choose quantization fp8 or bf16"
+    )
+
+
 def resolve_model(spec: ModelSpec, index: int, catalog: Catalog, base_dir: Path | None = None) -> ModelRequest:
     """A stack model -> the planner's ModelRequest (architecture, repository, context, checked pins)."""
     field = f"{CONFIG_KEY}.models[{index}]"
@@ -54,6 +74,7 @@ def resolve_model(spec: ModelSpec, index: int, catalog: Catalog, base_dir: Path 
         assert spec.hf_config is not None  # the schema guarantees exactly one source
         architecture = _read_architecture(spec.hf_config, f"{field}.hf_config", base_dir)
         model_id = f"hf:{spec.hf_config}"
+    _require_prequantized_repo(spec, field, hf_repo, catalog)
     max_model_len = spec.max_model_len or min(architecture.max_context, DEFAULT_MAX_MODEL_LEN)
     if max_model_len > architecture.max_context:
         raise ConfigError(

@@ -15,12 +15,15 @@ import pytest
 
 from components.inference import InferenceService, InferenceServiceArgs, ModelCache, waiting_requests_threshold
 from components.inference.autoscaling import queue_query
-from components.inference.engine import startup_budget_s
+from components.inference.engine import checkpoint_gib, startup_budget_s
+from components.inference.service import cache_size_gi
 from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan, MemorySplit
 from components.sizing.types import Engine, KvCacheDtype, Quantization
+from infra.config import ConfigError, parse_deployment
 from infra.manifests import to_manifest
 from infra.offline import RecordedResource, RecordingMocks, RecordingMonitor
+from infra.planning import build_plan
 from infra.validate import validate_manifest
 
 PROMETHEUS = "http://prometheus.monitoring.svc:9090"
@@ -98,7 +101,7 @@ def gguf_plan(**changes: Any) -> DeploymentPlan:
         "gpus_per_replica": 0,
         "max_num_seqs": 4,
         "max_num_batched_tokens": 2048,
-        "min_replicas": 0,
+        "min_replicas": 1,
         "replicas": 1,
         "max_replicas": 1,
     }
@@ -165,6 +168,10 @@ def test_vllm_arguments_come_from_the_plan() -> None:
     assert server["resources"]["requests"] == {"nvidia.com/gpu": "2"}
 
 
+PREQUANTIZED_REPO = "example-org/Llama-3.1-8B-Instruct-quantized"
+"""Not the catalog's repository: trusted to hold weights in the plan's format."""
+
+
 @pytest.mark.parametrize(
     ("quantization", "present", "absent"),
     [
@@ -176,7 +183,7 @@ def test_vllm_arguments_come_from_the_plan() -> None:
     ],
 )
 def test_quantization_flags(quantization: Quantization, present: str | None, absent: str) -> None:
-    server_args = container(serve(make_plan(quantization=quantization)))["args"]
+    server_args = container(serve(make_plan(quantization=quantization, hf_repo=PREQUANTIZED_REPO)))["args"]
     if present:
         assert present in server_args
     assert not any(a.startswith(absent) for a in server_args), server_args
@@ -265,7 +272,6 @@ def test_scaled_object_scales_on_the_queue_between_plan_bounds() -> None:
         "serverAddress": PROMETHEUS,
         "query": 'sum(vllm:num_requests_waiting{namespace="llmfleet",model_name="chat"})',
         "threshold": "5",
-        "activationThreshold": "0",
     }
 
 
@@ -326,7 +332,7 @@ def test_llama_cpp_serves_gguf_on_cpu() -> None:
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert not [v for v in pod["volumes"] if v["name"] == "shm"]
     spec = objects["ScaledObject/tiny"]["spec"]
-    assert spec["minReplicaCount"] == 0
+    assert spec["minReplicaCount"] == 1
     assert spec["triggers"][0]["metadata"]["query"] == queue_query(
         "llamacpp:requests_deferred", "llmfleet", {"service": "tiny"}
     )
@@ -347,8 +353,106 @@ def test_llama_cpp_on_a_pinned_gpu_uses_the_cuda_image() -> None:
         (make_plan(gpus_per_replica=16, tensor_parallel=8, pipeline_parallel=2, gpus_per_node=8), "multi-node"),
         (gguf_plan(engine_version="latest"), "overrides.engine_version"),
         (gguf_plan(hf_repo=None), "models[].hf_repo"),
+        # The catalog's repository holds bf16 weights, which vLLM cannot turn into AWQ/GPTQ/INT8 on load.
+        (make_plan(quantization=Quantization.AWQ), "models[].hf_repo"),
+        (make_plan(quantization=Quantization.INT8), "models[].hf_repo"),
+        # At zero replicas nothing exports the queue metric: KEDA could never wake the model.
+        (make_plan(min_replicas=0), "scale to zero is not supported"),
+        (gguf_plan(min_replicas=0), "scale to zero is not supported"),
     ],
 )
 def test_unservable_plans_fail_with_the_field_to_fix(plan: DeploymentPlan, message: str) -> None:
     with pytest.raises(PlanningError, match=message.replace("[", r"\[").replace("]", r"\]")):
         InferenceService("x", args_for(plan))
+
+
+def seventy_b(**changes: Any) -> DeploymentPlan:
+    """Llama-3.3-70B served fp8 on two H100s: 33 GiB of weights per GPU, 66 GiB in memory."""
+    memory = make_plan().memory.model_copy(update={"weights_gib_per_gpu": 33.0})
+    fields: dict[str, Any] = {
+        "model": "llama-70b",
+        "model_id": "llama-3.3-70b",
+        "hf_repo": "meta-llama/Llama-3.3-70B-Instruct",
+        "quantization": Quantization.FP8,
+        "gpus_per_replica": 2,
+        "gpus_per_node": 2,
+        "tensor_parallel": 2,
+        "memory": memory,
+    }
+    return make_plan(**{**fields, **changes})
+
+
+BF16_70B_CHECKPOINT_GIB = 141.1e9 / 1024**3
+"""The bf16 checkpoint of a 70.55B-parameter model: 2 bytes a parameter (131.4 GiB)."""
+
+
+def cache_claim_gi(objects: dict[str, dict[str, Any]], name: str) -> int:
+    volumes = objects[f"Deployment/{name}"]["spec"]["template"]["spec"]["volumes"]
+    claim = next(v for v in volumes if v["name"] == "model-cache")["ephemeral"]["volumeClaimTemplate"]["spec"]
+    return int(claim["resources"]["requests"]["storage"].removesuffix("Gi"))
+
+
+def test_cache_and_startup_are_sized_from_the_download_not_the_served_weights() -> None:
+    from_catalog = seventy_b()  # the catalog's bf16 repository, quantized to fp8 by vLLM on load
+    objects = serve(from_catalog)
+    assert checkpoint_gib(from_catalog) >= BF16_70B_CHECKPOINT_GIB
+    assert cache_claim_gi(objects, "llama-70b") >= BF16_70B_CHECKPOINT_GIB * 1.2
+    startup = container(objects, "llama-70b")["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 180 + 12 * BF16_70B_CHECKPOINT_GIB
+    # A repository the stack names is trusted to hold fp8 weights: half the download.
+    prequantized = seventy_b(hf_repo="example-org/Llama-3.3-70B-Instruct-FP8")
+    assert checkpoint_gib(prequantized) == pytest.approx(66.0)
+    assert cache_size_gi(prequantized) == 88  # 66 x 1.25 + 5
+    assert startup_budget_s(prequantized) < startup_budget_s(from_catalog) - 700
+
+
+@pytest.mark.parametrize(
+    ("plan", "download_gib"),
+    [
+        (make_plan(), 15.0),  # bf16 served as published
+        (make_plan(quantization=Quantization.FP16), 15.0),  # cast on load, same bytes
+        (make_plan(quantization=Quantization.AWQ, hf_repo=PREQUANTIZED_REPO), 15.0),  # pre-quantized: as served
+        (gguf_plan(), 15.0),  # the GGUF file is the quantized weights
+    ],
+)
+def test_checkpoint_equals_the_served_weights_when_nothing_is_quantized_on_load(
+    plan: DeploymentPlan, download_gib: float
+) -> None:
+    assert checkpoint_gib(plan) == pytest.approx(download_gib)
+
+
+def stack(model: dict[str, Any]) -> dict[str, Any]:
+    base = {"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}}
+    return {
+        "models": [{**base, **model}],
+        "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
+    }
+
+
+@pytest.mark.parametrize("quantization", ["awq", "gptq", "int8"])
+@pytest.mark.parametrize("hf_repo", [None, "meta-llama/Llama-3.1-8B-Instruct"])
+def test_plan_refuses_prequantized_formats_from_the_bf16_catalog_repo(quantization: str, hf_repo: str | None) -> None:
+    model: dict[str, Any] = {"quantization": quantization} | ({"hf_repo": hf_repo} if hf_repo else {})
+    spec = parse_deployment(stack(model), "test")
+    with pytest.raises(ConfigError) as caught:
+        build_plan("test", spec)
+    message = str(caught.value)
+    assert message.startswith("llmfleet:deployment.models[0].hf_repo: "), message
+    assert f"repository of {quantization.upper()} weights for llama-3.1-8b" in message
+
+
+def test_plan_trusts_a_repository_the_stack_names_for_prequantized_weights() -> None:
+    spec = parse_deployment(stack({"quantization": "awq", "hf_repo": PREQUANTIZED_REPO}), "test")
+    (deployment,) = build_plan("test", spec).deployments
+    assert (deployment.quantization, deployment.hf_repo) == (Quantization.AWQ, PREQUANTIZED_REPO)
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "field"),
+    [({"scale_to_zero": True}, "scale_to_zero"), ({"min_replicas": 0}, "min_replicas")],
+)
+def test_stack_refuses_scale_to_zero_naming_the_field(autoscaling: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_deployment(stack({"autoscaling": autoscaling}), "test")
+    message = str(caught.value)
+    assert f"models[0].autoscaling.{field}" in message and "never wake up" in message, message

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan
 
 QUEUE_SHARE_OF_TTFT = 0.5
 """Part of the TTFT p95 budget a request may spend queued; the rest is its prefill and first step."""
 POLLING_INTERVAL_S = 15
 COOLDOWN_S = 300
-"""Scale-to-zero waits this long without traffic (a cold start reloads the model: don't flap)."""
+"""KEDA's wait before deactivating (it only matters at zero replicas, which `require_a_replica` refuses)."""
 SCALE_DOWN_STABILIZATION_S = 300
 """A replica takes minutes to start: remove one only after the queue stayed short for 5 minutes."""
 
@@ -37,15 +38,25 @@ def queue_query(metric: str, namespace: str, selector: dict[str, str]) -> str:
     return f"sum({metric}{{{labels}}})"
 
 
+def require_a_replica(plan: DeploymentPlan) -> None:
+    """Refuse a plan that may scale to zero replicas: it could never wake up.
+
+    The only trigger is the engine's queue gauge, and at zero replicas no pod exports it, so KEDA
+    would read no queue and keep the model at zero however many requests the gateway receives.
+    Waking needs a trigger on a metric the gateway exports per model; until one exists (and is
+    proven), the stack schema rejects `autoscaling.scale_to_zero` and this guards other callers.
+    """
+    if plan.min_replicas < 1:
+        raise PlanningError(
+            f"model {plan.model}: min_replicas {plan.min_replicas}: scale to zero is not supported (no pod "
+            "exports the queue metric KEDA scales on, so the model would never wake up); plan at least 1 replica"
+        )
+
+
 def scaled_object_spec(
     *, deployment: str, plan: DeploymentPlan, prometheus_url: str, query: str, threshold: int
 ) -> dict[str, Any]:
-    """The ScaledObject's spec (keda.sh/v1alpha1): replicas between the plan's min and max.
-
-    `minReplicaCount` is 0 only when the plan allows it (the stack's `autoscaling.scale_to_zero`);
-    with 0 replicas no pod exports the queue gauge, so waking up needs traffic seen elsewhere (the
-    gateway's request metrics): `activationThreshold` 0 wakes on any waiting request it sees.
-    """
+    """The ScaledObject's spec (keda.sh/v1alpha1): replicas between the plan's min (at least 1) and max."""
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
         "minReplicaCount": plan.min_replicas,
@@ -65,7 +76,6 @@ def scaled_object_spec(
                     "serverAddress": prometheus_url,
                     "query": query,
                     "threshold": str(threshold),
-                    "activationThreshold": "0",
                 },
             }
         ],

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cache
 
+from components.sizing.catalog import load_catalog
+from components.sizing.memory import LINEAR_BITS
 from components.sizing.plan import DeploymentPlan
+from components.sizing.types import Quantization
 
 HEALTH_PATH = "/health"
 """Both servers answer 200 on /health once the model is loaded (503 or no answer before)."""
@@ -53,6 +57,40 @@ def weights_gib(plan: DeploymentPlan) -> float:
     return plan.memory.weights_gib_per_gpu * max(1, plan.gpus_per_replica)
 
 
+PREQUANTIZED_ONLY = frozenset({Quantization.AWQ, Quantization.GPTQ, Quantization.INT8})
+"""Formats vLLM only reads from a checkpoint saved in them (made offline by AutoAWQ, GPTQ or llm-compressor,
+with calibration data): it cannot produce them from bf16 weights on load. fp8 it can, dynamically and without
+calibration (`--quantization fp8`, docs.vllm.ai/en/stable/features/quantization/fp8/, "Online Dynamic
+Quantization"); a GGUF file is quantized by its publisher."""
+
+
+@cache
+def catalog_repos() -> frozenset[str]:
+    """The model catalog's repositories: each publishes its model as trained, in bf16 (models.yaml)."""
+    return frozenset(entry.hf_repo for entry in load_catalog().models.values())
+
+
+def checkpoint_format(plan: DeploymentPlan) -> Quantization:
+    """The format of the weights the engine downloads from `plan.hf_repo`.
+
+    A catalog repository holds bf16 weights whatever the plan serves (vLLM quantizes fp8 on load);
+    any other repository is trusted to hold the plan's format (a pre-quantized AWQ/GPTQ/INT8/FP8
+    checkpoint, or a GGUF repository whose file of that quantization llama.cpp picks).
+    """
+    if plan.hf_repo in catalog_repos() and not plan.quantization.is_gguf:
+        return Quantization.BF16
+    return plan.quantization
+
+
+def checkpoint_gib(plan: DeploymentPlan) -> float:
+    """GiB the engine downloads and reads: one replica's weights rescaled from the served format to the
+    checkpoint's (e.g. 70B served fp8 from its bf16 repository: 66 GiB in memory, 131 GiB on disk).
+
+    Rescaling the whole figure also doubles the embeddings, which stay 16-bit in fp8: a few GiB of
+    headroom, never too little."""
+    return weights_gib(plan) * LINEAR_BITS[checkpoint_format(plan)] / LINEAR_BITS[plan.quantization]
+
+
 STARTUP_FIXED_S = 180
 """Engine start before and after the weights move: CUDA context, profiling run, CUDA graph capture."""
 STARTUP_S_PER_GIB = 12
@@ -62,10 +100,10 @@ STARTUP_S_PER_GIB = 12
 def startup_budget_s(plan: DeploymentPlan) -> int:
     """Seconds a new pod may take to answer /health before Kubernetes restarts it.
 
-    A cold pod downloads the weights (the model cache is empty on a fresh volume), loads them and
-    warms up. Budget = 180 s + 12 s per GiB of weights, e.g. about 6 min for an 8B model in bf16
-    (15 GiB) and 16 min for a 70B model in fp8 (66 GiB). These are conservative assumptions, not
-    measurements: a pod that needs longer is restarted and starts over, so too short is worse than
-    too long; the liveness probe takes over once the pod is up.
+    A cold pod downloads the checkpoint (the model cache is empty on a fresh volume), loads it and
+    warms up. Budget = 180 s + 12 s per GiB of checkpoint, e.g. about 6 min for an 8B model in bf16
+    (15 GiB) and 29 min for a 70B model served fp8 from its bf16 repository (131 GiB downloaded).
+    These are conservative assumptions, not measurements: a pod that needs longer is restarted and
+    starts over, so too short is worse than too long; the liveness probe takes over once the pod is up.
     """
-    return STARTUP_FIXED_S + math.ceil(STARTUP_S_PER_GIB * weights_gib(plan))
+    return STARTUP_FIXED_S + math.ceil(STARTUP_S_PER_GIB * checkpoint_gib(plan))

@@ -15,8 +15,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.inference import llamacpp, vllm
-from components.inference.autoscaling import queue_query, scaled_object_spec
-from components.inference.engine import HEALTH_PATH, EngineSpec, object_name, startup_budget_s, weights_gib
+from components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
+from components.inference.engine import HEALTH_PATH, EngineSpec, checkpoint_gib, object_name, startup_budget_s
 from components.sizing.plan import DeploymentPlan
 from components.sizing.types import Engine
 
@@ -78,8 +78,9 @@ def engine_spec(plan: DeploymentPlan, extra_args: Sequence[str] = ()) -> EngineS
 
 
 def cache_size_gi(plan: DeploymentPlan) -> int:
-    """Room for the weights plus a quarter (tokenizer, configs, a partial download) and 5 GiB."""
-    return math.ceil(weights_gib(plan) * 1.25) + 5
+    """Room for the checkpoint as published (not as served: see `checkpoint_gib`) plus a quarter
+    (tokenizer, configs, a partial download) and 5 GiB."""
+    return math.ceil(checkpoint_gib(plan) * 1.25) + 5
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -100,6 +101,7 @@ class InferenceService(pulumi.ComponentResource):
         super().__init__("llmfleet:inference:InferenceService", name, None, opts)
         plan = args.deployment
         engine = engine_spec(plan, args.extra_args)
+        require_a_replica(plan)
         self.model_name = plan.model
         self.port = PORT
         child = pulumi.ResourceOptions(parent=self)

@@ -2,12 +2,16 @@
 
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.sizing.types import KvCacheDtype, ModelArchitecture, Overrides, Quantization, TargetLoad
 from infra.schema.base import Section
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"
+NO_SCALE_TO_ZERO = (
+    "scale to zero is not supported: at zero replicas no pod exports the queue metric KEDA scales on, "
+    "so the model would never wake up"
+)
 
 
 class AutoscalingSpec(Section):
@@ -15,12 +19,26 @@ class AutoscalingSpec(Section):
 
     min_replicas: int | None = Field(default=None, ge=0, description="Default: the planned replicas.")
     max_replicas: int | None = Field(default=None, gt=0, description="Default: twice the planned replicas.")
-    scale_to_zero: bool = Field(default=False, description="Allow min_replicas 0 (cold starts take minutes).")
+    scale_to_zero: bool = Field(default=False, description="Not supported yet: must stay false.")
+
+    # KEDA scales on the engine's queue gauge, which no pod exports at zero replicas: a model scaled to
+    # zero would never wake (components/inference/autoscaling.py). Refused until a gateway-side trigger exists.
+    @field_validator("scale_to_zero")
+    @classmethod
+    def _no_scale_to_zero(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(NO_SCALE_TO_ZERO + "; remove scale_to_zero (or set it to false)")
+        return value
+
+    @field_validator("min_replicas")
+    @classmethod
+    def _at_least_one(cls, value: int | None) -> int | None:
+        if value == 0:
+            raise ValueError(NO_SCALE_TO_ZERO + "; set min_replicas to 1 or more")
+        return value
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
-        if self.min_replicas == 0 and not self.scale_to_zero:
-            raise ValueError("min_replicas 0 needs scale_to_zero: true (a cold start loads the model)")
         if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
         return self
