@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.inference.engine import PREQUANTIZED_ONLY
 from components.sizing.calibration import catalog_eta
 from components.sizing.catalog import Catalog, load_catalog
 from components.sizing.errors import PlanningError
@@ -45,7 +44,7 @@ def _require_prequantized_repo(spec: ModelSpec, field: str, hf_repo: str | None,
 
     A repository the stack names is trusted, unless it is one of the catalog's own bf16 repositories.
     """
-    if spec.quantization not in PREQUANTIZED_ONLY:
+    if not spec.quantization.needs_prequantized_weights:
         return
     bf16_repos = {entry.hf_repo for entry in catalog.models.values()}
     if hf_repo is not None and hf_repo not in bf16_repos:

@@ -57,13 +57,6 @@ def weights_gib(plan: DeploymentPlan) -> float:
     return plan.memory.weights_gib_per_gpu * max(1, plan.gpus_per_replica)
 
 
-PREQUANTIZED_ONLY = frozenset({Quantization.AWQ, Quantization.GPTQ, Quantization.INT8})
-"""Formats vLLM only reads from a checkpoint saved in them (made offline by AutoAWQ, GPTQ or llm-compressor,
-with calibration data): it cannot produce them from bf16 weights on load. fp8 it can, dynamically and without
-calibration (`--quantization fp8`, docs.vllm.ai/en/stable/features/quantization/fp8/, "Online Dynamic
-Quantization"); a GGUF file is quantized by its publisher."""
-
-
 @cache
 def catalog_repos() -> frozenset[str]:
     """The model catalog's repositories: each publishes its model as trained, in bf16 (models.yaml)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from components.inference.engine import PREQUANTIZED_ONLY, EngineSpec, checkpoint_format
+from components.inference.engine import EngineSpec, checkpoint_format
 from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan
 from components.sizing.types import Quantization
@@ -19,8 +19,8 @@ DTYPE_FLAG = {Quantization.BF16: "bfloat16", Quantization.FP16: "float16"}
 QUANTIZATION_FLAG = {Quantization.FP8: "fp8"}
 """`--quantization fp8` quantizes a bf16 checkpoint on load (weight-only on Ampere) and also reads a
 checkpoint saved in vLLM's `fp8` format. AWQ, GPTQ and INT8 (W8A8) need a pre-quantized checkpoint
-(`PREQUANTIZED_ONLY`) whose `quantization_config` vLLM reads itself, choosing the fast Marlin kernels; naming the method
-explicitly (`--quantization awq`) would force the slower generic kernel
+(`Quantization.needs_prequantized_weights`) whose `quantization_config` vLLM reads itself, choosing the fast
+Marlin kernels; naming the method explicitly (`--quantization awq`) would force the slower generic kernel
 (vllm model_executor/layers/quantization/awq_marlin.py, `override_quantization_method`). Use
 `extra_args` to force a method."""
 
@@ -41,7 +41,7 @@ def args(plan: DeploymentPlan, port: int) -> list[str]:
         raise PlanningError(
             f"model {plan.model}: no weights repository to serve; set models[].hf_repo in the stack file"
         )
-    if plan.quantization in PREQUANTIZED_ONLY and checkpoint_format(plan) is not plan.quantization:
+    if plan.quantization.needs_prequantized_weights and checkpoint_format(plan) is not plan.quantization:
         raise PlanningError(
             f"model {plan.model}: {plan.hf_repo} holds bf16 weights and vLLM cannot quantize them to "
             f"{plan.quantization.value} on load; set models[].hf_repo to a repository of "

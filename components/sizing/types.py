@@ -31,6 +31,14 @@ class Quantization(StrEnum):
     def is_gguf(self) -> bool:
         return self in (Quantization.Q4_K_M, Quantization.Q5_K_M, Quantization.Q8_0)
 
+    @property
+    def needs_prequantized_weights(self) -> bool:
+        """vLLM reads AWQ, GPTQ and INT8 only from a checkpoint saved in them (made offline by AutoAWQ, GPTQ or
+        llm-compressor, with calibration data): it cannot produce them from bf16 weights on load. fp8 it can,
+        dynamically and without calibration (`--quantization fp8`, docs.vllm.ai/en/stable/features/quantization/
+        fp8/, "Online Dynamic Quantization"); a GGUF file is quantized by its publisher."""
+        return self in (Quantization.AWQ, Quantization.GPTQ, Quantization.INT8)
+
 
 class KvCacheDtype(StrEnum):
     """vLLM's `--kv-cache-dtype`: `auto` keeps the model dtype (2 bytes), fp8 halves the cache."""
