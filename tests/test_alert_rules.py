@@ -235,18 +235,21 @@ def gpu_cases() -> list[dict[str, Any]]:
     def memory(used: int, free: int) -> list[dict[str, str]]:
         return [series("DCGM_FI_DEV_FB_USED", f"{used}x30", **gpu), series("DCGM_FI_DEV_FB_FREE", f"{free}x30", **gpu)]
 
+    xid_alert = [{"severity": "critical", **gpu}]
     return [
         case("GPUMemoryNearlyFull", memory(79_000, 1_000), 20, [{"severity": "warning", **gpu}]),
         # vLLM's own reservation (92% here) is normal.
         case("GPUMemoryNearlyFull", memory(75_000, 5_000), 20, []),
-        case(
-            "GPUXidError",
-            [series("DCGM_FI_DEV_XID_ERRORS", "0 0 79x10", **gpu)],
-            5,
-            [{"severity": "critical", **gpu}],
-            value="79",
-        ),
+        case("GPUXidError", [series("DCGM_FI_DEV_XID_ERRORS", "0 0 79x10", **gpu)], 5, xid_alert, value="79"),
         case("GPUXidError", [series("DCGM_FI_DEV_XID_ERRORS", "0x10", **gpu)], 5, []),
+        # The gauge keeps the last code after one event: the alert resolves once the change is older
+        # than its window, however long the value stays...
+        case("GPUXidError", [series("DCGM_FI_DEV_XID_ERRORS", "0 0 79x30", **gpu)], 9, xid_alert, value="79"),
+        case("GPUXidError", [series("DCGM_FI_DEV_XID_ERRORS", "0 0 79x30", **gpu)], 13, []),
+        case("GPUXidError", [series("DCGM_FI_DEV_XID_ERRORS", "0 0 79x30", **gpu)], 30, []),
+        # ...a new code fires again, and the gauge going back to 0 (driver reload) does not.
+        case("GPUXidError", [series("DCGM_FI_DEV_XID_ERRORS", "0 0 79x15 48x10", **gpu)], 20, xid_alert, value="48"),
+        case("GPUXidError", [series("DCGM_FI_DEV_XID_ERRORS", "79x15 0x10", **gpu)], 20, []),
     ]
 
 

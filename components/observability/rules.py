@@ -41,6 +41,12 @@ autoscaling cannot keep up (at max replicas, or no GPU capacity)."""
 SATURATION_FOR = "10m"
 MISSING_FOR = "10m"
 """Longer than a replica takes to start and be scraped after a rollout."""
+XID_WINDOW = "10m"
+"""How long GPUXidError fires after the XID gauge changes to a new non-zero code. dcgm-exporter's
+DCGM_FI_DEV_XID_ERRORS is a gauge holding the value of the last XID encountered (its
+etc/default-counters.csv), not a count: it stays at that code after one event, so alerting on `> 0`
+would fire until the driver or the exporter restarts. A repeat of the same code leaves the gauge
+unchanged and cannot be seen here (the driver's kernel log has every event)."""
 
 
 @dataclass(frozen=True)
@@ -256,12 +262,13 @@ def _gpu_alerts(thresholds: AlertThresholds) -> list[dict[str, Any]]:
         ),
         _alert(
             "GPUXidError",
-            "DCGM_FI_DEV_XID_ERRORS > 0",
+            f"DCGM_FI_DEV_XID_ERRORS > 0 and changes(DCGM_FI_DEV_XID_ERRORS[{XID_WINDOW}]) > 0",
             "0m",
             "critical",
             "GPU {{ $labels.UUID }} reported an XID error",
-            "The NVIDIA driver reported XID error {{ $value }} on GPU {{ $labels.gpu }} ({{ $labels.UUID }}): "
-            "look the code up in NVIDIA's XID catalogue; many need the node drained and the GPU reset.",
+            "The NVIDIA driver reported XID error {{ $value }} on GPU {{ $labels.gpu }} ({{ $labels.UUID }}) "
+            f"in the last {XID_WINDOW}: look the code up in NVIDIA's XID catalogue; many need the node drained "
+            "and the GPU reset.",
         ),
     ]
 
