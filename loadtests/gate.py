@@ -10,6 +10,9 @@ Rules (issue 6, shared/reference/loadtesting.md case 13):
   threshold passes; an undefined (NaN) figure fails.
 - Open-loop runs are judged on latencies from when each request was due, so queue time in a lagging
   generator or behind a stalled server counts; the check's metric says so (`ttft_from_due_ms`).
+- The verdict's `metrics` are the judged samples' stats.Summary (ttft_ms, ttfvt_ms, tpot_ms, e2e_ms,
+  itl_per_chunk_ms with p50/p90/p95/p99, error_rate, throughput, goodput, ...) plus the run and the SLO.
+  TTFVT (first visible content) is reported, not gated: the SLO's TTFT target is on the first token.
 - The run is invalid (exit 4, whatever the checks say) when it cannot support a verdict: fewer samples
   than `min_samples` (zero samples never pass), the load generator overloaded, or an open-loop run
   whose achieved arrival rate fell short of its target.

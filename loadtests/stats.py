@@ -5,6 +5,8 @@ Definitions (shared/reference/loadtesting.md, as vLLM `bench serve`, AIPerf and 
 - Percentiles are exact, on the raw values, with linear interpolation between order statistics
   (numpy's default `method="linear"`); nothing is rounded or averaged across workers first.
 - Latency distributions (TTFT, TPOT, ITL, E2E) are over successful requests; TPOT only where n_out > 1.
+- TTFVT (time to first visible token) is to the first chunk with `content`: after TTFT when a model
+  reasons (or calls tools) first, equal to it otherwise; the role-only chunk counts for neither.
 - ITL here is the gap between token-bearing *chunks* (`itl_per_chunk_ms`): a chunk may carry several
   tokens, so it is not a per-token figure; TPOT is the per-token one (from usage when sent).
 - Open-loop runs record when each request was due (`scheduled_at`). Latency "from due" starts there, so
@@ -89,6 +91,11 @@ def ttft_s(sample: RequestSample, *, from_due: bool = False) -> float | None:
     return sample.first_token_at - (due_at(sample) if from_due else sample.started_at)
 
 
+def ttfvt_s(sample: RequestSample) -> float | None:
+    """Time to first visible token: to the first `content` delta (None if none came, e.g. only tool calls)."""
+    return None if sample.first_content_at is None else sample.first_content_at - sample.started_at
+
+
 def e2e_s(sample: RequestSample, *, from_due: bool = False) -> float | None:
     if sample.last_token_at is None:
         return None
@@ -158,6 +165,8 @@ class Summary:
     open_loop: bool
     """Some samples carry scheduled_at: latencies from the due time are reported too."""
     ttft_ms: Distribution
+    ttfvt_ms: Distribution
+    """Time to first visible token (first `content`), over successful requests that had visible content."""
     tpot_ms: Distribution
     e2e_ms: Distribution
     itl_per_chunk_ms: Distribution
@@ -194,7 +203,10 @@ def summarize(samples: Sequence[RequestSample], limits: LatencyLimits | None = N
     ok = [s for s in samples if s.ok]
     open_loop = any(s.scheduled_at is not None for s in samples)
     duration = (max(s.ended_at for s in samples) - min(s.started_at for s in samples)) if samples else NAN
-    per_second = (lambda count: count / duration) if duration > 0 else (lambda count: NAN)
+
+    def per_second(count: float) -> float:
+        return count / duration if duration > 0 else NAN
+
     chunks = sum(len(s.token_chunk_times) for s in ok if s.streamed)
     streamed_tokens = sum(s.output_tokens for s in ok if s.streamed)
     good = sum(meets(s, limits, from_due=open_loop) for s in samples) if limits is not None else None
@@ -203,6 +215,7 @@ def summarize(samples: Sequence[RequestSample], limits: LatencyLimits | None = N
         succeeded=len(ok),
         open_loop=open_loop,
         ttft_ms=Distribution.of(_ms(ttft_s(s) for s in ok)),
+        ttfvt_ms=Distribution.of(_ms(ttfvt_s(s) for s in ok)),
         tpot_ms=Distribution.of(_ms(tpot_s(s) for s in ok)),
         e2e_ms=Distribution.of(_ms(e2e_s(s) for s in ok)),
         itl_per_chunk_ms=Distribution.of(_ms(gap for s in ok for gap in chunk_gaps_s(s))),

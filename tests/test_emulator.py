@@ -21,6 +21,7 @@ import pytest
 
 from loadtests.emulator import Emulator, EmulatorConfig
 from loadtests.samples import RequestSample
+from loadtests.stats import summarize
 from loadtests.stream import StreamMeter, measure_response
 
 TIMEOUT = httpx.Timeout(10.0)
@@ -121,6 +122,21 @@ def test_case3_reasoning_before_content() -> None:
     assert all(s.ok and s.output_tokens == 5 for s in samples)  # reasoning tokens are output tokens
     assert_injected(after_start_ms(samples, "first_token_at"), 100, rel=0.1)
     assert_injected(after_start_ms(samples, "first_content_at"), 250, rel=0.1)
+
+
+def test_case3_role_chunk_then_reasoning_ttft_before_ttfvt_by_the_reasoning_time() -> None:
+    """The role chunk at t=0 counts for neither; TTFT is the first reasoning chunk (200 ms), TTFVT the
+    first content chunk, 3 chunks x 50 ms later: the summary shows them apart by exactly that gap."""
+    with served(ttft_s=0.2, itl_s=0.05, role_chunk=True, reasoning_chunks=3) as em:
+        samples = concurrent_samples(em.url, chat(5))
+    assert all(s.ok for s in samples), [s.error for s in samples]
+    summary = summarize(samples)
+    assert summary.ttft_ms.n == summary.ttfvt_ms.n == len(samples)
+    assert_injected(after_start_ms(samples, "first_token_at"), 200)
+    assert_injected(after_start_ms(samples, "first_content_at"), 350)
+    assert summary.ttfvt_ms.p50 - summary.ttft_ms.p50 == pytest.approx(150, rel=0.05)
+    gaps = [ms(s.first_content_at) - ms(s.first_token_at) for s in samples]
+    assert median(gaps) == pytest.approx(150, rel=0.05), gaps
 
 
 @pytest.mark.parametrize(

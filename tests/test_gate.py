@@ -29,8 +29,10 @@ def sample(
     tokens: int = 11,
     ok: bool = True,
     scheduled: float | None = None,
+    reasoning_ms: float = 0,
 ) -> RequestSample:
-    """A streamed request started at `start` s with exactly these TTFT and TPOT."""
+    """A streamed request started at `start` s with exactly these TTFT and TPOT; its visible content
+    starts `reasoning_ms` after the first token (the model reasons first)."""
     first = start + ttft_ms / 1000
     last = first + tpot_ms / 1000 * (tokens - 1)
     return RequestSample(
@@ -39,6 +41,7 @@ def sample(
         ok=ok,
         scheduled_at=scheduled,
         first_token_at=first if ok else None,
+        first_content_at=first + reasoning_ms / 1000 if ok else None,
         last_token_at=last if ok else None,
         token_chunk_times=[first + i * tpot_ms / 1000 for i in range(tokens)] if ok else [],
         output_tokens=tokens if ok else 0,
@@ -171,6 +174,18 @@ def test_open_loop_judges_latency_from_the_due_time_and_the_achieved_rate() -> N
     assert gate.rate_shortfall(arrived=60, window_s=10, target_rate=10) is not None
 
 
+def test_time_to_first_visible_token_is_reported_apart_from_ttft() -> None:
+    """Reasoning before content (reference case 3): TTFT counts the first reasoning token, TTFVT the
+    first visible one; both are in the verdict's metrics, and a sample with no content is left out."""
+    samples = [sample(10 + i * 0.1, ttft_ms=100 + i, reasoning_ms=60) for i in range(40)]
+    samples[0].first_content_at = None  # e.g. only tool calls
+    metrics = evaluate(samples, SLO, RUN).metrics
+    assert metrics["ttft_ms"]["n"] == 40 and metrics["ttfvt_ms"]["n"] == 39
+    assert metrics["ttft_ms"]["p50"] == pytest.approx(119.5)  # 100..139 ms
+    assert metrics["ttfvt_ms"]["p50"] == pytest.approx(180)  # 101..139 ms + 60 ms
+    assert metrics["ttfvt_ms"]["p99"] == pytest.approx(100 + 1 + 0.99 * 38 + 60)
+
+
 def test_the_verdict_json_round_trips_with_the_issue_fields(tmp_path: Path) -> None:
     verdict = evaluate(steady(), SLO, RUN)
     path = tmp_path / "out" / "verdict.json"
@@ -178,7 +193,7 @@ def test_the_verdict_json_round_trips_with_the_issue_fields(tmp_path: Path) -> N
     data = json.loads(path.read_text())
     assert {"checks", "metrics", "valid", "reasons", "exit_code"} <= set(data)
     assert set(data["checks"][0]) == {"metric", "stat", "op", "threshold", "observed", "n", "pass"}
-    for name in ("ttft_ms", "tpot_ms", "e2e_ms"):
+    for name in ("ttft_ms", "ttfvt_ms", "tpot_ms", "e2e_ms"):
         assert {"p50", "p90", "p95", "p99"} <= set(data["metrics"][name])
     for name in ("error_rate", "output_tokens_per_s", "requests_per_s", "goodput"):
         assert isinstance(data["metrics"][name], float | int), name
