@@ -1,5 +1,5 @@
 """Benchmark: how much streaming load one Locust process generates before its measurements drift,
-against a plain asyncio (httpx) client in the same run.
+against a plain asyncio client of raw streams in the same run.
 
     .venv/bin/python tests/benchmarks/bench_locust.py [--users 1 4 16 64] [--seconds 8] [--ttft-ms 500] [--itl-ms 20]
 
@@ -7,7 +7,9 @@ A script, not a test (pytest collects test_*.py only). The emulator runs in its 
 known TTFT and inter-token latency; each client runs in a fresh process, one at a time, at rising
 concurrency (closed loop, no think time). Both measure with the same code (loadtests.stream's
 StreamMeter, loadtests.stats), so the only difference is the client: Locust's HttpUser on gevent
-(one process, `--processes` not used) or httpx on asyncio.
+(one process, `--processes` not used) or asyncio streams (`asyncio.open_connection`, requests written
+by hand, the chunked body fed to the meter as read: no HTTP library, so the baseline is the client's
+floor, not httpx's overhead, which collapsed at 96 users where Locust did not).
 
 For each step it prints requests/s and token chunks/s achieved, and the measurement error: median and
 p90 TTFT minus the injected TTFT, and the median gap between chunks minus the injected ITL. A client
@@ -32,9 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loadtests.samples import RequestSample, read_samples, write_samples
 from loadtests.stats import summarize
@@ -137,41 +140,75 @@ def step_figures(
 
 
 async def asyncio_client(url: str, users: int, seconds: float) -> list[RequestSample]:
-    import httpx
-
+    """`users` loops, each on its own kept-alive HTTP/1.1 connection, sending the next request when the
+    last one ends. Requests are written by hand and the body's chunks go straight from the socket to
+    StreamMeter: no HTTP library between them, so this is the least a Python client can spend."""
     from loadtests.prompts import SyntheticPrompts, chat_body
     from loadtests.stream import StreamMeter
 
+    address = urlsplit(url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
     samples: list[RequestSample] = []
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
-        async def user(serial: int) -> None:
-            prompts = SyntheticPrompts(PROMPT_TOKENS, OUTPUT_TOKENS, seed=serial)
-            while time.perf_counter() < deadline:
-                body = chat_body(MODEL, prompts.next(), stream=True)
-                started = time.perf_counter()
-                meter = StreamMeter(started, expected_output_tokens=OUTPUT_TOKENS)
-                try:
-                    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-                        lines = response.aiter_lines()
-                        async for line in lines:
-                            meter.feed_line(line)
-                            if meter.done:
-                                break
-                        samples.append(meter.finish(response.status_code))
-                        # As the Locust user does: read the end of the body if it comes at once, so the
-                        # connection is reused rather than closed.
-                        with contextlib.suppress(TimeoutError, httpx.HTTPError):
-                            async with asyncio.timeout(REUSE_WAIT_S):
-                                async for _ in lines:
-                                    pass
-                except httpx.HTTPError as exc:
+    async def user(serial: int) -> None:
+        prompts = SyntheticPrompts(PROMPT_TOKENS, OUTPUT_TOKENS, seed=serial)
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        while time.perf_counter() < deadline:
+            body = json.dumps(chat_body(MODEL, prompts.next(), stream=True)).encode()
+            request = (
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            started = time.perf_counter()
+            meter = StreamMeter(started, expected_output_tokens=OUTPUT_TOKENS)
+            recorded = False
+            try:
+                connection = connection or await asyncio.open_connection(host, port)
+                reader, writer = connection
+                writer.write(request)
+                status, headers = await _read_head(reader)
+                chunks = _body_chunks(reader, headers)
+                async for data in chunks:
+                    meter.feed(data)
+                    if meter.done:
+                        break
+                samples.append(meter.finish(status))
+                recorded = True
+                # As the Locust user does: read the end of the body if it comes at once, so the
+                # connection is reused rather than closed.
+                async with asyncio.timeout(REUSE_WAIT_S):
+                    async for _ in chunks:
+                        pass
+            except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                if not recorded:
                     samples.append(meter.finish(None, f"{type(exc).__name__}: {exc}"))
+                if connection is not None:
+                    connection[1].close()
+                connection = None
+        if connection is not None:
+            connection[1].close()
 
-        await asyncio.gather(*(user(i) for i in range(users)))
+    await asyncio.gather(*(user(i) for i in range(users)))
     return samples
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status and the (lower-cased) headers of an HTTP/1.1 response."""
+    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split(" ", 2)[1]), headers
+
+
+async def _body_chunks(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
+    """The body as it arrives: each chunk of a chunked body, or the whole of a content-length one."""
+    if "chunked" not in headers.get("transfer-encoding", ""):
+        yield await reader.readexactly(int(headers.get("content-length", "0")))
+        return
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        data = await reader.readexactly(size + 2)  # the chunk and its CRLF
+        yield data[:-2]
+    await reader.readline()  # the CRLF after the last (empty) chunk
 
 
 # -- driving the steps ---------------------------------------------------------------------------------
