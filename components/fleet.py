@@ -209,7 +209,7 @@ class RegionalFleet(pulumi.ComponentResource):
         if args.gateway is None:
             return None
         models = [
-            ModelBackend(model, s.service_name, s.port, self._canary(model, args.canary))
+            ModelBackend(model, s.service_name, s.port, self._canary(model, args.canary), revision=args.revision)
             for model, s in self.services.items()
         ]
         gateway_args = replace(

@@ -20,6 +20,7 @@ Options (`locust --help` lists them; `LOCUST_LLM_*` environment variables and lo
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
 import logging
@@ -53,6 +54,14 @@ TTFT_ENTRY = "TTFT"
 _user_serial = itertools.count()
 
 
+def parse_header(text: str) -> tuple[str, str]:
+    """`--llm-header 'Name: value'` -> (name, value); a malformed one is a usage error (exit 2)."""
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or " " in name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'Name: value', e.g. 'x-llmfleet-revision: 5ca1ab1e'")
+    return name.strip(), value.strip()
+
+
 @events.init_command_line_parser.add_listener
 def _add_request_options(parser: Any, **_: Any) -> None:
     group = parser.add_argument_group("llmfleet requests")
@@ -69,6 +78,13 @@ def _add_request_options(parser: Any, **_: Any) -> None:
     group.add_argument("--llm-timeout", type=float, default=120.0, help="Seconds without a byte before failing.")
     group.add_argument(
         "--llm-requests-per-user", type=int, default=0, help="Each user stops after this many (0: no limit)."
+    )
+    group.add_argument(
+        "--llm-header",
+        type=parse_header,
+        action="append",
+        default=[],
+        help="'Name: value' sent with every request (repeatable); e.g. x-llmfleet-revision: <id> pins a revision.",
     )
     group.add_argument("--llm-rate", type=float, default=0.0, help="Open loop: total requests/s (Poisson).")
     group.add_argument(
@@ -117,6 +133,8 @@ class ChatUser(HttpUser):
         self.timeout = (CONNECT_TIMEOUT_S, float(options.llm_timeout))
         key = os.environ.get(options.llm_api_key_env or "")
         self.auth_headers: dict[str, str] = {"Authorization": f"Bearer {key}"} if key else {}
+        self.extra_headers: dict[str, str] = dict(options.llm_header or [])
+        """--llm-header: sent with every request, whatever its auth headers."""
         self.serial = next(_user_serial)
         self.prompts: PromptSource = (
             DatasetPrompts(Path(options.llm_dataset), options.llm_output_tokens)
@@ -168,7 +186,7 @@ class ChatUser(HttpUser):
             with self.client.post(
                 self.chat_path,
                 json=body,
-                headers=self.auth_headers if headers is None else headers,
+                headers={**self.extra_headers, **(self.auth_headers if headers is None else headers)},
                 stream=self.stream,
                 catch_response=True,
                 name=name,

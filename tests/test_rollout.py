@@ -1,7 +1,8 @@
 """Whole rollouts against emulated regions, judged by the real Locust suite and SLO gate.
 
 Each region is a tiny loopback "gateway" (a proxy that sends each request to one revision, with
-smooth weighted round-robin so a 25% step is exactly every fourth request) in front of one
+smooth weighted round-robin so a 25% step is exactly every fourth request, and a request carrying
+`x-llmfleet-revision: <id>` to that revision only, as the gateway's pinned rules do) in front of one
 `loadtests.emulator.Emulator` per deployed revision. The gate is `LocustGate`: the steady suite runs
 for about a second per step, in a Locust subprocess, exactly as `llmfleet loadtest` runs it.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components.gateway.types import REVISION_HEADER
 from infra.rollout.engine import EXIT_BREACH, Rollout
 from infra.rollout.history import Outcome
 from infra.rollout.loadgate import LocustGate
@@ -52,8 +54,12 @@ class SplitProxy:
         ).result(timeout=5)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
-    def pick(self) -> str:
-        """Smooth weighted round-robin (nginx): exact shares, evenly interleaved."""
+    def pick(self, pinned: str | None = None) -> str:
+        """The pinned revision when it is deployed, else smooth weighted round-robin (nginx): exact shares,
+        evenly interleaved."""
+        if pinned in self.backends:
+            self.sent[pinned] = self.sent.get(pinned, 0) + 1
+            return pinned
         live = {r: w for r, w in self.weights.items() if w > 0}
         for revision, weight in live.items():
             self._credit[revision] = self._credit.get(revision, 0) + weight
@@ -74,10 +80,11 @@ class SplitProxy:
                     (int(v) for k, _, v in (x.partition(":") for x in lines) if k.lower() == "content-length"), 0
                 )
                 body = await reader.readexactly(length)
+                headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
                 kept = [x for x in lines[1:] if x and not x.lower().startswith("connection:")]
                 request = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode() + body
                 upstream_reader, upstream_writer = await asyncio.open_connection(
-                    "127.0.0.1", self.backends[self.pick()]
+                    "127.0.0.1", self.backends[self.pick(headers.get(REVISION_HEADER))]
                 )
                 upstream_writer.write(request)
                 # The backend closes after its (length- or chunk-framed) answer: relay until then.
@@ -107,6 +114,8 @@ class EmulatedFleet:
         """(method, region, revision) of every call, in order."""
         self.crash_before: Callable[[str, str], bool] = lambda *_: False
         """(method, region) -> raise Crash before doing it: the process dies there."""
+        self.marker: str | None = None
+        """The in-progress marker of the stack's shared state."""
         for region in regions:
             self.deploy_revision(region, OLD)
             self.set_weights(region, {OLD: 100})
@@ -145,6 +154,12 @@ class EmulatedFleet:
 
     def endpoints(self) -> dict[str, str]:
         return {region: proxy.url for region, proxy in self.proxies.items()}
+
+    def in_progress(self) -> str | None:
+        return self.marker
+
+    def mark_in_progress(self, rollout: str | None) -> None:
+        self.marker = rollout
 
     def served(self, region: str, revision: str) -> int:
         return self.proxies[region].sent.get(revision, 0)
@@ -283,3 +298,17 @@ def test_a_crash_between_steps_then_resume_or_abort_ends_consistent(fleet_factor
         assert set(fleet.emulators) == {(r, OLD) for r in REGIONS}
         assert gates(log) == [(REGIONS[0], 50, 0)]
     assert log.current()[-1]["type"] == "end" and log.current()[-1]["outcome"] == result.outcome
+
+
+def test_a_slow_revision_at_a_5_percent_step_is_caught_at_that_step(fleet_factory, tmp_path: Path) -> None:
+    fleet = fleet_factory(
+        lambda region, revision: SLOW_FIRST_TOKEN if (region, revision) == (REGIONS[0], NEW) else FAST
+    )
+    rollout, log = rollout_for(fleet, tmp_path)
+    result = start(rollout, [5, 25, 100])
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, EXIT_BREACH)
+    assert gates(log) == [(REGIONS[0], 5, EXIT_BREACH)], "caught at 5%: no real traffic beyond 5% saw it"
+    assert (result.report["region"], result.report["step"]) == (REGIONS[0], 5)
+    assert fleet.served(REGIONS[0], OLD) == 0, "the gate's load all went to the new revision"
+    assert [fleet.weights(r) for r in REGIONS] == [{OLD: 100}, {OLD: 100}]
+    assert fleet.marker is None

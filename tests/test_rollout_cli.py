@@ -46,7 +46,7 @@ class Breach:
     def __init__(self, region: str) -> None:
         self.region = region
 
-    def run(self, region: str, endpoint: str, step: int, attempt: int) -> GateResult:
+    def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
         if region != self.region:
             return GateResult(0, {"checks": []})
         check = {"metric": "ttft_ms", "stat": "p95", "op": "<=", "threshold": 2000, "observed": 3100.5, "pass": False}

@@ -7,11 +7,14 @@ still validates against its schema (CRDs for the gateway kinds).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from test_gateway import MODELS, NAME, NAMESPACE, render
 from test_inference import make_plan, serve
 
 from components.gateway import CanaryBackend, GatewayArgs, ModelBackend
+from components.gateway.routes import Names, route_spec
 from infra.validate import validate_manifest
 
 
@@ -30,11 +33,15 @@ def test_a_revision_runs_beside_the_first_under_its_own_names() -> None:
     assert canary["Service/chat-bbbb0002"]["spec"]["selector"] == selector
 
 
-def route_refs(models: list[ModelBackend]) -> dict[str, list[dict[str, object]]]:
+def route_rules(models: list[ModelBackend]) -> list[dict[str, Any]]:
     recorder, _ = render(GatewayArgs(namespace=NAMESPACE, models=models, allow_anonymous=True))
     route = recorder.one("AIGatewayRoute")
     assert validate_manifest(route.manifest()) == []
-    return {rule["name"]: rule["backendRefs"] for rule in route.inputs["spec"]["rules"]}
+    return route.inputs["spec"]["rules"]
+
+
+def route_refs(models: list[ModelBackend]) -> dict[str, list[dict[str, object]]]:
+    return {rule["name"]: rule["backendRefs"] for rule in route_rules(models)}
 
 
 def test_the_route_splits_a_model_between_two_revisions_by_weight() -> None:
@@ -64,3 +71,31 @@ def test_the_canary_gets_its_own_backend_to_its_service() -> None:
 def test_a_weight_outside_0_to_100_is_refused(weight: int) -> None:
     with pytest.raises(ValueError, match="not a percentage"):
         CanaryBackend("bbbb0002", "chat-bbbb0002", weight=weight)
+
+
+def test_a_revision_header_pins_a_request_to_that_revision_while_the_rest_follow_the_weights() -> None:
+    chat = ModelBackend(
+        "chat", "chat", canary=CanaryBackend("bbbb0002", "chat-bbbb0002", weight=5), revision="aaaa0001"
+    )
+    rules = {rule["name"]: rule for rule in route_rules([chat, MODELS[1]])}
+    assert list(rules) == ["chat", "chat-aaaa0001", "chat-bbbb0002", "code"], "a pinned rule per revision"
+    for revision, backend in [("aaaa0001", f"{NAME}-chat"), ("bbbb0002", f"{NAME}-chat-bbbb0002")]:
+        rule = rules[f"chat-{revision}"]
+        assert rule["backendRefs"] == [{"name": backend, "priority": 0}], rule
+        assert rule["matches"] == [
+            {
+                "headers": [
+                    {"type": "Exact", "name": "x-ai-eg-model", "value": "chat"},
+                    {"type": "Exact", "name": "x-llmfleet-revision", "value": revision},
+                ]
+            }
+        ]
+    assert [r["weight"] for r in rules["chat"]["backendRefs"]] == [95, 5], "unpinned requests keep the weights"
+    assert "chat-aaaa0001" not in {r["name"] for r in route_rules([ModelBackend("chat", "chat", revision="aaaa0001")])}
+
+
+def test_more_rules_than_the_crd_allows_are_refused() -> None:
+    canary = CanaryBackend("bbbb0002", "m-bbbb0002", weight=5)
+    models = [ModelBackend(f"m{i}", f"m{i}", canary=canary, revision="aaaa0001") for i in range(6)]
+    with pytest.raises(ValueError, match=r"1 to 15 rules.*got 18 for 6 models"):
+        route_spec(Names(NAME), ["https"], models, 600)

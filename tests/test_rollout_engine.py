@@ -7,6 +7,7 @@ retry, A/B holds, crashes with --resume and --abort, the lock and the log itself
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ class MemoryDeployer:
 
     def __init__(self, regions: list[str], crash_on_call: int | None = None, crash_after: bool = False) -> None:
         self.state = {r: {OLD: 100} for r in regions}
+        self.marker: str | None = None
+        """The in-progress marker, as the stack's shared state holds it (any process sees it)."""
         self.calls: list[tuple[str, str, object]] = []
         self.crash_on_call = crash_on_call
         self.crash_after = crash_after
@@ -65,6 +68,12 @@ class MemoryDeployer:
     def endpoints(self) -> dict[str, str]:
         return {r: f"http://{r}.example" for r in self.state}
 
+    def in_progress(self) -> str | None:
+        return self.marker
+
+    def mark_in_progress(self, rollout: str | None) -> None:
+        self.marker = rollout
+
 
 Script = Callable[[str, int, int], int]
 
@@ -77,8 +86,8 @@ class ScriptedGate:
         self.script = script
         self.runs: list[tuple[str, int, int, dict[str, int]]] = []
 
-    def run(self, region: str, endpoint: str, step: int, attempt: int) -> GateResult:
-        assert endpoint == f"http://{region}.example"
+    def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
+        assert endpoint == f"http://{region}.example" and revision == NEW, "the gate judges the new revision"
         self.runs.append((region, step, attempt, self.deployer.weights(region)))
         code = self.script(region, step, attempt)
         checks = [{"metric": "ttft", "stat": "p95", "observed": 900.0, "op": "<=", "threshold": 800.0, "pass": False}]
@@ -300,3 +309,96 @@ def test_a_torn_last_line_is_ignored_but_damage_elsewhere_is_an_error(tmp_path: 
     log.path.write_text('{"type": "start"}\nnot json\n{"type": "end"}\n')
     with pytest.raises(ValueError, match=":2: not a JSON record"):
         log.records()
+
+
+def test_a_breach_at_the_5_percent_step_stops_the_rollout_there(tmp_path: Path) -> None:
+    rollout, _, gate, _ = make(tmp_path, lambda region, step, _: 3 if region == REGIONS[0] and step == 5 else 0)
+    result = start(rollout)
+    assert (result.outcome, result.report["step"]) == (Outcome.ROLLED_BACK, 5)
+    assert [(r, s) for r, s, _, _ in gate.runs] == [(REGIONS[0], 5)], "no step past 5% was taken"
+    assert gate.runs[0][3] == {OLD: 95, NEW: 5}, "the region's real traffic was at 5% when the gate judged it"
+
+
+def truncate_after(log: RolloutLog, matches: Callable[[dict[str, object]], bool]) -> None:
+    """The log as a lost runner's last sync left it: up to the first record that `matches`."""
+    records = log.records()
+    keep = next(i for i, r in enumerate(records) if matches(r)) + 1
+    log.path.write_text("".join(json.dumps(r) + "\n" for r in records[:keep]))
+
+
+def half_promoted_fleet_with_a_stale_log(tmp_path: Path):
+    """The runner died with region 1 promoted and region 2 at 25%; its log was last synced when region 1
+    began its 25% step."""
+    rollout, deployer, gate, log = make(tmp_path)
+    stop = {"at": (REGIONS[1], 25)}
+
+    def crash_at_25(region: str, step: int, _: int) -> int:
+        if (region, step) == stop["at"]:
+            raise Crash("runner lost")
+        return 0
+
+    gate.script = crash_at_25
+    with pytest.raises(Crash):
+        start(rollout)
+    assert deployer.state[REGIONS[0]] == {NEW: 100} and deployer.state[REGIONS[1]] == {OLD: 75, NEW: 25}
+    truncate_after(log, lambda r: r["type"] == "begin" and (r["region"], r["percent"]) == (REGIONS[0], 25))
+    gate.script, gate.runs = (lambda *_: 0), []
+    return rollout, deployer, gate, log
+
+
+def test_abort_with_a_stale_log_restores_every_region_the_fleet_shows_changed(tmp_path: Path) -> None:
+    rollout, deployer, _, log = half_promoted_fleet_with_a_stale_log(tmp_path)
+    assert rollout.abort().outcome is Outcome.ABORTED
+    assert deployer.state == {r: {OLD: 100} for r in REGIONS}
+    assert deployer.marker is None and log.current()[-1]["outcome"] == "aborted"
+
+
+def test_resume_with_a_stale_log_restores_the_stray_split_and_gates_it_again_from_the_first_step(
+    tmp_path: Path,
+) -> None:
+    rollout, deployer, gate, log = half_promoted_fleet_with_a_stale_log(tmp_path)
+    assert rollout.resume().outcome is Outcome.PROMOTED
+    assert deployer.state == {r: {NEW: 100} for r in REGIONS}
+    steps = [(r, s) for r, s, _, _ in gate.runs]
+    assert steps == [(REGIONS[0], 25), (REGIONS[0], 100)] + [(r, s) for r in REGIONS[1:] for s in (5, 25, 100)]
+    reconciled = [r for r in log.current() if r["type"] == "reconcile"]
+    assert [r["restore"] for r in reconciled] == [[REGIONS[1]]]
+
+
+def test_a_rollout_marked_in_progress_elsewhere_is_refused_and_its_own_log_can_finish_it(tmp_path: Path) -> None:
+    rollout, deployer, gate, log = make(tmp_path / "runner-1")
+    seen: list[str | None] = []
+    gate.script = lambda *_: seen.append(deployer.marker) or 0  # type: ignore[func-returns-value]
+    assert start(rollout, [50]).outcome is Outcome.HELD
+    rollout_id = log.current()[0]["rollout"]
+    assert set(seen) == {rollout_id}, "marked before the first step"
+    assert deployer.marker == rollout_id, "a held A/B split is still in progress"
+    other = Rollout(RolloutLog(tmp_path / "runner-2", "prod"), deployer, gate)  # another machine, its own log
+    calls = len(deployer.calls)
+    with pytest.raises(RolloutError, match=f"rollout {rollout_id} is in progress.*--resume.*--abort"):
+        start(other)
+    with pytest.raises(RolloutError, match="no unfinished rollout"):
+        other.abort()
+    assert len(deployer.calls) == calls, "the refused rollout changed nothing"
+    assert rollout.resume([100]).outcome is Outcome.PROMOTED
+    assert deployer.marker is None, "cleared at the end"
+    assert start(other).exit_code == 0, "no longer refused (and nothing is left to roll out)"
+
+
+def test_resume_or_abort_refuse_a_marker_set_by_another_rollout(tmp_path: Path) -> None:
+    rollout, deployer, _, _ = make(tmp_path, lambda region, *_: 4 if region == REGIONS[1] else 0)
+    assert start(rollout, [50, 100]).outcome is Outcome.STOPPED
+    deployer.marker = "feedfacecafe"
+    for command in (rollout.resume, rollout.abort):
+        with pytest.raises(RolloutError, match=r"rollout feedfacecafe is in progress.*feedfacecafe's log"):
+            command()
+
+
+def test_a_marker_left_by_this_log_s_finished_rollout_is_stale_and_cleared(tmp_path: Path) -> None:
+    breach = {"on": True}
+    rollout, deployer, _, log = make(tmp_path, lambda *_: 3 if breach["on"] else 0)
+    assert start(rollout, [100]).outcome is Outcome.ROLLED_BACK
+    deployer.marker = log.current()[0]["rollout"]  # left behind, however (the end is logged after the clear)
+    breach["on"] = False
+    assert start(rollout, [100]).outcome is Outcome.PROMOTED
+    assert deployer.marker is None and deployer.state == {r: {NEW: 100} for r in REGIONS}

@@ -15,7 +15,14 @@ import pulumi
 
 from components.gateway.certificates import HTTP_LISTENER
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
-from components.gateway.types import MODEL_HEADER, TENANT_HEADER, TOTAL_TOKENS_KEY, ModelBackend, Tls
+from components.gateway.types import (
+    MODEL_HEADER,
+    REVISION_HEADER,
+    TENANT_HEADER,
+    TOTAL_TOKENS_KEY,
+    ModelBackend,
+    Tls,
+)
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 ENVOY_GATEWAY_API = "gateway.envoyproxy.io/v1alpha1"
@@ -177,11 +184,15 @@ def route_spec(
     request_timeout_s: int,
     fallback_models: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Model name -> its backend; models listed in `fallback_models` also get the hosted API at priority 1."""
-    if not 1 <= len(models) <= MAX_RULES_PER_ROUTE:
-        raise ValueError(f"a region's gateway routes 1 to {MAX_RULES_PER_ROUTE} models, got {len(models)}")
-    fallback_models = fallback_models or {}
+    """Model name -> its backend; models listed in `fallback_models` also get the hosted API at priority 1.
+
+    A model with a canary also gets one rule per revision matching `x-llmfleet-revision` (two header
+    matches outrank the weighted rule's one, whatever the order: Gateway API HTTPRoute match precedence):
+    a rollout's gate judges the revision under test on its own samples, not diluted by the other
+    revision's share of the traffic.
+    """
     rules: list[dict[str, Any]] = []
+    fallback_models = fallback_models or {}
     for backend in models:
         refs: list[dict[str, Any]] = [{"name": names.backend(backend.model), "priority": 0}]
         if backend.canary is not None:
@@ -200,6 +211,12 @@ def route_spec(
                 "timeouts": {"request": f"{request_timeout_s}s"},
             }
         )
+        rules += pinned_revision_rules(names, backend, request_timeout_s)
+    if not models or len(rules) > MAX_RULES_PER_ROUTE:
+        raise ValueError(
+            f"a region's gateway routes 1 to {MAX_RULES_PER_ROUTE} rules (a model with a canary takes 3), "
+            f"got {len(rules)} for {len(models)} models"
+        )
     return {
         "parentRefs": listener_refs(names, listeners),
         "rules": rules,
@@ -210,6 +227,32 @@ def route_spec(
             {"metadataKey": TOTAL_TOKENS_KEY, "type": "TotalToken"},
         ],
     }
+
+
+def pinned_revision_rules(names: Names, backend: ModelBackend, request_timeout_s: int) -> list[dict[str, Any]]:
+    """While `backend` has a canary: per revision, its model and revision headers -> its Backend only."""
+    canary = backend.canary
+    if canary is None:
+        return []
+    pinned = [(canary.revision, names.backend(backend.model, canary.revision))]
+    if backend.revision is not None:
+        pinned.insert(0, (backend.revision, names.backend(backend.model)))
+    return [
+        {
+            "name": f"{backend.model}-{revision}",
+            "matches": [
+                {
+                    "headers": [
+                        {"type": "Exact", "name": MODEL_HEADER, "value": backend.model},
+                        {"type": "Exact", "name": REVISION_HEADER, "value": revision},
+                    ]
+                }
+            ],
+            "backendRefs": [{"name": backend_name, "priority": 0}],
+            "timeouts": {"request": f"{request_timeout_s}s"},
+        }
+        for revision, backend_name in pinned
+    ]
 
 
 def envoy_pod_selector(names: Names) -> tuple[str, dict[str, str]]:

@@ -16,6 +16,9 @@ TENANT_HEADER = "x-tenant-id"
 """Header the gateway sets to the authenticated tenant (and strips from clients) for rate limits."""
 MODEL_HEADER = "x-ai-eg-model"
 """Header the AI Gateway fills from the request body's `model`; routes match on it."""
+REVISION_HEADER = "x-llmfleet-revision"
+"""While a model has a canary, a request carrying `x-llmfleet-revision: <id>` goes to that revision only
+(the rollout gate pins its load to the revision under test); other requests follow the weights."""
 AI_GATEWAY_METADATA_NAMESPACE = "io.envoy.ai_gateway"
 """Dynamic-metadata namespace where the AI Gateway writes the token counts of `llmRequestCosts`."""
 TOTAL_TOKENS_KEY = "llm_total_token"
@@ -132,3 +135,6 @@ class ModelBackend:
     port: int = 8000
     canary: CanaryBackend | None = None
     """During a rollout or an A/B test: a second revision and its share of this model's requests."""
+    revision: str | None = None
+    """Revision id of `service_name` once a rollout recorded one: with a canary, requests carrying
+    `x-llmfleet-revision: <revision>` go to it only."""

@@ -72,6 +72,18 @@ class AutomationDeployer:
     def weights(self, region: str) -> dict[str, int]:
         return self.record.weights(region)
 
+    def in_progress(self) -> str | None:
+        """The applied marker (the stack's `rollout` output, which every machine reads), else this
+        workspace's (set in its config by an update that has not finished)."""
+        applied = self.stack.outputs().get(ROLLOUT_OUTPUT)
+        marker = cast(dict[str, Any], applied.value).get("in_progress") if applied is not None else None
+        return str(marker) if marker else self.record.in_progress
+
+    def mark_in_progress(self, rollout: str | None) -> None:
+        # An update, not only a config change: the marker reaches the `rollout` output other machines read.
+        action = f"mark rollout {rollout} in progress" if rollout else "clear the in-progress rollout"
+        self._update(self.record.model_copy(update={"in_progress": rollout}), action)
+
     def endpoints(self) -> dict[str, str]:
         outputs = self.stack.outputs()
         if GATEWAY_ENDPOINTS_OUTPUT not in outputs:

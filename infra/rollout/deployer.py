@@ -71,6 +71,14 @@ class Deployer(Protocol):
         """Region -> its gateway's base URL, where the gate sends its load."""
         ...
 
+    def in_progress(self) -> str | None:
+        """The id of the rollout marked in progress in the stack's shared state (any machine can read it)."""
+        ...
+
+    def mark_in_progress(self, rollout: str | None) -> None:
+        """Set (or with None clear) the in-progress marker in the stack's shared state."""
+        ...
+
 
 def serving(weights: Weights) -> str | None:
     """The revision carrying all of a region's traffic, if one does."""

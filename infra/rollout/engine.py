@@ -13,6 +13,16 @@ says exactly where a rollout stopped. A breach plans `restore` for the region an
 --keep-promoted, for every region before it; two invalid gate runs plan `settle` and stop; `--resume`
 continues the latest unfinished plan; `--abort` plans the restores. A/B testing is a rollout whose
 last step is below 100: it ends `held` at that split, until resumed with more steps or aborted.
+
+The gate judges the new revision on its own samples: its load carries the revision id (the gateway
+pins such requests to that revision) while the region's real traffic keeps the step's weights.
+
+The log can be behind the fleet (a lost CI runner whose last appends never reached the bucket), so
+--resume and --abort first reconcile with the deployer's real weights: a region of the rollout that
+is not on one of its two revisions at 100% (and is not the region the log says was mid-step) is
+restored to the old revision, the last known good. The lock (log.py) holds on one machine; across
+machines the deployer keeps an in-progress marker in the stack's shared state, set before the first
+step and cleared when the rollout ends, and a rollout with another id is refused while it is set.
 """
 
 from __future__ import annotations
@@ -48,8 +58,9 @@ class GateResult:
 
 
 class Gate(Protocol):
-    def run(self, region: str, endpoint: str, step: int, attempt: int) -> GateResult:
-        """Load-test `endpoint` (the region's gateway) and judge the SLO."""
+    def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
+        """Load-test `revision` through `endpoint` (the region's gateway, requests pinned to the revision
+        by the `x-llmfleet-revision` header) and judge the SLO on its samples alone."""
         ...
 
 
@@ -97,6 +108,7 @@ class Rollout:
                     f"stack {self.log.stack} has an unfinished rollout ({state}, log {self.log.path}); "
                     "run with --resume to continue it or --abort to go back to the old revision"
                 )
+            self._check_marker(history)
             previous: dict[str, str] = {}
             for region in order:
                 weights = self.deployer.weights(region)
@@ -118,10 +130,11 @@ class Rollout:
                 return Result(Outcome.PROMOTED, EXIT_OK)
             if preview is not None:
                 preview()
+            rollout = uuid.uuid4().hex[:12]
             self.log.append(
                 {
                     "type": "start",
-                    "rollout": uuid.uuid4().hex[:12],
+                    "rollout": rollout,
                     "stack": self.log.stack,
                     "regions": regions,
                     "from": {r: previous[r] for r in regions},
@@ -131,6 +144,7 @@ class Rollout:
                     "pid": os.getpid(),
                 }
             )
+            self.deployer.mark_in_progress(rollout)
             return self._run_plan("forward", forward_actions(regions, steps))
 
     def resume(self, steps: Sequence[int] | None = None) -> Result:
@@ -139,21 +153,77 @@ class Rollout:
             history = self._unfinished("resume")
             if steps is not None and history.outcome is not Outcome.HELD:
                 raise RolloutError("--steps with --resume applies to a held (A/B) rollout only")
+            self._claim(history)
             if history.outcome is Outcome.HELD:
                 return self._climb(history, steps)
+            mid_step = history.plans[history.active].record["phase"] != "rollback"
+            last = history.last_region()
+            self._reconcile(history, {last} if mid_step and last is not None else set())
             if history.end is None:  # interrupted: finish what was being done (it ends the rollout its way)
-                return self._resume_plan(history, history.active)
-            return self._resume_plan(history, history.last_forward())  # stopped: back up the steps
+                return self._resume_plan(self._history(), history.active)
+            return self._resume_plan(self._history(), history.last_forward())  # stopped: back up the steps
 
     def abort(self, *, keep_promoted: bool | None = None) -> Result:
         """Take the latest rollout back to the old revision (regions already promoted too, by default)."""
         with self.log.locked():
             history = self._unfinished("abort")
+            self._claim(history)
             active = history.plans[history.active]
             if history.end is None and active.record["phase"] == "rollback":  # a rollback was interrupted
-                return self._resume_plan(history, history.active)
+                self._reconcile(history, set())
+                return self._resume_plan(self._history(), history.active)
             keep = bool(history.start["keep_promoted"]) if keep_promoted is None else keep_promoted
             return self._roll_back(history, "abort", Outcome.ABORTED, EXIT_OK, {}, keep)
+
+    # -- shared state ----------------------------------------------------------------------------
+
+    def _check_marker(self, ended: History | None) -> None:
+        """Refuse to start while the deployer's shared state says another rollout is in progress.
+
+        `ended`: this log's last rollout when it ended; its own marker left behind (the process died
+        between clearing it and logging the end) is stale and cleared.
+        """
+        marker = self.deployer.in_progress()
+        if marker is None:
+            return
+        if ended is not None and marker == ended.start.get("rollout"):
+            self.deployer.mark_in_progress(None)
+            return
+        raise RolloutError(
+            f"stack {self.log.stack}: rollout {marker} is in progress (the stack's shared rollout state says "
+            "so; it may run on another machine): wait for it to end, or, if its runner was lost, fetch its "
+            "log and run --resume to continue it or --abort to go back to the old revision"
+        )
+
+    def _claim(self, history: History) -> None:
+        """--resume/--abort: the marker must be unset or this log's rollout's; then it is (again) ours."""
+        rollout = str(history.start["rollout"])
+        marker = self.deployer.in_progress()
+        if marker is not None and marker != rollout:
+            raise RolloutError(
+                f"stack {self.log.stack}: rollout {marker} is in progress (the stack's shared rollout state), "
+                f"but this log ({self.log.path}) is rollout {rollout}'s: --resume or --abort with rollout "
+                f"{marker}'s log (e.g. the CI bucket's copy)"
+            )
+        if marker is None:
+            self.deployer.mark_in_progress(rollout)
+
+    def _reconcile(self, history: History, mid_step: set[str]) -> None:
+        """Restore every region of the rollout that is not on one of its two revisions at 100% (except
+        the regions in `mid_step`, which the log says are between steps): the log may be behind."""
+        start = history.start
+        stray: dict[str, dict[str, int]] = {}
+        for region in start["regions"]:
+            weights = self.deployer.weights(region)
+            known = {start["from"][region], start["to"][region]}
+            if region not in mid_step and (serving(weights) not in known or not set(weights) <= known):
+                stray[region] = weights
+        if not stray:
+            return
+        self.say(f"the log is behind the fleet: restoring {', '.join(stray)} to the old revision")
+        self.log.append({"type": "reconcile", "restore": list(stray), "weights": stray})
+        for region in reversed(list(stray)):
+            self._apply(start, Action("restore", region))
 
     # -- plans -----------------------------------------------------------------------------------
 
@@ -237,11 +307,16 @@ class Rollout:
     def _step(self, start: Record, action: Action) -> GateResult | None:
         """Move the weights and gate them; None when the gate passed, else the failing result."""
         region = action.region
-        self.deployer.set_weights(region, _split(start["from"][region], start["to"][region], action.percent))
+        old, new = start["from"][region], start["to"][region]
+        # A resumed step whose region the fleet had already moved past (the log was behind): both back.
+        for revision in (old, new):
+            if revision not in self.deployer.weights(region):
+                self.deployer.deploy_revision(region, revision)
+        self.deployer.set_weights(region, _split(old, new, action.percent))
         endpoint = self.deployer.endpoints()[region]
         result = GateResult(EXIT_INVALID)
         for attempt in range(1, GATE_ATTEMPTS + 1):
-            result = self.gate.run(region, endpoint, action.percent, attempt)
+            result = self.gate.run(region, endpoint, action.percent, attempt, new)
             if result.exit_code not in (EXIT_OK, EXIT_BREACH):
                 result = GateResult(EXIT_INVALID, result.verdict)
             self.log.append(
@@ -281,7 +356,16 @@ class Rollout:
         keep_promoted: bool,
     ) -> Result:
         touched, promoted = history.regions_in_state()
-        back = [r for r in reversed(touched) if not (keep_promoted and r in promoted)]
+        start = history.start
+        # The log's view, and the fleet's (the log may be behind): anything but the old revision alone.
+        for region in start["regions"]:
+            old, new = start["from"][region], start["to"][region]
+            weights = self.deployer.weights(region)
+            if weights != {old: 100} and region not in touched:
+                touched.append(region)
+            if serving(weights) == new and old not in weights and region not in promoted:
+                promoted.append(region)
+        back = [r for r in reversed(start["regions"]) if r in touched and not (keep_promoted and r in promoted)]
         self.say(f"rolling back ({reason}): {', '.join(back) or 'nothing to undo'}")
         return self._run_plan(
             "rollback", [Action("restore", r) for r in back], outcome=outcome, exit_code=exit_code, report=report
@@ -303,6 +387,8 @@ class Rollout:
         return self._run_plan("forward", forward_actions(touched, steps, deploy=False))
 
     def _end(self, result: Result, held_at: int | None = None) -> Result:
+        if result.outcome not in UNFINISHED:  # cleared before the end is logged: see _check_marker
+            self.deployer.mark_in_progress(None)
         record: Record = {"type": "end", "outcome": result.outcome, "exit_code": result.exit_code}
         if result.report:
             record["report"] = result.report

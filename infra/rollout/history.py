@@ -119,6 +119,13 @@ class History:
                     promoted = [r for r in promoted if r != region]
         return touched, promoted
 
+    def last_region(self) -> str | None:
+        """The region of the last action the active plan began: the one the log says is mid-change."""
+        plan = self.plans[self.active] if self.plans else None
+        if plan is None or not plan.begun:
+            return None
+        return plan.actions[max(plan.begun)].region
+
     def last_forward(self) -> int:
         return max(i for i, plan in enumerate(self.plans) if plan.record["phase"] == "forward")
 

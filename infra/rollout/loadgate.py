@@ -1,9 +1,11 @@
 """The rollout's gate: the stack's load-test suite against one region's gateway, judged on the stack's SLO.
 
 It runs Locust as `llmfleet loadtest` does (`loadtests.run.run_suite`, in a child process), once per
-model the region serves, and reads each JSON verdict. A region passes when every model passes; any
-breach is a breach (exit 3); otherwise any invalid run (no verdict, too few samples, an overloaded
-generator) makes the step invalid (exit 4).
+model the region serves, and reads each JSON verdict. Every request carries `x-llmfleet-revision: <new
+revision>`, which the gateway routes to that revision only: at a 5% step the verdict is still the new
+revision's own latency and errors, not 5% of them diluted in the old revision's 95%. A region passes
+when every model passes; any breach is a breach (exit 3); otherwise any invalid run (no verdict, too
+few samples, an overloaded generator) makes the step invalid (exit 4).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from components.gateway.types import REVISION_HEADER
 from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, EXIT_OK, GateResult
 from infra.schema.slo import Slo
 
@@ -34,7 +37,7 @@ class LocustGate:
     locust_args: Sequence[str] = field(default_factory=tuple[str, ...])
     """More Locust options (e.g. `--llm-output-tokens 64`), appended to each run."""
 
-    def run(self, region: str, endpoint: str, step: int, attempt: int) -> GateResult:
+    def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
         from loadtests.run import SuiteRun, run_suite  # Locust runs in a child process; nothing heavy here
 
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,7 @@ class LocustGate:
                 users=self.users,
                 slo=slo_path,
                 api_key_env=self.api_key_env,
-                extra=tuple(self.locust_args),
+                extra=(*self.locust_args, "--llm-header", f"{REVISION_HEADER}: {revision}"),
             )
             verdict = run_suite(run)
             verdicts[model] = GateResult(verdict.exit_code, verdict.to_json())

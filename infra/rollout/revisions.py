@@ -95,6 +95,11 @@ class RolloutRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     regions: dict[str, dict[str, DeployedRevision]] = Field(default_factory=dict[str, dict[str, DeployedRevision]])
+    in_progress: str | None = Field(
+        default=None,
+        description="Id of the rollout under way (set before its first step, cleared at its end); another "
+        "machine's rollout of the stack refuses to start while it is set.",
+    )
 
     def weights(self, region: str) -> dict[str, int]:
         return {revision: deployed.weight for revision, deployed in self.regions.get(region, {}).items()}
@@ -103,7 +108,7 @@ class RolloutRecord(BaseModel):
         """Deployed at 0% (kept as is when already there)."""
         deployed = dict(self.regions.get(region, {}))
         deployed.setdefault(revision, DeployedRevision(weight=0, models=[dict(m) for m in models]))
-        return RolloutRecord(regions={**self.regions, region: deployed})
+        return self.model_copy(update={"regions": {**self.regions, region: deployed}})
 
     def with_weights(self, region: str, weights: Mapping[str, int]) -> RolloutRecord:
         deployed = self.regions.get(region, {})
@@ -111,11 +116,11 @@ class RolloutRecord(BaseModel):
         if missing:
             raise ValueError(f"{region}: revisions {missing} are not deployed; deployed: {sorted(deployed)}")
         updated = {r: d.model_copy(update={"weight": weights.get(r, 0)}) for r, d in deployed.items()}
-        return RolloutRecord(regions={**self.regions, region: updated})
+        return self.model_copy(update={"regions": {**self.regions, region: updated}})
 
     def without_revision(self, region: str, revision: str) -> RolloutRecord:
         deployed = {r: d for r, d in self.regions.get(region, {}).items() if r != revision}
-        return RolloutRecord(regions={**self.regions, region: deployed})
+        return self.model_copy(update={"regions": {**self.regions, region: deployed}})
 
     @staticmethod
     def from_pulumi_config() -> RolloutRecord:
