@@ -5,19 +5,31 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pytest
-from test_inference import gguf_plan, make_plan
+from test_inference import args_for, gguf_plan, make_plan
 
+import infra.offline as offline
 from components.cluster import Cluster, ClusterArgs, ClusterKind, ReleaseChannel
 from components.cluster.component import NAME_LIMITS, default_cluster_name
 from components.cluster.eks import NODE_POLICIES, subnet_cidrs
-from components.cluster.gke import subnet_ranges
+from components.cluster.eks_addons import (
+    DEFAULT_CLASS_ANNOTATION,
+    EBS_ACCESS_MODES,
+    EBS_CSI_POLICY_ARN,
+    EBS_CSI_PROVISIONER,
+    EBS_CSI_SERVICE_ACCOUNT,
+)
+from components.cluster.eks_addons import DEFAULT_STORAGE_CLASS as EKS_DEFAULT_CLASS
+from components.cluster.gke import DEFAULT_STORAGE_CLASS as GKE_DEFAULT_CLASS
+from components.cluster.gke import PD_ACCESS_MODES, subnet_ranges
 from components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
+from components.inference import InferenceService, ModelCache
 from components.nodepool import (
     ACCELERATOR_LABEL,
     DEVICE_PLUGIN_VERSION,
@@ -30,12 +42,30 @@ from components.nodepool import (
 )
 from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan
+from infra.manifests import to_manifest
 from infra.offline import RecordedResource, RecordingMocks
+from infra.validate import validate_manifest
+
+
+class DependencyMocks(RecordingMocks):
+    """RecordingMocks that also keep, per URN, the URNs a registration waits for (as sent to the engine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dependencies: dict[str, set[str]] = {}
+
+    def new_resource(self, args: Any) -> Any:
+        request = offline._REQUEST.current  # pyright: ignore[reportPrivateUsage]
+        found = super().new_resource(args)
+        self.dependencies[self.resources[-1].urn] = set(request.dependencies)
+        return found
 
 
 @pytest.fixture
-def recording_mocks() -> RecordingMocks:
-    return RecordingMocks().install(stack="test")
+def recording_mocks() -> DependencyMocks:
+    mocks = DependencyMocks()
+    mocks.install(stack="test")
+    return mocks
 
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nusers: [{name: me, user: {token: hunter2}}]\n"
@@ -241,6 +271,143 @@ def test_gke_ranges_are_disjoint() -> None:
     nodes, services, pods = (ipaddress.ip_network(c) for c in subnet_ranges("10.0.0.0/16"))
     assert not nodes.overlaps(services) and not nodes.overlaps(pods) and not services.overlaps(pods)
     assert pods.num_addresses >= 128 * 256, "pods need a /24 per node for at least 128 nodes"
+
+
+# --- NetworkPolicy enforcement and the model cache's storage -------------------------------------
+
+
+def _cache_claim(mocks: RecordingMocks, model: str) -> dict[str, Any]:
+    """The model cache claim of `model`'s pods: the Deployment's claim template, or its shared claim."""
+    (deployment,) = [r for r in _of_type(mocks, "kubernetes:apps/v1:Deployment") if r.name == f"{model}-deployment"]
+    (volume,) = [v for v in deployment.inputs["spec"]["template"]["spec"]["volumes"] if v["name"] == "model-cache"]
+    if "ephemeral" in volume:
+        return volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+    claims = [
+        r for r in _of_type(mocks, "kubernetes:core/v1:PersistentVolumeClaim") if r.name == f"{model}-model-cache"
+    ]
+    assert len(claims) == 1, [c.urn for c in claims]
+    return claims[0].inputs["spec"]
+
+
+def _serve_on(cluster: Cluster, model: str, cache: ModelCache) -> InferenceService:
+    return InferenceService(
+        model,
+        args_for(make_plan(model=model), model_cache=cache),
+        opts=pulumi.ResourceOptions(provider=cluster.provider),
+    )
+
+
+def _assert_claim_fits(claim: dict[str, Any], default_class: str, access_modes: frozenset[str], where: str) -> None:
+    assert claim.get("storageClassName", default_class) == default_class, f"{where}: {claim}"
+    assert set(claim["accessModes"]) <= access_modes, f"{where}: {default_class} cannot serve {claim}"
+    assert claim.get("volumeMode", "Filesystem") == "Filesystem", f"{where}: {claim}"
+
+
+@pulumi.runtime.test
+def test_eks_enforces_network_policies_before_any_node_or_workload(recording_mocks: DependencyMocks) -> Any:
+    provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
+    cluster = Cluster(
+        "aws-us-east-1",
+        ClusterArgs(kind=ClusterKind.eks, region="us-east-1"),
+        opts=pulumi.ResourceOptions(providers=[provider]),
+    )
+
+    def check(values: list[Any]) -> None:
+        mocks = recording_mocks
+        addons = {a.inputs["addonName"]: a for a in _of_type(mocks, "aws:eks/addon:Addon")}
+        assert set(addons) == {"vpc-cni", "aws-ebs-csi-driver"}, [a.urn for a in addons.values()]
+        vpc_cni = addons["vpc-cni"]
+        assert json.loads(vpc_cni.inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}, vpc_cni.urn
+        assert vpc_cni.inputs["resolveConflictsOnCreate"] == "OVERWRITE", "a new cluster runs aws-node self-managed"
+        eks = _only(mocks, "aws:eks/cluster:Cluster")
+        assert all(a.inputs["clusterName"] == eks.inputs["name"] for a in addons.values())
+        # Nodes start with the network policy agent; the GPU pools wait for it too (node_prerequisites).
+        system = _only(mocks, "aws:eks/nodeGroup:NodeGroup")
+        assert vpc_cni.urn in mocks.dependencies[system.urn], f"{system.urn} does not wait for {vpc_cni.urn}"
+        assert vpc_cni.urn in values[1:], "GPU pools must wait for the VPC CNI add-on"
+        k8s_provider = _only(mocks, "pulumi:providers:kubernetes")
+        waits_for = mocks.dependencies[k8s_provider.urn]
+        assert {system.urn, *(a.urn for a in addons.values())} <= waits_for, f"{k8s_provider.urn} waits for {waits_for}"
+
+    return pulumi.Output.all(cluster.provider.urn, *[r.urn for r in cluster.node_prerequisites]).apply(check)
+
+
+def _settle(build: Callable[[], object]) -> None:
+    """Run `build` under the installed mocks until every registration is done (a component's URN resolves
+    before its children register, so a check chained on it could miss them)."""
+    pulumi.runtime.test(lambda: build() and None)()
+
+
+def test_eks_model_cache_binds_to_a_default_gp3_class_with_the_ebs_driver(recording_mocks: DependencyMocks) -> None:
+    def build() -> None:
+        provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
+        cluster = Cluster(
+            "aws-us-east-1",
+            ClusterArgs(kind=ClusterKind.eks, region="us-east-1"),
+            opts=pulumi.ResourceOptions(providers=[provider]),
+        )
+        assert cluster.storage_class is not None
+        # The program's cache on cloud clusters (per replica), and the single-claim mode.
+        _serve_on(cluster, "chat", ModelCache.PER_REPLICA)
+        _serve_on(cluster, "code", ModelCache.SINGLE_NODE)
+
+    _settle(build)
+    mocks = recording_mocks
+    (driver,) = [a for a in _of_type(mocks, "aws:eks/addon:Addon") if a.inputs["addonName"] == "aws-ebs-csi-driver"]
+    roles = {r.outputs["arn"]: r for r in _of_type(mocks, "aws:iam/role:Role")}
+    role = roles[driver.inputs["serviceAccountRoleArn"]]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    oidc = _only(mocks, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    issuer = oidc.inputs["url"].removeprefix("https://")
+    assert trust["Principal"] == {"Federated": oidc.outputs["arn"]}, role.urn
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity", role.urn
+    assert trust["Condition"]["StringEquals"] == {
+        f"{issuer}:sub": EBS_CSI_SERVICE_ACCOUNT,
+        f"{issuer}:aud": "sts.amazonaws.com",
+    }, role.urn
+    attached = [
+        a.inputs["policyArn"]
+        for a in _of_type(mocks, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.inputs["role"] == role.outputs["name"]
+    ]
+    assert attached == [EBS_CSI_POLICY_ARN], role.urn
+    system = _only(mocks, "aws:eks/nodeGroup:NodeGroup")
+    assert system.urn in mocks.dependencies[driver.urn], "the driver's controller needs nodes to become ACTIVE"
+
+    classes = _of_type(mocks, "kubernetes:storage.k8s.io/v1:StorageClass")
+    defaults = [c for c in classes if c.inputs["metadata"]["annotations"].get(DEFAULT_CLASS_ANNOTATION) == "true"]
+    assert len(defaults) == 1, [c.urn for c in classes]
+    (gp3,) = defaults
+    manifest = to_manifest(gp3)
+    assert manifest is not None and validate_manifest(manifest) == []
+    assert gp3.inputs["metadata"]["name"] == EKS_DEFAULT_CLASS and gp3.inputs["parameters"]["type"] == "gp3"
+    assert gp3.inputs["provisioner"] == EBS_CSI_PROVISIONER
+    assert gp3.inputs["volumeBindingMode"] == "WaitForFirstConsumer", "an EBS volume must be in the pod's zone"
+    k8s_provider = _only(mocks, "pulumi:providers:kubernetes")
+    assert gp3.provider == k8s_provider.urn and gp3.parent == _only(mocks, "llmfleet:cluster:Cluster").urn
+    for model in ("chat", "code"):
+        _assert_claim_fits(_cache_claim(mocks, model), EKS_DEFAULT_CLASS, EBS_ACCESS_MODES, model)
+
+
+def test_gke_enforces_network_policies_and_its_default_class_serves_the_cache(recording_mocks: DependencyMocks) -> None:
+    def build() -> None:
+        provider = gcp.Provider("gcp-us-central1-gcp", project="acme-llm", region="us-central1")
+        cluster = Cluster(
+            "gcp-us-central1",
+            ClusterArgs(kind=ClusterKind.gke, region="us-central1", gcp_project="acme-llm"),
+            opts=pulumi.ResourceOptions(providers=[provider]),
+        )
+        assert cluster.storage_class is None, "GKE brings its own default class"
+        _serve_on(cluster, "chat", ModelCache.PER_REPLICA)
+
+    _settle(build)
+    mocks = recording_mocks
+    gke = _only(mocks, "gcp:container/cluster:Cluster")
+    assert gke.inputs["datapathProvider"] == "ADVANCED_DATAPATH", f"{gke.urn}: NetworkPolicies are not enforced"
+    assert "networkPolicy" not in gke.inputs, "Dataplane V2 enforces policies itself; the Calico block conflicts"
+    assert gke.inputs["addonsConfig"]["gcePersistentDiskCsiDriverConfig"] == {"enabled": True}, gke.urn
+    assert not _of_type(mocks, "kubernetes:storage.k8s.io/v1:StorageClass"), "a second default class on GKE"
+    _assert_claim_fits(_cache_claim(mocks, "chat"), GKE_DEFAULT_CLASS, PD_ACCESS_MODES, "chat")
 
 
 # --- existing ----------------------------------------------------------------------------------

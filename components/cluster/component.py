@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster.args import ClusterArgs, ClusterKind
 from components.cluster.eks import create_eks
+from components.cluster.eks_addons import gp3_storage_class
 from components.cluster.gke import create_gke
 
 NAME_LIMITS = {ClusterKind.eks: 100, ClusterKind.gke: 40}
@@ -53,6 +54,9 @@ class Cluster(pulumi.ComponentResource):
     node_prerequisites: list[pulumi.Resource]
     """What nodes need before they can join (eks: the node role's policies and the NAT route; a node
     group created earlier fails with NodeCreationFailure). Pass it to GpuNodePoolArgs.node_prerequisites."""
+    storage_class: k8s.storage.v1.StorageClass | None
+    """eks: the default StorageClass (gp3, ReadWriteOnce) llmfleet creates; None where the cluster has its
+    own default (GKE: standard-rwo) or is not llmfleet's."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmfleet:cluster:Cluster", name, None, opts)
@@ -61,6 +65,9 @@ class Cluster(pulumi.ComponentResource):
         self.node_role_arn = self.private_subnet_ids = self.oidc_provider_arn = self.oidc_issuer = None
         self.network = self.location = None
         self.node_prerequisites = []
+        self.storage_class = None
+        # What every Kubernetes workload waits for, through the provider (see below).
+        workload_prerequisites: list[pulumi.Resource] = []
         physical_name = args.cluster_name or default_cluster_name(pulumi.get_stack(), name, args.kind)
 
         if args.kind is ClusterKind.eks:
@@ -72,27 +79,29 @@ class Cluster(pulumi.ComponentResource):
             self.oidc_provider_arn = eks.oidc_provider_arn
             self.oidc_issuer = eks.oidc_issuer
             self.node_prerequisites = eks.node_prerequisites
-            system_pool: pulumi.Resource | None = eks.system_pool
+            workload_prerequisites = [eks.system_pool, *eks.addons]
         elif args.kind is ClusterKind.gke:
             gke = create_gke(name, args, physical_name, child)
             self.cluster_name = gke.cluster.name
             self.kubeconfig = gke.kubeconfig
             self.network = gke.network
             self.location = gke.location
-            system_pool = gke.system_pool
+            workload_prerequisites = [gke.system_pool]
         else:
             self.cluster_name = pulumi.Output.from_input(args.cluster_name or name)
             self.kubeconfig = pulumi.Output.secret(args.kubeconfig if args.kubeconfig is not None else "")
-            system_pool = None
 
         # Workloads deployed through this provider wait for the system pool, so Helm releases that
-        # wait for readiness (KEDA, gateways) have somewhere to run.
+        # wait for readiness (KEDA, gateways) have somewhere to run, and (eks) for the add-ons, so no
+        # pod starts before NetworkPolicies are enforced or without a driver for its volumes.
         self.provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig if args.kind is not ClusterKind.existing or args.kubeconfig else None,
             context=args.context,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[system_pool] if system_pool else None),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=workload_prerequisites or None),
         )
+        if args.kind is ClusterKind.eks:
+            self.storage_class = gp3_storage_class(name, pulumi.ResourceOptions(parent=self, provider=self.provider))
         self.register_outputs(
             {"cluster_name": self.cluster_name, "kubeconfig": self.kubeconfig, "kind": self.kind.value}
         )

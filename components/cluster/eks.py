@@ -1,4 +1,5 @@
-"""An EKS cluster with its own VPC: subnets in several zones, NAT egress, IAM roles, IRSA, a system pool.
+"""An EKS cluster with its own VPC: subnets in several zones, NAT egress, IAM roles, IRSA, a system pool,
+and the add-ons that enforce NetworkPolicies and provision volumes (eks_addons.py).
 
 Every resource is a child of the `Cluster` component, so the caller's aws.Provider (region, account)
 reaches all of them; nothing here builds a provider.
@@ -13,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.cluster.args import ClusterArgs
+from components.cluster.eks_addons import ebs_csi_addon, network_policy_addon
 from components.cluster.kubeconfig import eks_kubeconfig
 
 MIN_ZONES = 2  # EKS rejects a cluster whose subnets span fewer than two zones.
@@ -35,7 +37,10 @@ class EksParts:
     oidc_issuer: pulumi.Output[str]
     system_pool: aws.eks.NodeGroup
     node_prerequisites: list[pulumi.Resource]
-    """What a node needs before it can join: its role's policies and the NAT route out of its subnet."""
+    """What a node needs before it can join: its role's policies, the NAT route out of its subnet, and the
+    VPC CNI add-on (so the network policy agent runs before the node's first pod)."""
+    addons: list[aws.eks.Addon]
+    """Managed add-ons Kubernetes workloads need (NetworkPolicy enforcement, EBS volumes)."""
 
 
 def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -199,6 +204,9 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
     )
 
+    vpc_cni = network_policy_addon(name, cluster.name, tags, child)
+    node_prerequisites: list[pulumi.Resource] = [*node_policies, private_routes, vpc_cni]
+
     system_pool = aws.eks.NodeGroup(
         f"{name}-system",
         cluster_name=cluster.name,
@@ -214,11 +222,10 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         opts=pulumi.ResourceOptions.merge(
             child,
             # NAT first: nodes in private subnets must reach ECR and the EKS API to join.
-            pulumi.ResourceOptions(
-                depends_on=[*node_policies, private_routes], ignore_changes=["scalingConfig.desiredSize"]
-            ),
+            pulumi.ResourceOptions(depends_on=node_prerequisites, ignore_changes=["scalingConfig.desiredSize"]),
         ),
     )
+    ebs_csi = ebs_csi_addon(name, cluster.name, oidc.arn, issuer, tags, [system_pool], child)
 
     ca_data = cluster.certificate_authority.apply(lambda ca: ca.data or "")
     kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, ca_data).apply(
@@ -232,5 +239,6 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         oidc_provider_arn=oidc.arn,
         oidc_issuer=issuer,
         system_pool=system_pool,
-        node_prerequisites=[*node_policies, private_routes],
+        node_prerequisites=node_prerequisites,
+        addons=[vpc_cni, ebs_csi],
     )

@@ -1,5 +1,6 @@
 """A GKE cluster on its own VPC-native network: private nodes with Cloud NAT egress, workload identity,
-a release channel, and a system pool in place of the default pool.
+Dataplane V2 (NetworkPolicy enforcement), a release channel, and a system pool in place of the default pool.
+Its default StorageClass (standard-rwo: balanced PD, ReadWriteOnce) serves the model cache as it is.
 
 Every resource is a child of the `Cluster` component, so the caller's gcp.Provider (project, region)
 reaches all of them; nothing here builds a provider.
@@ -18,6 +19,10 @@ DEFAULT_SYSTEM_MACHINE_TYPE = "e2-standard-4"  # 4 vCPU / 16 GB: room for KEDA, 
 PODS_RANGE = "pods"
 SERVICES_RANGE = "services"
 MAX_NAME_LENGTH = 40  # GKE cluster names: 1-40 characters, lowercase letters, digits and hyphens
+DEFAULT_STORAGE_CLASS = "standard-rwo"
+"""GKE's default class: balanced persistent disk through the Compute Engine PD CSI driver."""
+PD_ACCESS_MODES = frozenset({"ReadWriteOnce", "ReadWriteOncePod"})
+"""A persistent disk is writable from one node: claims asking ReadWriteMany need Filestore instead."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ def create_gke(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         opts=child,
     )
 
+    pd_csi_driver = gcp.container.ClusterAddonsConfigGcePersistentDiskCsiDriverConfigArgs(enabled=True)
     cluster = gcp.container.Cluster(
         f"{name}-gke",
         name=cluster_name,
@@ -94,6 +100,11 @@ def create_gke(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
             workload_pool=f"{args.gcp_project}.svc.id.goog"
         ),
         release_channel=gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel.value),
+        # Dataplane V2 enforces NetworkPolicies (the gateway's isolation of the inference pods relies on
+        # them); the legacy datapath ignores them unless Calico is added. GKE sets it at creation only.
+        datapath_provider="ADVANCED_DATAPATH",
+        # The driver behind standard-rwo, on by default for new clusters; stated so the cache never lacks it.
+        addons_config=gcp.container.ClusterAddonsConfigArgs(gce_persistent_disk_csi_driver_config=pd_csi_driver),
         min_master_version=args.kubernetes_version,
         # GKE cannot create a cluster without a node pool: it makes a default one, removed at once so
         # that every pool is managed as its own resource.
