@@ -160,6 +160,15 @@ def test_a_rollout_is_refused_while_another_process_holds_the_stack(
     assert run("--stack", "prod", "--steps", "100", "--log-dir", str(tmp_path))[0] == 0, "free once the holder died"
 
 
+def test_a_rollout_marked_in_progress_from_another_machine_exits_2_saying_what_to_do(
+    fake: FakeStack, tmp_path: Path
+) -> None:
+    fake.marker = "0ther0ther00"  # set in the stack's shared state by another runner; this log is empty
+    code, _, err = run("--stack", "prod", "--log-dir", str(tmp_path))
+    assert code == 2 and "rollout 0ther0ther00 is in progress" in err and "--abort" in err, err
+    assert fake.calls == [] and not fake.previewed, "refused before the preview"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -240,6 +249,8 @@ def test_the_ci_workflow_runs_the_rollout_with_options_the_command_has() -> None
     assert workflow["concurrency"]["cancel-in-progress"] is False
     script = "\n".join(step.get("run", "") for step in workflow["jobs"]["rollout"]["steps"])
     assert 'llmfleet rollout --stack "$STACK"' in script and "--resume" in script and "--abort" in script
+    syncing = re.search(r"while sleep \d+; do aws s3 sync [^\n]*\$LOG_BUCKET[^\n]*done\) &", script)
+    assert syncing and syncing.start() < script.index("llmfleet rollout"), "the log is synced during the run"
     click_command = typer.main.get_command(app).commands["rollout"]  # type: ignore[attr-defined]
     known = {opt for param in click_command.params for opt in param.opts}
     used = set(re.findall(r"(--[a-z-]+)", " ".join(line for line in script.splitlines() if "llmfleet" in line)))
@@ -349,3 +360,24 @@ def test_the_automation_deployer_reports_a_failed_up(monkeypatch: pytest.MonkeyP
     with pytest.raises(DeployFailed, match="quota exceeded"):
         deployer.deploy_revision("aws-us-west-2", target["aws-us-west-2"].id)
     assert deployer.weights("aws-us-west-2") == {}, "the record is not advanced past a failed update"
+
+
+def test_the_automation_deployer_shares_the_in_progress_marker_through_the_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pulumi import automation
+
+    from infra.rollout import automation as deployer_module
+
+    target = target_revisions(*load_stack("prod"))
+    applied = RolloutRecord(in_progress="0ther0ther00").model_dump(mode="json")
+    fake = FakePulumiStack({"rollout": applied})  # another machine's rollout, applied by its last update
+    monkeypatch.setattr(automation, "select_stack", lambda **_: fake)
+    deployer = deployer_module.AutomationDeployer("prod", target, say=lambda _: None)
+    assert deployer.in_progress() == "0ther0ther00", "read from the stack's rollout output"
+    fake._outputs = {}
+    deployer.mark_in_progress("m1ne")
+    assert fake.ups[-1]["in_progress"] == "m1ne", "set by an update, so the output shares it"
+    assert deployer.in_progress() == "m1ne"
+    deployer.mark_in_progress(None)
+    assert fake.ups[-1]["in_progress"] is None and deployer.in_progress() is None

@@ -52,6 +52,8 @@ def test_two_recorded_revisions_serve_side_by_side_at_their_weights(tmp_path: Pa
     route = next(iter(objects(run, "AIGatewayRoute").values()))
     refs = {r["name"].rsplit("-", 1)[-1]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
     assert refs == {"chat": 75, OLD: 25}
+    pinned = {r["name"]: r["backendRefs"][0]["name"].rsplit("-", 1)[-1] for r in route["spec"]["rules"][1:3]}
+    assert pinned == {f"chat-{current}": "chat", f"chat-{OLD}": OLD}, "x-llmfleet-revision reaches either revision"
     backends = objects(run, "Backend")
     hostnames = {b["spec"]["endpoints"][0]["fqdn"]["hostname"].split(".")[0] for b in backends.values()}
     assert {f"chat-{current}", f"chat-{OLD}"} <= hostnames
