@@ -44,7 +44,10 @@ EKS_CLUSTER = "aws:eks/cluster:Cluster"
 GKE_CLUSTER = "gcp:container/cluster:Cluster"
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 GKE_NODE_POOL = "gcp:container/nodePool:NodePool"
+EKS_ADDON = "aws:eks/addon:Addon"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 K8S_PROVIDER = "pulumi:providers:kubernetes"
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 EFFECTS = {"NO_SCHEDULE": "NoSchedule", "PREFER_NO_SCHEDULE": "PreferNoSchedule", "NO_EXECUTE": "NoExecute"}
 """Cloud APIs spell taint effects in capitals; Kubernetes tolerations in camel case."""
 
@@ -326,8 +329,9 @@ def test_every_region_resource_descends_from_its_fleet(stack: Stack) -> None:
 
 def test_nodes_and_scalers_wait_for_what_they_need(stack: Stack) -> None:
     """Orderings the mocks cannot break but a real `pulumi up` would: EKS nodes that start before their
-    role's policies and NAT route exist never join (NodeCreationFailure); a ScaledObject sent before
-    KEDA's chart has installed its CRD is rejected."""
+    role's policies and NAT route exist never join (NodeCreationFailure), and before the VPC CNI add-on
+    they run pods without the network policy agent; a ScaledObject sent before KEDA's chart has installed
+    its CRD is rejected."""
     for region in stack.spec.regions:
         key = region.key
         if region.cloud == "aws" and region.cluster.mode == "create":
@@ -336,8 +340,9 @@ def test_nodes_and_scalers_wait_for_what_they_need(stack: Stack) -> None:
                 for r in stack.in_region(key)
                 if r.name == f"{key}-cluster-private-rt"
                 or (r.type == "aws:iam/rolePolicyAttachment:RolePolicyAttachment" and "-node-role-" in r.name)
+                or (r.type == EKS_ADDON and r.inputs["addonName"] == "vpc-cni")
             }
-            assert len(prerequisites) == 4, prerequisites
+            assert len(prerequisites) == 5, prerequisites
             for plan in stack.deployments(region):
                 for group in _cloud_pools(stack, region, plan):
                     missing = prerequisites - stack.dependencies[group.urn]
@@ -345,6 +350,25 @@ def test_nodes_and_scalers_wait_for_what_they_need(stack: Stack) -> None:
         (keda,) = [r for r in stack.in_region(key) if r.type == HELM_RELEASE and r.inputs["chart"] == "keda"]
         for scaler in (r for r in stack.in_region(key) if r.type == SCALED_OBJECT):
             assert keda.urn in stack.dependencies[scaler.urn], f"{scaler.urn} does not wait for KEDA"
+
+
+def test_created_clusters_enforce_network_policies_and_can_bind_the_model_cache(stack: Stack) -> None:
+    """The gateway's NetworkPolicy holds only where the CNI enforces it; the cache claims the default class."""
+    for region in stack.spec.regions:
+        resources = stack.in_region(region.key)
+        classes = [r for r in resources if r.type == STORAGE_CLASS]
+        if region.cluster.mode != "create":
+            assert not classes, f"{region.key}: llmfleet must not add a default class to a cluster it did not create"
+        elif region.cloud == "aws":
+            addons = {r.inputs["addonName"]: r for r in resources if r.type == EKS_ADDON}
+            assert set(addons) == {"vpc-cni", "aws-ebs-csi-driver"}, region.key
+            assert json.loads(addons["vpc-cni"].inputs["configurationValues"])["enableNetworkPolicy"] == "true"
+            defaults = [c for c in classes if c.inputs["metadata"]["annotations"][DEFAULT_CLASS] == "true"]
+            assert [c.inputs["provisioner"] for c in defaults] == ["ebs.csi.aws.com"], region.key
+        else:
+            (gke,) = [r for r in resources if r.type == GKE_CLUSTER]
+            assert gke.inputs["datapathProvider"] == "ADVANCED_DATAPATH", gke.urn
+            assert not classes, f"{region.key}: GKE's standard-rwo is the default already"
 
 
 # --- outputs -----------------------------------------------------------------------------------

@@ -52,8 +52,9 @@ class Cluster(pulumi.ComponentResource):
     location: pulumi.Output[str] | None
     """gke: the cluster's location (its region); GPU node pools use it."""
     node_prerequisites: list[pulumi.Resource]
-    """What nodes need before they can join (eks: the node role's policies and the NAT route; a node
-    group created earlier fails with NodeCreationFailure). Pass it to GpuNodePoolArgs.node_prerequisites."""
+    """What nodes need before they can join (eks: the node role's policies and the NAT route, else a node
+    group fails with NodeCreationFailure; the VPC CNI add-on, so pods start under the network policy agent).
+    Pass it to GpuNodePoolArgs.node_prerequisites."""
     storage_class: k8s.storage.v1.StorageClass | None
     """eks: the default StorageClass (gp3, ReadWriteOnce) llmfleet creates; None where the cluster has its
     own default (GKE: standard-rwo) or is not llmfleet's."""
