@@ -381,3 +381,20 @@ def test_the_automation_deployer_shares_the_in_progress_marker_through_the_stack
     assert deployer.in_progress() == "m1ne"
     deployer.mark_in_progress(None)
     assert fake.ups[-1]["in_progress"] is None and deployer.in_progress() is None
+
+
+def test_a_revision_removed_by_another_machine_can_still_be_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulumi import automation
+
+    from infra.rollout import automation as deployer_module
+
+    target = target_revisions(*load_stack("prod"))
+    region, new = "aws-us-west-2", target["aws-us-west-2"].id
+    record = RolloutRecord().with_revision(region, OLD, [{"name": "qwen-7b", "quantization": "fp8"}])
+    record = record.with_revision(region, new, []).with_weights(region, {new: 100}).without_revision(region, OLD)
+    assert record.weights(region) == {new: 100} and [r.revision for r in record.retired] == [OLD]
+    fake = FakePulumiStack({"rollout": record.model_dump(mode="json")})  # promoted by the lost runner
+    monkeypatch.setattr(automation, "select_stack", lambda **_: fake)
+    deployer = deployer_module.AutomationDeployer("prod", target, say=lambda _: None)  # a new runner: --abort
+    deployer.deploy_revision(region, OLD)
+    assert fake.ups[-1]["regions"][region][OLD] == {"weight": 0, "models": [{"name": "qwen-7b", "quantization": "fp8"}]}

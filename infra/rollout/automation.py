@@ -47,7 +47,9 @@ class AutomationDeployer:
         self.target = target
         self.record = self._read_record()
         self._models: dict[str, list[dict[str, Any]]] = {}
-        """Revision id -> the model settings it is built from (recorded ones, then the stack file's)."""
+        """Revision id -> the model settings it is built from (removed, deployed, then the stack file's)."""
+        for retired in self.record.retired:
+            self._models[retired.revision] = retired.models
         for deployed in self.record.regions.values():
             for revision, entry in deployed.items():
                 self._models[revision] = entry.models

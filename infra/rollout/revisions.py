@@ -89,12 +89,27 @@ class DeployedRevision(BaseModel):
     models: list[dict[str, Any]] = Field(description="The stack's `models:` entries this revision was built from.")
 
 
+class RetiredRevision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    revision: str
+    models: list[dict[str, Any]] = Field(description="The `models:` entries it was built from.")
+
+
+RETIRED_KEPT = 8
+"""Removed revisions whose model settings the record keeps (newest last): after a promotion removed the
+old revision, --abort on another machine (a new CI runner) can still rebuild it."""
+
+
 class RolloutRecord(BaseModel):
     """`llmfleet:rollout`: region key -> revision id -> its weight and model settings."""
 
     model_config = ConfigDict(extra="forbid")
 
     regions: dict[str, dict[str, DeployedRevision]] = Field(default_factory=dict[str, dict[str, DeployedRevision]])
+    retired: list[RetiredRevision] = Field(
+        default_factory=list[RetiredRevision], description="Recently removed revisions (see RETIRED_KEPT)."
+    )
     in_progress: str | None = Field(
         default=None,
         description="Id of the rollout under way (set before its first step, cleared at its end); another "
@@ -119,8 +134,15 @@ class RolloutRecord(BaseModel):
         return self.model_copy(update={"regions": {**self.regions, region: updated}})
 
     def without_revision(self, region: str, revision: str) -> RolloutRecord:
+        removed = self.regions.get(region, {}).get(revision)
         deployed = {r: d for r, d in self.regions.get(region, {}).items() if r != revision}
-        return self.model_copy(update={"regions": {**self.regions, region: deployed}})
+        retired = self.retired
+        if removed is not None:
+            retired = [r for r in retired if r.revision != revision]
+            retired.append(RetiredRevision(revision=revision, models=removed.models))
+        return self.model_copy(
+            update={"regions": {**self.regions, region: deployed}, "retired": retired[-RETIRED_KEPT:]}
+        )
 
     @staticmethod
     def from_pulumi_config() -> RolloutRecord:
