@@ -180,8 +180,8 @@ class Rollout:
     def _check_marker(self, ended: History | None) -> None:
         """Refuse to start while the deployer's shared state says another rollout is in progress.
 
-        `ended`: this log's last rollout when it ended; its own marker left behind (the process died
-        between clearing it and logging the end) is stale and cleared.
+        `ended`: this log's last rollout, which has ended (the marker is cleared before the end is
+        logged); a marker still naming it is stale and is cleared.
         """
         marker = self.deployer.in_progress()
         if marker is None:
