@@ -9,6 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.helm import pinned_release
+
 CHART = "keda"
 REPOSITORY = "https://kedacore.github.io/charts"
 CHART_VERSION = "2.20.2"
@@ -39,17 +41,15 @@ class Keda(pulumi.ComponentResource):
     def __init__(self, name: str, args: KedaArgs | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmfleet:keda:Keda", name, None, opts)
         args = args or KedaArgs()
-        self.release = k8s.helm.v3.Release(
+        self.release = pinned_release(
             f"{name}-release",
-            name="keda",
+            release_name="keda",
             chart=CHART,
             version=args.chart_version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=REPOSITORY),
+            repository=REPOSITORY,
             namespace=args.namespace,
             create_namespace=True,
-            # A failed install or upgrade rolls back instead of leaving a half-installed operator.
-            atomic=True,
-            values=dict(args.values),
+            values=args.values,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"chart_version": args.chart_version, "namespace": args.namespace})

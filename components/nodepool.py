@@ -17,6 +17,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.cluster import ClusterKind
+from components.helm import pinned_release
 from components.sizing.catalog import load_catalog
 from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan
@@ -236,12 +237,12 @@ class GpuNodePool(pulumi.ComponentResource):
                 }
             }
         }
-        return k8s.helm.v3.Release(
+        return pinned_release(
             f"{name}-device-plugin",
-            name=_release_name(plan.model),
+            release_name=_release_name(plan.model),
             chart=DEVICE_PLUGIN_CHART,
             version=DEVICE_PLUGIN_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=DEVICE_PLUGIN_REPO),
+            repository=DEVICE_PLUGIN_REPO,
             namespace=DEVICE_PLUGIN_NAMESPACE,
             values={
                 "nodeSelector": dict(self.node_selector),

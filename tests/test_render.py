@@ -88,6 +88,15 @@ def test_helm_releases_name_a_pinned_chart(rendered: Rendered) -> None:
         assert isinstance(release["values"], dict), path
 
 
+def test_helm_releases_roll_back_on_failure_and_time_out(rendered: Rendered) -> None:
+    """A failed install must not leave a half-installed controller behind, nor wait forever for one."""
+    releases = [resource for resource, _ in rendered.run.helm_releases()]
+    assert releases
+    for resource in releases:
+        assert resource.inputs.get("atomic") is True, resource.name
+        assert int(resource.inputs.get("timeout", 0)) >= 600, resource.name
+
+
 def test_resources_json_lists_every_resource_with_its_parent_and_provider(rendered: Rendered) -> None:
     index = rendered.index
     assert [entry["urn"] for entry in index] == sorted(r.urn for r in rendered.run.resources)

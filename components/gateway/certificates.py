@@ -23,14 +23,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.gateway.types import AcmeIssuer
+from components.helm import pinned_release
 
 CERT_MANAGER_CHART = "oci://quay.io/jetstack/charts/cert-manager"
 CERT_MANAGER_VERSION = "v1.19.2"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 CERT_MANAGER_API = "cert-manager.io/v1"
 CERT_MANAGER_CONFIG_API = "controller.config.cert-manager.io/v1alpha1"
-HELM_TIMEOUT_S = 600
-
 HTTP_LISTENER = "http"
 """Name of the Gateway's port-80 listener (ACME challenges and the redirect to HTTPS)."""
 
@@ -54,16 +53,12 @@ def install_cert_manager(name: str, parent: pulumi.Resource, after: Sequence[pul
         metadata=k8s.meta.v1.ObjectMetaArgs(name=CERT_MANAGER_NAMESPACE),
         opts=pulumi.ResourceOptions(parent=parent),
     )
-    return k8s.helm.v3.Release(
+    return pinned_release(
         f"{name}-cert-manager",
-        k8s.helm.v3.ReleaseArgs(
-            chart=CERT_MANAGER_CHART,
-            version=CERT_MANAGER_VERSION,
-            namespace=namespace.metadata.name,
-            values=cert_manager_values(),
-            timeout=HELM_TIMEOUT_S,
-            atomic=True,
-        ),
+        chart=CERT_MANAGER_CHART,
+        version=CERT_MANAGER_VERSION,
+        namespace=namespace.metadata.name,
+        values=cert_manager_values(),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
     )
 

@@ -18,6 +18,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.helm import pinned_release
+
 ENVOY_GATEWAY_CHART = "oci://docker.io/envoyproxy/gateway-helm"
 ENVOY_GATEWAY_VERSION = "v1.8.1"
 AI_GATEWAY_CRDS_CHART = "oci://docker.io/envoyproxy/ai-gateway-crds-helm"
@@ -35,8 +37,6 @@ REDIS_IMAGE = "redis:8.2.4-alpine3.22"
 REDIS_NAME = "ratelimit-redis"
 REDIS_PORT = 6379
 REDIS_URL = f"{REDIS_NAME}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local:{REDIS_PORT}"
-
-HELM_TIMEOUT_S = 600
 
 
 def envoy_gateway_values(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -98,38 +98,26 @@ def install_controllers(
         f"{name}-aigw-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=AI_GATEWAY_NAMESPACE), opts=child
     )
     redis = _redis(name, eg_namespace, child)
-    envoy_gateway = k8s.helm.v3.Release(
+    envoy_gateway = pinned_release(
         f"{name}-envoy-gateway",
-        k8s.helm.v3.ReleaseArgs(
-            chart=ENVOY_GATEWAY_CHART,
-            version=ENVOY_GATEWAY_VERSION,
-            namespace=eg_namespace.metadata.name,
-            values=envoy_gateway_values(envoy_gateway_overrides),
-            timeout=HELM_TIMEOUT_S,
-            atomic=True,
-        ),
+        chart=ENVOY_GATEWAY_CHART,
+        version=ENVOY_GATEWAY_VERSION,
+        namespace=eg_namespace.metadata.name,
+        values=envoy_gateway_values(envoy_gateway_overrides),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=redis),
     )
-    ai_crds = k8s.helm.v3.Release(
+    ai_crds = pinned_release(
         f"{name}-ai-gateway-crds",
-        k8s.helm.v3.ReleaseArgs(
-            chart=AI_GATEWAY_CRDS_CHART,
-            version=AI_GATEWAY_VERSION,
-            namespace=ai_namespace.metadata.name,
-            timeout=HELM_TIMEOUT_S,
-            atomic=True,
-        ),
+        chart=AI_GATEWAY_CRDS_CHART,
+        version=AI_GATEWAY_VERSION,
+        namespace=ai_namespace.metadata.name,
         opts=child,
     )
-    ai_gateway = k8s.helm.v3.Release(
+    ai_gateway = pinned_release(
         f"{name}-ai-gateway",
-        k8s.helm.v3.ReleaseArgs(
-            chart=AI_GATEWAY_CHART,
-            version=AI_GATEWAY_VERSION,
-            namespace=ai_namespace.metadata.name,
-            timeout=HELM_TIMEOUT_S,
-            atomic=True,
-        ),
+        chart=AI_GATEWAY_CHART,
+        version=AI_GATEWAY_VERSION,
+        namespace=ai_namespace.metadata.name,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[ai_crds, envoy_gateway]),
     )
     return Controllers(ready=[envoy_gateway, ai_crds, ai_gateway])

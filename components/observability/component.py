@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.helm import pinned_release
 from components.inference.engine import object_name
 from components.observability import dcgm, stack
 from components.observability.dashboards import dashboards
@@ -102,19 +103,15 @@ class Observability(pulumi.ComponentResource):
             else None,
             grafana_admin_secret=args.grafana_admin_password is not None,
         )
-        self.stack = k8s.helm.v3.Release(
+        self.stack = pinned_release(
             f"{name}-stack",
-            k8s.helm.v3.ReleaseArgs(
-                name=stack.RELEASE,
-                chart=stack.CHART,
-                version=stack.CHART_VERSION,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=stack.REPOSITORY),
-                namespace=ns,
-                values=stack.merge(values, args.stack_values),
-                timeout=HELM_TIMEOUT_S,
-                # A failed install or upgrade rolls back instead of leaving a half-installed stack.
-                atomic=True,
-            ),
+            release_name=stack.RELEASE,
+            chart=stack.CHART,
+            version=stack.CHART_VERSION,
+            repository=stack.REPOSITORY,
+            namespace=ns,
+            values=stack.merge(values, args.stack_values),
+            timeout_s=HELM_TIMEOUT_S,
             opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
         )
         # Monitors, rules (and dcgm-exporter's ServiceMonitor) need the operator's CRDs from the stack.
@@ -122,18 +119,15 @@ class Observability(pulumi.ComponentResource):
 
         self.dcgm = None
         if any(d.gpu for d in args.deployments):
-            self.dcgm = k8s.helm.v3.Release(
+            self.dcgm = pinned_release(
                 f"{name}-dcgm-exporter",
-                k8s.helm.v3.ReleaseArgs(
-                    name=dcgm.RELEASE,
-                    chart=dcgm.CHART,
-                    version=dcgm.CHART_VERSION,
-                    repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=dcgm.REPOSITORY),
-                    namespace=ns,
-                    values=stack.merge(dcgm.dcgm_values(args.cloud), args.dcgm_values),
-                    timeout=HELM_TIMEOUT_S,
-                    atomic=True,
-                ),
+                release_name=dcgm.RELEASE,
+                chart=dcgm.CHART,
+                version=dcgm.CHART_VERSION,
+                repository=dcgm.REPOSITORY,
+                namespace=ns,
+                values=stack.merge(dcgm.dcgm_values(args.cloud), args.dcgm_values),
+                timeout_s=HELM_TIMEOUT_S,
                 opts=after_stack,
             )
 
