@@ -61,6 +61,12 @@ def concurrent_samples(url: str, body: dict[str, Any], n: int = 4) -> list[Reque
         return list(pool.map(lambda _: stream_sample(url, body), range(n)))
 
 
+# Timing bounds on a shared 2-core machine: a stall of the whole box (the other test worker running
+# pyright, say) delays every concurrent request at once, so "best of four" cannot absorb it. Noise only
+# adds time, so a test that is truly wrong fails on every run; one that met a stall passes on a rerun.
+timed = pytest.mark.flaky(reruns=2, reruns_delay=1)
+
+
 def assert_injected(measured_ms: list[float], injected_ms: float, rel: float = 0.05) -> None:
     """Scheduling delays on a shared machine only ever add time, so: nothing may be measured below
     what the server injected (a meter that stamps too early fails), and the best of several identical
@@ -99,6 +105,7 @@ def tpot_ms(sample: RequestSample) -> float:
     return (sample.last_token_at - sample.first_token_at) / (sample.output_tokens - 1) * 1000
 
 
+@timed
 def test_case1_known_latency() -> None:
     with served(ttft_s=0.2, itl_s=0.02) as em:
         samples = concurrent_samples(em.url, chat(128))
@@ -109,6 +116,7 @@ def test_case1_known_latency() -> None:
     assert_injected(after_start_ms(samples, "last_token_at"), 200 + 127 * 20)
 
 
+@timed
 def test_case2_role_chunk_first_then_content_at_500ms() -> None:
     with served(ttft_s=0.5, itl_s=0.01, role_chunk=True) as em:
         samples = concurrent_samples(em.url, chat(4))
@@ -116,6 +124,7 @@ def test_case2_role_chunk_first_then_content_at_500ms() -> None:
     assert_injected(after_start_ms(samples, "first_token_at"), 500)
 
 
+@timed
 def test_case3_reasoning_before_content() -> None:
     with served(ttft_s=0.1, itl_s=0.05, reasoning_chunks=3) as em:
         samples = concurrent_samples(em.url, chat(5))
@@ -124,6 +133,7 @@ def test_case3_reasoning_before_content() -> None:
     assert_injected(after_start_ms(samples, "first_content_at"), 250, rel=0.1)
 
 
+@timed
 def test_case3_role_chunk_then_reasoning_ttft_before_ttfvt_by_the_reasoning_time() -> None:
     """The role chunk at t=0 counts for neither; TTFT is the first reasoning chunk (200 ms), TTFVT the
     first content chunk, 3 chunks x 50 ms later: the summary shows them apart by exactly that gap."""
@@ -178,6 +188,7 @@ def test_case6_http_200_then_in_stream_error() -> None:
     assert sample.error is not None and "in-stream error" in sample.error
 
 
+@timed
 @pytest.mark.parametrize(
     "framing",
     [
@@ -207,6 +218,7 @@ def test_case7_several_events_in_one_burst() -> None:
     assert sample.ok and len(sample.token_chunk_times) == 6 and sample.output_tokens == 6
 
 
+@timed
 def test_case8_several_tokens_per_chunk() -> None:
     with served(ttft_s=0.05, itl_s=0.005, tokens_per_chunk=4) as em:
         sample = stream_sample(em.url, chat(64))
@@ -217,6 +229,7 @@ def test_case8_several_tokens_per_chunk() -> None:
     assert tpot_ms(sample) == pytest.approx(15 * 20 / 63, abs=0.5)  # per token, from usage
 
 
+@timed
 def test_case9_sub_10ms_itl_to_a_tenth_of_a_millisecond() -> None:
     with served(ttft_s=0.02, itl_s=0.005) as em:
         sample = stream_sample(em.url, chat(200))
@@ -228,6 +241,7 @@ def test_case9_sub_10ms_itl_to_a_tenth_of_a_millisecond() -> None:
     assert len({round(gap, 4) for gap in chunk_gaps}) > 10, "gaps look quantised"
 
 
+@timed
 def test_non_streamed_completion() -> None:
     with served(ttft_s=0.05, itl_s=0.01) as em:
         started = time.perf_counter()
@@ -283,6 +297,7 @@ def test_error_status_rate_is_seeded() -> None:
     assert 3 <= first.count(500) <= 17 and set(first) == {200, 500}
 
 
+@timed
 def test_stall_every_delays_later_chunks() -> None:
     with served(ttft_s=0.01, itl_s=0.002, stall_s=0.1, stall_every=3) as em:
         sample = stream_sample(em.url, chat(7))
