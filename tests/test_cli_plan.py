@@ -46,6 +46,7 @@ def test_default_dev_stack_prints_a_table() -> None:
     code, out, err = run()
     assert code == 0, err
     assert "stack dev" in out and "us-east-1" in out and "Totals" in out and "fallbacks" in out
+    assert "Totals: 1 deployment in 1 region, 1 replica on 1 node (1 GPU)," in " ".join(out.split()), out
 
 
 def test_prod_stack_json_is_the_documented_contract() -> None:

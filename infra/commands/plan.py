@@ -71,15 +71,16 @@ def render_table(plan: Plan, console: Console) -> None:
     console.print(table)
     t = plan.totals
     console.print(
-        f"Totals: {t.deployments} deployments in {t.regions} regions, {t.replicas} replicas on {t.nodes} nodes "
-        f"({t.gpus} GPUs), {t.output_tokens_per_s:,.0f} output tokens/s, "
+        f"Totals: {counted(t.deployments, 'deployment')} in {counted(t.regions, 'region')}, "
+        f"{counted(t.replicas, 'replica')} on {counted(t.nodes, 'node')} ({counted(t.gpus, 'GPU')}), "
+        f"{t.output_tokens_per_s:,.0f} output tokens/s, "
         f"${t.usd_per_hour:,.2f}/h = ${t.usd_per_month:,.0f}/month"
     )
     for d in plan.deployments:
         fallbacks = ", ".join(d.fallback_instance_types) or "none in this region"
         console.print(
-            f"  {d.cloud}/{d.region} {d.model}: fallbacks {fallbacks}; {len(d.rejected)} other options rejected "
-            "(see --format json)"
+            f"  {d.cloud}/{d.region} {d.model}: fallbacks {fallbacks}; "
+            f"{counted(len(d.rejected), 'other option')} rejected (see --format json)"
         )
     if any(not d.price_verified for d in plan.deployments):
         console.print("  * price flagged unverified in the catalog")
@@ -107,3 +108,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
         else:
             render_table(result, Console(width=200))
+
+
+def counted(n: int, noun: str) -> str:
+    """`1 node`, `2 nodes`: the totals line reads right for a one-region dev stack too."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
