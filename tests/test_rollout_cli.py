@@ -192,6 +192,26 @@ def test_resume_or_abort_with_nothing_to_continue_exits_2(fake: FakeStack, tmp_p
         assert code == 2 and "no unfinished rollout" in err
 
 
+def test_a_damaged_log_exits_2_naming_the_line_and_abort_still_restores_the_old_revision(
+    fake: FakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The issue's case: a region left at 50/50 with the in-progress marker set, then a record in the
+    middle of the log loses a field. Exit 2 with the line and what to do (not 1, which means a failed
+    `pulumi up`), and --abort takes every region back from what it really serves."""
+    monkeypatch.setattr(command, "make_gate", lambda *_: Breach("nowhere"))
+    assert run("--stack", "prod", "--steps", "50", "--log-dir", str(tmp_path))[0] == 0  # held at 50/50
+    assert fake.marker is not None
+    log = tmp_path / "prod.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    del records[1]["actions"]  # the plan record
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, _, err = run("--stack", "prod", "--resume", "--steps", "100", "--log-dir", str(tmp_path))
+    assert code == 2 and f"{log}:2: the rollout log is damaged (actions: missing)" in err and "--abort" in err, err
+    code, out, err = run("--stack", "prod", "--abort", "--log-dir", str(tmp_path))
+    assert code == 0 and "aborted" in out and "moved to" in err, out + err
+    assert fake.state == {r: {OLD: 100} for r in PROD_WAVES} and fake.marker is None
+
+
 def test_without_the_pulumi_cli_a_real_rollout_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(command, "pulumi_available", lambda: False)
     code, _, err = run("--stack", "prod")

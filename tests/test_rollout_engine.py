@@ -15,7 +15,7 @@ import pytest
 
 from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, GateResult, Rollout, RolloutError
 from infra.rollout.history import Outcome
-from infra.rollout.log import RolloutBusy, RolloutLog
+from infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
 
 OLD, NEW = "0ld0ld00", "5ca1ab1e"
 REGIONS = ["aws-eu-west-1", "gcp-us-central1", "aws-us-east-1"]
@@ -301,14 +301,57 @@ def test_a_region_on_a_split_is_not_a_known_start(tmp_path: Path) -> None:
 
 
 def test_a_torn_last_line_is_ignored_but_damage_elsewhere_is_an_error(tmp_path: Path) -> None:
-    log = RolloutLog(tmp_path, "prod")
-    log.append({"type": "start"})
+    rollout, _, _, log = make(tmp_path)
+    start(rollout, [100])
+    good = log.path.read_text()
     with log.path.open("a") as out:
         out.write('{"type": "beg')
-    assert [r["type"] for r in log.records()] == ["start"]
-    log.path.write_text('{"type": "start"}\nnot json\n{"type": "end"}\n')
-    with pytest.raises(ValueError, match=":2: not a JSON record"):
+    assert log.records()[-1]["type"] == "end", "the torn line is dropped"
+    lines = good.splitlines(keepends=True)
+    log.path.write_text(lines[0] + "not json\n" + "".join(lines[1:]))
+    with pytest.raises(RolloutLogDamaged, match=r"prod\.jsonl:2: the rollout log is damaged \(not a JSON record\)"):
         log.records()
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit", "problem"),
+    [
+        ("start", lambda r: r.pop("from"), r"from: missing"),
+        ("start", lambda r: r.update(regions=[*r["regions"], "aws-xx-1"]), r"lack a `from` or `to` revision"),
+        ("plan", lambda r: r.update(phase="sideways"), r"phase: Input should be"),
+        ("begin", lambda r: r.pop("region"), r"region: missing"),
+        ("begin", lambda r: r.update(plan=7), r"plan: 7 names no plan of this rollout"),
+        ("done", lambda r: r.update(index=99), r"index: 99 names no action of plan 0"),
+        ("gate", lambda r: r.update(exit_code="zero"), r"exit_code: Input should be a valid integer"),
+        ("end", lambda r: r.pop("held_at") and r.update(outcome="held"), r"needs `held_at`"),
+    ],
+)
+def test_a_record_missing_or_mistyping_a_field_names_the_line_and_the_field(
+    tmp_path: Path, kind: str, edit: Callable[[dict[str, object]], object], problem: str
+) -> None:
+    rollout, _, _, log = make(tmp_path)
+    start(rollout, [50])
+    records = [json.loads(x) for x in log.path.read_text().splitlines()]
+    line = next(i for i, r in enumerate(records, start=1) if r["type"] == kind)
+    edit(records[line - 1])
+    log.path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(RolloutLogDamaged, match=rf"jsonl:{line}: .*{problem}.*--abort") as damage:
+        log.records()
+    assert len(damage.value.valid) == line - 1, "the records before the damage are kept"
+
+
+def test_abort_after_a_damaged_line_rolls_back_from_the_fleet_s_real_weights(tmp_path: Path) -> None:
+    rollout, deployer, _, log = half_promoted_fleet_with_a_stale_log(tmp_path)
+    lines = log.path.read_text().splitlines(keepends=True)
+    log.path.write_text(lines[0] + '{"type": "plan"}\n' + "".join(lines[1:]))  # damage right after the start
+    with pytest.raises(RolloutLogDamaged):
+        rollout.resume()
+    assert rollout.abort().outcome is Outcome.ABORTED
+    assert deployer.state == {r: {OLD: 100} for r in REGIONS}, "both changed regions restored from their weights"
+    assert deployer.marker is None
+    aside = list(tmp_path.glob("prod.jsonl.damaged-*"))
+    assert len(aside) == 1 and aside[0].read_text().splitlines()[1] == '{"type": "plan"}', "kept as evidence"
+    assert [r["type"] for r in log.current()][:2] == ["start", "plan"] and log.current()[-1]["outcome"] == "aborted"
 
 
 def test_a_breach_at_the_5_percent_step_stops_the_rollout_there(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from infra.rollout.deployer import Deployer, DeployFailed
 from infra.rollout.engine import Gate, Rollout, RolloutError
 from infra.rollout.history import Outcome, forward_actions
 from infra.rollout.loadgate import LocustGate
-from infra.rollout.log import RolloutBusy, RolloutLog
+from infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
 from infra.rollout.revisions import RegionRevision, target_revisions, wave_order
 from infra.schema.rollout import check_steps
 
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 result = engine.start(
                     revisions, order, chosen_steps, keep_promoted=keep_promoted, preview=deployer.preview
                 )
-        except (RolloutError, RolloutBusy) as exc:
+        except (RolloutError, RolloutBusy, RolloutLogDamaged) as exc:
             raise UsageError(str(exc)) from None
         except DeployFailed as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -166,10 +166,13 @@ class Rollout:
     def abort(self, *, keep_promoted: bool | None = None) -> Result:
         """Take the latest rollout back to the old revision (regions already promoted too, by default)."""
         with self.log.locked():
+            aside = self.log.salvage()
+            if aside is not None:
+                self.say(f"the rollout log was damaged: moved to {aside}; aborting from the records before the damage")
             history = self._unfinished("abort")
             self._claim(history)
-            active = history.plans[history.active]
-            if history.end is None and active.record["phase"] == "rollback":  # a rollback was interrupted
+            active = history.plans[history.active] if history.plans else None
+            if history.end is None and active is not None and active.record["phase"] == "rollback":  # interrupted
                 self._reconcile(history, set())
                 return self._resume_plan(self._history(), history.active)
             keep = bool(history.start["keep_promoted"]) if keep_promoted is None else keep_promoted

@@ -5,6 +5,12 @@ A rollout can stop anywhere (Ctrl-C, a crash, a lost CI runner). Because every s
 `--resume` repeats it (deployer calls are idempotent) and `--abort` undoes from there. A stack's
 log keeps every rollout; the records after the last `start` are the current one.
 
+Every record is checked on read (`records.py`): a damaged or incomplete line stops the command with
+RolloutLogDamaged, naming the line and what to do, instead of a traceback halfway through a step.
+`--abort` still works then (`salvage`): it keeps the records before the damage, on which rolling back
+relies only for the rollout's start (regions, old and new revisions); what each region serves is read
+from the deployer's real weights.
+
 A lock file next to the log (an exclusive `flock`, released by the kernel when the process ends,
 however it ends) makes a second rollout of the same stack fail at once instead of interleaving.
 """
@@ -20,7 +26,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+from infra.rollout.records import record_problem, sequence_problem
+
 Record = dict[str, Any]
+
+
+class RolloutLogDamaged(Exception):
+    """A record of the log is not one the engine wrote (damaged, incomplete or out of place)."""
+
+    def __init__(self, path: Path, line: int, problem: str, valid: list[Record]) -> None:
+        self.path = path
+        self.line = line
+        self.valid = valid
+        """The records before the damaged line."""
+        super().__init__(
+            f"{path}:{line}: the rollout log is damaged ({problem}). Restore the log from a good copy (e.g. the "
+            f"CI bucket's) and run again, or run `llmfleet rollout --abort`: it keeps the records before line "
+            f"{line}, moves the damaged log aside and takes every region of the rollout back to the old revision "
+            "from what each region really serves"
+        )
 
 
 class RolloutBusy(Exception):
@@ -46,8 +70,8 @@ class RolloutLog:
         return stamped
 
     def records(self) -> list[Record]:
-        """Every record, oldest first. A torn last line (the process died mid-write) is ignored:
-        the step it announced was never taken."""
+        """Every record, oldest first, each checked. A torn last line (the process died mid-write) is
+        ignored: the step it announced was never taken. Anything else wrong raises RolloutLogDamaged."""
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
@@ -59,9 +83,33 @@ class RolloutLog:
             except ValueError:
                 if number == len(lines):
                     break
-                raise ValueError(f"{self.path}:{number}: not a JSON record; the rollout log is damaged") from None
-            records.append(cast(Record, value))
+                raise RolloutLogDamaged(self.path, number, "not a JSON record", records) from None
+            problem = record_problem(value)
+            if problem is None:
+                records.append(cast(Record, value))
+                problem = sequence_problem(records, len(records) - 1)
+                if problem is not None:
+                    records.pop()
+            if problem is not None:
+                raise RolloutLogDamaged(self.path, number, problem, records)
         return records
+
+    def salvage(self) -> Path | None:
+        """Keep the records before the first damaged line: the damaged log moves to
+        `<stack>.jsonl.damaged-<time>` and the log restarts with those records. Returns where the damaged
+        log went, or None when the log was sound (nothing is changed then)."""
+        try:
+            self.records()
+        except RolloutLogDamaged as damage:
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+            self.path.rename(aside)
+            with self.path.open("w", encoding="utf-8") as out:
+                out.writelines(json.dumps(r, sort_keys=True) + "\n" for r in damage.valid)
+                out.flush()
+                os.fsync(out.fileno())
+            return aside
+        return None
 
     def current(self) -> list[Record]:
         """The records of the latest rollout (from its `start`), or [] when there never was one."""
