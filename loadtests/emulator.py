@@ -10,6 +10,10 @@ Timing model: the first token is sent `ttft_s` after the request is read; the se
 token every `itl_s` and sends `tokens_per_chunk` of them per chunk, so chunks are
 `itl_s * tokens_per_chunk` apart. Chunk deadlines are absolute (start + offset), so the event loop's
 wake-up jitter does not accumulate: 128 tokens at 200 ms / 20 ms end at 0.2 + 127 * 0.02 = 2.74 s.
+With a prefix cache (`prefix_cache_tokens`, one per emulator: it is one replica), the first token
+comes `prefill_s_per_token` later per prompt token the cache did not hold (loadtests/prefix_cache.py),
+usage reports `prompt_tokens_details.cached_tokens`, and `GET /metrics` serves vLLM's prefix-cache
+counters.
 
     with Emulator(EmulatorConfig(ttft_s=0.2, itl_s=0.02)) as em:
         httpx.post(f"{em.url}/v1/chat/completions", json={...})
@@ -32,6 +36,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, cast
+
+from loadtests.prefix_cache import Lookup, PrefixCache, chat_tokens
 
 MODEL_NAME = "emulated-model"
 MAX_HEADER_BYTES = 64 * 1024
@@ -82,13 +88,21 @@ class EmulatorConfig:
     tokens_per_minute: int | None = None
     """Limits per API key over a sliding minute (output tokens are charged at admission); 429 past them."""
     seed: int = 0
+    prefix_cache_tokens: int = 0
+    """Per-replica prefix cache (loadtests/prefix_cache.py): tokens it holds, LRU past that; 0: none."""
+    prefill_s_per_token: float = 0.0
+    """Prefill time per prompt token the cache does not hold, added to `ttft_s`."""
+    cache_block_tokens: int = 16
+    """Tokens per cached block (vLLM's default block size)."""
 
     def __post_init__(self) -> None:
         if self.wrong_key_status not in (401, 403):
             raise ValueError("wrong_key_status must be 401 or 403")
         if self.tokens_per_chunk < 1 or self.output_tokens < 1:
             raise ValueError("tokens_per_chunk and output_tokens must be at least 1")
-        if min(self.ttft_s, self.itl_s, self.stall_s, self.hold_open_after_done_s) < 0:
+        if self.prefix_cache_tokens < 0 or self.cache_block_tokens < 1:
+            raise ValueError("prefix_cache_tokens must be >= 0 and cache_block_tokens >= 1")
+        if min(self.ttft_s, self.itl_s, self.stall_s, self.hold_open_after_done_s, self.prefill_s_per_token) < 0:
             raise ValueError("times must not be negative")
         if not 0 <= self.error_status_rate <= 1:
             raise ValueError("error_status_rate must be within [0, 1]")
@@ -137,6 +151,30 @@ class _Server:
         self._token_window = _SlidingWindow()
         self._stall_until = 0.0
         self._writers: set[asyncio.StreamWriter] = set()
+        self.prefix_cache = PrefixCache(config.prefix_cache_tokens, config.cache_block_tokens)
+
+    def _prefill(self, config: EmulatorConfig, payload: dict[str, Any]) -> tuple[EmulatorConfig, Lookup]:
+        """Look the prompt up in this replica's prefix cache; the uncached tokens lengthen TTFT."""
+        cache = self.prefix_cache
+        if (cache.capacity_tokens, cache.block_tokens) != (
+            config.prefix_cache_tokens,
+            config.cache_block_tokens,
+        ):  # set_config changed the cache: start an empty one
+            cache = self.prefix_cache = PrefixCache(config.prefix_cache_tokens, config.cache_block_tokens)
+        tokens = chat_tokens(payload.get("messages"))
+        lookup = cache.lookup_and_insert(tokens) if cache.capacity_blocks else Lookup(len(tokens), 0)
+        ttft_s = config.ttft_s + config.prefill_s_per_token * lookup.uncached_tokens
+        return replace(config, ttft_s=ttft_s), lookup
+
+    def metrics_text(self) -> str:
+        """vLLM's prefix-cache counters (token counts), as its /metrics names them."""
+        label = f'{{model_name="{MODEL_NAME}"}}'
+        return (
+            "# TYPE vllm:prefix_cache_queries_total counter\n"
+            f"vllm:prefix_cache_queries_total{label} {self.prefix_cache.queries_tokens}\n"
+            "# TYPE vllm:prefix_cache_hits_total counter\n"
+            f"vllm:prefix_cache_hits_total{label} {self.prefix_cache.hits_tokens}\n"
+        )
 
     def stall(self, seconds: float) -> None:
         self._stall_until = max(self._stall_until, time.monotonic() + seconds)
@@ -195,6 +233,9 @@ class _Server:
         if request.path == "/health":
             await self._send(writer, 200, b"{}")
             return
+        if request.path == "/metrics":
+            await self._send(writer, 200, self.metrics_text().encode(), "text/plain; version=0.0.4")
+            return
         if request.path == "/v1/models":
             models = {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "llmfleet"}]}
             await self._send(writer, 200, json.dumps(models).encode())
@@ -222,11 +263,12 @@ class _Server:
         if refusal is not None:
             await self._send(writer, *refusal)
             return
+        config, lookup = self._prefill(config, payload)
         if payload.get("stream"):
             options = cast(dict[str, Any], payload.get("stream_options") or {})
-            await self._stream(writer, config, output_tokens, bool(options.get("include_usage")))
+            await self._stream(writer, config, output_tokens, bool(options.get("include_usage")), lookup)
         else:
-            await self._complete(writer, config, output_tokens)
+            await self._complete(writer, config, output_tokens, lookup)
 
     @staticmethod
     def _api_key(request: _Request) -> str | None:
@@ -274,7 +316,9 @@ class _Server:
                 return stalled
             await asyncio.sleep(deadline - now)
 
-    async def _complete(self, writer: asyncio.StreamWriter, config: EmulatorConfig, output_tokens: int) -> None:
+    async def _complete(
+        self, writer: asyncio.StreamWriter, config: EmulatorConfig, output_tokens: int, lookup: Lookup
+    ) -> None:
         start = time.monotonic()
         await self._wait_until(start + config.ttft_s + config.itl_s * max(output_tokens - 1, 0))
         body = {
@@ -289,12 +333,17 @@ class _Server:
                     "finish_reason": "length",
                 }
             ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": output_tokens, "total_tokens": output_tokens + 1},
+            "usage": _usage(output_tokens, lookup),
         }
         await self._send(writer, 200, json.dumps(body).encode())
 
     async def _stream(
-        self, writer: asyncio.StreamWriter, config: EmulatorConfig, output_tokens: int, include_usage: bool
+        self,
+        writer: asyncio.StreamWriter,
+        config: EmulatorConfig,
+        output_tokens: int,
+        include_usage: bool,
+        lookup: Lookup,
     ) -> None:
         start = time.monotonic()
         newline = "\r\n" if config.crlf else "\n"
@@ -340,7 +389,7 @@ class _Server:
             last = index == n_chunks - 1
             await event(chunk({field: " tok" * tokens}, "length" if last else None))
         if include_usage and config.usage_chunk:
-            usage = {"prompt_tokens": 1, "completion_tokens": output_tokens, "total_tokens": output_tokens + 1}
+            usage = _usage(output_tokens, lookup)
             body = {"id": "chatcmpl-emulated", "object": "chat.completion.chunk", "model": MODEL_NAME}
             await event(json.dumps(body | {"created": int(time.time()), "choices": [], "usage": usage}))
         if config.send_done:
@@ -349,6 +398,16 @@ class _Server:
                 await asyncio.sleep(config.hold_open_after_done_s)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
+
+
+def _usage(output_tokens: int, lookup: Lookup) -> dict[str, Any]:
+    """OpenAI usage, with vLLM's `prompt_tokens_details.cached_tokens` (--enable-prompt-tokens-details)."""
+    return {
+        "prompt_tokens": lookup.prompt_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": lookup.prompt_tokens + output_tokens,
+        "prompt_tokens_details": {"cached_tokens": lookup.cached_tokens},
+    }
 
 
 async def _write_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -379,6 +438,11 @@ class Emulator:
     @property
     def config(self) -> EmulatorConfig:
         return self._server.config
+
+    @property
+    def prefix_cache(self) -> PrefixCache:
+        """This replica's prefix cache (empty with capacity 0): its counters are the known truth."""
+        return self._server.prefix_cache
 
     @property
     def requests_served(self) -> int:

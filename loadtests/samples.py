@@ -38,6 +38,8 @@ class RequestSample:
     expected_output_tokens: int | None = None
     """max_tokens sent with ignore_eos, to flag a length mismatch."""
     prompt_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
+    """usage.prompt_tokens_details.cached_tokens: prompt tokens served from the prefix cache (None: not reported)."""
     status: int | None = None
     error: str | None = None
     streamed: bool = True

@@ -186,6 +186,8 @@ class Summary:
     output_length_mismatches: int
     """Successful requests whose usage-reported n_out differs from the max_tokens sent with ignore_eos."""
     errors: dict[str, int]
+    prefix_cache_hit_share: float = NAN
+    """Cached prompt tokens over prompt tokens, on successful requests whose usage reports both (NaN: none did)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -238,4 +240,12 @@ def summarize(samples: Sequence[RequestSample], limits: LatencyLimits | None = N
             and s.output_tokens != s.expected_output_tokens
         ),
         errors=dict(Counter(s.error or "unknown" for s in samples if not s.ok).most_common(10)),
+        prefix_cache_hit_share=prefix_cache_hit_share(ok),
     )
+
+
+def prefix_cache_hit_share(samples: Sequence[RequestSample]) -> float:
+    """Share of prompt tokens the servers' prefix caches held, as the servers report it."""
+    reported = [s for s in samples if s.prompt_tokens and s.cached_prompt_tokens is not None]
+    total = sum(s.prompt_tokens or 0 for s in reported)
+    return sum(s.cached_prompt_tokens or 0 for s in reported) / total if total else NAN

@@ -65,6 +65,13 @@ def _completion_tokens(usage: object) -> tuple[int | None, int | None]:
     )
 
 
+def _cached_tokens(usage: object) -> int | None:
+    """usage.prompt_tokens_details.cached_tokens: prompt tokens the server's prefix cache held
+    (OpenAI's field; vLLM sends it with --enable-prompt-tokens-details)."""
+    cached = _child(_as_dict(usage) or {}, "prompt_tokens_details").get("cached_tokens")
+    return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
+
+
 class StreamMeter:
     """Turns the bytes of one streamed chat-completions response into a RequestSample.
 
@@ -94,6 +101,7 @@ class StreamMeter:
         self._chunk_times: list[float] = []
         self._usage_tokens: int | None = None
         self._prompt_tokens: int | None = None
+        self._cached_tokens: int | None = None
         self._stream_error: str | None = None
 
     @property
@@ -179,6 +187,8 @@ class StreamMeter:
             self._usage_tokens = completion
         if prompt is not None:
             self._prompt_tokens = prompt
+        if (cached := _cached_tokens(body.get("usage"))) is not None:
+            self._cached_tokens = cached
         carries_token = carries_content = False
         for choice in _as_list(body.get("choices")):
             delta = _child(choice, "delta")
@@ -220,6 +230,7 @@ class StreamMeter:
             output_tokens_from_usage=from_usage,
             expected_output_tokens=self._expected_output_tokens,
             prompt_tokens=self._prompt_tokens,
+            cached_prompt_tokens=self._cached_tokens,
             status=status,
             error=error,
             streamed=True,
@@ -264,6 +275,7 @@ def measure_response(
         output_tokens_from_usage=completion is not None,
         expected_output_tokens=expected_output_tokens,
         prompt_tokens=prompt,
+        cached_prompt_tokens=_cached_tokens(document.get("usage")),
         status=status,
         error=error,
         streamed=False,

@@ -15,7 +15,9 @@ Measurement, following the pitfalls measured in shared/reference/loadtesting.md:
 
 Options (`locust --help` lists them; `LOCUST_LLM_*` environment variables and locust.conf work too):
 --llm-model, --llm-api-key-env, --llm-non-streaming, --llm-prompt-tokens, --llm-output-tokens,
---llm-dataset, --llm-timeout, --llm-requests-per-user, --llm-rate, --llm-max-inflight.
+--llm-dataset, --llm-prefix-groups / --llm-prefix-tokens / --llm-turns (shared-prefix, multi-turn
+conversations: loadtests/conversations.py), --llm-timeout, --llm-requests-per-user, --llm-rate,
+--llm-max-inflight.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
 from loadtests.collect import LATE_START_S, collector_of
+from loadtests.conversations import SharedPrefixPrompts
 from loadtests.prompts import ChatPrompt, DatasetPrompts, PromptSource, SyntheticPrompts, chat_body
 from loadtests.samples import RequestSample
 from loadtests.stream import StreamMeter, measure_response
@@ -85,6 +88,16 @@ def _add_request_options(parser: Any, **_: Any) -> None:
         action="append",
         default=[],
         help="'Name: value' sent with every request (repeatable); e.g. x-llmfleet-revision: <id> pins a revision.",
+    )
+    group.add_argument(
+        "--llm-prefix-groups",
+        type=int,
+        default=0,
+        help="Shared-prefix workload: this many shared system prompts (0: unique prompts; loadtests/conversations.py).",
+    )
+    group.add_argument("--llm-prefix-tokens", type=int, default=1024, help="Length of each shared system prompt.")
+    group.add_argument(
+        "--llm-turns", type=int, default=1, help="Turns per conversation, each resending the history (with groups)."
     )
     group.add_argument("--llm-rate", type=float, default=0.0, help="Open loop: total requests/s (Poisson).")
     group.add_argument(
@@ -136,10 +149,11 @@ class ChatUser(HttpUser):
         self.extra_headers: dict[str, str] = dict(options.llm_header or [])
         """--llm-header: sent with every request, whatever its auth headers."""
         self.serial = next(_user_serial)
-        self.prompts: PromptSource = (
+        self.prompts: PromptSource | SharedPrefixPrompts = (
             DatasetPrompts(Path(options.llm_dataset), options.llm_output_tokens)
             if options.llm_dataset
-            else SyntheticPrompts(options.llm_prompt_tokens, options.llm_output_tokens, seed=self.serial)
+            else _shared_prefix_prompts(options, f"{getattr(self.environment.runner, 'worker_index', 0)}-{self.serial}")
+            or SyntheticPrompts(options.llm_prompt_tokens, options.llm_output_tokens, seed=self.serial)
         )
         self.budget = int(options.llm_requests_per_user or 0)
         self.sent = 0
@@ -226,6 +240,21 @@ class ChatUser(HttpUser):
                 )
         else:
             response.failure(sample.error or "failed")
+
+
+def _shared_prefix_prompts(options: Any, seed: str) -> SharedPrefixPrompts | None:
+    """--llm-prefix-groups N > 0: conversations over N shared system prompts instead of unique prompts."""
+    groups = int(getattr(options, "llm_prefix_groups", 0) or 0)
+    if groups <= 0:
+        return None
+    return SharedPrefixPrompts(
+        groups=groups,
+        prefix_tokens=int(options.llm_prefix_tokens),
+        turns=int(options.llm_turns),
+        prompt_tokens=options.llm_prompt_tokens,
+        output_tokens=options.llm_output_tokens,
+        seed=seed,
+    )
 
 
 def _read_stream(
