@@ -4,7 +4,11 @@ It serves `POST /v1/chat/completions` (streamed or not), `GET /v1/models` and `G
 loopback, from an asyncio loop in a background thread, and can misbehave on purpose: role-only first
 chunks, reasoning before content, missing usage or `[DONE]`, connections held open, HTTP and in-stream
 errors, stalls, odd SSE framing, API keys (401 like Envoy Gateway, or 403 for a wrong key) and
-request/token limits (429).
+request/token limits (429). The faults the SLO gate must judge right (issue 13) are options too: a
+share of requests that never answer (`hang_share`), answers capped at N tokens whatever the request
+asks (`max_output_tokens`, e.g. 1 for a classifier), a usage block that lies (`usage_tokens`), 429s
+with Retry-After (`rate_limit_share`, `retry_after_s`) and a port that refuses every connection
+(`refuse_connections`).
 
 Timing model: the first token is sent `ttft_s` after the request is read; the server then decodes one
 token every `itl_s` and sends `tokens_per_chunk` of them per chunk, so chunks are
@@ -87,6 +91,18 @@ class EmulatorConfig:
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
     """Limits per API key over a sliding minute (output tokens are charged at admission); 429 past them."""
+    rate_limit_share: float = 0.0
+    """Share of chat requests answered 429 at once, whatever the limits (a shared upstream's quota)."""
+    retry_after_s: float | None = None
+    """Sent as `Retry-After` (whole seconds, rounded up) with every 429; None: no header."""
+    hang_share: float = 0.0
+    """Share of chat requests that are read and then never answered (no byte; the connection stays open)."""
+    max_output_tokens: int | None = None
+    """Every answer ends after at most this many tokens, whatever max_tokens/ignore_eos ask (1: a classifier)."""
+    usage_tokens: int | None = None
+    """`usage.completion_tokens` reports this, whatever was sent (a lying usage block); None: the truth."""
+    refuse_connections: bool = False
+    """Hold the port without listening: every connection is refused (nothing served at that address)."""
     seed: int = 0
     prefix_cache_tokens: int = 0
     """Per-replica prefix cache (loadtests/prefix_cache.py): tokens it holds, LRU past that; 0: none."""
@@ -104,8 +120,13 @@ class EmulatorConfig:
             raise ValueError("prefix_cache_tokens must be >= 0 and cache_block_tokens >= 1")
         if min(self.ttft_s, self.itl_s, self.stall_s, self.hold_open_after_done_s, self.prefill_s_per_token) < 0:
             raise ValueError("times must not be negative")
-        if not 0 <= self.error_status_rate <= 1:
-            raise ValueError("error_status_rate must be within [0, 1]")
+        for name in ("error_status_rate", "rate_limit_share", "hang_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be within [0, 1]")
+        if self.max_output_tokens is not None and self.max_output_tokens < 1:
+            raise ValueError("max_output_tokens must be at least 1")
+        if self.retry_after_s is not None and self.retry_after_s < 0:
+            raise ValueError("retry_after_s must not be negative")
 
 
 SPLIT_PAUSE_S = 0.002
@@ -218,11 +239,16 @@ class _Server:
         return _Request(method, path.split("?", 1)[0], headers, body)
 
     async def _send(
-        self, writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str = "application/json"
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        extra_headers: str = "",
     ) -> None:
         head = (
             f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-            f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
+            f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n{extra_headers}\r\n"
         )
         writer.write(head.encode() + body)
         await writer.drain()
@@ -258,12 +284,19 @@ class _Server:
         output_tokens = self._output_tokens(config, payload)
         if refusal is None:
             refusal = self._over_limit(config, key or "", output_tokens)
+        if refusal is None and config.rate_limit_share and self._random.random() < config.rate_limit_share:
+            refusal = 429, _error_body(429, "emulated quota exhausted", "rate_limit_error")
         if refusal is None and self._random.random() < config.error_status_rate:
             refusal = 500, _error_body(500, "emulated server error", "internal_error")
         if refusal is not None:
-            await self._send(writer, *refusal)
+            status, body = refusal
+            retry = config.retry_after_s
+            extra = f"retry-after: {math.ceil(retry)}\r\n" if status == 429 and retry is not None else ""
+            await self._send(writer, status, body, extra_headers=extra)
             return
         config, lookup = self._prefill(config, payload)
+        if config.hang_share and self._random.random() < config.hang_share:
+            await asyncio.Event().wait()  # never answers; ends when the client hangs up or the emulator closes
         if payload.get("stream"):
             options = cast(dict[str, Any], payload.get("stream_options") or {})
             await self._stream(writer, config, output_tokens, bool(options.get("include_usage")), lookup)
@@ -299,8 +332,10 @@ class _Server:
     def _output_tokens(config: EmulatorConfig, payload: dict[str, Any]) -> int:
         limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
         if not isinstance(limit, int) or limit < 1:
-            return config.output_tokens
-        return limit if payload.get("ignore_eos") else min(limit, config.output_tokens)
+            wanted = config.output_tokens
+        else:
+            wanted = limit if payload.get("ignore_eos") else min(limit, config.output_tokens)
+        return wanted if config.max_output_tokens is None else min(wanted, config.max_output_tokens)
 
     async def _wait_until(self, deadline: float) -> float:
         """Sleep until `deadline` (monotonic), plus any stall; returns the stall time added."""
@@ -333,7 +368,7 @@ class _Server:
                     "finish_reason": "length",
                 }
             ],
-            "usage": _usage(output_tokens, lookup),
+            "usage": _usage(config, output_tokens, lookup),
         }
         await self._send(writer, 200, json.dumps(body).encode())
 
@@ -389,7 +424,7 @@ class _Server:
             last = index == n_chunks - 1
             await event(chunk({field: " tok" * tokens}, "length" if last else None))
         if include_usage and config.usage_chunk:
-            usage = _usage(output_tokens, lookup)
+            usage = _usage(config, output_tokens, lookup)
             body = {"id": "chatcmpl-emulated", "object": "chat.completion.chunk", "model": MODEL_NAME}
             await event(json.dumps(body | {"created": int(time.time()), "choices": [], "usage": usage}))
         if config.send_done:
@@ -400,12 +435,14 @@ class _Server:
         await writer.drain()
 
 
-def _usage(output_tokens: int, lookup: Lookup) -> dict[str, Any]:
-    """OpenAI usage, with vLLM's `prompt_tokens_details.cached_tokens` (--enable-prompt-tokens-details)."""
+def _usage(config: EmulatorConfig, output_tokens: int, lookup: Lookup) -> dict[str, Any]:
+    """OpenAI usage, with vLLM's `prompt_tokens_details.cached_tokens` (--enable-prompt-tokens-details);
+    `completion_tokens` is `config.usage_tokens` when set (a usage block that lies)."""
+    reported = output_tokens if config.usage_tokens is None else config.usage_tokens
     return {
         "prompt_tokens": lookup.prompt_tokens,
-        "completion_tokens": output_tokens,
-        "total_tokens": lookup.prompt_tokens + output_tokens,
+        "completion_tokens": reported,
+        "total_tokens": lookup.prompt_tokens + reported,
         "prompt_tokens_details": {"cached_tokens": lookup.cached_tokens},
     }
 
@@ -425,6 +462,8 @@ class Emulator:
         self._port = port
         self._loop = asyncio.new_event_loop()
         self._listener: asyncio.Server | None = None
+        self._refuser: socket.socket | None = None
+        """With refuse_connections: a bound socket that never listens, so the kernel refuses connections."""
         self._thread = threading.Thread(target=self._loop.run_forever, name="llm-emulator", daemon=True)
 
     @property
@@ -463,7 +502,13 @@ class Emulator:
         return self
 
     def start_serving(self) -> None:
-        """Listen (again, on the same port after stop_serving)."""
+        """Listen (again, on the same port after stop_serving); with refuse_connections, hold the port only."""
+        if self.config.refuse_connections:
+            if self._refuser is None:
+                self._refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self._refuser.bind((self._host, self._port))
+                self._port = cast(tuple[str, int], self._refuser.getsockname())[1]
+            return
         self._run(self._listen())
 
     def stop_serving(self) -> None:
@@ -471,6 +516,8 @@ class Emulator:
         self._run(self._close_listener())
 
     def close(self) -> None:
+        if self._refuser is not None:
+            self._refuser.close()
         if self._thread.is_alive():
             self.stop_serving()
             self._run(self._cancel_handlers())
@@ -526,12 +573,15 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Emulato
         if spec.name in skip:
             continue
         flag = "--" + spec.name.replace("_", "-")
-        if spec.type == "bool":
+        kind = str(spec.type)  # annotations are strings here (from __future__ import annotations)
+        if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=spec.default)
-        elif spec.type == "float":
+        elif kind.startswith("float"):
             parser.add_argument(flag, type=float, default=spec.default)
-        else:
+        elif kind.startswith("int"):
             parser.add_argument(flag, type=int, default=spec.default)
+        else:
+            raise TypeError(f"EmulatorConfig.{spec.name}: no command-line option for type {kind}")
     args = parser.parse_args(argv)
     values = {spec.name: getattr(args, spec.name) for spec in fields(EmulatorConfig) if spec.name not in skip}
     config = EmulatorConfig(

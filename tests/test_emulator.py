@@ -6,6 +6,7 @@ latencies, and the measured values are checked against them.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -339,3 +340,56 @@ def test_command_line_dry_run_server() -> None:
             assert sample.ok and sample.output_tokens == 3
         finally:
             process.terminate()
+
+
+# The faults the SLO gate must judge right (issue 13), as the emulator injects them.
+
+
+def test_hang_share_reads_the_request_and_never_answers() -> None:
+    with served(ttft_s=0.0, itl_s=0.0, hang_share=1.0) as em:
+        with pytest.raises(httpx.ReadTimeout):
+            _CLIENT.post(f"{em.url}/v1/chat/completions", json=chat(2), timeout=httpx.Timeout(10.0, read=0.5))
+        em.set_config(hang_share=0.0)
+        assert stream_sample(em.url, chat(2)).ok  # the server itself still answers
+
+
+def test_max_output_tokens_caps_every_answer_whatever_the_request_asks() -> None:
+    with served(ttft_s=0.0, itl_s=0.0, max_output_tokens=1) as em:
+        sample = stream_sample(em.url, chat(64))  # max_tokens 64 with ignore_eos
+        whole = _CLIENT.post(f"{em.url}/v1/chat/completions", json=chat(64, stream=False)).json()
+    assert sample.ok and sample.output_tokens == 1 and len(sample.token_chunk_times) == 1
+    assert whole["usage"]["completion_tokens"] == 1
+
+
+def test_usage_tokens_makes_the_usage_block_lie() -> None:
+    with served(ttft_s=0.0, itl_s=0.0, usage_tokens=16) as em:
+        body = _CLIENT.post(f"{em.url}/v1/chat/completions", json=chat(64)).text
+    events = [line.removeprefix("data: ") for line in body.splitlines() if line.startswith("data: {")]
+    usages = [json.loads(e)["usage"] for e in events if json.loads(e).get("usage")]
+    tokens = [e for e in events if json.loads(e)["choices"] and json.loads(e)["choices"][0]["delta"].get("content")]
+    assert len(tokens) == 64 and [usage["completion_tokens"] for usage in usages] == [16]
+
+
+def test_rate_limit_share_answers_429_with_retry_after() -> None:
+    with served(ttft_s=0.0, itl_s=0.0, rate_limit_share=1.0, retry_after_s=1.5) as em:
+        response = _CLIENT.post(f"{em.url}/v1/chat/completions", json=chat(2))
+        em.set_config(retry_after_s=None)
+        bare = _CLIENT.post(f"{em.url}/v1/chat/completions", json=chat(2))
+    assert response.status_code == 429 and response.headers["retry-after"] == "2"  # whole seconds, rounded up
+    assert bare.status_code == 429 and "retry-after" not in bare.headers
+
+
+def test_refuse_connections_holds_a_port_nothing_answers_on() -> None:
+    with Emulator(EmulatorConfig(refuse_connections=True)) as em:
+        assert em.port > 0
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{em.url}/health", timeout=2)
+
+
+def test_command_line_exposes_the_fault_options() -> None:
+    from loadtests.emulator import _parse_args  # pyright: ignore[reportPrivateUsage]
+
+    faults = ["--hang-share", "0.05", "--max-output-tokens", "1", "--usage-tokens", "16", "--rate-limit-share", "0.5"]
+    _, config = _parse_args([*faults, "--retry-after-s", "2", "--refuse-connections"])
+    assert (config.hang_share, config.max_output_tokens, config.usage_tokens) == (0.05, 1, 16)
+    assert (config.rate_limit_share, config.retry_after_s, config.refuse_connections) == (0.5, 2.0, True)
