@@ -83,6 +83,27 @@ def test_plan_reports_vllm_memory_split_and_concurrency() -> None:
     assert chosen.gpu_memory_utilization == 0.92
 
 
+def test_sampler_activation_follows_the_max_num_seqs_the_service_starts_with() -> None:
+    """v0.11's sorting sampler costs 39 bytes per logit per sequence row: at the H100 default of 1024 rows that is
+    4.8 GiB for Llama-3.1, at the plan's own --max-num-seqs far less. The split must be the one vLLM will log."""
+    chosen = plan(request(gpu="H100", engine_version="v0.11.0", load=ConcurrencyLoad(concurrent_sequences=16)))
+    arch = CATALOG.models["llama-3.1-8b"].architecture
+    assert chosen.max_num_seqs < 1024
+    started = mem.activation_peak_bytes(
+        arch, chosen.max_num_batched_tokens, chosen.max_num_seqs, 1, mem.Sampler.PYTORCH
+    )
+    default = mem.activation_peak_bytes(arch, chosen.max_num_batched_tokens, 1024, 1, mem.Sampler.PYTORCH)
+    assert chosen.memory.activation_gib_per_gpu == pytest.approx(started / mem.GIB, abs=0.01)
+    assert chosen.memory.activation_gib_per_gpu < default / mem.GIB - 1  # the default's figure is off by GiBs
+    settings = mem.EngineSettings(
+        0.92, chosen.max_num_batched_tokens, chosen.max_num_seqs, False, sampler=mem.Sampler.PYTORCH
+    )
+    logged = mem.replica_memory(
+        arch, Quantization.BF16, KvCacheDtype.AUTO, CATALOG.gpus["H100"].memory_gib, 1, 1, settings
+    )
+    assert chosen.kv_cache_tokens_per_replica == logged.kv_tokens
+
+
 def test_70b_fp8_needs_several_gpus_and_valid_tp() -> None:
     chosen = plan(request("llama-3.1-70b", Quantization.FP8, load=ConcurrencyLoad(concurrent_sequences=32)))
     assert chosen.gpus_per_replica >= 2

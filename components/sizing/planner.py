@@ -11,7 +11,7 @@ is pinned.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from components.sizing import memory as mem
 from components.sizing.catalog import Catalog, GpuEntry, InstanceEntry
@@ -330,6 +330,21 @@ class Planner:
             raise Shortfall(
                 f"TPOT at batch 1 is {tpot_ms:.0f} ms, above the SLO's tpot_p95_ms {self.tpot_ms:.0f}",
                 "a higher slo.tpot_p95_ms, faster GPUs (allowed_gpus), or fewer bytes per weight (quantization)",
+            )
+        if option.gpu is not None and self.model.engine is Engine.VLLM:
+            # The service starts vLLM with --max-num-seqs = this batch, and its profiling run samples that many
+            # rows of logits, not the release default: size the split it will log. Fewer rows only free memory,
+            # so the KV cache grows and the batch chosen above still fits.
+            settings = replace(settings, max_num_seqs=batch)
+            model = self.model
+            sized = mem.replica_memory(
+                self.arch,
+                model.quantization,
+                model.kv_cache_dtype,
+                option.gpu.memory_gib,
+                option.tp,
+                option.pp,
+                settings,
             )
         tokens_per_s = output_tokens_per_s(work, device, batch, self.eta)
         if isinstance(load, ConcurrencyLoad):
