@@ -72,6 +72,11 @@ class DeploymentPlan(Frozen):
     max_concurrency_at_context: float = Field(description="KV tokens / max_model_len, as vLLM logs it.")
     max_num_seqs: int = Field(description="Concurrent sequences per replica the plan assumes.")
     output_tokens_per_s_per_replica: float
+    cached_prompt_share: float = Field(
+        default=0.0,
+        description="Share of prompt tokens the stack expects the prefix cache to hold (load.cached_prompt_share); "
+        "the throughput and replicas above count only the rest as prefill.",
+    )
     usd_per_hour: float = Field(description="On-demand (or spot) price of `nodes` nodes.")
     usd_per_million_output_tokens: float
     fallback_instance_types: tuple[str, ...] = Field(

@@ -292,6 +292,7 @@ class Planner:
             kv_bytes_per_token=mem.kv_bytes_per_token(arch, self.model.kv_cache_dtype, option.tp, option.pp),
             prompt_tokens=load.prompt_tokens,
             output_tokens=load.output_tokens,
+            cached_prompt_share=load.cached_prompt_share,
         )
 
     def size(self, option: Option) -> Sized:
@@ -558,6 +559,7 @@ def to_plan(
         max_concurrency_at_context=round(sized.kv_tokens / model.max_model_len, 2),
         max_num_seqs=best.batch,
         output_tokens_per_s_per_replica=round(best.tokens_per_s, 1),
+        cached_prompt_share=model.load.cached_prompt_share,
         usd_per_hour=round(best.usd_per_hour, 4),
         usd_per_million_output_tokens=round(best.usd_per_million, 4),
         fallback_instance_types=fallbacks,

@@ -50,6 +50,13 @@ class Workload:
     """KV-cache bytes of one token across the replica."""
     prompt_tokens: int
     output_tokens: int
+    cached_prompt_share: float = 0.0
+    """Share of each prompt the prefix cache already holds: attended to in decode, not prefilled."""
+
+    @property
+    def prefill_tokens(self) -> float:
+        """Prompt tokens a request actually prefills."""
+        return self.prompt_tokens * (1.0 - self.cached_prompt_share)
 
     @property
     def decode_context(self) -> float:
@@ -77,9 +84,10 @@ def prefill_s_per_token(work: Workload, device: Device) -> float:
 def time_per_output_token_s(work: Workload, device: Device, batch: int, eta: float) -> float:
     """TPOT at a steady batch: the decode step plus the prefill of the requests that keep it full.
 
-    In steady state batch / output_tokens requests start per step, each prefilling prompt_tokens.
+    In steady state batch / output_tokens requests start per step, each prefilling the prompt tokens
+    its prefix cache does not hold.
     """
-    prefill = batch / work.output_tokens * work.prompt_tokens * prefill_s_per_token(work, device)
+    prefill = batch / work.output_tokens * work.prefill_tokens * prefill_s_per_token(work, device)
     return decode_step_s(work, device, batch, eta) + prefill
 
 

@@ -96,6 +96,13 @@ class ConcurrencyLoad(Frozen):
     concurrent_sequences: int = Field(gt=0)
     prompt_tokens: int = Field(default=1024, gt=0)
     output_tokens: int = Field(default=256, gt=0)
+    cached_prompt_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of prompt tokens expected to be served from the prefix cache (shared system "
+        "prompts, resent chat history); only the rest is prefilled. 0: none assumed.",
+    )
 
 
 class ThroughputLoad(Frozen):
@@ -104,6 +111,13 @@ class ThroughputLoad(Frozen):
     output_tokens_per_s: float = Field(gt=0)
     prompt_tokens: int = Field(default=1024, gt=0)
     output_tokens: int = Field(default=256, gt=0)
+    cached_prompt_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of prompt tokens expected to be served from the prefix cache (shared system "
+        "prompts, resent chat history); only the rest is prefilled. 0: none assumed.",
+    )
 
 
 TargetLoad = ConcurrencyLoad | ThroughputLoad

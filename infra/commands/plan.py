@@ -82,6 +82,9 @@ def render_table(plan: Plan, console: Console) -> None:
             f"  {d.cloud}/{d.region} {d.model}: fallbacks {fallbacks}; "
             f"{counted(len(d.rejected), 'other option')} rejected (see --format json)"
         )
+    for d in plan.deployments:
+        if d.cached_prompt_share > 0:
+            console.print(f"  {d.cloud}/{d.region} {d.model}: {prefix_reuse_note(d)}")
     if any(not d.price_verified for d in plan.deployments):
         console.print("  * price flagged unverified in the catalog")
     if plan.failover is not None:
@@ -90,6 +93,16 @@ def render_table(plan: Plan, console: Console) -> None:
             f"Global failover ({f.provider}), worst case {f.total_s} s = {f.detection_s} s detection "
             f"+ {f.check_timeout_s} s check timeout + {f.ttl_s} s TTL; budget {f.budget_s} s"
         )
+
+
+def prefix_reuse_note(d: DeploymentPlan) -> str:
+    """Why a plan with prefix reuse needs less: the prefill it no longer does, and what that assumes."""
+    return (
+        f"prefix reuse: {d.cached_prompt_share:.0%} of prompt tokens expected cached "
+        "(load.cached_prompt_share), so each request prefills only the rest; "
+        f"{d.output_tokens_per_s_per_replica:,.0f} output tokens/s per replica and the replica count assume it "
+        "(it holds when requests sharing a prefix reach the replica that cached it: prefix-aware routing)"
+    )
 
 
 def register(app: typer.Typer) -> None:
