@@ -9,16 +9,17 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import pins
 from components.helm import pinned_release
 
-CHART = "keda"
-REPOSITORY = "https://kedacore.github.io/charts"
-CHART_VERSION = "2.20.2"
-"""KEDA 2.20.2, the newest release we could confirm (released 2026-08-10:
-https://github.com/kedacore/keda/releases/tag/v2.20.2, announced in kedacore/keda-olm-operator#332);
-KEDA's chart versions follow its releases. The ScaledObject fields the services use (prometheus
-trigger, AverageValue, activationThreshold, advanced.horizontalPodAutoscalerConfig) match the CRD
-vendored in infra/crds/keda.sh_scaledobjects.yaml (kedacore/keda main of 2026-08-20)."""
+_PIN = pins.chart("keda")
+CHART = _PIN.name
+REPOSITORY = _PIN.repository
+CHART_VERSION = _PIN.version
+"""KEDA's chart versions follow its releases (components/pins.yaml). The ScaledObject fields the
+services use (prometheus trigger, AverageValue, activationThreshold,
+advanced.horizontalPodAutoscalerConfig) are validated against the CRD of the same release, vendored in
+infra/crds/keda.sh_scaledobjects.yaml."""
 NAMESPACE = "keda"
 
 

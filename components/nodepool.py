@@ -16,6 +16,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from components import pins
 from components.cluster import ClusterKind
 from components.helm import pinned_release
 from components.sizing.catalog import load_catalog
@@ -33,11 +34,10 @@ CPU_ACCELERATOR = "cpu"
 CPU_AMI_TYPE = "AL2023_x86_64_STANDARD"
 DEFAULT_DISK_GIB = 200  # vLLM images are ~10 GB compressed and unpack to over 20; room for two versions
 
-# NVIDIA device plugin chart, pinned. 0.17.4 is the version the EKS user guide installs
-# (docs.aws.amazon.com/eks/latest/userguide/ml-eks-k8s-device-plugin.html).
-DEVICE_PLUGIN_CHART = "nvidia-device-plugin"
-DEVICE_PLUGIN_REPO = "https://nvidia.github.io/k8s-device-plugin"
-DEVICE_PLUGIN_VERSION = "0.17.4"
+# NVIDIA device plugin chart, pinned in components/pins.yaml.
+DEVICE_PLUGIN_CHART = pins.chart("nvidia-device-plugin").name
+DEVICE_PLUGIN_REPO = pins.chart("nvidia-device-plugin").repository
+DEVICE_PLUGIN_VERSION = pins.chart("nvidia-device-plugin").version
 DEVICE_PLUGIN_NAMESPACE = "kube-system"
 HELM_RELEASE_NAME_MAX = 53
 

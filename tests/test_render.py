@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import StackWriter
+from pin_checks import unpinned_eks_addons, unpinned_images, unpinned_releases
 from typer.testing import CliRunner
 
 from infra.cli import app
@@ -86,6 +87,20 @@ def test_helm_releases_name_a_pinned_chart(rendered: Rendered) -> None:
         assert release["repository"].startswith(("https://", "oci://")), path
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", str(release["version"])), f"{path}: pin an exact chart version"
         assert isinstance(release["values"], dict), path
+
+
+def test_every_release_image_and_eks_addon_is_a_row_of_the_pin_table(rendered: Rendered) -> None:
+    """components/pins.yaml is the one place a version is chosen: nothing rendered escapes it."""
+    assert unpinned_releases(rendered.releases.values()) == []
+    assert unpinned_images(rendered.objects.values()) == []
+    assert unpinned_eks_addons(rendered.index) == []
+    images = [
+        c["image"]
+        for obj in rendered.objects.values()
+        if obj["kind"] == "Deployment"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+    ]
+    assert images, "every stack runs a model server: the image check saw containers"
 
 
 def test_helm_releases_roll_back_on_failure_and_time_out(rendered: Rendered) -> None:

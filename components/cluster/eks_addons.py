@@ -14,6 +14,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components import pins
+
 VPC_CNI_ADDON = "vpc-cni"
 VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
 """The add-on's configuration schema takes the flag as a string (aws eks describe-addon-configuration)."""
@@ -39,6 +41,7 @@ def network_policy_addon(
         f"{name}-vpc-cni",
         cluster_name=cluster_name,
         addon_name=VPC_CNI_ADDON,
+        addon_version=pins.eks_addon(VPC_CNI_ADDON),
         configuration_values=json.dumps(VPC_CNI_CONFIGURATION),
         # A new cluster already runs the VPC CNI self-managed (aws-node); the add-on takes it over.
         resolve_conflicts_on_create="OVERWRITE",
@@ -87,6 +90,7 @@ def ebs_csi_addon(
         f"{name}-ebs-csi",
         cluster_name=cluster_name,
         addon_name=EBS_CSI_ADDON,
+        addon_version=pins.eks_addon(EBS_CSI_ADDON),
         service_account_role_arn=role.arn,
         tags=dict(tags),
         opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[policy, *depends_on])),

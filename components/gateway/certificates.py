@@ -22,11 +22,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import pins
 from components.gateway.types import AcmeIssuer
 from components.helm import pinned_release
 
-CERT_MANAGER_CHART = "oci://quay.io/jetstack/charts/cert-manager"
-CERT_MANAGER_VERSION = "v1.19.2"
+CERT_MANAGER_CHART = pins.chart("cert-manager").name
+CERT_MANAGER_VERSION = pins.chart("cert-manager").version
 CERT_MANAGER_NAMESPACE = "cert-manager"
 CERT_MANAGER_API = "cert-manager.io/v1"
 CERT_MANAGER_CONFIG_API = "controller.config.cert-manager.io/v1alpha1"

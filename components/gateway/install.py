@@ -1,7 +1,8 @@
 """The gateway's controllers: Envoy Gateway, the AI Gateway (CRDs + controller) and Redis for global limits.
 
-Versions are pinned together: AI Gateway v1.0.0 runs on Envoy Gateway v1.8.x and serves the
-aigateway.envoyproxy.io/v1beta1 kinds the routes use (install order and versions as in the AI
+Versions are pinned together (components/pins.yaml): AI Gateway v1.1.0 is built against Envoy Gateway
+v1.8.1 (its go.mod) and serves the aigateway.envoyproxy.io/v1beta1 kinds the routes use, including
+named route rules (`rules[].name`, new in v1.1.0) (install order and versions as in the AI
 Gateway getting-started steps, e.g. https://www.cnblogs.com/hugetong/p/21177182 and
 https://aigateway.envoyproxy.io/docs/getting-started/). Envoy Gateway gets the values the AI Gateway
 documents (manifests/envoy-gateway-values.yaml in envoyproxy/ai-gateway: extension manager hooks
@@ -18,13 +19,14 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import pins
 from components.helm import pinned_release
 
-ENVOY_GATEWAY_CHART = "oci://docker.io/envoyproxy/gateway-helm"
-ENVOY_GATEWAY_VERSION = "v1.8.1"
-AI_GATEWAY_CRDS_CHART = "oci://docker.io/envoyproxy/ai-gateway-crds-helm"
-AI_GATEWAY_CHART = "oci://docker.io/envoyproxy/ai-gateway-helm"
-AI_GATEWAY_VERSION = "v1.0.0"
+ENVOY_GATEWAY_CHART = pins.chart("envoy-gateway").name
+ENVOY_GATEWAY_VERSION = pins.chart("envoy-gateway").version
+AI_GATEWAY_CRDS_CHART = pins.chart("ai-gateway-crds").name
+AI_GATEWAY_CHART = pins.chart("ai-gateway").name
+AI_GATEWAY_VERSION = pins.chart("ai-gateway").version
 
 ENVOY_GATEWAY_NAMESPACE = "envoy-gateway-system"
 """Envoy Gateway's controller, its rate-limit service, Redis and the Envoy proxies run here."""
@@ -32,7 +34,7 @@ AI_GATEWAY_NAMESPACE = "envoy-ai-gateway-system"
 AI_GATEWAY_EXTENSION_FQDN = f"ai-gateway-controller.{AI_GATEWAY_NAMESPACE}.svc.cluster.local"
 AI_GATEWAY_EXTENSION_PORT = 1063
 
-REDIS_IMAGE = "redis:8.2.4-alpine3.22"
+REDIS_IMAGE = pins.image("redis")
 """Pinned as in the AI Gateway token rate-limit example (redis.yaml)."""
 REDIS_NAME = "ratelimit-redis"
 REDIS_PORT = 6379

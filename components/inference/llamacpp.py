@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from components import pins
 from components.inference.engine import EngineSpec, object_name
 from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan
 
-IMAGE = "ghcr.io/ggml-org/llama.cpp"
+IMAGE = pins.table().get(pins.Kind.IMAGE, "llama.cpp-server").name
 """Server images: tags `server-b<build>` (CPU) and `server-cuda-b<build>` (CUDA), entrypoint llama-server."""
 CACHE_PATH = "/models"
 GIB = 1024**3

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from components import pins
 from components.inference.engine import EngineSpec, checkpoint_format
 from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan
 from components.sizing.types import Quantization
 
-IMAGE = "vllm/vllm-openai"
+IMAGE = pins.table().get(pins.Kind.IMAGE, "vllm").name
 CACHE_PATH = "/root/.cache/huggingface"
 """HF_HOME of the image (it runs as root): weights downloaded here survive container restarts."""
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from components import pins
 from components.nodepool import ACCELERATOR_LABEL, CPU_ACCELERATOR, GPU_TAINT_KEY
 from components.observability.stack import SCRAPE_INTERVAL
 
-CHART = "dcgm-exporter"
-REPOSITORY = "https://nvidia.github.io/dcgm-exporter/helm-charts"
-CHART_VERSION = "4.8.1"
-"""Pinned to 4.8.x deliberately: exporter 4.9 renames the default metrics and changes their units
+_PIN = pins.chart("dcgm-exporter")
+CHART = _PIN.name
+REPOSITORY = _PIN.repository
+CHART_VERSION = _PIN.version
+"""Pinned (components/pins.yaml) to 4.8.x deliberately: exporter 4.9 renames the default metrics and changes their units
 (DCGM 4.7 field names; e.g. GPU memory in bytes instead of MiB) and the Helm values format, which
 the rules and dashboards here do not follow (dcgm-exporter 4.9.0 release notes). Chart 4.8.1 ships
 image 4.5.2-4.8.1."""

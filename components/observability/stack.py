@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CHART = "kube-prometheus-stack"
-REPOSITORY = "https://prometheus-community.github.io/helm-charts"
-CHART_VERSION = "91.5.0"
-"""Pinned (prometheus-community/helm-charts release kube-prometheus-stack-91.5.0). The values used
-here (prometheusSpec selectors, retention, storageSpec, remoteWrite, externalLabels, grafana.admin,
-grafana.sidecar.dashboards) are long-standing keys of the chart's values.yaml; re-check them when
-changing the version."""
+from components import pins
+
+_PIN = pins.chart("kube-prometheus-stack")
+CHART = _PIN.name
+REPOSITORY = _PIN.repository
+CHART_VERSION = _PIN.version
+"""Pinned in components/pins.yaml (release tag kube-prometheus-stack-88.5.3)."""
 RELEASE = "kube-prometheus-stack"
 NAMESPACE = "monitoring"
 PROMETHEUS_PORT = 9090

@@ -18,16 +18,17 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from components import pins
 from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
 GIB = 1024**3
 BLOCK_SIZE = 16
 """Tokens per KV-cache page (vLLM's default --block-size on CUDA)."""
 
-DEFAULT_VLLM_VERSION = "v0.27.1"
+DEFAULT_VLLM_VERSION = pins.engine("vllm")
 """The vLLM image the plan pins when the stack does not (overrides.engine_version)."""
 
-DEFAULT_LLAMA_CPP_VERSION = "b6000"
+DEFAULT_LLAMA_CPP_VERSION = pins.engine("llama.cpp")
 """The llama.cpp server build the plan pins for GGUF models."""
 
 # Bits per weight on the linear layers; embeddings and lm_head keep 16 bits in vLLM's formats.
