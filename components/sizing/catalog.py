@@ -7,6 +7,7 @@ only validates and indexes it. Figures that could not be confirmed against a pri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -70,10 +71,12 @@ class InstanceEntry(Entry):
     gpu_count: int = Field(ge=0)
     vcpu: int
     ram_gib: float
-    usd_per_hour: float = Field(description="On-demand price in price_region.")
-    spot_usd_per_hour: float | None = None
+    usd_per_hour: float = Field(description="On-demand list price in price_region (prices.yaml has per-region ones).")
+    spot_usd_per_hour: float | None = Field(default=None, description="Spot price in price_region, when cited.")
     price_region: str
-    regions: list[str]
+    regions: list[str] = Field(
+        default_factory=list[str], description="Where it is sold; from prices.yaml for the types priced there."
+    )
     eks_ami_type: str | None = Field(default=None, description="aws: EKS AMI type for a node group of this type.")
     gke_accelerator: str | None = Field(default=None, description="gcp: guest accelerator type string.")
     memory_bandwidth_gb_s: float | None = Field(
@@ -83,7 +86,7 @@ class InstanceEntry(Entry):
         default=DEFAULT_CAPACITY, description="The capacity types the type is offered in; the planner uses no other."
     )
     price_source: Source
-    regions_source: Source
+    regions_source: Source | None = Field(default=None, description="Required unless prices.yaml lists the type.")
     memory_bandwidth_source: Source | None = Field(
         default=None, description="Where memory_bandwidth_gb_s comes from (estimates flagged verified: false)."
     )
@@ -98,6 +101,48 @@ class InstanceEntry(Entry):
                 f"{self.type}: capacity {list(self.capacity)} differs from the default; add capacity_source"
             )
         return self
+
+
+class RegionPrice(Entry):
+    """One region's $/h per node; None: the source lists no price for that capacity type there."""
+
+    on_demand: float | None = Field(ge=0)
+    spot: float | None = Field(ge=0)
+
+
+class PriceSource(Source):
+    commit: str = Field(description="Commit of the source file the figures were read from.")
+    date: str = Field(description="Date of the figures, or why it is unknown.")
+
+
+class SpotRisk(Entry):
+    """What a spot node's user should expect, per cloud, with the page that says it."""
+
+    notice: str
+    frequency: str
+    ref: str
+
+
+class PriceTable(Entry):
+    """prices.yaml: per cloud, instance type -> region -> RegionPrice."""
+
+    sources: dict[str, PriceSource]
+    spot_risk: dict[str, SpotRisk]
+    aws: dict[str, dict[str, RegionPrice]]
+    gcp: dict[str, dict[str, RegionPrice]]
+
+
+@dataclass(frozen=True)
+class NodePrice:
+    """A node's price in one region: on-demand and spot (None where not sold so), and where the figure is from."""
+
+    on_demand: float | None
+    spot: float | None
+    verified: bool
+    source: str
+
+    def of(self, capacity_type: str) -> float | None:
+        return self.spot if capacity_type == "spot" else self.on_demand
 
 
 class KvCalibrationPoint(Entry):
@@ -166,6 +211,27 @@ class Catalog(Entry):
     instances: dict[str, InstanceEntry] = Field(description="Keyed by instance/machine type.")
     kv_calibration: list[KvCalibrationPoint]
     throughput_calibration: list[ThroughputCalibrationPoint]
+    prices: PriceTable
+
+    def region_prices(self, instance: InstanceEntry) -> dict[str, RegionPrice] | None:
+        table = self.prices.aws if instance.cloud == "aws" else self.prices.gcp if instance.cloud == "gcp" else {}
+        return table.get(instance.type)
+
+    def price(self, instance: InstanceEntry, region: str) -> NodePrice:
+        """What a node of `instance` costs in `region`, per capacity type, and from where."""
+        table = self.region_prices(instance)
+        if table is not None and region in table:
+            row, source = table[region], self.prices.sources[instance.cloud]
+            where = f"{source.ref} @ {source.commit[:8]}, {region}"
+            return NodePrice(row.on_demand, row.spot, source.verified, where)
+        source = instance.price_source
+        elsewhere = region != instance.price_region
+        where = f"{source.ref}" + (f" (priced in {instance.price_region}, not {region})" if elsewhere else "")
+        return NodePrice(instance.usd_per_hour, instance.spot_usd_per_hour, source.verified and not elsewhere, where)
+
+    def spot_risk(self, cloud: str) -> str | None:
+        risk = self.prices.spot_risk.get(cloud)
+        return None if risk is None else f"notice {risk.notice}; interruption frequency {risk.frequency} ({risk.ref})"
 
     def instances_in(self, cloud: str, region: str) -> list[InstanceEntry]:
         return [i for i in self.instances.values() if i.cloud == cloud and region in i.regions]
@@ -179,16 +245,31 @@ def _read(name: str) -> list[dict[str, object]]:
     return list(data["entries"])
 
 
+def _with_priced_regions(instance: InstanceEntry, prices: PriceTable) -> InstanceEntry:
+    """A type priced per region in prices.yaml is sold exactly where it is priced (one source of truth)."""
+    table = prices.aws if instance.cloud == "aws" else prices.gcp if instance.cloud == "gcp" else {}
+    priced = table.get(instance.type)
+    if priced is not None:
+        if instance.regions:
+            raise ValueError(f"instances.yaml {instance.type}: regions come from prices.yaml; remove them")
+        return instance.model_copy(update={"regions": sorted(priced)})
+    if not instance.regions or instance.regions_source is None:
+        raise ValueError(f"instances.yaml {instance.type}: not in prices.yaml, so it needs regions and regions_source")
+    return instance
+
+
 @cache
 def load_catalog() -> Catalog:
     """Load and validate every catalog file (cached: the catalog is read-only)."""
     models = [ModelEntry.model_validate(e) for e in _read("models.yaml")]
     gpus = [GpuEntry.model_validate(e) for e in _read("gpus.yaml")]
-    instances = [InstanceEntry.model_validate(e) for e in _read("instances.yaml")]
+    prices = PriceTable.model_validate(yaml.safe_load((DATA_DIR / "prices.yaml").read_text()))
+    instances = [_with_priced_regions(InstanceEntry.model_validate(e), prices) for e in _read("instances.yaml")]
     return Catalog(
         models={m.id: m for m in models},
         gpus={g.id: g for g in gpus},
         instances={i.type: i for i in instances},
+        prices=prices,
         kv_calibration=[KvCalibrationPoint.model_validate(e) for e in _read("calibration_kv.yaml")],
         throughput_calibration=[
             ThroughputCalibrationPoint.model_validate(e) for e in _read("calibration_throughput.yaml")

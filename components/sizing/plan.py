@@ -77,7 +77,20 @@ class DeploymentPlan(Frozen):
         description="Share of prompt tokens the stack expects the prefix cache to hold (load.cached_prompt_share); "
         "the throughput and replicas above count only the rest as prefill.",
     )
-    usd_per_hour: float = Field(description="On-demand (or spot) price of `nodes` nodes.")
+    usd_per_hour: float = Field(description="Price of `nodes` nodes in the region's capacity type (on-demand or spot).")
+    usd_per_hour_on_demand: float | None = Field(
+        default=None,
+        description="The same nodes on-demand in this region; None where the price source lists no on-demand price.",
+    )
+    usd_per_hour_spot: float | None = Field(
+        default=None,
+        description="The same nodes on spot in this region; None where the price source lists no spot price.",
+    )
+    price_source: str = Field(default="", description="Where the node price comes from (file @ commit, region).")
+    spot_interruption: str | None = Field(
+        default=None,
+        description="Spot deployments: the interruption notice and frequency the cloud states, with the page.",
+    )
     usd_per_million_output_tokens: float
     fallback_instance_types: tuple[str, ...] = Field(
         description="Other instance types that can host the same replica shape in this region."

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, replace
 
 from components.sizing import memory as mem
-from components.sizing.catalog import Catalog, GpuEntry, InstanceEntry
+from components.sizing.catalog import Catalog, GpuEntry, InstanceEntry, NodePrice
 from components.sizing.errors import PlanningError
 from components.sizing.parallelism import tensor_parallel_is_valid, valid_tensor_parallel, why_tensor_parallel_invalid
 from components.sizing.plan import DeploymentPlan, MemorySplit, Rejection
@@ -82,8 +82,16 @@ class Sized:
     replicas: int
     replicas_per_node: int
     nodes: int
-    node_price: float
-    price_verified: bool
+    price: NodePrice
+    capacity_type: str
+
+    @property
+    def node_price(self) -> float:
+        return self.price.of(self.capacity_type) or 0.0  # an unpriced capacity type never reaches sizing
+
+    @property
+    def price_verified(self) -> bool:
+        return self.price.verified
 
     @property
     def usd_per_hour(self) -> float:
@@ -137,12 +145,6 @@ def nodes_for(replicas: int, replicas_per_node: int, pipeline_stages: int) -> in
     if pipeline_stages > 1:
         return replicas * pipeline_stages
     return math.ceil(replicas / replicas_per_node)
-
-
-def node_price(instance: InstanceEntry, capacity_type: str) -> float:
-    if capacity_type == "spot" and instance.spot_usd_per_hour is not None:
-        return instance.spot_usd_per_hour
-    return instance.usd_per_hour
 
 
 class Planner:
@@ -374,8 +376,8 @@ class Planner:
             replicas=replicas,
             replicas_per_node=replicas_per_node,
             nodes=nodes,
-            node_price=node_price(instance, self.region.capacity_type),
-            price_verified=instance.price_source.verified,
+            price=self.catalog.price(instance, self.region.region),
+            capacity_type=self.region.capacity_type,
         )
 
     # --- the search --------------------------------------------------------------------------------
@@ -384,10 +386,18 @@ class Planner:
         return f"{self.region.cloud}/{self.region.region}"
 
     def not_offered(self, instance: InstanceEntry) -> Shortfall | None:
-        """The type is not sold in the region's capacity type (e.g. GCP's small A3 High shapes on-demand)."""
+        """The type is not sold in the region's capacity type: the catalog says so (`capacity`), or the cited price
+        source has no price for it there (e.g. no spot price in any zone, or p5e.48xlarge with no on-demand price)."""
         wanted = self.region.capacity_type
         if wanted in instance.capacity:
-            return None
+            price = self.catalog.price(instance, self.region.region)
+            if price.of(wanted) is not None:
+                return None
+            return Shortfall(
+                f"no {wanted} price in {self.region.region} in the cited source ({price.source})",
+                "another instance type (unset overrides.instance_type to let the search choose), "
+                f"or the region's capacity_type {'on-demand' if wanted == 'spot' else 'spot'}",
+            )
         source = instance.capacity_source
         unconfirmed = (
             " (unconfirmed: see its capacity_source in instances.yaml)" if source and not source.verified else ""
@@ -497,7 +507,8 @@ def plan_deployment(
             f"chosen ${best.usd_per_hour:.2f}/h",
         )
     fallbacks = planner.fallbacks(best, others)
-    return to_plan(model, region, best, fallbacks, tuple(planner.rejected), min_replicas, max_replicas)
+    risk = catalog.spot_risk(region.cloud) if region.capacity_type == "spot" else None
+    return to_plan(model, region, best, fallbacks, tuple(planner.rejected), min_replicas, max_replicas, risk)
 
 
 def to_plan(
@@ -508,8 +519,10 @@ def to_plan(
     rejected: tuple[Rejection, ...],
     min_replicas: int | None,
     max_replicas: int | None,
+    spot_interruption: str | None = None,
 ) -> DeploymentPlan:
     option, sized = best.option, best.memory
+    on_demand, spot = best.price.on_demand, best.price.spot
     floor = best.replicas if min_replicas is None else min_replicas
     ceiling = max(2 * best.replicas, floor, 1) if max_replicas is None else max_replicas
     per_node = best.replicas_per_node
@@ -561,6 +574,10 @@ def to_plan(
         output_tokens_per_s_per_replica=round(best.tokens_per_s, 1),
         cached_prompt_share=model.load.cached_prompt_share,
         usd_per_hour=round(best.usd_per_hour, 4),
+        usd_per_hour_on_demand=None if on_demand is None else round(best.nodes * on_demand, 4),
+        usd_per_hour_spot=None if spot is None else round(best.nodes * spot, 4),
+        price_source=best.price.source,
+        spot_interruption=spot_interruption,
         usd_per_million_output_tokens=round(best.usd_per_million, 4),
         fallback_instance_types=fallbacks,
         price_verified=best.price_verified,

@@ -33,6 +33,14 @@ def _memory(d: DeploymentPlan) -> str:
     )
 
 
+def _price(usd_per_hour: float | None, flag: str, chosen: bool) -> str:
+    """One capacity type's price of the planned nodes; the one the region buys is bold, '-' where not sold."""
+    if usd_per_hour is None:
+        return "-"
+    text = f"{usd_per_hour:,.2f}{flag}"
+    return f"[bold]{text}[/bold]" if chosen else text
+
+
 def render_table(plan: Plan, console: Console) -> None:
     table = Table(title=f"llmfleet plan: stack {plan.stack}", show_lines=False)
     for column in (
@@ -47,12 +55,13 @@ def render_table(plan: Plan, console: Console) -> None:
         "KV tokens",
         "max conc.",
         "tok/s/replica",
-        "$/h",
+        "$/h on-demand",
+        "$/h spot",
         "$/1M tok",
     ):
         table.add_column(column, overflow="fold")
     for d in plan.deployments:
-        price = f"{d.usd_per_hour:,.2f}" + ("" if d.price_verified else "*")
+        flag = "" if d.price_verified else "*"
         table.add_row(
             f"{d.cloud}/{d.region}" + (" (spot)" if d.capacity_type == "spot" else ""),
             f"{d.model} ({d.quantization.value})",
@@ -65,7 +74,8 @@ def render_table(plan: Plan, console: Console) -> None:
             f"{d.kv_cache_tokens_per_replica:,}",
             f"{d.max_concurrency_at_context:.1f}",
             f"{d.output_tokens_per_s_per_replica:,.0f}",
-            price,
+            _price(d.usd_per_hour_on_demand, flag, chosen=d.capacity_type == "on-demand"),
+            _price(d.usd_per_hour_spot, flag, chosen=d.capacity_type == "spot"),
             f"{d.usd_per_million_output_tokens:.2f}",
         )
     console.print(table)
@@ -87,6 +97,10 @@ def render_table(plan: Plan, console: Console) -> None:
             console.print(f"  {d.cloud}/{d.region} {d.model}: {prefix_reuse_note(d)}")
     if any(not d.price_verified for d in plan.deployments):
         console.print("  * price flagged unverified in the catalog")
+    console.print("  bold: the capacity type the region buys (its capacity_type); '-': the source lists no such price")
+    risks = {f"{d.cloud}/{d.region}": d.spot_interruption for d in plan.deployments if d.spot_interruption}
+    for where, risk in risks.items():
+        console.print(f"  {where} spot: {risk}")
     if plan.failover is not None:
         f = plan.failover
         console.print(
