@@ -64,6 +64,8 @@ class RegionalFleetArgs:
     """Created clusters: control-plane version; None takes the cloud's default."""
     gcp_project: str | None = None
     """gcp: the project the cluster lives in."""
+    api_access_cidrs: Sequence[str] | None = None
+    """Created clusters: IPv4 CIDRs allowed to reach the Kubernetes API (required for eks and gke)."""
     namespace: str = "llmfleet"
     """Namespace of the inference services (created)."""
     hf_token: pulumi.Input[str] | None = None
@@ -146,6 +148,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 kubernetes_version=args.kubernetes_version,
                 kubeconfig=args.kubeconfig,
                 gcp_project=args.gcp_project,
+                api_access_cidrs=args.api_access_cidrs,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -174,6 +177,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 node_role_arn=cluster.node_role_arn,
                 subnet_ids=cluster.private_subnet_ids,
                 location=cluster.location,
+                node_service_account=cluster.node_service_account,
                 gcp_project=args.gcp_project,
                 node_prerequisites=cluster.node_prerequisites,
             ),

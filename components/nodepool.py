@@ -18,6 +18,8 @@ import pulumi_kubernetes as k8s
 
 from components import pins
 from components.cluster import ClusterKind
+from components.cluster.eks import launch_template_ref, node_launch_template
+from components.cluster.gke import NODE_SCOPES
 from components.helm import pinned_release
 from components.sizing.catalog import load_catalog
 from components.sizing.errors import PlanningError
@@ -64,6 +66,10 @@ class GpuNodePoolArgs:
 
     location: pulumi.Input[str] | None = None
     """gke: the cluster's location (Cluster.location)."""
+
+    node_service_account: pulumi.Input[str] | None = None
+    """gke: email of the nodes' service account (Cluster.node_service_account); required, so no pool runs as
+    the Compute Engine default account."""
 
     gcp_project: str | None = None
     """gke: project of the cluster; None takes the gcp provider's."""
@@ -194,6 +200,7 @@ class GpuNodePool(pulumi.ComponentResource):
                 f"GpuNodePoolArgs for {name}: an EKS pool needs node_role_arn and subnet_ids (from Cluster)"
             )
         ami_type = plan.ami_type or CPU_AMI_TYPE
+        template = node_launch_template(f"{name}-lt", args.disk_size_gib, {}, pulumi.ResourceOptions(parent=self))
         group = aws.eks.NodeGroup(
             f"{name}-nodegroup",
             cluster_name=args.cluster_name,
@@ -203,7 +210,7 @@ class GpuNodePool(pulumi.ComponentResource):
             # Several types: when one has no capacity (common for GPUs, worse for spot) EC2 takes the next.
             instance_types=[plan.instance_type, *plan.fallback_instance_types],
             capacity_type="SPOT" if plan.capacity_type == "spot" else "ON_DEMAND",
-            disk_size=args.disk_size_gib,
+            launch_template=launch_template_ref(template),  # IMDSv2 only, hop limit 1, the disk size
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=counts.min, desired_size=counts.desired, max_size=counts.max
             ),
@@ -254,8 +261,10 @@ class GpuNodePool(pulumi.ComponentResource):
 
     def _gke(self, name: str, args: GpuNodePoolArgs, counts: NodeCounts, labels: dict[str, str]) -> None:
         plan = args.deployment
-        if args.location is None:
-            raise ValueError(f"GpuNodePoolArgs for {name}: a GKE pool needs location (Cluster.location)")
+        if args.location is None or args.node_service_account is None:
+            raise ValueError(
+                f"GpuNodePoolArgs for {name}: a GKE pool needs location and node_service_account (from Cluster)"
+            )
         types = [plan.instance_type, *plan.fallback_instance_types]
         for index, machine_type in enumerate(types):
             primary = index == 0
@@ -313,6 +322,7 @@ class GpuNodePool(pulumi.ComponentResource):
             labels=labels,
             spot=plan.capacity_type == "spot",
             disk_size_gb=args.disk_size_gib,
-            oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            service_account=args.node_service_account,
+            oauth_scopes=NODE_SCOPES,
             workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
         )

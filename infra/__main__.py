@@ -89,6 +89,7 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
         },
         kubeconfig=secrets.kubeconfigs.get(region.key),
         kubernetes_version=region.cluster.kubernetes_version,
+        api_access_cidrs=spec.api_access_cidrs,
         gcp_project=spec.gcp_project if region.cloud == "gcp" else None,
         namespace=spec.namespace,
         hf_token=secrets.hf_token,
@@ -157,6 +158,8 @@ def global_load_balancer(spec: DeploymentSpec, fleets: list[RegionalFleet]) -> G
 
 def main() -> None:
     spec = from_pulumi_config()
+    for warning in spec.warnings():
+        pulumi.log.warn(warning)
     plan = build_plan(pulumi.get_stack(), spec)
     secrets = resolve_secrets(spec)
     # Every region's arguments before any resource: an error in the last region leaves nothing half-built.

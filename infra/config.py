@@ -6,6 +6,7 @@ parses stack files or calls `pulumi.Config`. Every error names the field path an
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, cast
 
@@ -29,6 +30,7 @@ CONFIG_KEY = "llmfleet:deployment"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STACKS_DIR = PROJECT_ROOT / "stacks"
 DEFAULT_STACK = "dev"
+OPEN_TO_ALL = "0.0.0.0/0"
 
 
 class ConfigError(Exception):
@@ -52,6 +54,23 @@ class DeploymentSpec(Section):
         description="Secret stack config key holding a HuggingFace token for gated weights "
         "(`pulumi config set --secret <key> hf_...`); None downloads anonymously.",
     )
+    api_access_cidrs: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="IPv4 CIDRs allowed to reach the Kubernetes API of the clusters llmfleet creates (EKS "
+        "publicAccessCidrs, GKE master authorized networks): your networks and wherever `pulumi up` runs. "
+        "Required when a region creates its cluster; `0.0.0.0/0` opens it to the internet (warned about).",
+    )
+
+    @field_validator("api_access_cidrs")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str] | None) -> list[str] | None:
+        for cidr in cidrs or []:
+            try:
+                ipaddress.IPv4Network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not an IPv4 CIDR such as 203.0.113.0/24 ({exc})") from None
+        return cidrs
 
     @field_validator("huggingface_token_secret")
     @classmethod
@@ -80,12 +99,29 @@ class DeploymentSpec(Section):
                 raise ValueError(f"regions[{i}].models: unknown served names {unknown}; defined: {names}")
         if any(r.cloud == "gcp" and r.cluster.mode == "create" for r in self.regions) and not self.gcp_project:
             raise ValueError("gcp_project: required when a gcp region creates its cluster")
+        creating = [r.key for r in self.regions if r.cluster.mode == "create"]
+        if creating and self.api_access_cidrs is None:
+            raise ValueError(
+                f"api_access_cidrs: required because {', '.join(creating)} create their cluster: list the IPv4 "
+                "CIDRs allowed to reach the Kubernetes API (your office or VPN, and where `pulumi up` runs), e.g. "
+                "[203.0.113.0/24]; only [0.0.0.0/0], written out, leaves it open to the internet"
+            )
         self.gateway.check_models(names)
         self.gateway.check_clouds([r.cloud for r in self.regions])
         if self.load_balancer is not None:
             self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)
         return self
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but open something up: the commands and the program print them."""
+        found: list[str] = []
+        if OPEN_TO_ALL in (self.api_access_cidrs or []) and any(r.cluster.mode == "create" for r in self.regions):
+            found.append(
+                f"{CONFIG_KEY}.api_access_cidrs: {OPEN_TO_ALL} lets any address on the internet reach the "
+                "clusters' Kubernetes API (credentials are still required); list your networks instead"
+            )
+        return found
 
     def models_in(self, region: RegionSpec) -> list[ModelSpec]:
         """The models a region serves, in stack order."""

@@ -17,6 +17,7 @@ ACCOUNT_ID = "123456789012"
 """AWS's documentation account ID."""
 DEFAULT_AWS_REGION = "us-east-1"
 GCP_PROJECT = "offline-project"
+GCP_PROJECT_NUMBER = "123456789012"
 FAKE_CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nOFFLINE\n-----END CERTIFICATE-----\n").decode()
 
 _AWS_ID_PREFIX = {
@@ -109,6 +110,8 @@ def _aws(
         }
     elif type_ == "aws:eks/nodeGroup:NodeGroup":
         extra["resources"] = [{"autoscalingGroups": [{"name": f"eks-{resource_name}-{_digest(urn, 8)}"}]}]
+    elif type_ == "aws:ec2/launchTemplate:LaunchTemplate":
+        extra["latestVersion"] = 1
     elif type_ == "aws:ec2/vpc:Vpc":
         extra["defaultSecurityGroupId"] = f"sg-{_digest(urn + 'sg', 17)}"
     elif type_ == "aws:route53/zone:Zone":
@@ -177,6 +180,9 @@ def mock_call(token: str, args: dict[str, Any], provider: dict[str, Any]) -> dic
     if token == "gcp:organizations/getClientConfig:getClientConfig":
         project = str(provider.get("project") or GCP_PROJECT)
         return {"id": project, "project": project, "region": region, "accessToken": "offline-token"}
+    if token == "gcp:organizations/getProject:getProject":
+        project = str(args.get("projectId") or provider.get("project") or GCP_PROJECT)
+        return {"id": f"projects/{project}", "projectId": project, "number": GCP_PROJECT_NUMBER, "name": project}
     if token == "gcp:compute/getZones:getZones":
         gcp_region = str(args.get("region") or provider.get("region") or "us-central1")
         return {"id": gcp_region, "names": [f"{gcp_region}-{zone}" for zone in "abc"]}

@@ -44,4 +44,5 @@ def one_region_stack(*regions: str) -> dict[str, Any]:
             {"cloud": r.split("/")[0], "region": r.split("/")[1], "role": "primary" if i == 0 else "secondary"}
             for i, r in enumerate(listed)
         ],
+        "api_access_cidrs": ["203.0.113.0/24"],
     }

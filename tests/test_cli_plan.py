@@ -31,6 +31,7 @@ def deployment(model: dict[str, Any] | None = None, region: dict[str, Any] | Non
     return {
         "models": [{"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 4}, **(model or {})}],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary", **(region or {})}],
+        "api_access_cidrs": ["203.0.113.0/24"],
     }
 
 
@@ -47,6 +48,16 @@ def test_default_dev_stack_prints_a_table() -> None:
     assert code == 0, err
     assert "stack dev" in out and "us-east-1" in out and "Totals" in out and "fallbacks" in out
     assert "Totals: 1 deployment in 1 region, 1 replica on 1 node (1 GPU)," in " ".join(out.split()), out
+
+
+def test_an_api_open_to_the_internet_plans_with_a_warning_and_a_missing_one_exits_2(tmp_path: Path) -> None:
+    assert "warning" not in run()[2], "the shipped dev stack opens nothing"
+    data = deployment()
+    data["api_access_cidrs"] = ["0.0.0.0/0"]
+    code, _, err = run("--stack-file", str(stack_file(tmp_path, data)))
+    assert code == 0 and "warning: llmfleet:deployment.api_access_cidrs: 0.0.0.0/0 lets any address" in err, err
+    del data["api_access_cidrs"]
+    fails_naming(tmp_path, data, "api_access_cidrs: required because aws-us-east-1 create")
 
 
 def test_prod_stack_json_is_the_documented_contract() -> None:

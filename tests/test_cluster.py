@@ -98,13 +98,28 @@ def _assert_named_under(mocks: RecordingMocks, key: str) -> None:
 
 # --- EKS ---------------------------------------------------------------------------------------
 
+CIDRS = ["203.0.113.0/24"]
+
+
+def _assert_imdsv2_only(mocks: RecordingMocks, group: Any, template_name: str) -> None:
+    """The node group starts from a launch template that requires IMDSv2 tokens with one hop (pods cannot
+    reach the node's credentials) and keeps the group's own AMI type and instance types."""
+    template = next(t for t in _of_type(mocks, "aws:ec2/launchTemplate:LaunchTemplate") if t.name == template_name)
+    assert str(group.inputs["launchTemplate"]["id"]).startswith("lt-"), group.urn
+    metadata = template.inputs["metadataOptions"]
+    assert (metadata["httpTokens"], metadata["httpPutResponseHopLimit"]) == ("required", 1), template.urn
+    assert "imageId" not in template.inputs and "instanceType" not in template.inputs, template.urn
+    assert template.inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
+    assert "diskSize" not in group.inputs, "EKS rejects diskSize beside a launch template"
+    assert group.inputs["launchTemplate"]["version"] == "1"
+
 
 @pulumi.runtime.test
 def test_eks_cluster_network_iam_irsa_and_providers(recording_mocks: RecordingMocks) -> Any:
     provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
     cluster = Cluster(
         "aws-us-east-1",
-        ClusterArgs(kind=ClusterKind.eks, region="us-east-1", kubernetes_version="1.33"),
+        ClusterArgs(kind=ClusterKind.eks, api_access_cidrs=CIDRS, region="us-east-1", kubernetes_version="1.33"),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
     assert cluster.node_role_arn is not None and cluster.oidc_provider_arn is not None
@@ -127,6 +142,16 @@ def test_eks_cluster_network_iam_irsa_and_providers(recording_mocks: RecordingMo
         assert eks.inputs["name"] == "llmfleet-test-aws-us-east-1"
         assert len(eks.inputs["vpcConfig"]["subnetIds"]) == 6
         assert eks.inputs["accessConfig"]["authenticationMode"] == "API"
+        assert eks.inputs["vpcConfig"]["publicAccessCidrs"] == CIDRS, "the API answers the stack's CIDRs only"
+        assert eks.inputs["vpcConfig"]["endpointPrivateAccess"] is True
+        key = _only(mocks, "aws:kms/key:Key")
+        assert key.inputs["enableKeyRotation"] is True
+        encryption = eks.inputs["encryptionConfig"]
+        assert encryption["resources"] == ["secrets"] and encryption["provider"]["keyArn"] == key.outputs["arn"]
+        assert set(eks.inputs["enabledClusterLogTypes"]) >= {"api", "audit", "authenticator"}
+        logs = _only(mocks, "aws:cloudwatch/logGroup:LogGroup")
+        assert logs.inputs["name"] == "/aws/eks/llmfleet-test-aws-us-east-1/cluster", "the group EKS writes to"
+        assert logs.inputs["retentionInDays"] == 90
 
         oidc = _only(mocks, "aws:iam/openIdConnectProvider:OpenIdConnectProvider")
         assert oidc.inputs["clientIdLists"] == ["sts.amazonaws.com"]
@@ -151,6 +176,7 @@ def test_eks_cluster_network_iam_irsa_and_providers(recording_mocks: RecordingMo
 
         system = _only(mocks, "aws:eks/nodeGroup:NodeGroup")
         assert system.inputs["amiType"] == "AL2023_x86_64_STANDARD" and "taints" not in system.inputs
+        _assert_imdsv2_only(mocks, system, "aws-us-east-1-system-lt")
 
         _assert_cloud_provider(mocks, "aws:", provider)
         k8s_provider = _only(mocks, "pulumi:providers:kubernetes")
@@ -170,7 +196,13 @@ def test_eks_explicit_zones_are_used_as_given(recording_mocks: RecordingMocks) -
     zones = ["eu-west-1b", "eu-west-1c"]
     cluster = Cluster(
         "aws-eu-west-1",
-        ClusterArgs(kind=ClusterKind.eks, region="eu-west-1", availability_zones=zones, network_cidr="10.8.0.0/16"),
+        ClusterArgs(
+            kind=ClusterKind.eks,
+            api_access_cidrs=CIDRS,
+            region="eu-west-1",
+            availability_zones=zones,
+            network_cidr="10.8.0.0/16",
+        ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
 
@@ -185,7 +217,12 @@ def test_eks_explicit_zones_are_used_as_given(recording_mocks: RecordingMocks) -
 
 def test_eks_needs_two_zones(recording_mocks: RecordingMocks) -> None:
     with pytest.raises(ValueError, match="2 to 4 zones"):
-        Cluster("aws-x", ClusterArgs(kind=ClusterKind.eks, region="us-east-1", availability_zones=["us-east-1a"]))
+        Cluster(
+            "aws-x",
+            ClusterArgs(
+                kind=ClusterKind.eks, api_access_cidrs=CIDRS, region="us-east-1", availability_zones=["us-east-1a"]
+            ),
+        )
 
 
 def test_subnet_cidrs_do_not_overlap_and_stay_in_the_vpc() -> None:
@@ -211,7 +248,11 @@ def test_gke_cluster_is_vpc_native_with_workload_identity(recording_mocks: Recor
     cluster = Cluster(
         "gcp-us-central1",
         ClusterArgs(
-            kind=ClusterKind.gke, region="us-central1", gcp_project="acme-llm", release_channel=ReleaseChannel.STABLE
+            kind=ClusterKind.gke,
+            region="us-central1",
+            gcp_project="acme-llm",
+            release_channel=ReleaseChannel.STABLE,
+            api_access_cidrs=CIDRS,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
@@ -230,10 +271,27 @@ def test_gke_cluster_is_vpc_native_with_workload_identity(recording_mocks: Recor
         assert gke.inputs["releaseChannel"]["channel"] == "STABLE"
         assert gke.inputs["removeDefaultNodePool"] is True
         assert gke.inputs["privateClusterConfig"]["enablePrivateNodes"] is True
+        authorized = gke.inputs["masterAuthorizedNetworksConfig"]
+        assert [b["cidrBlock"] for b in authorized["cidrBlocks"]] == CIDRS
+        assert authorized["gcpPublicCidrsAccessEnabled"] is False
+        key = _only(mocks, "gcp:kms/cryptoKey:CryptoKey")
+        assert key.inputs["rotationPeriod"] == "7776000s"
+        encryption = gke.inputs["databaseEncryption"]
+        assert encryption["state"] == "ENCRYPTED" and encryption["keyName"].endswith("/cryptoKeys/kubernetes-secrets")
+        grant = _only(mocks, "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+        assert grant.inputs["member"].endswith("@container-engine-robot.iam.gserviceaccount.com")
+        assert grant.inputs["cryptoKeyId"] == encryption["keyName"], "the GKE service agent may use that key"
+        assert "APISERVER" in gke.inputs["loggingConfig"]["enableComponents"]
+        account = _only(mocks, "gcp:serviceaccount/account:Account")
+        role = _only(mocks, "gcp:projects/iAMMember:IAMMember")
+        assert role.inputs["role"] == "roles/container.defaultNodeServiceAccount"
+        assert role.inputs["member"] == f"serviceAccount:{account.outputs['email']}"
+        assert gke.inputs["nodeConfig"]["serviceAccount"] == account.outputs["email"], "not the default account"
         _only(mocks, "gcp:compute/routerNat:RouterNat")  # private nodes still reach HuggingFace
         system = _only(mocks, "gcp:container/nodePool:NodePool")
         assert "guestAccelerators" not in system.inputs["nodeConfig"] and "taints" not in system.inputs["nodeConfig"]
         assert system.inputs["nodeConfig"]["workloadMetadataConfig"]["mode"] == "GKE_METADATA"
+        assert system.inputs["nodeConfig"]["serviceAccount"] == account.outputs["email"]
         _assert_cloud_provider(mocks, "gcp:", provider)
         k8s_provider = _only(mocks, "pulumi:providers:kubernetes")
         assert ("kubeconfig",) in k8s_provider.secret_paths
@@ -246,11 +304,17 @@ def test_gke_cluster_is_vpc_native_with_workload_identity(recording_mocks: Recor
 
 def test_gke_needs_a_project_and_a_short_name(recording_mocks: RecordingMocks) -> None:
     with pytest.raises(ValueError, match="gcp_project"):
-        Cluster("gcp-a", ClusterArgs(kind=ClusterKind.gke, region="us-central1"))
+        Cluster("gcp-a", ClusterArgs(kind=ClusterKind.gke, api_access_cidrs=CIDRS, region="us-central1"))
     with pytest.raises(ValueError, match="40 characters"):
         Cluster(
             "gcp-b",
-            ClusterArgs(kind=ClusterKind.gke, region="us-central1", gcp_project="p", cluster_name="x" * 41),
+            ClusterArgs(
+                kind=ClusterKind.gke,
+                api_access_cidrs=CIDRS,
+                region="us-central1",
+                gcp_project="p",
+                cluster_name="x" * 41,
+            ),
         )
 
 
@@ -308,7 +372,7 @@ def test_eks_enforces_network_policies_before_any_node_or_workload(recording_moc
     provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
     cluster = Cluster(
         "aws-us-east-1",
-        ClusterArgs(kind=ClusterKind.eks, region="us-east-1"),
+        ClusterArgs(kind=ClusterKind.eks, api_access_cidrs=CIDRS, region="us-east-1"),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
 
@@ -343,7 +407,7 @@ def test_eks_model_cache_binds_to_a_default_gp3_class_with_the_ebs_driver(record
         provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
         cluster = Cluster(
             "aws-us-east-1",
-            ClusterArgs(kind=ClusterKind.eks, region="us-east-1"),
+            ClusterArgs(kind=ClusterKind.eks, api_access_cidrs=CIDRS, region="us-east-1"),
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
         assert cluster.storage_class is not None
@@ -394,7 +458,7 @@ def test_gke_enforces_network_policies_and_its_default_class_serves_the_cache(re
         provider = gcp.Provider("gcp-us-central1-gcp", project="acme-llm", region="us-central1")
         cluster = Cluster(
             "gcp-us-central1",
-            ClusterArgs(kind=ClusterKind.gke, region="us-central1", gcp_project="acme-llm"),
+            ClusterArgs(kind=ClusterKind.gke, api_access_cidrs=CIDRS, region="us-central1", gcp_project="acme-llm"),
             opts=pulumi.ResourceOptions(providers=[provider]),
         )
         assert cluster.storage_class is None, "GKE brings its own default class"
@@ -494,13 +558,21 @@ def test_eks_pool_device_plugin_follows_the_ami(recording_mocks: RecordingMocks)
         groups = {r.name: r.inputs for r in _of_type(recording_mocks, "aws:eks/nodeGroup:NodeGroup")}
         chat = groups["aws-us-east-1-chat-pool-nodegroup"]
         assert chat["capacityType"] == "SPOT" and chat["instanceTypes"] == ["g6e.xlarge", "g6e.2xlarge", "g6e.4xlarge"]
+        assert chat["amiType"] == "AL2023_x86_64_NVIDIA", "the plan's GPU AMI, not one from the launch template"
+        group = next(
+            g
+            for g in _of_type(recording_mocks, "aws:eks/nodeGroup:NodeGroup")
+            if g.name.endswith("chat-pool-nodegroup")
+        )
+        _assert_imdsv2_only(recording_mocks, group, "aws-us-east-1-chat-pool-lt")
         (plugin,) = [r.inputs for r in _of_type(recording_mocks, "kubernetes:helm.sh/v3:Release")]
         assert plugin["version"] == DEVICE_PLUGIN_VERSION
         # The plugin runs on this pool's nodes only, and tolerates their taint.
         assert plugin["values"]["nodeSelector"].items() <= chat["labels"].items()
         assert {t["key"] for t in plugin["values"]["tolerations"]} == {t["key"] for t in chat["taints"]}
 
-    return al2023.device_plugin.urn.apply(check)
+    pools = [p.urn for p in [*al2023.pools, *bottlerocket.pools]]  # registered once their launch templates are
+    return pulumi.Output.all(al2023.device_plugin.urn, *pools).apply(check)
 
 
 @pulumi.runtime.test
@@ -525,6 +597,13 @@ def test_existing_cluster_pool_creates_nothing(recording_mocks: RecordingMocks) 
 def test_pool_inputs_are_checked(recording_mocks: RecordingMocks) -> None:
     with pytest.raises(ValueError, match="node_role_arn and subnet_ids"):
         _pool_on_eks(make_plan(), node_role_arn=None)
+    gke_plan = make_plan(cloud="gcp", region="us-central1", gpu="L4", accelerator="nvidia-l4", ami_type=None)
+    with pytest.raises(ValueError, match="node_service_account"):
+        GpuNodePool(
+            "gcp-x", GpuNodePoolArgs(deployment=gke_plan, cluster_name="c1", kind=ClusterKind.gke, location="l")
+        )
+    with pytest.raises(ValueError, match="api_access_cidrs: required"):
+        Cluster("aws-y", ClusterArgs(kind=ClusterKind.eks, region="us-east-1"))
     with pytest.raises(PlanningError, match=r"0 <= min \(3\) <= nodes \(2\)"):
         node_counts(make_plan(min_replicas=3))
     plan = make_plan(cloud="gcp", region="us-central1", gpu="H100", accelerator="nvidia-h100-80gb")
@@ -552,7 +631,13 @@ def test_gke_fallback_with_another_gpu_gets_its_own_pool_and_label(recording_moc
     )
     pool = GpuNodePool(
         "gcp-us-central1-chat-pool",
-        GpuNodePoolArgs(deployment=plan, cluster_name="c1", kind=ClusterKind.gke, location="us-central1"),
+        GpuNodePoolArgs(
+            deployment=plan,
+            cluster_name="c1",
+            kind=ClusterKind.gke,
+            location="us-central1",
+            node_service_account="nodes@p.iam.gserviceaccount.com",
+        ),
     )
     assert pool.node_selector == {"llmfleet.dev/model": "chat"}, "the selector must match every fallback pool"
 
@@ -565,5 +650,6 @@ def test_gke_fallback_with_another_gpu_gets_its_own_pool_and_label(recording_moc
             ("a3-highgpu-2g", "nvidia-h100-80gb", "h100"),
         ]
         assert all(pool.node_selector.items() <= c["labels"].items() for c in configs)
+        assert {c["serviceAccount"] for c in configs} == {"nodes@p.iam.gserviceaccount.com"}, "never the default"
 
     return pulumi.Output.all(*[p.urn for p in pool.pools]).apply(check)

@@ -14,6 +14,7 @@ def minimal(**changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "models": [{"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}}],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
+        "api_access_cidrs": ["203.0.113.0/24"],
     }
     spec.update(changes)
     return spec
@@ -75,6 +76,25 @@ def test_region_model_subset_must_exist() -> None:
 def test_gcp_cluster_needs_project() -> None:
     regions = [{"cloud": "gcp", "region": "us-central1", "role": "primary"}]
     assert "gcp_project" in error_of(minimal(regions=regions))
+
+
+def test_created_clusters_need_api_access_cidrs_and_0_0_0_0_only_when_written_with_a_warning() -> None:
+    spec = minimal()
+    del spec["api_access_cidrs"]
+    message = error_of(spec)
+    assert "llmfleet:deployment: api_access_cidrs: required because aws-us-east-1 create" in message
+    assert "0.0.0.0/0" in message, "says how to open it on purpose"
+    assert "api_access_cidrs[0]" not in message
+    assert "is not an IPv4 CIDR" in error_of(minimal(api_access_cidrs=["10.0.0.1/8"]))
+    assert "is not an IPv4 CIDR" in error_of(minimal(api_access_cidrs=["2001:db8::/32"]))
+    assert "at least 1 item" in error_of(minimal(api_access_cidrs=[]))
+    assert parse_deployment(minimal(), "t").warnings() == []
+    warnings = parse_deployment(minimal(api_access_cidrs=["0.0.0.0/0"]), "t").warnings()
+    assert len(warnings) == 1 and "api_access_cidrs: 0.0.0.0/0 lets any address" in warnings[0]
+    existing = [{"cloud": "local", "region": "local", "role": "primary", "cluster": {"mode": "existing"}}]
+    spec = minimal(regions=existing)
+    del spec["api_access_cidrs"]
+    assert parse_deployment(spec, "t").api_access_cidrs is None, "an existing cluster's API is not ours to open"
 
 
 def test_local_cloud_needs_existing_cluster() -> None:

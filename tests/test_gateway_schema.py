@@ -16,6 +16,7 @@ def stack(**gateway: Any) -> dict[str, Any]:
             {"name": "code", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}},
         ],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
+        "api_access_cidrs": ["203.0.113.0/24"],
         "gateway": gateway,
     }
 

@@ -426,6 +426,7 @@ def stack(model: dict[str, Any]) -> dict[str, Any]:
     return {
         "models": [{**base, **model}],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
+        "api_access_cidrs": ["203.0.113.0/24"],
     }
 
 

@@ -68,6 +68,15 @@ class ClusterArgs:
     system_max_nodes: int = 4
     """System pool ceiling (total over zones)."""
 
+    api_access_cidrs: Sequence[str] | None = None
+    """eks/gke (required): IPv4 CIDRs allowed to reach the Kubernetes API's public endpoint (EKS
+    `publicAccessCidrs`, GKE master authorized networks). Nodes reach it privately either way. List your
+    networks and wherever `pulumi up` runs; `["0.0.0.0/0"]` opens it to the internet."""
+
+    log_retention_days: int = 90
+    """eks: days CloudWatch keeps the control plane's logs (api, audit, authenticator, controller manager,
+    scheduler)."""
+
     deletion_protection: bool = True
     """Refuse to delete the cluster (EKS and GKE); set False for throwaway stacks."""
 

@@ -51,6 +51,8 @@ class Cluster(pulumi.ComponentResource):
     """gke: the VPC network id."""
     location: pulumi.Output[str] | None
     """gke: the cluster's location (its region); GPU node pools use it."""
+    node_service_account: pulumi.Output[str] | None
+    """gke: email of the nodes' dedicated least-privilege service account; GPU node pools run as it."""
     node_prerequisites: list[pulumi.Resource]
     """What nodes need before they can join (eks: the node role's policies and the NAT route, else a node
     group fails with NodeCreationFailure; the VPC CNI add-on, so pods start under the network policy agent).
@@ -64,7 +66,7 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.kind = args.kind
         self.node_role_arn = self.private_subnet_ids = self.oidc_provider_arn = self.oidc_issuer = None
-        self.network = self.location = None
+        self.network = self.location = self.node_service_account = None
         self.node_prerequisites = []
         self.storage_class = None
         # What every Kubernetes workload waits for, through the provider (see below).
@@ -87,6 +89,8 @@ class Cluster(pulumi.ComponentResource):
             self.kubeconfig = gke.kubeconfig
             self.network = gke.network
             self.location = gke.location
+            self.node_service_account = gke.node_service_account
+            self.node_prerequisites = gke.node_prerequisites
             workload_prerequisites = [gke.system_pool]
         else:
             self.cluster_name = pulumi.Output.from_input(args.cluster_name or name)

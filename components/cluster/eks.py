@@ -20,11 +20,52 @@ from components.cluster.kubeconfig import eks_kubeconfig
 MIN_ZONES = 2  # EKS rejects a cluster whose subnets span fewer than two zones.
 MAX_ZONES = 4  # private subnets take one eighth of the VPC each; the last eighth holds the public ones
 DEFAULT_SYSTEM_INSTANCE_TYPE = "m6i.xlarge"  # 4 vCPU / 16 GiB: room for KEDA, Envoy and Prometheus
+SYSTEM_DISK_GIB = 50
 SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
+
+CONTROL_PLANE_LOGS = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+"""Every control-plane log type EKS offers, sent to CloudWatch (`audit`: who did what through the API)."""
 
 # AWS managed policies (commercial partition): what the control plane and the nodes need.
 CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+
+
+ROOT_DEVICE = "/dev/xvda"
+"""Root volume of the AL2023 EKS AMIs (standard and NVIDIA): where images and container layers live."""
+IMDS_HOP_LIMIT = 1
+"""IMDSv2 answers only the node itself: a pod's packets take one more hop and never get the node role's
+credentials (pods that need AWS APIs use IRSA)."""
+
+
+def node_launch_template(
+    name: str, disk_gib: int, tags: Mapping[str, str], opts: pulumi.ResourceOptions
+) -> aws.ec2.LaunchTemplate:
+    """What a managed node group cannot set itself: IMDSv2 only, hop limit 1, and an encrypted gp3 root
+    volume. No AMI and no instance type here, so the node group keeps its `ami_type` (the plan's GPU AMI)
+    and its `instance_types` (the plan's type and fallbacks); with a launch template the group must not
+    set `disk_size` either (EKS CreateNodegroup)."""
+    return aws.ec2.LaunchTemplate(
+        name,
+        metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+            http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=IMDS_HOP_LIMIT
+        ),
+        block_device_mappings=[
+            aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=ROOT_DEVICE,
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=disk_gib, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                ),
+            )
+        ],
+        update_default_version=True,
+        tags=dict(tags),
+        opts=opts,
+    )
+
+
+def launch_template_ref(template: aws.ec2.LaunchTemplate) -> aws.eks.NodeGroupLaunchTemplateArgs:
+    return aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str))
 
 
 @dataclass(frozen=True)
@@ -170,10 +211,45 @@ def _network(
     return private, public, private_routes
 
 
+def _secrets_key(name: str, cluster_name: str, tags: Mapping[str, str], child: pulumi.ResourceOptions) -> aws.kms.Key:
+    """A customer-managed key for envelope encryption of the cluster's Secrets: rotated yearly, and
+    revocable by the account (EKS's default encryption uses a key AWS owns). The default key policy
+    (the account administers it) lets the principal running `pulumi up` grant EKS its use."""
+    return aws.kms.Key(
+        f"{name}-secrets-key",
+        description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {cluster_name}",
+        enable_key_rotation=True,
+        deletion_window_in_days=30,
+        tags=dict(tags),
+        opts=child,
+    )
+
+
+def _control_plane_logs(
+    name: str, args: ClusterArgs, cluster_name: str, child: pulumi.ResourceOptions
+) -> aws.cloudwatch.LogGroup:
+    """The log group EKS writes to (its fixed name), created first so it has a retention: EKS would
+    create one that keeps logs forever."""
+    return aws.cloudwatch.LogGroup(
+        f"{name}-control-plane-logs",
+        name=f"/aws/eks/{cluster_name}/cluster",
+        retention_in_days=args.log_retention_days,
+        tags=dict(args.tags),
+        opts=child,
+    )
+
+
 def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.ResourceOptions) -> EksParts:
     """Everything an EKS region needs before GPU pools can join it. `child` carries parent=the Cluster."""
+    if not args.api_access_cidrs:
+        raise ValueError(
+            "ClusterArgs.api_access_cidrs: required for an EKS cluster: the CIDRs allowed to reach its API "
+            "(['0.0.0.0/0'] opens it to the internet)"
+        )
     private, public, private_routes = _network(name, args, cluster_name, child)
     tags = dict(args.tags)
+    secrets_key = _secrets_key(name, cluster_name, tags, child)
+    logs = _control_plane_logs(name, args, cluster_name, child)
     cluster_role, cluster_policies = _role(f"{name}-cluster-role", "eks.amazonaws.com", CLUSTER_POLICIES, tags, child)
     node_role, node_policies = _role(f"{name}-node-role", "ec2.amazonaws.com", NODE_POLICIES, tags, child)
 
@@ -184,9 +260,15 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         version=args.kubernetes_version,
         vpc_config=aws.eks.ClusterVpcConfigArgs(
             subnet_ids=[s.id for s in [*private, *public]],
+            # Nodes reach the API inside the VPC; from outside, only the stack's CIDRs.
             endpoint_private_access=True,
             endpoint_public_access=True,
+            public_access_cidrs=list(args.api_access_cidrs),
         ),
+        encryption_config=aws.eks.ClusterEncryptionConfigArgs(
+            resources=["secrets"], provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=secrets_key.arn)
+        ),
+        enabled_cluster_log_types=list(CONTROL_PLANE_LOGS),
         # Access entries (not the aws-auth ConfigMap): managed node groups register their role
         # themselves, and whoever runs `pulumi up` becomes cluster admin.
         access_config=aws.eks.ClusterAccessConfigArgs(
@@ -194,7 +276,7 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         ),
         deletion_protection=args.deletion_protection,
         tags=tags,
-        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*cluster_policies])),
+        opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*cluster_policies, logs])),
     )
 
     # IRSA: pods' service accounts assume IAM roles through the cluster's OIDC issuer. IAM fetches
@@ -207,6 +289,7 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
     vpc_cni = network_policy_addon(name, cluster.name, tags, child)
     node_prerequisites: list[pulumi.Resource] = [*node_policies, private_routes, vpc_cni]
 
+    system_template = node_launch_template(f"{name}-system-lt", SYSTEM_DISK_GIB, tags, child)
     system_pool = aws.eks.NodeGroup(
         f"{name}-system",
         cluster_name=cluster.name,
@@ -214,6 +297,7 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         subnet_ids=[s.id for s in private],
         ami_type=SYSTEM_AMI_TYPE,
         instance_types=[args.system_machine_type or DEFAULT_SYSTEM_INSTANCE_TYPE],
+        launch_template=launch_template_ref(system_template),
         scaling_config=aws.eks.NodeGroupScalingConfigArgs(
             min_size=args.system_min_nodes, desired_size=args.system_min_nodes, max_size=args.system_max_nodes
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from typing import Annotated
 
@@ -129,6 +130,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Size every (region, model) of a stack: GPU, instance, parallelism, replicas, memory and cost."""
         name, spec = load_stack(stack, stack_file)
+        for warning in spec.warnings():
+            print(f"warning: {warning}", file=sys.stderr)
         base_dir = stack_file.resolve().parent if stack_file is not None else None
         result = build_plan(name, spec, base_dir)
         if output is OutputFormat.JSON:

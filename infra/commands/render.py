@@ -23,6 +23,7 @@ import typer
 import yaml
 
 from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
+from infra.config import load_stack
 from infra.errors import UsageError
 from infra.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
 from infra.validate import is_custom_kind, validate_manifest
@@ -149,6 +150,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the program offline (Pulumi mocks, no cloud) and write every object it would create, validated."""
         check_out_dir(out)  # before the program runs, so a wrong --out fails at once
+        for warning in load_stack(stack, stack_file)[1].warnings():
+            print(f"warning: {warning}", file=sys.stderr)
         try:
             run = run_program(stack, stack_file)
         except OfflineProgramError as exc:
