@@ -76,6 +76,7 @@ def _plan(tmp_path: Path, load: dict[str, Any], *args: str) -> tuple[int, str]:
     stack = {
         "models": [{"name": "chat", "model": "llama-3.1-8b", "load": load}],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
+        "api_access_cidrs": ["203.0.113.0/24"],
     }
     path = tmp_path / "Pulumi.test.yaml"
     path.write_text(yaml.safe_dump({"config": {"llmfleet:deployment": stack}}))
