@@ -56,6 +56,17 @@ def validate_manifest(obj: dict[str, Any]) -> list[str]:
     return sorted(problems)
 
 
+def validate_against_crd(obj: dict[str, Any], crd_file: Path) -> list[str]:
+    """Problems of one custom resource against one CRD file (e.g. another release's), as validate_manifest."""
+    crd = _load_crd(crd_file)
+    label = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name', '<unnamed>')}"
+    version = str(obj.get("apiVersion", "")).rpartition("/")[2]
+    validator = _version_validator(crd, version) if crd["spec"]["names"]["kind"] == obj.get("kind") else None
+    if validator is None:
+        return [f"{label}: {crd_file.name} does not define {obj.get('apiVersion')} {obj.get('kind')}"]
+    return sorted(f"{label}: {line}" for error in validator.iter_errors(obj) for line in _describe(error))
+
+
 def is_custom_kind(api_version: str, kind: str) -> bool:
     """True when a vendored CRD defines this apiVersion/kind."""
     return _crd_validator(api_version, kind) is not None
@@ -141,10 +152,14 @@ def _crd_validator(api_version: str, kind: str) -> Validator | None:
         crd = _load_crd(path)
         if crd["spec"]["names"]["kind"] != kind:
             continue
-        for entry in crd["spec"]["versions"]:
-            if entry["name"] == version:
-                schema = _to_json_schema(copy.deepcopy(entry["schema"]["openAPIV3Schema"]))
-                return jsonschema.Draft7Validator(schema)
+        return _version_validator(crd, version)
+    return None
+
+
+def _version_validator(crd: Schema, version: str) -> Validator | None:
+    for entry in crd["spec"]["versions"]:
+        if entry["name"] == version:
+            return jsonschema.Draft7Validator(_to_json_schema(copy.deepcopy(entry["schema"]["openAPIV3Schema"])))
     return None
 
 

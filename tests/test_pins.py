@@ -23,6 +23,11 @@ def test_every_kind_has_rows_and_every_row_cites_its_upstream_release() -> None:
             assert pin.source.commit or pin.source.url, f"{kind.value}.{pin.id}: cite the tag's commit or a URL"
 
 
+def test_a_charts_release_tag_names_its_version() -> None:
+    for pin in pins.table().charts:
+        assert pin.source.tag.endswith(pin.version.removeprefix("v")), f"{pin.id}: {pin.source.tag} vs {pin.version}"
+
+
 def test_images_of_an_engine_carry_its_release() -> None:
     for pin in pins.table().images:
         if pin.engine:
