@@ -279,3 +279,29 @@ def test_latency_points_are_built_from_the_catalog(catalog: Catalog) -> None:
         assert point.work.weight_bytes == mem.weight_bytes(arch, source.quantization)
         assert point.device.bandwidth_gb_s == catalog.gpus[source.gpu].bandwidth_gb_s
         assert point.device.count == source.tensor_parallel
+
+
+# --- llama.cpp (CUDA) -------------------------------------------------------------------------------
+
+
+def test_llama_cpp_buffers_match_the_logged_ones() -> None:
+    """The planner's llama.cpp model against what llama.cpp's CUDA backend printed: the KV buffer exactly (f16 K
+    and V of every layer for n_ctx tokens) and the compute buffer (the f32 logits of one ubatch) within 5%."""
+    from components.sizing.planner import LLAMA_CPP_LOGIT_BYTES
+
+    catalog = load_catalog()
+    assert catalog.llamacpp_calibration
+    for point in catalog.llamacpp_calibration:
+        kv = point.n_ctx * 2 * point.layers * point.n_embd_k_gqa * 2
+        assert kv / 2**20 == point.reported_kv_buffer_mib, point.id
+        compute = point.n_ubatch * point.n_vocab * LLAMA_CPP_LOGIT_BYTES / 2**20
+        error = (compute - point.reported_compute_buffer_mib) / point.reported_compute_buffer_mib
+        print(f"{point.id}: compute buffer {compute:.1f} MiB modelled, {point.reported_compute_buffer_mib} logged")
+        assert abs(error) < 0.05, (point.id, error)
+    known = catalog.models["qwen2.5-7b"].architecture
+    (seven_b,) = [p for p in catalog.llamacpp_calibration if p.model == "qwen2.5-7b"]
+    assert (seven_b.layers, seven_b.n_embd_k_gqa, seven_b.n_vocab) == (
+        known.layers,
+        known.kv_heads * known.head_dim,
+        known.vocab_size,
+    )

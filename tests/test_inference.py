@@ -338,6 +338,14 @@ def test_llama_cpp_serves_gguf_on_cpu() -> None:
     )
 
 
+def test_llama_cpp_on_a_gpu_runs_the_pinned_cuda_image() -> None:
+    """A GGUF plan on a GPU type (the planner chooses them now) runs the CUDA image row of the pins table."""
+    from components import pins
+
+    default = gguf_plan(gpu="H100", gpus_per_node=1, gpus_per_replica=1, engine_version=pins.engine("llama.cpp"))
+    assert container(serve(default), "tiny")["image"] == pins.image("llama.cpp-server-cuda")
+
+
 def test_llama_cpp_on_a_pinned_gpu_uses_the_cuda_image() -> None:
     server = container(serve(gguf_plan(gpu="L4", gpus_per_node=1, gpus_per_replica=1)), "tiny")
     assert server["image"] == "ghcr.io/ggml-org/llama.cpp:server-cuda-b6500"

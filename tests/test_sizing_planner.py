@@ -354,3 +354,39 @@ def test_higher_load_never_needs_fewer_gpus() -> None:
 
     check()
     assert_mostly_planned(tally)
+
+
+# --- GGUF on GPUs (llama.cpp's CUDA server) ----------------------------------------------------------
+
+
+def test_a_70b_gguf_fits_on_one_large_gpu_with_llama_cpp() -> None:
+    """Llama 3.1 70B q4_k_m (a 43 GB file) used to fit nowhere: CPU types are too slow for the SLO. llama.cpp's CUDA
+    server holds it on one 80 GB GPU; the split stays inside the GPU and the KV cache holds a full-context request."""
+    chosen = plan(request("llama-3.1-70b", Quantization.Q4_K_M))
+    assert chosen.engine == "llama.cpp" and chosen.gpu is not None
+    assert chosen.gpus_per_replica == 1 and chosen.tensor_parallel == 1
+    m = chosen.memory
+    assert m.weights_gib_per_gpu == pytest.approx(70.55e9 * 4.89 / 8 / mem.GIB, abs=0.01)  # the GGUF file's bytes
+    assert m.weights_gib_per_gpu + m.activation_gib_per_gpu + m.kv_cache_gib_per_gpu <= m.budget_gib_per_gpu + 0.01
+    assert m.budget_gib_per_gpu <= m.gpu_total_gib
+    assert chosen.kv_cache_tokens_per_replica >= chosen.max_model_len
+
+
+def test_gguf_stays_on_cpu_where_cpu_is_cheaper_and_meets_the_slo() -> None:
+    chosen = plan(
+        request("qwen2.5-0.5b", Quantization.Q4_K_M, max_model_len=2048, load=ConcurrencyLoad(concurrent_sequences=2))
+    )
+    assert chosen.gpu is None and chosen.engine == "llama.cpp"
+    assert any(r.option.startswith("L4 x1") or r.option.startswith("A10G x1") for r in chosen.rejected)
+
+
+def test_gguf_hints_never_suggest_the_quantization_already_chosen() -> None:
+    """405B q4_k_m fits on no single GPU of us-east-1: the fix names more memory or a shorter context, not q4_k_m."""
+    with pytest.raises(PlanningError) as refused:
+        plan(request("llama-3.1-405b", Quantization.Q4_K_M, max_model_len=4096))
+    message = str(refused.value)
+    assert "q4_k_m)" not in message and "(q4_k_m" not in message, message
+    assert "a GPU with more memory" in message or "a CPU type with more RAM" in message, message
+    with pytest.raises(PlanningError) as refused:
+        plan(request("llama-3.1-405b", Quantization.Q8_0, max_model_len=4096))
+    assert "smaller GGUF quantization (q5_k_m or q4_k_m)" in str(refused.value)

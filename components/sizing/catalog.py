@@ -189,6 +189,22 @@ class KvCalibrationPoint(Entry):
     source: Source
 
 
+class LlamaCppCalibrationPoint(Entry):
+    """The KV and compute buffers llama.cpp's CUDA backend printed at start-up, with the shapes behind them."""
+
+    id: str
+    model: str
+    gpu: str
+    n_ctx: int = Field(gt=0, description="KV cache tokens (all slots).")
+    n_ubatch: int = Field(gt=0)
+    layers: int = Field(gt=0)
+    n_embd_k_gqa: int = Field(gt=0, description="K (and V) width per layer: KV heads x head_dim.")
+    n_vocab: int = Field(gt=0)
+    reported_kv_buffer_mib: float
+    reported_compute_buffer_mib: float
+    source: Source
+
+
 class ThroughputCalibrationPoint(Entry):
     """A published decode measurement: inter-token latency at a concurrency, or offline tokens/s."""
 
@@ -211,6 +227,7 @@ class Catalog(Entry):
     instances: dict[str, InstanceEntry] = Field(description="Keyed by instance/machine type.")
     kv_calibration: list[KvCalibrationPoint]
     throughput_calibration: list[ThroughputCalibrationPoint]
+    llamacpp_calibration: list[LlamaCppCalibrationPoint]
     prices: PriceTable
 
     def region_prices(self, instance: InstanceEntry) -> dict[str, RegionPrice] | None:
@@ -270,6 +287,7 @@ def load_catalog() -> Catalog:
         gpus={g.id: g for g in gpus},
         instances={i.type: i for i in instances},
         prices=prices,
+        llamacpp_calibration=[LlamaCppCalibrationPoint.model_validate(e) for e in _read("calibration_llamacpp.yaml")],
         kv_calibration=[KvCalibrationPoint.model_validate(e) for e in _read("calibration_kv.yaml")],
         throughput_calibration=[
             ThroughputCalibrationPoint.model_validate(e) for e in _read("calibration_throughput.yaml")

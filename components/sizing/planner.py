@@ -31,13 +31,19 @@ MAX_PIPELINE_STAGES = 4
 """Nodes one replica may span (beyond that, inter-node latency dominates)."""
 FALLBACKS_LISTED = 3
 
-# llama.cpp serving (CPU, or one pinned GPU): the whole RAM minus what the node keeps for itself.
+# llama.cpp serving (GGUF): on a CPU type the whole RAM minus what the node keeps for itself; on a GPU type one
+# GPU per replica (llama.cpp's CUDA server, every layer offloaded).
 CPU_RAM_USABLE_FRACTION = 0.9
 NODE_RESERVED_GIB = 1.0
 """kubelet, the OS and system pods on a CPU node."""
 LLAMA_CPP_UBATCH = 512
 """llama.cpp's default physical batch (n_ubatch): sizes its compute buffer."""
+LLAMA_CPP_LOGIT_BYTES = 4
+"""The compute buffer holds the f32 logits of one ubatch: n_ubatch x n_vocab x 4 bytes. Two llama.cpp CUDA logs
+(data/calibration_llamacpp.yaml) print 300.75 and 304 MiB where this gives 296.8 and 297.0 MiB."""
 LLAMA_CPP_RUNTIME_GIB = 0.5
+"""What llama.cpp does not log: the CUDA context and cuBLAS workspaces on a GPU, the process and its buffers on a
+CPU. An assumption (vLLM's logs put the CUDA part at 0.15-0.55 GiB), not calibrated."""
 CPU_TFLOPS_PER_VCPU = 0.1
 """Peak dense arithmetic per vCPU (AVX-512 / AMX class cores; unverified)."""
 GPU_MEMORY_FRACTION_LLAMA_CPP = 0.95
@@ -125,7 +131,20 @@ MORE_MEMORY_FIX = (
     "more memory per replica: larger GPUs (the region's allowed_gpus, overrides.gpu), fewer bytes per weight "
     "(quantization fp8, awq or gptq), kv_cache_dtype fp8, or a shorter max_model_len"
 )
-MORE_RAM_FIX = "a CPU type with more RAM, a smaller GGUF quantization (q4_k_m), or a shorter max_model_len"
+
+
+def smaller_gguf(quantization: Quantization) -> list[str]:
+    """GGUF formats with fewer bits per weight than `quantization` (a hint never suggests the one already chosen)."""
+    ladder = [Quantization.Q8_0, Quantization.Q5_K_M, Quantization.Q4_K_M]
+    return [q.value for q in ladder[ladder.index(quantization) + 1 :]] if quantization in ladder else []
+
+
+def more_room_fix(quantization: Quantization, gpu: bool) -> str:
+    """What would make a GGUF replica fit: more memory, fewer bits per weight (only smaller ones), a shorter context."""
+    smaller = smaller_gguf(quantization)
+    bits = f", a smaller GGUF quantization ({' or '.join(smaller)})" if smaller else ""
+    room = "a GPU with more memory (allowed_gpus, overrides.gpu)" if gpu else "a CPU type with more RAM"
+    return f"{room}{bits}, or a shorter max_model_len"
 
 
 def quantization_problem(quantization: Quantization, option: Option) -> str | None:
@@ -167,10 +186,18 @@ class Planner:
     # --- the options -------------------------------------------------------------------------------
 
     def serves_on_cpu(self) -> bool:
+        """GGUF may run on CPU types (llama.cpp's CPU server) unless a GPU is pinned."""
         if not self.model.quantization.is_gguf or self.pins.gpu:
             return False
         pinned = self.catalog.instances.get(self.pins.instance_type or "")
         return pinned is None or pinned.gpu is None
+
+    def gpu_allowed(self, instance: InstanceEntry) -> bool:
+        return (
+            instance.gpu is not None
+            and (self.pins.gpu is None or instance.gpu == self.pins.gpu)
+            and (self.region.allowed_gpus is None or instance.gpu in self.region.allowed_gpus)
+        )
 
     def instances(self) -> list[InstanceEntry]:
         """The region's instance types this model may use, pins and allowed_gpus applied."""
@@ -180,14 +207,9 @@ class Planner:
                 continue
             if self.pins.instance_type:
                 found.append(instance)  # a pinned type is checked (and explained) even if off-profile
-            elif self.serves_on_cpu():
-                if instance.gpu is None and instance.memory_bandwidth_gb_s:
-                    found.append(instance)
-            elif (
-                instance.gpu is not None
-                and (self.pins.gpu is None or instance.gpu == self.pins.gpu)
-                and (self.region.allowed_gpus is None or instance.gpu in self.region.allowed_gpus)
-            ):
+            elif self.serves_on_cpu() and instance.gpu is None and instance.memory_bandwidth_gb_s:
+                found.append(instance)  # GGUF: CPU types compete with GPU types on price within the SLO
+            elif self.gpu_allowed(instance):
                 found.append(instance)
         return found
 
@@ -254,14 +276,15 @@ class Planner:
         return sized, settings
 
     def llama_cpp_memory(self, option: Option) -> tuple[mem.ReplicaMemory, mem.EngineSettings]:
-        """llama.cpp holds the weights, a KV cache for its slots and a compute buffer in RAM (or one GPU)."""
+        """llama.cpp holds the GGUF file's weights, a KV cache for its slots (f16) and a compute buffer (the logits of
+        one ubatch) in RAM, or all of it on one GPU; plus what it does not log (LLAMA_CPP_RUNTIME_GIB)."""
         if option.gpu is not None:
             total_gib, fraction, reserved = option.gpu.memory_gib, GPU_MEMORY_FRACTION_LLAMA_CPP, 0.0
         else:
             total_gib, fraction, reserved = option.instance.ram_gib, CPU_RAM_USABLE_FRACTION, NODE_RESERVED_GIB
         budget = total_gib * mem.GIB * fraction - reserved * mem.GIB
         weights = mem.weight_bytes(self.arch, self.model.quantization)
-        compute = mem.activation_peak_bytes(self.arch, LLAMA_CPP_UBATCH, 1, 1) + LLAMA_CPP_RUNTIME_GIB * mem.GIB
+        compute = LLAMA_CPP_UBATCH * self.arch.vocab_size * LLAMA_CPP_LOGIT_BYTES + LLAMA_CPP_RUNTIME_GIB * mem.GIB
         kv_cache = max(0.0, budget - weights - compute)
         per_token = mem.kv_bytes_per_token_per_gpu(self.arch, self.model.kv_cache_dtype, 1)
         sized = mem.ReplicaMemory(
@@ -319,7 +342,9 @@ class Planner:
                 f"{(overheads - sized.weights) / mem.GIB:.1f}), budget gives {sized.budget / mem.GIB:.1f}"
                 if option.gpu
                 else f"needs {(overheads + need) / mem.GIB:.1f} GiB of RAM, {sized.budget / mem.GIB:.1f} usable",
-                MORE_MEMORY_FIX if option.gpu else MORE_RAM_FIX,
+                MORE_MEMORY_FIX
+                if option.gpu and self.model.engine is Engine.VLLM
+                else more_room_fix(self.model.quantization, gpu=option.gpu is not None),
                 gib_short=short,
             )
         load = self.model.load
@@ -440,7 +465,8 @@ class Planner:
         if self.pins.instance_type:
             wanted.append(f"pinned instance_type {self.pins.instance_type}")
         elif self.serves_on_cpu():
-            wanted.append("CPU types for llama.cpp")
+            gpus = f"allowed_gpus {list(self.region.allowed_gpus)}" if self.region.allowed_gpus is not None else "GPU"
+            wanted.append(f"CPU types for llama.cpp or {gpus} types")
         else:
             if self.pins.gpu:
                 wanted.append(f"pinned gpu {self.pins.gpu}")
