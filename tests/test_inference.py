@@ -165,7 +165,7 @@ def test_vllm_arguments_come_from_the_plan() -> None:
         "--dtype=bfloat16",
     ]
     assert server["resources"]["limits"] == {"nvidia.com/gpu": "2"}
-    assert server["resources"]["requests"] == {"nvidia.com/gpu": "2"}
+    assert server["resources"]["requests"]["nvidia.com/gpu"] == "2"
 
 
 PREQUANTIZED_REPO = "example-org/Llama-3.1-8B-Instruct-quantized"
@@ -203,11 +203,47 @@ def test_pod_schedules_onto_its_pool_and_rolls_out_without_losing_capacity() -> 
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     assert deployment["spec"]["replicas"] == 2
     shm = next(v for v in pod["volumes"] if v["name"] == "shm")
-    assert shm["emptyDir"] == {"medium": "Memory"}
-    assert objects["PodDisruptionBudget/chat"]["spec"]["maxUnavailable"] == 1
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}, "sized, not half the node's RAM"
+    assert objects["PodDisruptionBudget/chat"]["spec"] == {
+        "maxUnavailable": 1,
+        "selector": deployment["spec"]["selector"],
+    }, "two planned replicas: a drain takes one at a time"
     service = objects["Service/chat"]["spec"]
     assert service["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
     assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_vllm_pods_are_locked_down_as_far_as_the_image_allows_and_sized_from_the_host() -> None:
+    objects = serve(make_plan())  # one L40S on a g6e.xlarge: 4 vCPUs, 32 GiB
+    pod = objects["Deployment/chat"]["spec"]["template"]["spec"]
+    server = container(objects)
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}, "root: the image's user"
+    assert server["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": False,
+    }
+    # three quarters of the node (one GPU of one): 3 of 4 vCPUs, 24 of 32 GiB
+    assert server["resources"]["requests"] == {"nvidia.com/gpu": "1", "cpu": "3000m", "memory": "24Gi"}
+    assert server["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    spread = pod["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    assert all(
+        c["labelSelector"]["matchLabels"] == objects["Deployment/chat"]["spec"]["selector"]["matchLabels"]
+        for c in spread
+    )
+    quarter = serve(make_plan(instance_type="g6e.12xlarge", gpus_per_node=4, gpus_per_replica=2, tensor_parallel=2))
+    requests = container(quarter)["resources"]["requests"]
+    assert (requests["cpu"], requests["memory"]) == ("18000m", "144Gi"), "half of 48 vCPUs / 384 GiB, x 0.75"
+    shm = next(v for v in quarter["Deployment/chat"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["sizeLimit"] == "3Gi"
+
+
+def test_a_one_replica_model_keeps_its_replica_through_a_drain() -> None:
+    objects = serve(make_plan(replicas=1, min_replicas=1, nodes=1))
+    budget = objects["PodDisruptionBudget/chat"]["spec"]
+    assert budget["minAvailable"] == 1 and "maxUnavailable" not in budget
 
 
 class OptionsMonitor(RecordingMonitor):
@@ -331,6 +367,12 @@ def test_llama_cpp_serves_gguf_on_cpu() -> None:
     pod = objects["Deployment/tiny"]["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod and "tolerations" not in pod
     assert not [v for v in pod["volumes"] if v["name"] == "shm"]
+    # llama-server writes only to LLAMA_CACHE: an unprivileged uid, a read-only root and a scratch /tmp
+    assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == 65532
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert server["securityContext"]["runAsNonRoot"] is True
+    assert {"name": "scratch-0", "mountPath": "/tmp"} in server["volumeMounts"]
+    assert server["resources"]["requests"]["cpu"] == "2000m", "half of the 4 vCPUs its one replica per node has"
     spec = objects["ScaledObject/tiny"]["spec"]
     assert spec["minReplicaCount"] == 1
     assert spec["triggers"][0]["metadata"]["query"] == queue_query(

@@ -14,7 +14,7 @@ from enum import StrEnum
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.inference import llamacpp, vllm
+from components.inference import hardening, llamacpp, vllm
 from components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
 from components.inference.engine import HEALTH_PATH, EngineSpec, checkpoint_gib, object_name, startup_budget_s
 from components.sizing.plan import DeploymentPlan
@@ -138,13 +138,18 @@ class InferenceService(pulumi.ComponentResource):
                 )
             )
 
+        profile = hardening.PROFILES[plan.engine]
         volumes = [self._cache_volume(name, args, meta("-model-cache"), child)]
         mounts = [k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=engine.cache_path)]
         if engine.shared_memory:
-            volumes.append(
-                k8s.core.v1.VolumeArgs(name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory"))
-            )
+            # Memory-backed, so it counts against the pod's memory: sized, not the node's half of RAM.
+            shm = k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=f"{hardening.shm_gib(plan)}Gi")
+            volumes.append(k8s.core.v1.VolumeArgs(name="shm", empty_dir=shm))
             mounts.append(k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"))
+        for i, path in enumerate(profile.writable_paths):
+            scratch = k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi")
+            volumes.append(k8s.core.v1.VolumeArgs(name=f"scratch-{i}", empty_dir=scratch))
+            mounts.append(k8s.core.v1.VolumeMountArgs(name=f"scratch-{i}", mount_path=path))
 
         startup_s = startup_budget_s(plan)
         self.deployment = k8s.apps.v1.Deployment(
@@ -168,11 +173,15 @@ class InferenceService(pulumi.ComponentResource):
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                     spec=k8s.core.v1.PodSpecArgs(
-                        containers=[self._container(engine, env, mounts, startup_s)],
+                        containers=[self._container(engine, env, mounts, startup_s, plan)],
                         volumes=volumes,
                         node_selector=dict(args.node_selector) or None,
                         tolerations=list(args.tolerations) or None,
                         termination_grace_period_seconds=TERMINATION_GRACE_S,
+                        # The engines call no Kubernetes API: no token to steal from a compromised server.
+                        automount_service_account_token=False,
+                        security_context=_pod_security(profile),
+                        topology_spread_constraints=_spread(selector),
                     ),
                 ),
             ),
@@ -189,13 +198,17 @@ class InferenceService(pulumi.ComponentResource):
             opts=child,
         )
 
-        # Voluntary disruptions (node drains, upgrades) take one replica at a time; with a single
-        # replica a drain still proceeds instead of blocking the node forever.
+        # Voluntary disruptions (node drains, upgrades) take one replica at a time and never the last one:
+        # a model planned at one replica keeps it through a drain, which waits until a second replica is
+        # ready elsewhere (KEDA scaled out) or the operator adds one (docs/security.md, "Availability").
+        single = plan.min_replicas <= 1
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=meta(),
             spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
+                min_available=1 if single else None,
+                max_unavailable=None if single else 1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
             ),
             opts=child,
         )
@@ -228,7 +241,11 @@ class InferenceService(pulumi.ComponentResource):
 
     @staticmethod
     def _container(
-        engine: EngineSpec, env: list[k8s.core.v1.EnvVarArgs], mounts: list[k8s.core.v1.VolumeMountArgs], startup_s: int
+        engine: EngineSpec,
+        env: list[k8s.core.v1.EnvVarArgs],
+        mounts: list[k8s.core.v1.VolumeMountArgs],
+        startup_s: int,
+        plan: DeploymentPlan,
     ) -> k8s.core.v1.ContainerArgs:
         def probe(period_s: int, failures: int) -> k8s.core.v1.ProbeArgs:
             return k8s.core.v1.ProbeArgs(
@@ -241,9 +258,9 @@ class InferenceService(pulumi.ComponentResource):
         resources: dict[str, str] = {}
         if engine.gpus:
             resources["nvidia.com/gpu"] = str(engine.gpus)
-        requests = dict(resources)
-        if engine.memory_request_gib:
-            requests["memory"] = f"{engine.memory_request_gib}Gi"
+        sized = hardening.pod_requests(plan, engine.memory_request_gib)
+        requests = {**resources, "cpu": f"{sized.cpu_millis}m", "memory": f"{sized.memory_gib}Gi"}
+        profile = hardening.PROFILES[plan.engine]
         return k8s.core.v1.ContainerArgs(
             name="server",
             image=engine.image,
@@ -252,6 +269,12 @@ class InferenceService(pulumi.ComponentResource):
             ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=PORT, protocol="TCP")],
             resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests or None, limits=resources or None),
             volume_mounts=mounts,
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                read_only_root_filesystem=profile.read_only_root,
+                run_as_non_root=profile.run_as_user is not None or None,
+            ),
             # Up to the startup budget to download and load the weights, then the usual checks.
             startup_probe=probe(10, math.ceil(startup_s / 10)),
             readiness_probe=probe(5, 3),
@@ -280,3 +303,31 @@ class InferenceService(pulumi.ComponentResource):
             name="model-cache",
             persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name),
         )
+
+
+def _pod_security(profile: hardening.ImageProfile) -> k8s.core.v1.PodSecurityContextArgs:
+    """The runtime's seccomp profile for every engine; a uid (and the cache volume's group) where the image
+    runs as any user (see components/inference/hardening.py for what each image allows)."""
+    uid = profile.run_as_user
+    return k8s.core.v1.PodSecurityContextArgs(
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+        run_as_user=uid,
+        run_as_group=uid,
+        fs_group=uid,
+        # Re-owning a 100 GiB cache on every start would delay it: only when the volume's root differs.
+        fs_group_change_policy="OnRootMismatch" if uid is not None else None,
+    )
+
+
+def _spread(selector: Mapping[str, str]) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+    """Replicas spread over zones, then nodes, as far as capacity allows: a zone outage then takes part of a
+    model, not all of it. ScheduleAnyway: GPUs are often in one zone only, and a pending replica is worse."""
+    return [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key=key,
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector)),
+        )
+        for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+    ]
