@@ -14,11 +14,23 @@ Two things Locust does not do for us:
 - Clocks. Samples hold `perf_counter` times of the process that measured them; the master shifts
   each worker's samples onto its own clock through the wall clock (exact on one host, NTP-accurate
   across hosts). Latencies are differences within one sample and are not affected.
+
+The drain is bounded: requests have a deadline (--llm-request-timeout, by default twice the SLO's E2E
+p99 target), the drain waits that long plus DRAIN_MARGIN_S, and any request still open then becomes a
+`timed_out` failure sample: every request sent ends as a sample, and the run ends on time.
+
+Generator health is measured, not assumed: every process runs a probe that sleeps LAG_PROBE_S and
+records how late it woke (its event-loop lag: how long any response waited before its handler ran).
+The gate gets the p95 over the measured window of the worst process; a starved generator (other work
+on the machine, or too many users in one process) then makes the run invalid instead of condemning
+the server with its own delay. Locust's CPU warning does not see starvation (the process is not busy,
+it is not scheduled), the probe does.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -32,9 +44,13 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from infra.config import ConfigError
 from infra.schema.slo import Slo
 from loadtests import gate
-from loadtests.samples import RequestSample, write_samples
+from loadtests.gate import DRAIN_MARGIN_S, request_timeout_s
+from loadtests.run import die_with_parent, unwritable
+from loadtests.samples import RequestSample, timed_out_sample, write_samples
+from loadtests.stats import percentile
 
 logger = logging.getLogger("llmfleet.loadtest")
 
@@ -46,6 +62,8 @@ LATE_START_S = 0.05
 """An open-loop request started this long after it was due, with a free slot, means the generator lags."""
 LATE_SHARE_OVERLOADED = 0.01
 """Above this share of late starts the run is invalid: the generator, not the server, set the pace."""
+LAG_PROBE_S = 0.05
+"""How often each process measures its event-loop lag (20 wake-ups a second: negligible work)."""
 
 
 @events.init_command_line_parser.add_listener
@@ -57,7 +75,12 @@ def _add_gate_options(parser: Any, **_: Any) -> None:
     group.add_argument("--llm-samples", default=None, help="Write every raw sample here (JSON lines).")
     group.add_argument("--llm-warmup", type=float, default=0.0, help="Seconds at the start excluded from the gate.")
     group.add_argument("--llm-min-samples", type=int, default=20, help="Fewer samples than this: the run is invalid.")
-    group.add_argument("--llm-drain-timeout", type=float, default=60.0, help="Seconds to let requests in flight end.")
+    group.add_argument(
+        "--llm-drain-timeout",
+        type=float,
+        default=0.0,
+        help="Seconds to let requests in flight end (0: the request timeout plus a margin); then they time out.",
+    )
 
 
 class SampleCollector:
@@ -87,6 +110,17 @@ class SampleCollector:
         self._worker_late: dict[str, tuple[int, int]] = {}
         """Per worker, its cumulative (late starts, scheduled starts)."""
         self._quitting = False
+        self.slo: Slo | None = None
+        """Master/local: the SLO judging the run, loaded (and checked) when Locust starts."""
+        self._open: dict[int, tuple[float, float | None, int | None, bool]] = {}
+        """Requests sent and not yet ended: (started_at, scheduled_at, max_tokens, streamed) by ticket."""
+        self._tickets = 0
+        self._sealed = False
+        """Set once the drain ended: what is still open became timeout samples; later samples are dropped."""
+        self.loop_lag: list[tuple[float, float]] = []
+        """(when, lag s) of this process's probe; a worker sends and clears it with each report."""
+        self._worker_lag: dict[str, list[tuple[float, float]]] = {}
+        self._probe: gevent.Greenlet[Any] | None = None
 
     # -- recording (every process) -------------------------------------------------------------
 
@@ -102,7 +136,53 @@ class SampleCollector:
             if self._inflight == 0:
                 self._idle.set()
 
+    def open_request(self, started_at: float, scheduled_at: float | None, max_tokens: int | None) -> int:
+        """A request was sent: until close_request, the end of the drain turns it into a timeout sample."""
+        self._tickets += 1
+        streamed = not bool(getattr(self.environment.parsed_options, "llm_non_streaming", False))
+        self._open[self._tickets] = (started_at, scheduled_at, max_tokens, streamed)
+        return self._tickets
+
+    def close_request(self, ticket: int) -> None:
+        self._open.pop(ticket, None)
+
+    def seal(self) -> None:
+        """The drain is over: requests still open are timed-out failures, and nothing is recorded after."""
+        if self._sealed:
+            return
+        for started_at, scheduled_at, max_tokens, streamed in self._open.values():
+            error = "still open when the run ended (the drain waited out the request timeout)"
+            self.samples.append(timed_out_sample(started_at, scheduled_at, max_tokens, error, streamed))
+        self._open.clear()
+        self._sealed = True
+        if self._probe is not None:
+            self._probe.kill(block=False)
+            self._probe = None
+
+    def request_timeout_s(self) -> float:
+        """--llm-request-timeout, or REQUEST_TIMEOUT_E2E_MULTIPLE x the SLO's E2E p99 target."""
+        options = self.environment.parsed_options
+        given = float(getattr(options, "llm_request_timeout", 0.0) or 0.0)
+        if given > 0:
+            return given
+        given = float(getattr(options, "llm_request_timeout_s", 0.0) or 0.0)  # a worker: the master's
+        if given > 0:
+            return given
+        return request_timeout_s(self.slo or Slo())
+
+    def drain_timeout_s(self) -> float:
+        given = float(getattr(self.environment.parsed_options, "llm_drain_timeout", 0.0) or 0.0)
+        return given if given > 0 else self.request_timeout_s() + DRAIN_MARGIN_S
+
+    def _measure_loop_lag(self) -> None:
+        while True:
+            before = time.perf_counter()
+            gevent.sleep(LAG_PROBE_S)
+            self.loop_lag.append((before, max(time.perf_counter() - before - LAG_PROBE_S, 0.0)))
+
     def record(self, sample: RequestSample) -> None:
+        if self._sealed:
+            return  # ended after the drain closed it as timed out: already counted
         self.samples.append(sample)
         if self.expected_samples is not None and len(self.samples) >= self.expected_samples:
             self.end_run()
@@ -122,8 +202,10 @@ class SampleCollector:
 
     def _payload(self, *, final: bool) -> dict[str, Any]:
         batch, self.samples = self.samples, []
+        lag, self.loop_lag = self.loop_lag, []
         return {
             "samples": [s.to_dict() for s in batch],
+            "loop_lag": lag,
             "late_starts": self.late_starts,
             "scheduled_starts": self.scheduled_starts,
             "wall_minus_perf": time.time() - time.perf_counter(),
@@ -136,6 +218,7 @@ class SampleCollector:
     def _on_drain_request(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.draining = True
         self._idle.wait(timeout=float(msg.data["timeout"]))
+        self.seal()
         runner = environment.runner
         assert isinstance(runner, WorkerRunner)
         runner.send_message(SAMPLES_MESSAGE, self._payload(final=True))
@@ -149,6 +232,8 @@ class SampleCollector:
         shift = payload["wall_minus_perf"] - master_offset
         for raw in payload["samples"]:
             self.record(RequestSample.from_dict(raw).shifted(shift))
+        lag = self._worker_lag.setdefault(client_id, [])
+        lag.extend((when + shift, value) for when, value in payload.get("loop_lag", []))
         self._worker_late[client_id] = (payload["late_starts"], payload["scheduled_starts"])
         if payload["final"]:
             self._workers_pending.discard(client_id)
@@ -168,7 +253,12 @@ class SampleCollector:
         self.started_at = time.perf_counter()
         self.stopped_at = None
         self.draining = False
+        self._sealed = False
         self.late_starts = self.scheduled_starts = 0
+        self.loop_lag.clear()
+        self._worker_lag.clear()
+        if self._probe is None:
+            self._probe = gevent.spawn(self._measure_loop_lag)
 
     def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
         runner = environment.runner
@@ -176,7 +266,7 @@ class SampleCollector:
             return
         self.stopped_at = time.perf_counter()
         self.draining = True
-        timeout = float(getattr(environment.parsed_options, "llm_drain_timeout", 60.0))
+        timeout = self.drain_timeout_s()
         if isinstance(runner, MasterRunner):
             self._workers_pending = {client.id for client in runner.clients.all}
             self.processes = len(self._workers_pending)
@@ -186,6 +276,7 @@ class SampleCollector:
                 self._workers_done.wait(timeout=timeout + 10)
         else:
             self._idle.wait(timeout=timeout)
+        self.seal()
 
     def end_run(self) -> None:
         """Every budgeted request is in: end the run now rather than at --run-time."""
@@ -201,6 +292,18 @@ class SampleCollector:
             late, scheduled = late + worker_late, scheduled + worker_scheduled
         return late / scheduled if scheduled else 0.0
 
+    def generator_lag_ms(self, start: float, end: float) -> tuple[float | None, float | None]:
+        """(p95 of the worst process, max of any) event-loop lag between start and end; None: no reading."""
+        worst_p95: float | None = None
+        worst: float | None = None
+        for readings in [self.loop_lag, *self._worker_lag.values()]:
+            window = [lag * 1000 for when, lag in readings if start <= when <= end]
+            if window:
+                p95 = percentile(window, 95)
+                worst_p95 = p95 if worst_p95 is None else max(worst_p95, p95)
+                worst = max(window) if worst is None else max(worst, *window)
+        return worst_p95, worst
+
     def verdict(self) -> gate.Verdict:
         environment = self.environment
         options = environment.parsed_options
@@ -208,20 +311,29 @@ class SampleCollector:
         cpu_overloaded = bool(runner and (runner.cpu_warning_emitted or runner.worker_cpu_warning_emitted))
         late_share = self.generator_late_share()
         now = time.perf_counter()
+        started_at = self.started_at if self.started_at is not None else now
+        ended_at = self.stopped_at if self.stopped_at is not None else now
+        warmup_s = float(getattr(options, "llm_warmup", 0.0))
+        lag_p95_ms, lag_max_ms = self.generator_lag_ms(started_at + warmup_s, ended_at)
         run = gate.RunInfo(
-            started_at=self.started_at if self.started_at is not None else now,
-            ended_at=self.stopped_at if self.stopped_at is not None else now,
-            warmup_s=float(getattr(options, "llm_warmup", 0.0)),
+            started_at=started_at,
+            ended_at=ended_at,
+            warmup_s=warmup_s,
             min_samples=int(getattr(options, "llm_min_samples", 20)),
             target_rate=getattr(options, "llm_rate", None) or None,
             generator_overloaded=cpu_overloaded or late_share > LATE_SHARE_OVERLOADED,
+            generator_lag_p95_ms=lag_p95_ms,
+            generator_lag_max_ms=lag_max_ms,
         )
-        slo = gate.load_slo(getattr(options, "llm_stack", None), _path(getattr(options, "llm_slo", None)))
+        slo = self.slo or gate.load_slo(getattr(options, "llm_stack", None), _path(getattr(options, "llm_slo", None)))
         verdict = self.evaluate(self.samples, slo, run)
         verdict.metrics["generator"] = {
             "cpu_overloaded": cpu_overloaded,
             "late_start_share": late_share,
+            "loop_lag_p95_ms": lag_p95_ms,
+            "loop_lag_max_ms": lag_max_ms,
             "processes": self.processes,
+            "request_timeout_s": self.request_timeout_s(),
         }
         problems = _run_problems(environment, self._workers_pending)
         if problems:
@@ -279,6 +391,25 @@ def collector_of(environment: Environment) -> SampleCollector:
     return collector
 
 
+def _check_before_load(environment: Environment) -> str | None:
+    """Master/local, before any load: the SLO loads and the report can be written; else what is wrong."""
+    options = environment.parsed_options
+    collector = collector_of(environment)
+    try:
+        collector.slo = gate.load_slo(getattr(options, "llm_stack", None), _path(getattr(options, "llm_slo", None)))
+    except ConfigError as exc:
+        return str(exc)
+    for flag, value in (
+        ("--llm-report", getattr(options, "llm_report", None)),
+        ("--llm-samples", getattr(options, "llm_samples", None)),
+    ):
+        if value:
+            problem = unwritable(Path(value))
+            if problem:
+                return f"{flag} {value}: {problem}"
+    return None
+
+
 @events.init.add_listener
 def _install(environment: Environment, **_: Any) -> None:
     collector = collector_of(environment)
@@ -287,9 +418,15 @@ def _install(environment: Environment, **_: Any) -> None:
     env_events.test_stopping.add_listener(collector._on_test_stopping)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
+        if getattr(environment.parsed_options, "processes", None):
+            die_with_parent()  # forked by --processes: an orphaned worker would keep sending load
         env_events.report_to_master.add_listener(collector._on_report_to_master)
         runner.register_message(DRAIN_MESSAGE, collector._on_drain_request, concurrent=True)
     else:
+        problem = _check_before_load(environment)
+        if problem:
+            logger.error("%s", problem)
+            sys.exit(2)  # bad input, before any load: the same exit code as `llmfleet loadtest`'s
         env_events.quitting.add_listener(collector._on_quitting)
         if isinstance(runner, MasterRunner):
             env_events.worker_report.add_listener(collector._on_worker_report)

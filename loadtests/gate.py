@@ -7,15 +7,24 @@ runs a suite against a host and returns the verdict.
 Rules (issue 6, shared/reference/loadtesting.md case 13):
 - Samples due before `started_at + warmup_s` are dropped first; everything after is judged raw.
 - One check per SLO target, each {metric, stat, op, threshold, observed, n, pass}. Exactly at the
-  threshold passes; an undefined (NaN) figure fails.
+  threshold passes; an undefined (NaN) figure fails, except where the metric does not apply: a
+  latency check with no applicable sample while requests did succeed (TPOT when every answer is one
+  token, TTFT/TPOT when nothing was streamed) passes with `applicable: false`, observed null, n 0.
+  Without any successful request the latency figures are NaN and fail.
 - Open-loop runs are judged on latencies from when each request was due, so queue time in a lagging
   generator or behind a stalled server counts; the check's metric says so (`ttft_from_due_ms`).
 - The verdict's `metrics` are the judged samples' stats.Summary (ttft_ms, ttfvt_ms, tpot_ms, e2e_ms,
   itl_per_chunk_ms with p50/p90/p95/p99, error_rate, throughput, goodput, ...) plus the run and the SLO.
   TTFVT (first visible content) is reported, not gated: the SLO's TTFT target is on the first token.
 - The run is invalid (exit 4, whatever the checks say) when it cannot support a verdict: fewer samples
-  than `min_samples` (zero samples never pass), the load generator overloaded, or an open-loop run
-  whose achieved arrival rate fell short of its target.
+  than `min_samples` (zero samples never pass), the load generator overloaded, an open-loop run whose
+  achieved arrival rate fell short of its target, no request ever reaching the server (every judged
+  request refused, unresolved or failing TLS: a typo in --host is not a breach), or the generator's own
+  delay (its event-loop lag, p95 of its worst process) over GENERATOR_LAG_SHARE of the TTFT target
+  *and* able to have made the verdict: a latency breach within the worst lag of its target, a goodput
+  breach, or a TPOT pass within worst lag / (n_out - 1) of its target. The lag only adds to TTFT and
+  E2E, so their passes stand, and a breach beyond twice the worst lag is the server's (exit 3). The lag
+  is in the verdict's `generator` metrics either way.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from pydantic import ValidationError
 from infra.config import ConfigError, load_stack
 from infra.schema.slo import Slo
 from loadtests.samples import RequestSample
-from loadtests.stats import Distribution, LatencyLimits, Summary, due_at, json_number, summarize, within
+from loadtests.stats import Distribution, LatencyLimits, Summary, due_at, json_number, summarize, tpot_s, within
 
 EXIT_PASS = 0
 EXIT_BREACH = 3
@@ -44,6 +53,15 @@ RATE_SHORTFALL = 0.1
 """An open-loop run whose arrivals fall more than this share below the target rate is invalid..."""
 RATE_SIGMAS = 3.0
 """...unless the shortfall is within this many standard deviations of a Poisson count (short runs)."""
+
+REQUEST_TIMEOUT_E2E_MULTIPLE = 2.0
+"""Default request deadline: this many times the SLO's E2E p99 target (a request that slow has failed it)."""
+DRAIN_MARGIN_S = 2.0
+"""At the end of a run the drain waits the request deadline plus this; what is still open then times out."""
+GENERATOR_LAG_SHARE = 0.02
+"""A generator whose event-loop lag p95 exceeds this share of the TTFT (or E2E) target makes the run
+invalid: each response is read that much late, so a figure near the target is the generator's, not
+the server's. 2% of the target is 4% of a TTFT measured at half the target."""
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": within,
@@ -66,9 +84,11 @@ class Check:
     observed: float | None
     n: int
     passed: bool
+    applicable: bool = True
+    """False: no sample this metric applies to (e.g. TPOT of one-token answers); such a check passes."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "metric": self.metric,
             "stat": self.stat,
             "op": self.op,
@@ -77,11 +97,14 @@ class Check:
             "n": self.n,
             "pass": self.passed,
         }
+        if not self.applicable:
+            out["applicable"] = False  # only written where a metric does not apply
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Check:
         fields = {k: data[k] for k in ("metric", "stat", "op", "threshold", "observed", "n")}
-        return cls(**fields, passed=bool(data["pass"]))
+        return cls(**fields, passed=bool(data["pass"]), applicable=bool(data.get("applicable", True)))
 
 
 @dataclass
@@ -145,6 +168,10 @@ class RunInfo:
     """Open loop: the total arrival rate asked for, requests/s (None: closed loop)."""
     generator_overloaded: bool = False
     """Locust's CPU warning fired, or open-loop requests started late: the generator set the pace."""
+    generator_lag_p95_ms: float | None = None
+    """The generator's event-loop lag p95 over the measured window, of its worst process (None: not measured)."""
+    generator_lag_max_ms: float | None = None
+    """The largest event-loop lag over the measured window, any process."""
 
     @property
     def measured_from(self) -> float:
@@ -186,6 +213,11 @@ def _message(kind: str, msg: str) -> str:
     return msg
 
 
+def request_timeout_s(slo: Slo) -> float:
+    """The default per-request deadline, seconds (--llm-request-timeout overrides it)."""
+    return REQUEST_TIMEOUT_E2E_MULTIPLE * slo.e2e_p99_ms / 1000
+
+
 def after_warmup(samples: Sequence[RequestSample], run: RunInfo) -> list[RequestSample]:
     """The samples the gate judges: those due at or after the end of the warm-up."""
     return [s for s in samples if due_at(s) >= run.measured_from]
@@ -199,7 +231,13 @@ def slo_checks(summary: Summary, slo: Slo) -> list[Check]:
         ("tpot_ms", summary.tpot_ms, "p95", slo.tpot_p95_ms),
         (f"e2e{due}_ms", summary.e2e_from_due_ms if due else summary.e2e_ms, "p99", slo.e2e_p99_ms),
     ]
-    checks = [_check(metric, stat, "<=", limit, dist.stat(stat), dist.n) for metric, dist, stat, limit in latency]
+    checks: list[Check] = []
+    for metric, dist, stat, limit in latency:
+        if dist.n == 0 and summary.succeeded > 0:
+            # Requests succeeded, none of them is one this metric is defined on: it does not apply.
+            checks.append(Check(metric, stat, "<=", limit, None, 0, passed=True, applicable=False))
+        else:
+            checks.append(_check(metric, stat, "<=", limit, dist.stat(stat), dist.n))
     checks.append(_check("error_rate", "value", "<=", slo.error_rate, summary.error_rate, summary.n))
     checks.append(_check("goodput_ratio", "value", ">=", slo.goodput_ratio, summary.goodput_ratio, summary.n))
     return checks
@@ -231,6 +269,12 @@ def evaluate(samples: Sequence[RequestSample], slo: Slo, run: RunInfo) -> Verdic
     min_samples = max(run.min_samples, 1)
     if summary.n < min_samples:
         reasons.append(f"too few samples after the warm-up: {summary.n} < {min_samples}")
+    if judged and all(s.unreached for s in judged):
+        first = next((s.error for s in judged if s.error), "no response")
+        reasons.append(
+            f"the server was never reached: all {len(judged)} requests failed before any HTTP response "
+            f"(connection refused, DNS or TLS; first: {first}); check --host"
+        )
     if run.generator_overloaded:
         reasons.append("the load generator was overloaded (CPU or late starts): latencies include its delays")
     window_s = run.ended_at - run.measured_from
@@ -253,4 +297,54 @@ def evaluate(samples: Sequence[RequestSample], slo: Slo, run: RunInfo) -> Verdic
         "achieved_rate": json_number(achieved_rate),
     }
     metrics["slo"] = slo.model_dump()
-    return Verdict(checks=slo_checks(summary, slo), metrics=metrics, valid=not reasons, reasons=reasons)
+    checks = slo_checks(summary, slo)
+    tpot_tokens = [s.output_tokens for s in judged if s.ok and tpot_s(s) is not None]
+    starved = _starved(checks, slo, run, min(tpot_tokens) if tpot_tokens else None)
+    if starved:
+        reasons.append(starved)
+    return Verdict(checks=checks, metrics=metrics, valid=not reasons, reasons=reasons)
+
+
+_LATENCY_METRICS = ("ttft", "tpot", "e2e")
+STARVED_BREACH_MARGIN = 2.0
+"""A starved generator's latency breach stands only beyond this many times its worst probe lag: a
+response can wait longer than the probe (behind the other users' ready greenlets), measured here at
+TTFT +365 ms against a worst probe lag of 421 ms, and +128 ms at p95."""
+
+
+def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo, tpot_tokens_min: int | None) -> str | None:
+    """Why the generator's own delay makes this verdict unsafe, or None.
+
+    A generator lagging more than GENERATOR_LAG_SHARE of the TTFT (or E2E) target reads every response
+    late by up to its worst lag. That only ever adds to TTFT and E2E (so their passes stand) and can
+    shorten a TPOT by at most worst lag / (n_out - 1) (the first token read late, the rest at once).
+    The verdict stands when the delay cannot have made it: a breach beyond STARVED_BREACH_MARGIN x the
+    worst lag (a response can wait longer than the probe) or an error-rate breach; a pass where no TPOT
+    is within worst lag / (n_out - 1) of its target. Anything else is the generator's verdict."""
+    lag_p95 = run.generator_lag_p95_ms
+    limit = GENERATOR_LAG_SHARE * min(slo.ttft_p95_ms, slo.e2e_p99_ms)
+    if lag_p95 is None or lag_p95 <= limit:
+        return None
+    worst = max(run.generator_lag_max_ms or 0.0, lag_p95)
+    explained: list[str] = []
+    for check in checks:
+        if not check.applicable or check.observed is None or not isinstance(check.threshold, float | int):
+            continue
+        latency = check.metric.startswith(_LATENCY_METRICS)
+        beyond_lag = check.observed - STARVED_BREACH_MARGIN * worst > check.threshold
+        if not check.passed and (check.metric == "error_rate" or (latency and beyond_lag)):
+            return None  # a breach the generator's delay cannot explain: the server's
+        if not check.passed and (latency or check.metric == "goodput_ratio"):
+            explained.append(
+                f"{check.metric} {check.stat} {check.observed:.4g} is within the lag's reach of its target"
+            )
+        tpot_margin = worst / (tpot_tokens_min - 1) if tpot_tokens_min and tpot_tokens_min > 1 else 0.0
+        if check.passed and check.metric == "tpot_ms" and check.observed + tpot_margin > check.threshold:
+            explained.append("a TPOT pass could be the lag's (the first token read late)")
+    if not explained:
+        return None
+    return (
+        f"the load generator was starved: its event-loop lag p95 {lag_p95:.1f} ms (worst {worst:.1f} ms) is over "
+        f"{GENERATOR_LAG_SHARE:.0%} of the TTFT target ({limit:.1f} ms) and could have made this verdict "
+        f"({'; '.join(explained)}): more --processes, fewer users per process, or a less busy machine"
+    )

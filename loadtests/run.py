@@ -9,6 +9,10 @@ Locust HTML report goes next to it (`<report>.html`).
 
 from __future__ import annotations
 
+import ctypes
+import math
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -18,8 +22,22 @@ from pathlib import Path
 from loadtests import gate
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-DRAIN_MARGIN_S = 120.0
-"""Beyond the run time, how long Locust gets to drain requests in flight and write the verdict."""
+DRAIN_MARGIN_S = 60.0
+"""Beyond the run time and the bounded drain (request timeout), how long Locust gets to start and end."""
+
+
+CHUNKS_PER_PROCESS = 2300.0
+"""Token chunks per second one Locust process reads before its own delay grows: measured by
+tests/benchmarks/bench_locust.py (README: at 96 users, 2,306 chunks/s, median TTFT error +11.5 ms; at
+192 users, 4,472 chunks/s, +43.9 ms). `--processes auto` sizes workers from it."""
+
+
+def auto_processes(users: int, tpot_target_ms: float, cpus: int | None = None) -> int:
+    """Local Locust processes for `users` streams, each expected at 1000/tpot_target_ms chunks/s (a server
+    just meeting the SLO; a faster one sends more, and the gate's loop-lag check then calls the run
+    invalid rather than blaming the server), at most one per CPU."""
+    needed = math.ceil(users * (1000 / tpot_target_ms) / CHUNKS_PER_PROCESS)
+    return max(1, min(needed, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
 def suites() -> list[str]:
@@ -71,19 +89,51 @@ class SuiteRun:
         return command + list(self.extra)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int = signal.SIGKILL) -> None:
+    """Linux: have the kernel send `signum` to this process when its parent dies (prctl
+    PR_SET_PDEATHSIG), so load never outlives whoever started it. Elsewhere: nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a report cannot be written at `path` (None: it can). Creates the folder, leaves no file behind."""
+    if path.is_dir():
+        return "is a directory; give a file name"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with path.open("a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    return None
+
+
 def run_suite(run: SuiteRun) -> gate.Verdict:
     """Run the suite to the end and return its verdict (`verdict.exit_code`: 0 pass, 3 breach, 4 invalid).
 
     A run that ends without writing a verdict (Locust crashed, timed out) is an invalid verdict, never
-    a pass. Argument checking is the caller's: `llmfleet loadtest` validates before calling.
+    a pass. Argument checking is the caller's: `llmfleet loadtest` validates before calling. Locust is
+    started so the kernel kills it if this process dies (even by SIGKILL: a rollout runner killed
+    mid-gate must not leave load running), and its --processes workers die with it in turn.
     """
     run.report.parent.mkdir(parents=True, exist_ok=True)
     run.report.unlink(missing_ok=True)
+    drain_s = gate.request_timeout_s(gate.load_slo(run.stack, run.slo)) + gate.DRAIN_MARGIN_S
+    limit = run.duration_s + drain_s + DRAIN_MARGIN_S
     try:
-        done = subprocess.run(run.command(), check=False, timeout=run.duration_s + DRAIN_MARGIN_S)
+        done = subprocess.run(run.command(), check=False, timeout=limit, preexec_fn=die_with_parent)
         ended = f"locust exited {done.returncode}"
     except subprocess.TimeoutExpired:
-        ended = f"locust did not end within {run.duration_s + DRAIN_MARGIN_S:g}s"
+        ended = f"locust did not end within {limit:g}s"
     if not run.report.exists():
         return gate.Verdict(checks=[], valid=False, reasons=[f"{ended} without writing a verdict"])
     return gate.Verdict.read(run.report)

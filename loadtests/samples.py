@@ -8,6 +8,7 @@ master as plain dicts (`to_dict` / `from_dict`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,13 @@ class RequestSample:
     status: int | None = None
     error: str | None = None
     streamed: bool = True
+    unreached: bool = False
+    """No connection to the server was made (refused, DNS, TLS, connect timeout): no HTTP response at all."""
+    timed_out: bool = False
+    """The request outlived its deadline (the run's per-request timeout) or was still open when the run ended."""
+    usage_contradicted: int | None = None
+    """The `usage.completion_tokens` the stream disproved (fewer than the token-bearing chunks received);
+    output_tokens is then the stream's count."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +71,22 @@ class RequestSample:
                 setattr(self, name, value + offset)
         self.token_chunk_times = [t + offset for t in self.token_chunk_times]
         return self
+
+
+def timed_out_sample(
+    started_at: float, scheduled_at: float | None, max_tokens: int | None, error: str, streamed: bool
+) -> RequestSample:
+    """A request that had no (complete) answer by its deadline, or was still open when the run ended."""
+    return RequestSample(
+        started_at=started_at,
+        ended_at=time.perf_counter(),
+        ok=False,
+        scheduled_at=scheduled_at,
+        expected_output_tokens=max_tokens,
+        error=error,
+        streamed=streamed,
+        timed_out=True,
+    )
 
 
 def write_samples(samples: Sequence[RequestSample], path: Path) -> None:

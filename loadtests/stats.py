@@ -185,6 +185,12 @@ class Summary:
     """Successful streamed requests without usage: n_out is a chunk count, not a token count."""
     output_length_mismatches: int
     """Successful requests whose usage-reported n_out differs from the max_tokens sent with ignore_eos."""
+    usage_contradicted: int
+    """Successful requests whose usage block the stream disproved (n_out counted from the stream instead)."""
+    timed_out: int
+    """Requests that outlived the per-request timeout or were still open when the run ended (failures)."""
+    unreached: int
+    """Requests that never reached the server (connection refused, DNS, TLS): no HTTP response at all."""
     errors: dict[str, int]
     prefix_cache_hit_share: float = NAN
     """Cached prompt tokens over prompt tokens, on successful requests whose usage reports both (NaN: none did)."""
@@ -239,6 +245,9 @@ def summarize(samples: Sequence[RequestSample], limits: LatencyLimits | None = N
             and s.expected_output_tokens is not None
             and s.output_tokens != s.expected_output_tokens
         ),
+        usage_contradicted=sum(1 for s in ok if s.usage_contradicted is not None),
+        timed_out=sum(1 for s in samples if s.timed_out),
+        unreached=sum(1 for s in samples if s.unreached),
         errors=dict(Counter(s.error or "unknown" for s in samples if not s.ok).most_common(10)),
         prefix_cache_hit_share=prefix_cache_hit_share(ok),
     )

@@ -7,7 +7,10 @@ shared/reference/loadtesting.md):
   `tool_calls`. A role-only chunk (`{"role": "assistant", "content": ""}`) is not a token.
 - E2E: the last token-bearing event. The usage-only chunk (`choices: []`) and `[DONE]` do not extend it.
 - Output tokens: `usage.completion_tokens` when the server sends it, else the number of token-bearing
-  chunks (and `output_tokens_from_usage` is False so the report can say so).
+  chunks (and `output_tokens_from_usage` is False so the report can say so). A usage block the stream
+  disproves (fewer tokens than token-bearing chunks received: each chunk carries at least one) is not
+  used: the count falls back to the stream and `usage_contradicted` keeps the reported figure. Trusting
+  it made TPOT 4.9x too high (16 reported, 64 streamed) and breached a healthy server.
 - Failures: non-2xx, an exception, no token, an in-stream `{"error": ...}` event, undecodable data,
   and a stream that ends before `data: [DONE]` (the response is incomplete).
 
@@ -216,7 +219,9 @@ class StreamMeter:
             error = "no token received"
         if error is None and not self._done:
             error = "incomplete: the stream ended before data: [DONE]"
-        from_usage = self._usage_tokens is not None
+        usage = self._usage_tokens
+        contradicted = usage if usage is not None and usage < len(self._chunk_times) else None
+        from_usage = usage is not None and contradicted is None
         return RequestSample(
             started_at=self._started_at,
             ended_at=ended_at,
@@ -226,8 +231,9 @@ class StreamMeter:
             first_content_at=self._first_content_at,
             last_token_at=self._chunk_times[-1] if self._chunk_times else None,
             token_chunk_times=list(self._chunk_times),
-            output_tokens=self._usage_tokens if self._usage_tokens is not None else len(self._chunk_times),
+            output_tokens=usage if from_usage and usage is not None else len(self._chunk_times),
             output_tokens_from_usage=from_usage,
+            usage_contradicted=contradicted,
             expected_output_tokens=self._expected_output_tokens,
             prompt_tokens=self._prompt_tokens,
             cached_prompt_tokens=self._cached_tokens,

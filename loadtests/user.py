@@ -13,23 +13,35 @@ Measurement, following the pitfalls measured in shared/reference/loadtesting.md:
   Locust's tables and HTML report show both.
 - Locust rounds what it stores; the gate uses the raw `RequestSample`s kept by `loadtests.collect`.
 
+Faults end as samples, never as silence (issue 13):
+- Every request has a deadline, `--llm-request-timeout` (default: REQUEST_TIMEOUT_E2E_MULTIPLE times
+  the SLO's E2E p99 target): one that outlives it is a failed sample (`timed_out`), so a server that
+  never answers some requests shows in the error rate, and the run's drain is bounded by it.
+- A request that never reached the server (refused, DNS, TLS, connect timeout) is marked `unreached`;
+  the user then backs off (BACKOFF_FIRST_S doubling to BACKOFF_MAX_S) instead of hammering a dead
+  address, and the gate calls a run where nothing was reached invalid, not a breach.
+- A 429's `Retry-After` (seconds or an HTTP date, capped at RETRY_AFTER_MAX_S) is honoured: this user
+  sends nothing before it. The 429 itself is a failed sample.
+
 Options (`locust --help` lists them; `LOCUST_LLM_*` environment variables and locust.conf work too):
 --llm-model, --llm-api-key-env, --llm-non-streaming, --llm-prompt-tokens, --llm-output-tokens,
 --llm-dataset, --llm-prefix-groups / --llm-prefix-tokens / --llm-turns (shared-prefix, multi-turn
-conversations: loadtests/conversations.py), --llm-timeout, --llm-requests-per-user, --llm-rate,
---llm-max-inflight.
+conversations: loadtests/conversations.py), --llm-timeout, --llm-request-timeout, --llm-requests-per-user,
+--llm-rate, --llm-max-inflight.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import email.utils
 import itertools
 import logging
 import os
 import random
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +52,15 @@ from locust.clients import ResponseContextManager
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
+from requests.exceptions import ConnectTimeout
+from requests.exceptions import SSLError as RequestsSSLError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from loadtests.collect import LATE_START_S, collector_of
 from loadtests.conversations import SharedPrefixPrompts
 from loadtests.prompts import ChatPrompt, DatasetPrompts, PromptSource, SyntheticPrompts, chat_body
-from loadtests.samples import RequestSample
+from loadtests.samples import RequestSample, timed_out_sample
 from loadtests.stream import StreamMeter, measure_response
 
 logger = logging.getLogger("llmfleet.loadtest")
@@ -54,7 +70,20 @@ IDLE_POLL_S = 0.1
 REUSE_WAIT_S = 0.02
 TTFT_ENTRY = "TTFT"
 """Request type of the extra Locust entry that records time to first token."""
+BACKOFF_FIRST_S = 0.25
+BACKOFF_MAX_S = 8.0
+"""After a request that never reached the server the user waits BACKOFF_FIRST_S, doubling per such
+failure up to BACKOFF_MAX_S (plus up to a quarter more, so users do not retry in step)."""
+RETRY_AFTER_MAX_S = 60.0
+"""A longer Retry-After is cut to this: the run has a set length."""
 _user_serial = itertools.count()
+_UNREACHED = (NewConnectionError, ConnectTimeoutError, ConnectTimeout, Urllib3SSLError, RequestsSSLError, ssl.SSLError)
+"""Failures before any byte of HTTP came back: refused, DNS (NameResolutionError), connect timeout, TLS."""
+
+
+class RequestTimeout(Exception):
+    """Raised in a user's greenlet when its request outlives --llm-request-timeout (an Exception, not a
+    BaseException like gevent.Timeout, so the stream reader turns it into this request's failure)."""
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -79,6 +108,12 @@ def _add_request_options(parser: Any, **_: Any) -> None:
     group.add_argument("--llm-output-tokens", type=int, default=128, help="max_tokens with ignore_eos.")
     group.add_argument("--llm-dataset", default=None, help="JSONL dataset of requests instead of synthetic prompts.")
     group.add_argument("--llm-timeout", type=float, default=120.0, help="Seconds without a byte before failing.")
+    group.add_argument(
+        "--llm-request-timeout",
+        type=float,
+        default=0.0,
+        help="Seconds a request may take in all; later it is a failure (0: twice the SLO's E2E p99 target).",
+    )
     group.add_argument(
         "--llm-requests-per-user", type=int, default=0, help="Each user stops after this many (0: no limit)."
     )
@@ -127,7 +162,9 @@ def _plan_run(environment: Environment, **_: Any) -> None:
     users = max(int(getattr(options, "num_users", None) or 1), 1)
     options.llm_rate_per_user = float(getattr(options, "llm_rate", 0.0) or 0.0) / users
     budget = int(getattr(options, "llm_requests_per_user", 0) or 0)
-    collector_of(environment).expected_samples = users * budget if budget > 0 else None
+    collector = collector_of(environment)
+    collector.expected_samples = users * budget if budget > 0 else None
+    options.llm_request_timeout_s = collector.request_timeout_s()
 
 
 class ChatUser(HttpUser):
@@ -143,7 +180,15 @@ class ChatUser(HttpUser):
             logger.error("--llm-model is required (the served model name)")
             raise StopUser()
         self.stream = not options.llm_non_streaming
-        self.timeout = (CONNECT_TIMEOUT_S, float(options.llm_timeout))
+        self.request_timeout_s = float(getattr(options, "llm_request_timeout_s", 0.0) or 0.0) or float(
+            options.llm_timeout
+        )
+        # The idle-read timeout never undercuts the request's own deadline, which ends it as `timed_out`.
+        read_timeout = float(options.llm_timeout)
+        self.timeout = (CONNECT_TIMEOUT_S, read_timeout if read_timeout < self.request_timeout_s else None)
+        self.not_before = 0.0
+        """perf_counter before which this user sends nothing (back-off or Retry-After)."""
+        self.backoff_s = 0.0
         key = os.environ.get(options.llm_api_key_env or "")
         self.auth_headers: dict[str, str] = {"Authorization": f"Bearer {key}"} if key else {}
         self.extra_headers: dict[str, str] = dict(options.llm_header or [])
@@ -180,8 +225,27 @@ class ChatUser(HttpUser):
         self.next_request()
 
     def next_request(self) -> None:
+        self.hold_off()
         self.take_budget()
         self.send_chat()
+
+    def hold_off(self) -> None:
+        """Wait out a back-off after unreached requests or a 429's Retry-After."""
+        delay = self.not_before - time.perf_counter()
+        if delay > 0:
+            gevent.sleep(delay)
+
+    def _pace(self, sample: RequestSample, headers: Mapping[str, str]) -> None:
+        now = time.perf_counter()
+        if sample.unreached:
+            self.backoff_s = min(BACKOFF_MAX_S, self.backoff_s * 2) if self.backoff_s else BACKOFF_FIRST_S
+            self.not_before = max(self.not_before, now + self.backoff_s * (1 + random.random() / 4))
+        elif sample.status is not None:
+            self.backoff_s = 0.0
+        if sample.status == 429:
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            if retry_after is not None:
+                self.not_before = max(self.not_before, now + min(retry_after, RETRY_AFTER_MAX_S))
 
     def send_chat(
         self,
@@ -195,31 +259,56 @@ class ChatUser(HttpUser):
         """Send one request, report it to Locust, keep its raw sample (unless `record` is False)."""
         prompt = prompt or self.prompts.next()
         body = chat_body(self.model, prompt, stream=self.stream)
+        headers_sent = {**self.extra_headers, **(self.auth_headers if headers is None else headers)}
+        response_headers: Mapping[str, str] = {}
         with self.collector.in_flight():
             started_at = time.perf_counter()
-            with self.client.post(
-                self.chat_path,
-                json=body,
-                headers={**self.extra_headers, **(self.auth_headers if headers is None else headers)},
-                stream=self.stream,
-                catch_response=True,
-                name=name,
-                timeout=self.timeout,
-            ) as response:
-                if self.stream:
-                    sample = _read_stream(response, started_at, scheduled_at, prompt.max_tokens)
-                else:
-                    sample = measure_response(
-                        started_at,
-                        time.perf_counter(),
-                        response.status_code,
-                        response.content or b"",
-                        scheduled_at=scheduled_at,
-                        expected_output_tokens=prompt.max_tokens,
-                    )
-                    if response.error is not None:
-                        sample.error, sample.ok, sample.status = _describe(response.error), False, None
-                self._report(response, sample, name)
+            ticket = self.collector.open_request(started_at, scheduled_at, prompt.max_tokens)
+            deadline = gevent.Timeout(
+                self.request_timeout_s, RequestTimeout(f"no complete answer within {self.request_timeout_s:g}s")
+            )
+            try:
+                with (
+                    deadline,
+                    self.client.post(
+                        self.chat_path,
+                        json=body,
+                        headers=headers_sent,
+                        stream=self.stream,
+                        catch_response=True,
+                        name=name,
+                        timeout=self.timeout,
+                    ) as response,
+                ):
+                    response_headers = response.headers
+                    if self.stream:
+                        sample = _read_stream(response, started_at, scheduled_at, prompt.max_tokens)
+                    else:
+                        sample = measure_response(
+                            started_at,
+                            time.perf_counter(),
+                            response.status_code,
+                            response.content or b"",
+                            scheduled_at=scheduled_at,
+                            expected_output_tokens=prompt.max_tokens,
+                        )
+                        if response.error is not None:
+                            sample.error, sample.ok, sample.status = _describe(response.error), False, None
+                            sample.unreached = _is_unreached(response.error)
+                    self._report(response, sample, name)
+            except RequestTimeout as exc:  # before the response headers: Locust has not reported it
+                sample = timed_out_sample(started_at, scheduled_at, prompt.max_tokens, _describe(exc), self.stream)
+                self.environment.events.request.fire(
+                    request_type="POST",
+                    name=name,
+                    response_time=(sample.ended_at - started_at) * 1000,
+                    response_length=0,
+                    exception=exc,
+                    context={},
+                )
+            finally:
+                self.collector.close_request(ticket)
+        self._pace(sample, response_headers)
         if record:
             self.collector.record(sample)
         return sample
@@ -264,14 +353,17 @@ def _read_stream(
     error: str | None = _describe(response.error) if response.error is not None else None
     status = response.status_code or None  # 0: no response at all
     lines = response.iter_lines() if status is not None and 200 <= status < 300 else iter(())
+    timed_out = False
     try:
         for line in lines:
             meter.feed_line(line)
             if meter.done:
                 break  # a server may hold the connection open after [DONE]
     except Exception as exc:  # any transport error mid-stream is this request's failure
-        error = _describe(exc)
+        error, timed_out = _describe(exc), isinstance(exc, RequestTimeout)
     sample = meter.finish(status, error)
+    sample.timed_out = timed_out
+    sample.unreached = status is None and response.error is not None and _is_unreached(response.error)
     if response.raw is not None:  # None when the request never got a response
         _finish_body(lines)
         response.close()
@@ -289,6 +381,36 @@ def _finish_body(lines: Iterator[bytes]) -> None:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _is_unreached(exc: BaseException) -> bool:
+    """The request failed before reaching the server: somewhere in the exception's causes (requests
+    wraps urllib3's errors in MaxRetryError.reason and in args) is a connect, DNS or TLS failure."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, _UNREACHED):
+            return True
+        pending += [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+    return False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110 10.2.3); None if absent or bad."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 class OpenLoopChatUser(ChatUser):
@@ -327,6 +449,7 @@ class OpenLoopChatUser(ChatUser):
 
     def _send_when_free(self, due: float) -> None:
         with self.collector.in_flight():  # queued requests count as in flight: the drain waits for them
+            self.hold_off()  # a Retry-After delays what is due meanwhile: that wait is queue time
             if self.slots is None:
                 self.send_chat(scheduled_at=due)
                 return

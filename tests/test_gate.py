@@ -249,3 +249,57 @@ def test_a_missing_slo_file_or_stack_is_a_config_error(tmp_path: Path) -> None:
         load_slo(path=tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="no such stack file"):
         load_slo("no-such-stack")
+
+
+# Issue 13: checks that do not apply, a server never reached, a starved generator.
+
+
+def test_a_check_with_no_applicable_sample_passes_and_says_so() -> None:
+    one_token = steady(tokens=1)  # classifiers and routers answer one token: TPOT is undefined
+    verdict = evaluate(one_token, SLO, RUN)
+    assert verdict.exit_code == EXIT_PASS, verdict
+    tpot = checks_by_metric(verdict)["tpot_ms"]
+    assert (tpot.passed, tpot.applicable, tpot.observed, tpot.n) == (True, False, None, 0)
+    assert tpot.to_json()["applicable"] is False and "applicable" not in checks_by_metric(verdict)["ttft_ms"].to_json()
+    assert verdict.metrics["goodput_ratio"] == 1.0
+    # A few multi-token answers among them: TPOT applies, judged on those.
+    mixed = one_token + steady(5, tpot_ms=30)
+    assert checks_by_metric(evaluate(mixed, SLO, RUN))["tpot_ms"].applicable
+    assert "tpot_ms" in {c.metric for c in evaluate(mixed, SLO, RUN).breaches}
+    assert gate.Check.from_json(tpot.to_json()) == tpot
+
+
+def unreached(start: float) -> RequestSample:
+    return RequestSample(started_at=start, ended_at=start + 0.001, ok=False, error="ConnectionError", unreached=True)
+
+
+def test_a_server_never_reached_is_invalid_not_a_breach() -> None:
+    verdict = evaluate([unreached(11 + i * 0.1) for i in range(30)], SLO, RUN)
+    assert verdict.exit_code == EXIT_INVALID
+    assert any("never reached" in reason for reason in verdict.reasons), verdict.reasons
+    # Reached once: the refusals are real failures of a server that exists, a breach.
+    partly = [unreached(11 + i * 0.1) for i in range(30)] + steady(10)
+    verdict = evaluate(partly, SLO, RUN)
+    assert verdict.exit_code == EXIT_BREACH and not verdict.reasons, verdict
+
+
+def test_a_starved_generator_never_gives_a_breach_its_delay_could_explain() -> None:
+    limit_ms = gate.GENERATOR_LAG_SHARE * SLO.ttft_p95_ms  # 4 ms of lag against a 200 ms target
+    within = RunInfo(started_at=10, ended_at=20, min_samples=20, generator_lag_p95_ms=limit_ms)
+    assert evaluate(steady(ttft_ms=240), SLO, within).exit_code == EXIT_BREACH  # lag under the limit
+    starved = RunInfo(
+        started_at=10, ended_at=20, min_samples=20, generator_lag_p95_ms=limit_ms * 1.01, generator_lag_max_ms=50
+    )
+    # TTFT 240 ms against 200: within 2 x the 50 ms the generator may have added. Invalid, not a breach.
+    verdict = evaluate(steady(ttft_ms=240), SLO, starved)
+    assert verdict.exit_code == EXIT_INVALID, verdict
+    assert any("starved" in reason and "ttft_ms" in reason for reason in verdict.reasons), verdict.reasons
+    # Beyond anything the lag explains (310 > 200 + 2 x 50; 290 is not), and an error-rate breach: they stand.
+    assert evaluate(steady(ttft_ms=290), SLO, starved).exit_code == EXIT_INVALID
+    assert evaluate(steady(ttft_ms=310), SLO, starved).exit_code == EXIT_BREACH
+    failing = steady(30) + [sample(12, ok=False) for _ in range(10)]
+    assert evaluate(failing, SLO, starved).exit_code == EXIT_BREACH
+    # The lag only adds to TTFT and E2E: a pass stands, unless TPOT is within worst lag / (n_out - 1) of
+    # its target (10 ms + 50 / 10 = 15 <= 20 stands; 16 ms + 5 > 20 does not).
+    assert evaluate(steady(tpot_ms=10), SLO, starved).exit_code == EXIT_PASS
+    assert evaluate(steady(tpot_ms=16), SLO, starved).exit_code == EXIT_INVALID

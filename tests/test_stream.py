@@ -93,6 +93,15 @@ def test_usage_null_on_every_chunk_falls_back_to_counting_chunks() -> None:
     assert (sample.output_tokens, sample.output_tokens_from_usage) == (2, False)
 
 
+def test_a_usage_block_the_stream_disproves_falls_back_to_the_stream() -> None:
+    """Each token-bearing chunk carries at least one token: usage below the chunk count is false."""
+    lying = run([(0.1, text()), (0.2, text()), (0.3, text()), (0.31, usage_chunk(2)), (0.32, DONE)])
+    assert (lying.output_tokens, lying.output_tokens_from_usage, lying.usage_contradicted) == (3, False, 2)
+    # More tokens than chunks is what several tokens per chunk look like: usage stands.
+    packed = run([(0.1, text(3)), (0.2, text(3)), (0.31, usage_chunk(6)), (0.32, DONE)])
+    assert (packed.output_tokens, packed.output_tokens_from_usage, packed.usage_contradicted) == (6, True, None)
+
+
 def test_missing_done_is_an_incomplete_failure() -> None:
     sample = run([(0.2, text()), (0.3, usage_chunk(1))])
     assert not sample.ok

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Annotated, Any, cast
+from urllib.parse import urlsplit
 
 import typer
 
@@ -23,7 +24,7 @@ from infra.commands.common import user_errors_exit_2
 from infra.config import PROJECT_ROOT
 from infra.errors import UsageError
 from loadtests import gate
-from loadtests.run import SuiteRun, run_suite, suites
+from loadtests.run import SuiteRun, auto_processes, run_suite, suites, unwritable
 
 COUNTED_SUITES = {"smoke", "gateway"}
 """Suites that end after a set number of requests: no warm-up to exclude."""
@@ -86,6 +87,28 @@ def endpoint_from_outputs(stack: str, outputs: dict[str, Any]) -> str:
     raise UsageError(f"--stack {stack}: the stack has no `{ENDPOINT_OUTPUT}` output (pulumi up first?); give --host")
 
 
+def check_host(host: str) -> str:
+    """An http(s) URL with a host name: anything else is a usage error before any load is sent."""
+    try:
+        parts = urlsplit(host.strip())
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UsageError(
+            f"--host {host!r}: expected an http(s) URL such as https://llm.example.com or http://127.0.0.1:8000"
+        )
+    return host.strip()
+
+
+def check_report(report: Path) -> None:
+    """The verdict and Locust's HTML report can be written where --report says (checked before any load)."""
+    for path in (report, report.with_suffix(".html")):
+        problem = unwritable(path)
+        if problem:
+            raise UsageError(f"--report {report}: {path} {problem}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("loadtest", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     @user_errors_exit_2
@@ -108,7 +131,10 @@ def register(app: typer.Typer) -> None:
         warmup: Annotated[
             str | None, typer.Option("--warmup", help="Excluded from the gate (default: a tenth of timed runs).")
         ] = None,
-        processes: Annotated[int, typer.Option("--processes", help="Locust processes (1: no workers).")] = 1,
+        processes: Annotated[
+            str,
+            typer.Option("--processes", help="Locust processes (1: no workers; auto: sized from users, SLO and CPUs)."),
+        ] = "1",
     ) -> None:
         """Run a Locust suite headless and gate it on the SLO: exit 0 pass, 3 breached, 4 invalid."""
         known = suites()
@@ -118,9 +144,14 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give --stack or --slo, not both")
         if users < 1:
             raise UsageError(f"--users {users}: must be at least 1")
-        if processes < 1:
-            raise UsageError(f"--processes {processes}: must be at least 1")
-        if suite in SINGLE_PROCESS_SUITES and processes > 1:
+        slo_value = gate.load_slo(stack, slo)  # a bad SLO fails now (exit 2), before any load is sent
+        if processes.strip() == "auto":
+            process_count = 1 if suite in SINGLE_PROCESS_SUITES else auto_processes(users, slo_value.tpot_p95_ms)
+        elif processes.strip().isdigit() and int(processes) >= 1:
+            process_count = int(processes)
+        else:
+            raise UsageError(f"--processes {processes}: a whole number of at least 1, or auto")
+        if suite in SINGLE_PROCESS_SUITES and process_count > 1:
             raise UsageError(f"--processes {processes}: the {suite} suite runs in one process (drop --processes)")
         if suite == "rate" and (rate is None or rate <= 0):
             raise UsageError("--rate: the rate suite needs a positive total rate in requests/s, e.g. --rate 5")
@@ -139,15 +170,12 @@ def register(app: typer.Typer) -> None:
             warmup_s = 0.0 if suite in COUNTED_SUITES else duration_s * DEFAULT_WARMUP_SHARE
         if warmup_s >= duration_s:
             raise UsageError(f"--warmup {warmup_s:g}s must be shorter than --duration {duration_s:g}s")
-        gate.load_slo(stack, slo)  # a bad SLO fails now (exit 2), before any load is sent
         if host is None:
             if stack is None:
                 raise UsageError("--host is required (or --stack with the pulumi CLI to read the stack's endpoint)")
             host = stack_endpoint(stack)
-        try:
-            report.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"--report {report}: cannot write there ({exc.strerror})") from None
+        host = check_host(host)
+        check_report(report)
         run = SuiteRun(
             suite=suite,
             host=host,
@@ -157,12 +185,14 @@ def register(app: typer.Typer) -> None:
             warmup_s=warmup_s,
             users=users,
             rate=rate,
-            processes=processes,
+            processes=process_count,
             stack=stack,
             slo=slo,
             api_key_env=api_key_env,
             extra=tuple(ctx.args),
         )
+        if processes.strip() == "auto":
+            typer.echo(f"--processes auto: {process_count} Locust process(es) for {users} users", err=True)
         verdict = run_suite(run)
         for reason in verdict.reasons:
             typer.echo(f"invalid run: {reason}", err=True)

@@ -10,6 +10,8 @@ few samples, an overloaded generator) makes the step invalid (exit 4).
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,8 @@ class LocustGate:
     models: Mapping[str, Sequence[str]]
     """Region -> the served model names to load-test there."""
     work_dir: Path
-    """Verdicts and Locust's HTML reports go here, one per region, step, attempt and model."""
+    """Verdicts and Locust's HTML reports go here, one per run: region, step, attempt, model and a run id
+    (UTC time and a random suffix), so a resumed step never overwrites or reuses an earlier run's report."""
     api_key_env: str = "LLM_API_KEY"
     locust_args: Sequence[str] = field(default_factory=tuple[str, ...])
     """More Locust options (e.g. `--llm-output-tokens 64`), appended to each run."""
@@ -49,7 +52,7 @@ class LocustGate:
                 suite=self.suite,
                 host=endpoint,
                 model=model,
-                report=self.work_dir / f"{region}-{step}pct-attempt{attempt}-{model}.json",
+                report=self.work_dir / f"{region}-{step}pct-attempt{attempt}-{model}-{run_id()}.json",
                 duration_s=self.duration_s,
                 warmup_s=self.duration_s * WARMUP_SHARE,
                 users=self.users,
@@ -60,6 +63,11 @@ class LocustGate:
             verdict = run_suite(run)
             verdicts[model] = GateResult(verdict.exit_code, verdict.to_json())
         return combine(verdicts)
+
+
+def run_id() -> str:
+    """Unique per gate run: sortable UTC time plus a random suffix."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}"
 
 
 def combine(verdicts: Mapping[str, GateResult]) -> GateResult:
