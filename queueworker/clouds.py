@@ -68,9 +68,16 @@ class S3Store:
         self.bucket = bucket
         self._s3 = client or _sdk("boto3").client("s3", region_name=region)
 
-    def put(self, key: str, data: bytes) -> str:
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
-        return f"s3://{self.bucket}/{key}"
+    def put(self, key: str, data: bytes) -> tuple[str, bool]:
+        uri = f"s3://{self.bucket}/{key}"
+        try:
+            # S3 conditional write: fails with 412 when the key exists (or 409 when a write races this one).
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json", IfNoneMatch="*")
+        except _sdk("botocore.exceptions").ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return uri, False
+            raise
+        return uri, True
 
 
 class PubSubQueue:
@@ -118,6 +125,11 @@ class GcsStore:
         self.bucket = bucket
         self._bucket = (client or _sdk("google.cloud.storage").Client()).bucket(bucket)
 
-    def put(self, key: str, data: bytes) -> str:
-        self._bucket.blob(key).upload_from_string(data, content_type="application/json")
-        return f"gs://{self.bucket}/{key}"
+    def put(self, key: str, data: bytes) -> tuple[str, bool]:
+        uri = f"gs://{self.bucket}/{key}"
+        try:
+            # Generation 0 means "no live object": the upload fails with 412 when the key exists.
+            self._bucket.blob(key).upload_from_string(data, content_type="application/json", if_generation_match=0)
+        except _sdk("google.api_core.exceptions").PreconditionFailed:
+            return uri, False
+        return uri, True

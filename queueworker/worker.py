@@ -64,8 +64,9 @@ class JobQueue(Protocol):
 
 
 class ResultStore(Protocol):
-    def put(self, key: str, data: bytes) -> str:
-        """Store `data` under `key`; returns the object's URI (s3://..., gs://...)."""
+    def put(self, key: str, data: bytes) -> tuple[str, bool]:
+        """Store `data` under `key` unless an object is there already (a conditional create: the first result of a
+        redelivered job wins); returns the object's URI (s3://..., gs://...) and whether this call created it."""
         ...
 
 
@@ -92,6 +93,8 @@ class Counters:
     failed: int = 0
     """Stored with an error (the gateway refused the request, or it was not a job)."""
     retried: int = 0
+    duplicates: int = 0
+    """Ran again after a redelivery; the first run's result was kept (and its webhook already called)."""
     callbacks: int = 0
     callback_failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -172,7 +175,11 @@ class Worker:
             return
         status, body, request_id = self._call_model(job)
         line = result_line(job.custom_id, status, body, request_id, None)
-        uri = self._store(job.custom_id, line)
+        uri, created = self._store_new(job.custom_id, line)
+        if not created:
+            log.info("job %s: a result is stored already (a redelivery); kept it", job.custom_id)
+            self.counters.add("duplicates")
+            return
         self.counters.add("completed" if status < 400 else "failed")
         if job.callback_url is not None:
             self._callback(job, line, uri)
@@ -191,7 +198,10 @@ class Worker:
             body = response.text
         return response.status_code, body, response.headers.get("x-request-id")
 
-    def _store(self, custom_id: str, line: dict[str, Any]) -> str:
+    def _store(self, custom_id: str, line: dict[str, Any]) -> None:
+        self._store_new(custom_id, line)
+
+    def _store_new(self, custom_id: str, line: dict[str, Any]) -> tuple[str, bool]:
         data = json.dumps(line, separators=(",", ":")).encode()
         try:
             return self.store.put(f"{self.config.result_prefix}{custom_id}.json", data)

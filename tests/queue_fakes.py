@@ -63,13 +63,15 @@ class FakeStore:
         self._fail = fail_times
         self._lock = threading.Lock()
 
-    def put(self, key: str, data: bytes) -> str:
+    def put(self, key: str, data: bytes) -> tuple[str, bool]:
+        """A conditional create, as S3 (If-None-Match: *) and GCS (ifGenerationMatch=0) do it."""
         with self._lock:
             if self._fail > 0:
                 self._fail -= 1
                 raise OSError("store unavailable")
-            self.objects[key] = data
-        return f"mem://bucket/{key}"
+            created = key not in self.objects
+            self.objects.setdefault(key, data)
+        return f"mem://bucket/{key}", created
 
     def line(self, custom_id: str) -> dict[str, Any]:
         return json.loads(self.objects[f"results/{custom_id}.json"])

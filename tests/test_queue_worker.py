@@ -210,3 +210,13 @@ def test_run_processes_every_job_with_several_threads_and_stops_when_told() -> N
         assert em.requests_served == 24
     assert sorted(store.objects) == sorted(f"results/j{i}.json" for i in range(24))
     assert len(queue.acked) == 24 and w.counters.completed == 24
+
+
+def test_a_redelivered_job_keeps_the_first_result_and_calls_back_once() -> None:
+    with Emulator(FAST) as em, WebhookReceiver() as hook:
+        queue, store = FakeQueue([job("job-1", hook.url), job("job-1", hook.url)]), FakeStore()
+        w = worker(em, queue, store)
+        drain(w, queue)
+        assert em.requests_served == 2
+    assert list(store.objects) == ["results/job-1.json"] and len(hook.received) == 1
+    assert w.counters.completed == 1 and w.counters.duplicates == 1 and len(queue.acked) == 2
