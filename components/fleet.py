@@ -21,9 +21,10 @@ import pulumi_kubernetes as k8s
 from components.cluster import Cluster, ClusterArgs, ClusterKind
 from components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend
 from components.inference import InferenceService, InferenceServiceArgs, ModelCache
-from components.keda import Keda
+from components.keda import Keda, KedaArgs
 from components.nodepool import GpuNodePool, GpuNodePoolArgs
 from components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
+from components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorkers, QueueWorkersArgs
 from components.sizing.plan import DeploymentPlan
 
 DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
@@ -87,6 +88,9 @@ class RegionalFleetArgs:
     """Revision id of `deployments` once a rollout recorded one (suffixes the services' names); None: plain names."""
     canary: Revision | None = None
     """During a rollout or an A/B test: a second revision on the same pools, weighted at the gateway."""
+    queue: QueueConfig | None = None
+    """Async queue of the region (components/queue/): its queue, bucket and identities are built before KEDA
+    (whose operator reads the queue's length), its workers after the gateway they call; None: no queue."""
 
 
 class RegionalFleet(pulumi.ComponentResource):
@@ -106,6 +110,9 @@ class RegionalFleet(pulumi.ComponentResource):
     """The region's API gateway (None when the stack has none)."""
     observability: Observability | None
     """The region's monitoring (None when the stack turns it off)."""
+    queue: AsyncQueue | None
+    """The region's async queue (None when the stack has none)."""
+    queue_workers: QueueWorkers | None
     endpoints: pulumi.Output[dict[str, str]]
     """Served model name -> cluster-local OpenAI-compatible base URL."""
 
@@ -116,6 +123,7 @@ class RegionalFleet(pulumi.ComponentResource):
             raise ValueError(f"{name}: deployments {elsewhere} are planned for another region")
         self.cluster = self._cluster(name, args)
         self.namespace = self._namespace(name, args)
+        self.queue = self._queue(name, args)
         self.keda = self._keda(name)
         self.pools = {}
         self.services = {}
@@ -129,6 +137,7 @@ class RegionalFleet(pulumi.ComponentResource):
         # More concerns: one line each here, after the services they read.
         self.gateway = self._gateway(name, args)
         self.observability = self._observability(name, args)
+        self.queue_workers = self._queue_workers(name, args)
         self.endpoints = pulumi.Output.all(**{model: s.url for model, s in self.services.items()}).apply(
             lambda urls: dict(sorted(urls.items()))
         )
@@ -161,8 +170,51 @@ class RegionalFleet(pulumi.ComponentResource):
         )
 
     def _keda(self, name: str) -> Keda:
-        """The autoscaler operator; the ScaledObjects wait for it (their CRD comes with its chart)."""
-        return Keda(f"{name}-keda", opts=self.kubernetes_opts())
+        """The autoscaler operator; the ScaledObjects wait for it (their CRD comes with its chart). With a queue,
+        its operator runs with the identity that reads the queue's length."""
+        values = self.queue.keda_operator_values if self.queue is not None else {}
+        return Keda(f"{name}-keda", KedaArgs(values=values), opts=self.kubernetes_opts())
+
+    def _queue(self, name: str, args: RegionalFleetArgs) -> AsyncQueue | None:
+        """The queue, its dead-letter queue, the result bucket and the identities (cloud resources)."""
+        if args.queue is None:
+            return None
+        if args.cloud == "local" or args.cluster_kind == ClusterKind.existing:
+            raise ValueError(f"{name}: the async queue needs a cluster llmfleet creates (IRSA / Workload Identity)")
+        return AsyncQueue(
+            f"{name}-queue",
+            AsyncQueueArgs(
+                cloud=args.cloud,
+                region=args.region,
+                namespace=args.namespace,
+                settings=args.queue.settings,
+                oidc_provider_arn=self.cluster.oidc_provider_arn,
+                oidc_issuer=self.cluster.oidc_issuer,
+                gcp_project=args.gcp_project,
+                tags={"llmfleet": name},
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _queue_workers(self, name: str, args: RegionalFleetArgs) -> QueueWorkers | None:
+        """The workers, calling the models through the region's gateway, scaled by KEDA on the queue."""
+        if args.queue is None or self.queue is None:
+            return None
+        if self.gateway is None:
+            raise ValueError(f"{name}: the async queue's workers call the models through the gateway; add one")
+        return QueueWorkers(
+            f"{name}-queue-workers",
+            QueueWorkersArgs(
+                queue=self.queue,
+                namespace=self.namespace.metadata.name,
+                gateway_url=self.gateway.endpoint,
+                workers=args.queue.workers,
+                api_key=args.queue.api_key,
+                webhook_secret=args.queue.webhook_secret,
+                scaler_depends_on=[self.keda],
+            ),
+            opts=self.kubernetes_opts(),
+        )
 
     def _pool(self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan) -> GpuNodePool:
         """The nodes of one deployment, with the device plugin where the image lacks one (nothing is

@@ -41,6 +41,8 @@ class Secrets:
     """Stack secret key -> value, for the gateway's tenant API keys and fallback key."""
     observability: dict[str, pulumi.Output[str]]
     """Stack secret key -> value, for Grafana's admin password and the remote-write credential."""
+    queue: dict[str, pulumi.Output[str]]
+    """Stack secret key -> value, for the queue's webhook signing key."""
 
 
 def resolve_secrets(spec: DeploymentSpec) -> Secrets:
@@ -62,7 +64,10 @@ def resolve_secrets(spec: DeploymentSpec) -> Secrets:
         kubeconfigs[region.key] = None if key == CURRENT_KUBECONFIG else require_secret(key, field)
     gateway = {key: require_secret(key, field) for key, field in spec.gateway.secret_refs()}
     observability = {key: require_secret(key, field) for key, field in spec.observability.secret_refs()}
-    return Secrets(hf_token=hf_token, kubeconfigs=kubeconfigs, gateway=gateway, observability=observability)
+    queue = {key: require_secret(key, field) for key, field in spec.queue.secret_refs()} if spec.queue else {}
+    return Secrets(
+        hf_token=hf_token, kubeconfigs=kubeconfigs, gateway=gateway, observability=observability, queue=queue
+    )
 
 
 def cloud_providers(spec: DeploymentSpec, region: RegionSpec) -> list[pulumi.ProviderResource]:
@@ -109,6 +114,7 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
             deployments=deployments,
             secrets=secrets.observability,
         ),
+        queue=spec.queue.to_config(region.key, spec.gateway, secrets.gateway | secrets.queue) if spec.queue else None,
     )
 
 

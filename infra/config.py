@@ -18,6 +18,7 @@ from infra.schema.base import Section
 from infra.schema.gateway import GatewaySpec
 from infra.schema.models import ModelSpec
 from infra.schema.observability import ObservabilitySpec
+from infra.schema.queue import QueueSpec
 from infra.schema.regions import RegionSpec
 from infra.schema.rollout import RolloutSpec
 from infra.schema.slo import Slo
@@ -47,6 +48,7 @@ class DeploymentSpec(Section):
     load_balancer: LoadBalancerSpec | None = Field(default=None, description="Global DNS; None: no global name.")
     observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    queue: QueueSpec | None = Field(default=None, description="Async queue (SQS / Pub/Sub) per region; None: off.")
     namespace: str = Field(default="llmfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     gcp_project: str | None = Field(default=None, description="GCP project for gcp regions.")
     huggingface_token_secret: str | None = Field(
@@ -111,6 +113,8 @@ class DeploymentSpec(Section):
         if self.load_balancer is not None:
             self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)
+        if self.queue is not None:
+            self.queue.check_stack(self.regions, self.gateway, self.gateway.request_timeout_s)
         return self
 
     def warnings(self) -> list[str]:

@@ -116,6 +116,12 @@ def _aws(
         extra["defaultSecurityGroupId"] = f"sg-{_digest(urn + 'sg', 17)}"
     elif type_ == "aws:route53/zone:Zone":
         extra |= {"zoneId": resource_id, "nameServers": [f"ns-{i}.awsdns-00.com" for i in range(4)]}
+    elif type_ == "aws:sqs/queue:Queue":
+        resource_id = extra["url"] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT_ID}/{resource_name}"
+    elif type_ == "aws:s3/bucket:Bucket":
+        resource_name = str(inputs.get("bucket") or resource_name)
+        resource_id = extra["bucket"] = resource_name
+        extra["arn"] = f"arn:aws:s3:::{resource_name}"  # bucket ARNs name no region or account
     elif type_ == "aws:lb/loadBalancer:LoadBalancer":
         extra |= {
             "dnsName": f"{resource_name}-{_digest(urn, 10)}.{region}.elb.amazonaws.com",
@@ -148,6 +154,8 @@ def _gcp(
     elif type_ == "gcp:serviceaccount/account:Account":
         account = inputs.get("accountId") or resource_name
         extra["email"] = f"{account}@{project}.iam.gserviceaccount.com"
+    elif type_ in ("gcp:pubsub/topic:Topic", "gcp:pubsub/subscription:Subscription"):
+        resource_id = f"projects/{project}/{collection}/{resource_name}"  # Pub/Sub names are global to the project
     elif type_ == "gcp:compute/globalAddress:GlobalAddress":
         extra["address"] = f"34.120.{int(_digest(urn, 2), 16)}.1"
     elif type_ == "gcp:dns/managedZone:ManagedZone":

@@ -1,0 +1,115 @@
+"""`queue:` — the async queue pattern (off unless present): jobs on SQS or Pub/Sub, workers through the gateway.
+
+Each listed region (default: every region) gets its own queue, dead-letter queue, result bucket and
+workers. The workers call the region's gateway with one tenant's API key, so batch jobs share that
+tenant's budgets with its online traffic and never bypass authentication.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import Field, field_validator
+
+from components.queue.types import MAX_ATTEMPTS_RANGE, MAX_JOB_TIMEOUT_S
+from infra.schema.base import Section
+from infra.schema.gateway import DNS_LABEL, SECRET_KEY, GatewaySpec
+from infra.schema.regions import RegionSpec
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from components.queue.types import QueueConfig
+
+PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}|@sha256:[0-9a-f]{64})$")
+
+
+class QueueSpec(Section):
+    """Async inference: OpenAI batch lines in, results in a bucket, an optional signed webhook."""
+
+    worker_image: str = Field(
+        description="The worker image built from queueworker/Dockerfile, with a version tag or a digest."
+    )
+    tenant: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL,
+        description="Gateway tenant whose API key the workers use (required unless the gateway is anonymous).",
+    )
+    webhook_secret: str | None = Field(
+        default=None, pattern=SECRET_KEY, description="Secret stack key of the HMAC key signing webhook callbacks."
+    )
+    regions: list[str] | None = Field(default=None, description="Region keys (`<cloud>-<region>`); default: all.")
+    concurrency: int = Field(default=4, ge=1, le=64, description="Jobs in flight per worker pod.")
+    max_workers: int = Field(default=10, ge=1, le=500, description="Most worker pods per region.")
+    max_attempts: int = Field(
+        default=5, ge=MAX_ATTEMPTS_RANGE[0], le=MAX_ATTEMPTS_RANGE[1], description="Deliveries before dead-lettering."
+    )
+    job_timeout_s: int = Field(default=300, ge=10, le=MAX_JOB_TIMEOUT_S, description="Longest gateway call per job.")
+    retention_days: int = Field(default=4, ge=1, le=7, description="How long a job waits in the queue.")
+    result_retention_days: int = Field(default=7, ge=1, le=3650, description="How long results are kept.")
+
+    @field_validator("worker_image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        if not PINNED_IMAGE.match(image) or image.endswith(":latest"):
+            raise ValueError("name a version tag or digest, e.g. registry.example.com/llmfleet-worker:0.1.0")
+        return image
+
+    def check_stack(self, regions: Sequence[RegionSpec], gateway: GatewaySpec, request_timeout_s: int) -> None:
+        keys = {r.key: r for r in regions}
+        for i, key in enumerate(self.regions or []):
+            if key not in keys:
+                raise ValueError(f"queue.regions[{i}]: unknown region {key!r}; the stack's: {sorted(keys)}")
+        for region in self.served_regions(regions):
+            if region.cloud == "local" or region.cluster.mode != "create":
+                raise ValueError(
+                    f"queue.regions: {region.key} runs on an existing cluster; the queue needs a cluster llmfleet "
+                    "creates (EKS with IRSA, GKE with Workload Identity): list only such regions in queue.regions"
+                )
+        if gateway.allow_anonymous:
+            if self.tenant is not None:
+                raise ValueError("queue.tenant: the gateway is anonymous (allow_anonymous), leave tenant out")
+        else:
+            tenants = {t.name: t for t in gateway.tenants}
+            if gateway.jwt is not None:
+                raise ValueError("queue: the gateway takes JWTs, which workers cannot present; use API-key tenants")
+            if self.tenant is None or self.tenant not in tenants:
+                raise ValueError(f"queue.tenant: name the gateway tenant the workers run as, one of {sorted(tenants)}")
+        if self.job_timeout_s > request_timeout_s:
+            raise ValueError(
+                f"queue.job_timeout_s: {self.job_timeout_s} is longer than gateway.request_timeout_s "
+                f"{request_timeout_s}, which would cut every longer job"
+            )
+
+    def served_regions(self, regions: Sequence[RegionSpec]) -> list[RegionSpec]:
+        wanted = self.regions
+        return [r for r in regions if wanted is None or r.key in wanted]
+
+    def secret_refs(self) -> list[tuple[str, str]]:
+        """(stack secret key, field path) of the queue's own secrets (the tenant key is the gateway's)."""
+        return [(self.webhook_secret, "queue.webhook_secret")] if self.webhook_secret else []
+
+    def to_config(
+        self, region_key: str, gateway: GatewaySpec, secrets: Mapping[str, pulumi.Output[str]]
+    ) -> QueueConfig | None:
+        """The fleet's queue for one region (None where the queue is not served); `secrets` holds the gateway's
+        and the queue's resolved secrets by stack key."""
+        from components.queue.types import QueueConfig, QueueSettings, WorkerSettings
+
+        if self.regions is not None and region_key not in self.regions:
+            return None
+        tenant = next((t for t in gateway.tenants if t.name == self.tenant), None)
+        key_ref = tenant.api_key_secret if tenant is not None else None
+        return QueueConfig(
+            workers=WorkerSettings(image=self.worker_image, concurrency=self.concurrency, max_workers=self.max_workers),
+            settings=QueueSettings(
+                max_attempts=self.max_attempts,
+                job_timeout_s=self.job_timeout_s,
+                retention_days=self.retention_days,
+                result_retention_days=self.result_retention_days,
+            ),
+            api_key=secrets[key_ref] if key_ref else None,
+            webhook_secret=secrets[self.webhook_secret] if self.webhook_secret else None,
+        )
