@@ -177,6 +177,7 @@ def main() -> None:
     endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
     gateway_endpoints: dict[str, pulumi.Output[str]] = {}
     monitoring: dict[str, dict[str, Any]] = {}
+    queues: dict[str, dict[str, pulumi.Output[str]]] = {}
     fleets: list[RegionalFleet] = []
     for region, args in regions:
         fleet = RegionalFleet(region.key, args, opts=pulumi.ResourceOptions(providers=cloud_providers(spec, region)))
@@ -186,9 +187,17 @@ def main() -> None:
             gateway_endpoints[region.key] = fleet.gateway.endpoint
         if fleet.observability is not None:
             monitoring[region.key] = fleet.observability.summary()
+        if fleet.queue is not None:
+            queues[region.key] = {
+                "submit_to": fleet.queue.submit_to,
+                "dead_letter": fleet.queue.dead_letter,
+                "bucket": fleet.queue.bucket,
+            }
     pulumi.export("endpoints", endpoints)
     pulumi.export("gateway_endpoints", gateway_endpoints)
     pulumi.export("observability", monitoring)
+    if queues:
+        pulumi.export("queues", queues)  # where producers send jobs and results land, per region
     pulumi.export("plan", plan_summary(plan))
     pulumi.export("rollout", record.model_dump(mode="json"))  # what was applied, for a rollout on another machine
     balancer = global_load_balancer(spec, fleets)

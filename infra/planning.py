@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from components.queue.costs import QueueCost, queue_cost
+from components.queue.types import POLLING_INTERVAL_S, WorkerSettings
 from components.sizing.calibration import catalog_eta
 from components.sizing.catalog import Catalog, load_catalog
 from components.sizing.errors import PlanningError
@@ -169,4 +171,34 @@ def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -
             deployments.append(planned)
     balancer = spec.load_balancer
     failover = balancer.require_within_budget(f"{CONFIG_KEY}.load_balancer") if balancer else None
-    return Plan(stack=stack, deployments=tuple(deployments), totals=totals(deployments), failover=failover)
+    return Plan(
+        stack=stack,
+        deployments=tuple(deployments),
+        totals=totals(deployments),
+        failover=failover,
+        queue=queue_costs(spec),
+    )
+
+
+def queue_costs(spec: DeploymentSpec) -> tuple[QueueCost, ...]:
+    """What the async queue adds in each region that has one (jobs sized by the region's longest prompt)."""
+    if spec.queue is None:
+        return ()
+    workers = WorkerSettings(image=spec.queue.worker_image, max_workers=spec.queue.max_workers)
+    costs: list[QueueCost] = []
+    for region in spec.queue.served_regions(spec.regions):
+        if region.cloud == "local":
+            continue  # the schema refuses it; keeps the type narrow
+        prompt = max(m.load.prompt_tokens for m in spec.models_in(region))
+        costs.append(
+            queue_cost(
+                region.cloud,
+                region.region,
+                prompt,
+                workers.max_workers,
+                workers.cpu,
+                workers.memory,
+                POLLING_INTERVAL_S,
+            )
+        )
+    return tuple(costs)

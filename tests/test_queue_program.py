@@ -100,6 +100,16 @@ def test_every_queue_object_validates_and_sits_under_its_fleet(run: OfflineRun) 
             assert validate_manifest(manifest) == [], manifest["metadata"]["name"]
 
 
+def test_the_stack_exports_where_to_submit_jobs_and_find_results(run: OfflineRun) -> None:
+    jobs = one(run, AWS, "aws:sqs/queue:Queue", "-jobs")
+    bucket = one(run, GCP, "gcp:storage/bucket:Bucket", "-results")
+    topic = one(run, GCP, "gcp:pubsub/topic:Topic", "-jobs")
+    queues = run.outputs["queues"]
+    assert queues[AWS]["submit_to"] == jobs.outputs["url"]
+    assert queues[GCP]["submit_to"] == f"projects/acme-llm/topics/{topic.outputs['name']}"
+    assert queues[GCP]["bucket"] == bucket.outputs["name"]
+
+
 def test_sqs_queue_dead_letters_after_the_stack_attempts_and_hides_jobs_while_they_run(run: OfflineRun) -> None:
     jobs = one(run, AWS, "aws:sqs/queue:Queue", "-jobs")
     dead = one(run, AWS, "aws:sqs/queue:Queue", "-dead-letter")

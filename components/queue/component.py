@@ -23,12 +23,16 @@ import pulumi_kubernetes as k8s
 
 from components.queue import aws as aws_queue
 from components.queue import gcp as gcp_queue
-from components.queue.types import WORKER_SERVICE_ACCOUNT, QueueCloud, QueueSettings, WorkerSettings
+from components.queue.types import (
+    COOLDOWN_S,
+    POLLING_INTERVAL_S,
+    WORKER_SERVICE_ACCOUNT,
+    QueueCloud,
+    QueueSettings,
+    WorkerSettings,
+)
 
 KEDA_API = "keda.sh/v1alpha1"
-POLLING_INTERVAL_S = 15
-COOLDOWN_S = 120
-"""Idle time (queue empty, nothing in flight) before the workers scale to zero."""
 WORKER_LABELS = {
     "app.kubernetes.io/name": "llmfleet-queue-worker",
     "app.kubernetes.io/component": "queue-worker",

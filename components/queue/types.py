@@ -13,6 +13,10 @@ WORKER_SERVICE_ACCOUNT = "llmfleet-queue-worker"
 KEDA_SERVICE_ACCOUNT = ("keda", "keda-operator")
 """Namespace and service account of the KEDA operator as the pinned chart installs it (its identity reads
 the queue's length: SQS GetQueueAttributes, Cloud Monitoring for Pub/Sub)."""
+POLLING_INTERVAL_S = 15
+"""How often KEDA reads the queue's length."""
+COOLDOWN_S = 120
+"""Idle time (queue empty, nothing in flight) before the workers scale to zero."""
 MAX_JOB_TIMEOUT_S = 540
 """A job's gateway call must end within Pub/Sub's longest ack deadline (600 s) less a minute of margin; the
 same bound on SQS keeps one meaning for the field on both clouds."""

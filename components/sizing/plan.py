@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.queue.costs import QueueCost
 from components.sizing.types import Engine, KvCacheDtype, Quantization
 
 
@@ -132,4 +133,7 @@ class Plan(Frozen):
     totals: Totals
     failover: FailoverEstimate | None = Field(
         default=None, description="Global load balancing's worst-case failover (None without a load_balancer)."
+    )
+    queue: tuple[QueueCost, ...] = Field(
+        default=(), description="What each region's async queue adds (empty without a `queue` section)."
     )

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from components.queue.costs import QueueCost
 from components.sizing.plan import DeploymentPlan, Plan
 from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from infra.config import load_stack
@@ -96,7 +97,7 @@ def render_table(plan: Plan, console: Console) -> None:
     for d in plan.deployments:
         if d.cached_prompt_share > 0:
             console.print(f"  {d.cloud}/{d.region} {d.model}: {prefix_reuse_note(d)}")
-    if any(not d.price_verified for d in plan.deployments):
+    if any(not d.price_verified for d in plan.deployments) or any(not q.price_verified for q in plan.queue):
         console.print("  * price flagged unverified in the catalog")
     console.print("  bold: the capacity type the region buys (its capacity_type); '-': the source lists no such price")
     risks = {f"{d.cloud}/{d.region}": d.spot_interruption for d in plan.deployments if d.spot_interruption}
@@ -108,6 +109,19 @@ def render_table(plan: Plan, console: Console) -> None:
             f"Global failover ({f.provider}), worst case {f.total_s} s = {f.detection_s} s detection "
             f"+ {f.check_timeout_s} s check timeout + {f.ttl_s} s TTL; budget {f.budget_s} s"
         )
+    for q in plan.queue:
+        console.print(queue_line(q))
+
+
+def queue_line(q: QueueCost) -> str:
+    """What a region's async queue adds: per million jobs, idle, and the workers' room on the system nodes."""
+    mark = "" if q.price_verified else "*"
+    return (
+        f"Async queue {q.cloud}/{q.region}: ${q.usd_per_million_jobs:,.2f}{mark} per million jobs of "
+        f"~{q.job_bytes:,} bytes (queue requests + result writes), ${q.idle_usd_per_month:,.2f}{mark}/month idle; "
+        f"up to {counted(q.worker_pods_max, 'worker pod')} ({q.worker_vcpu_max:g} vCPU, "
+        f"{q.worker_memory_gib_max:g} GiB) on the system nodes; not priced: {', '.join(q.not_priced)}"
+    )
 
 
 def prefix_reuse_note(d: DeploymentPlan) -> str:

@@ -1,0 +1,84 @@
+"""`llmfleet plan` shows what the async queue adds, from the cited request prices (components/queue/prices.yaml)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from conftest import StackWriter
+from typer.testing import CliRunner
+
+from components.queue.costs import BYTES_PER_TOKEN, JOB_OVERHEAD_BYTES, SECONDS_PER_MONTH, prices, queue_cost
+from components.queue.types import POLLING_INTERVAL_S
+from infra.cli import app
+from infra.config import load_stack
+from infra.planning import build_plan
+
+
+def stack(**queue: Any) -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                "name": "chat",
+                "model": "llama-3.1-8b",
+                "max_model_len": 32768,
+                "load": {"concurrent_sequences": 8, "prompt_tokens": 20000},
+            }
+        ],
+        "regions": [
+            {"cloud": "aws", "region": "us-east-1", "role": "primary"},
+            {"cloud": "gcp", "region": "us-central1"},
+        ],
+        "gcp_project": "acme-llm",
+        "gateway": {"tenants": [{"name": "batch", "api_key_secret": "keyBatch"}]},
+        "queue": {"worker_image": "registry.example.com/worker:1.0", "tenant": "batch", "max_workers": 8, **queue},
+    }
+
+
+def test_each_queue_region_is_priced_from_the_cited_request_prices(write_stack: StackWriter) -> None:
+    name, spec = load_stack(stack_file=write_stack(stack()))
+    aws, gcp = build_plan(name, spec).queue
+    p = {k: v.value for k, v in prices().items()}
+    job = 20000 * BYTES_PER_TOKEN + JOB_OVERHEAD_BYTES  # 80,512 bytes: two 64 KiB SQS chunks
+    assert aws.job_bytes == gcp.job_bytes == job
+    chunks = math.ceil(job / p["sqs_request_chunk_bytes"])
+    assert chunks == 2
+    sqs = (2 * chunks + 1) * p["sqs_standard_usd_per_million_requests"] / 1e6
+    assert aws.usd_per_million_jobs == pytest.approx(
+        (sqs + p["s3_standard_put_usd_per_thousand"] / 1e3) * 1e6, abs=0.01
+    )
+    polls = SECONDS_PER_MONTH / POLLING_INTERVAL_S
+    assert aws.idle_usd_per_month == pytest.approx(polls * p["sqs_standard_usd_per_million_requests"] / 1e6, abs=0.01)
+    pubsub = 2 * job / 2**40 * p["pubsub_usd_per_tib"]
+    assert gcp.usd_per_million_jobs == pytest.approx((pubsub + p["gcs_class_a_usd_per_thousand"] / 1e3) * 1e6, abs=0.01)
+    assert (aws.worker_pods_max, aws.worker_vcpu_max, aws.worker_memory_gib_max) == (8, 2.0, 2.0)
+    assert not aws.price_verified and gcp.price_verified
+    assert "worker pods (system nodes)" in aws.not_priced and "result storage" in gcp.not_priced
+
+
+def test_small_pubsub_jobs_are_billed_the_minimum_request_size() -> None:
+    small = queue_cost("gcp", "us-central1", 10, 1, "250m", "256Mi", POLLING_INTERVAL_S)
+    minimum = prices()["pubsub_min_bytes_per_request"].value
+    expected = (
+        2 * minimum / 2**40 * prices()["pubsub_usd_per_tib"].value
+        + prices()["gcs_class_a_usd_per_thousand"].value / 1e3
+    )
+    assert small.usd_per_million_jobs == pytest.approx(expected * 1e6, abs=0.01)
+
+
+def test_plan_output_shows_the_queue_or_nothing_without_one(write_stack: StackWriter) -> None:
+    runner = CliRunner()
+    path = write_stack(stack(regions=["gcp-us-central1"]))
+    table = runner.invoke(app, ["plan", "--stack-file", str(path)])
+    assert table.exit_code == 0, table.output
+    assert "Async queue gcp/us-central1" in table.output and "Async queue aws/" not in table.output
+    as_json = json.loads(runner.invoke(app, ["plan", "--stack-file", str(path), "--format", "json"]).output)
+    assert [q["region"] for q in as_json["queue"]] == ["us-central1"]
+    plain = stack()
+    del plain["queue"]
+    no_queue = json.loads(
+        runner.invoke(app, ["plan", "--stack-file", str(write_stack(plain, name="p")), "-f", "json"]).output
+    )
+    assert no_queue["queue"] == []
