@@ -7,12 +7,17 @@ redelivery of what is not acknowledged, and a dead-letter list after the last at
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from queue_fakes import FakeQueue, FakeStore, WebhookReceiver
 
+from components import pins
 from loadtests.emulator import Emulator, EmulatorConfig
 from queueworker.jobs import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, InvalidJob, Job, sign, verify
 from queueworker.worker import BACKOFF_MAX_S, Worker, WorkerConfig, backoff_s
@@ -220,3 +225,16 @@ def test_a_redelivered_job_keeps_the_first_result_and_calls_back_once() -> None:
         assert em.requests_served == 2
     assert list(store.objects) == ["results/job-1.json"] and len(hook.received) == 1
     assert w.counters.completed == 1 and w.counters.duplicates == 1 and len(queue.acked) == 2
+
+
+def test_the_worker_image_builds_on_the_pinned_base_with_sdks_the_worker_extra_allows() -> None:
+    root = Path(__file__).resolve().parents[1]
+    dockerfile = (root / "queueworker" / "Dockerfile").read_text()
+    [base] = re.findall(r"^FROM (\S+)$", dockerfile, re.MULTILINE)
+    assert base == pins.image("queue-worker-base")
+    installed = dict(re.findall(r"([a-z0-9-]+)==([0-9.]+)", dockerfile))
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["worker"]
+    for requirement in map(Requirement, extra):
+        assert requirement.name in installed, f"{requirement.name} is not installed in the worker image"
+        assert requirement.specifier.contains(installed[requirement.name]), (requirement, installed[requirement.name])
+    assert "httpx" in installed
