@@ -32,6 +32,7 @@ def stack(**queue: Any) -> dict[str, Any]:
             {"cloud": "gcp", "region": "us-central1"},
         ],
         "gcp_project": "acme-llm",
+        "api_access_cidrs": ["203.0.113.0/24"],
         "gateway": {"tenants": [{"name": "batch", "api_key_secret": "keyBatch"}]},
         "queue": {"worker_image": "registry.example.com/worker:1.0", "tenant": "batch", "max_workers": 8, **queue},
     }

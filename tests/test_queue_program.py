@@ -42,6 +42,7 @@ def deployment(**queue: Any) -> dict[str, Any]:
             {"cloud": "gcp", "region": "us-central1"},
         ],
         "gcp_project": "acme-llm",
+        "api_access_cidrs": ["203.0.113.0/24"],
         "gateway": {
             "hostname": "llm.example.com",
             "tenants": [
