@@ -332,6 +332,7 @@ class SampleCollector:
             "late_start_share": late_share,
             "loop_lag_p95_ms": lag_p95_ms,
             "loop_lag_max_ms": lag_max_ms,
+            "starved": lag_p95_ms is not None and lag_p95_ms > gate.lag_limit_ms(slo),
             "processes": self.processes,
             "request_timeout_s": self.request_timeout_s(),
         }

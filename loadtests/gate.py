@@ -213,6 +213,11 @@ def _message(kind: str, msg: str) -> str:
     return msg
 
 
+def lag_limit_ms(slo: Slo) -> float:
+    """Event-loop lag p95 above which the generator is starved: GENERATOR_LAG_SHARE of the TTFT (or E2E) target."""
+    return GENERATOR_LAG_SHARE * min(slo.ttft_p95_ms, slo.e2e_p99_ms)
+
+
 def request_timeout_s(slo: Slo) -> float:
     """The default per-request deadline, seconds (--llm-request-timeout overrides it)."""
     return REQUEST_TIMEOUT_E2E_MULTIPLE * slo.e2e_p99_ms / 1000
@@ -322,7 +327,7 @@ def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo, tpot_tokens_min: i
     worst lag (a response can wait longer than the probe) or an error-rate breach; a pass where no TPOT
     is within worst lag / (n_out - 1) of its target. Anything else is the generator's verdict."""
     lag_p95 = run.generator_lag_p95_ms
-    limit = GENERATOR_LAG_SHARE * min(slo.ttft_p95_ms, slo.e2e_p99_ms)
+    limit = lag_limit_ms(slo)
     if lag_p95 is None or lag_p95 <= limit:
         return None
     worst = max(run.generator_lag_max_ms or 0.0, lag_p95)

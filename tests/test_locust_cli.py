@@ -59,3 +59,23 @@ def test_llmfleet_loadtest_exits_0_3_4_and_writes_both_reports(tmp_path: Path) -
         assert (tmp_path / name / "v.html").stat().st_size > 1000, "Locust's HTML report alongside"
     assert "SLO breached: ttft_ms p95" in outputs["breach"]
     assert "invalid run: too few samples after the warm-up" in outputs["invalid"]
+
+
+def test_processes_auto_sizes_workers_from_the_measured_capacity(tmp_path: Path) -> None:
+    from loadtests.run import CHUNKS_PER_PROCESS, auto_processes
+
+    # 20 ms TPOT target: 50 chunks/s per user; one process reads CHUNKS_PER_PROCESS of them.
+    per_process = int(CHUNKS_PER_PROCESS / 50)
+    assert auto_processes(per_process, 20, cpus=8) == 1
+    assert auto_processes(per_process + 1, 20, cpus=8) == 2
+    assert auto_processes(10_000, 20, cpus=8) == 8  # never more than one per CPU
+    assert auto_processes(1, 60, cpus=1) == 1
+    command = [str(LLMFLEET), "loadtest", "--suite", "steady", "--model", "m", "--host", "http://127.0.0.1:9"]
+    done = subprocess.run(
+        [*command, "--report", str(tmp_path / "v.json"), "--processes", "many"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 2 and "--processes many" in done.stderr, done.stderr
