@@ -105,6 +105,7 @@ def resolve_model(spec: ModelSpec, index: int, catalog: Catalog, base_dir: Path 
         max_model_len=max_model_len,
         load=load,
         overrides=pins,
+        mixed_gpus=spec.mixed_gpus,
     )
 
 

@@ -38,6 +38,31 @@ class Rejection(Frozen):
     reason: str
 
 
+class MixPool(Frozen):
+    """One pool of a two-GPU-type mix."""
+
+    instance_type: str
+    gpu: str | None
+    replicas: int
+    nodes: int
+    usd_per_hour: float
+    weight: float = Field(description="This pool's share of the mix's capacity (route weight in proportion).")
+
+
+class MixPlan(Frozen):
+    """models[].mixed_gpus: the cheapest split of the load over two GPU types, against the best single type."""
+
+    pools: tuple[MixPool, ...] = Field(description="The two pools of the cheapest split; empty when none exists.")
+    usd_per_hour: float | None = Field(description="Price of the split; None when no two types fit.")
+    single_usd_per_hour: float = Field(description="Price of the best single type (the plan above).")
+    saves_usd_per_hour: float = Field(description="What the split saves against the single type (0 when it does not).")
+    saves_percent: float
+    summary: str = Field(description="What the mix saves, or why no mix is cheaper.")
+    deployed: bool = Field(
+        default=False, description="False: the program deploys the single-type plan above; the mix is advice."
+    )
+
+
 class DeploymentPlan(Frozen):
     """One model in one region: hardware, parallelism, engine settings, capacity and cost."""
 
@@ -98,6 +123,7 @@ class DeploymentPlan(Frozen):
     )
     price_verified: bool = Field(description="False when a price in the catalog is flagged unverified.")
     rejected: tuple[Rejection, ...]
+    mix: MixPlan | None = Field(default=None, description="With models[].mixed_gpus: the two-type split, or why none.")
 
 
 class Totals(Frozen):

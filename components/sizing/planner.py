@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from components.sizing import memory as mem
 from components.sizing.catalog import Catalog, GpuEntry, InstanceEntry, NodePrice
 from components.sizing.errors import PlanningError
+from components.sizing.mix import cheapest_mix
 from components.sizing.parallelism import tensor_parallel_is_valid, valid_tensor_parallel, why_tensor_parallel_invalid
-from components.sizing.plan import DeploymentPlan, MemorySplit, Rejection
+from components.sizing.plan import DeploymentPlan, MemorySplit, MixPlan, MixPool, Rejection
 from components.sizing.throughput import (
     Device,
     Workload,
@@ -90,6 +91,8 @@ class Sized:
     nodes: int
     price: NodePrice
     capacity_type: str
+    capacity: float
+    """What one replica carries of the load: sequences in flight (concurrency load) or output tokens/s."""
 
     @property
     def node_price(self) -> float:
@@ -111,6 +114,23 @@ class Sized:
     @property
     def gpus(self) -> int:
         return self.nodes * self.option.instance.gpu_count
+
+    # what components.sizing.mix needs of a candidate
+    @property
+    def gpu_id(self) -> str:
+        return self.option.gpu.id if self.option.gpu else "CPU"
+
+    @property
+    def label(self) -> str:
+        return self.option.label
+
+    @property
+    def instance_type(self) -> str:
+        return self.option.instance.type
+
+    @property
+    def pipeline_stages(self) -> int:
+        return self.option.pp
 
     @property
     def sort_key(self) -> tuple[float, float, int, str]:
@@ -403,6 +423,7 @@ class Planner:
             nodes=nodes,
             price=self.catalog.price(instance, self.region.region),
             capacity_type=self.region.capacity_type,
+            capacity=float(batch) if isinstance(load, ConcurrencyLoad) else tokens_per_s,
         )
 
     # --- the search --------------------------------------------------------------------------------
@@ -534,7 +555,69 @@ def plan_deployment(
         )
     fallbacks = planner.fallbacks(best, others)
     risk = catalog.spot_risk(region.cloud) if region.capacity_type == "spot" else None
-    return to_plan(model, region, best, fallbacks, tuple(planner.rejected), min_replicas, max_replicas, risk)
+    planned = to_plan(model, region, best, fallbacks, tuple(planner.rejected), min_replicas, max_replicas, risk)
+    if model.mixed_gpus:
+        planned = planned.model_copy(update={"mix": mix_plan(model, best, others)})
+    return planned
+
+
+def mix_plan(model: ModelRequest, best: Sized, others: list[Sized]) -> MixPlan:
+    """The cheapest split of the load over two GPU types (components/sizing/mix.py), or why none is cheaper."""
+    single = best.usd_per_hour
+    pins = model.overrides
+    if pins.instance_type or pins.gpu or pins.replicas is not None:
+        return MixPlan(
+            pools=(),
+            usd_per_hour=None,
+            single_usd_per_hour=round(single, 4),
+            saves_usd_per_hour=0.0,
+            saves_percent=0.0,
+            summary="no mix: the model pins its instance type, GPU or replicas (overrides)",
+        )
+    load = model.load
+    demand = float(load.concurrent_sequences) if isinstance(load, ConcurrencyLoad) else load.output_tokens_per_s
+    found = cheapest_mix([best, *others], demand)
+    if found is None or found.pools is None:
+        return MixPlan(
+            pools=(),
+            usd_per_hour=None,
+            single_usd_per_hour=round(single, 4),
+            saves_usd_per_hour=0.0,
+            saves_percent=0.0,
+            summary="no mix: only one GPU type can serve the model in this region",
+        )
+    mixed = found.usd_per_hour or 0.0
+    total_capacity = sum(p.capacity for p in found.pools)
+    pools = tuple(
+        MixPool(
+            instance_type=p.candidate.instance_type,
+            gpu=None if p.candidate.gpu_id == "CPU" else p.candidate.gpu_id,
+            replicas=p.replicas,
+            nodes=p.nodes,
+            usd_per_hour=round(p.usd_per_hour, 4),
+            weight=round(p.capacity / total_capacity, 4),
+        )
+        for p in found.pools
+    )
+    described = " + ".join(f"{p.replicas} x {p.candidate.label} ({p.nodes} nodes)" for p in found.pools)
+    if mixed < single - 1e-9:
+        saves = single - mixed
+        summary = (
+            f"mix {described} costs ${mixed:.2f}/h, saves ${saves:.2f}/h ({saves / single:.0%}) against ${single:.2f}/h"
+        )
+    else:
+        saves = 0.0
+        summary = (
+            f"no mix is cheaper: the best split ({described}) costs ${mixed:.2f}/h, the single type ${single:.2f}/h"
+        )
+    return MixPlan(
+        pools=pools,
+        usd_per_hour=round(mixed, 4),
+        single_usd_per_hour=round(single, 4),
+        saves_usd_per_hour=round(saves, 4),
+        saves_percent=round(100 * saves / single, 2) if single else 0.0,
+        summary=summary,
+    )
 
 
 def to_plan(

@@ -148,6 +148,9 @@ class ModelRequest(Frozen):
     max_model_len: int = Field(gt=0)
     load: Annotated[TargetLoad, Field(union_mode="left_to_right")]
     overrides: Overrides = Field(default_factory=Overrides)
+    mixed_gpus: bool = Field(
+        default=False, description="Also search splits of the load over two GPU types (reported in the plan's `mix`)."
+    )
 
     @property
     def engine(self) -> Engine:

@@ -100,6 +100,9 @@ def render_table(plan: Plan, console: Console) -> None:
     if any(not d.price_verified for d in plan.deployments) or any(not q.price_verified for q in plan.queue):
         console.print("  * price flagged unverified in the catalog")
     console.print("  bold: the capacity type the region buys (its capacity_type); '-': the source lists no such price")
+    for d in plan.deployments:
+        if d.mix is not None:
+            console.print(f"  {d.cloud}/{d.region} {d.model} mixed GPUs (not deployed): {d.mix.summary}")
     risks = {f"{d.cloud}/{d.region}": d.spot_interruption for d in plan.deployments if d.spot_interruption}
     for where, risk in risks.items():
         console.print(f"  {where} spot: {risk}")

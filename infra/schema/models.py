@@ -58,6 +58,11 @@ class ModelSpec(Section):
     load: Annotated[TargetLoad, Field(union_mode="left_to_right")]
     overrides: Overrides = Field(default_factory=Overrides)
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    mixed_gpus: bool = Field(
+        default=False,
+        description="Also search a split of the load over two GPU types; the plan's `mix` says what it would save "
+        "(advice: the program deploys the single-type plan).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

@@ -5,7 +5,8 @@ Run it as a script, not under pytest (the file name does not match pytest's test
     .venv/bin/python tests/benchmarks/bench_plan.py [--repeat N]
 
 The stack serves six models (dense 8B to 70B, MoE, int4, fp8) in every region the catalog knows on both
-clouds (8 AWS + 8 GCP = 16), so the planner searches every instance type x TP x PP option 96 times. The
+clouds (8 AWS + 8 GCP = 16), so the planner searches every instance type x TP x PP option 96 times, and with
+`mixed_gpus` on every model also every split of each load over two GPU types (components/sizing/mix.py). The
 first run includes loading and validating the catalog; later runs reuse it (load_catalog is cached), as a
 long-lived process such as the Pulumi program would.
 """
@@ -52,7 +53,8 @@ def stack() -> dict[str, Any]:
     regions[0]["role"] = "primary"
     return {
         "gcp_project": "bench",
-        "models": [{**m, "load": LOAD} for m in MODELS],
+        "api_access_cidrs": ["203.0.113.0/24"],  # required for created clusters (documentation range)
+        "models": [{**m, "load": LOAD, "mixed_gpus": True} for m in MODELS],
         "regions": regions,
     }
 
@@ -96,6 +98,11 @@ def main() -> None:
     max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"peak resident set of the process (interpreter and imports included): {max_rss_kib / 1024:.0f} MiB")
     print(f"plan: {t.replicas} replicas on {t.nodes} nodes ({t.gpus} GPUs), ${t.usd_per_hour:,.2f}/h")
+    mixes = [d.mix for d in plan.deployments if d.mix is not None and d.mix.saves_usd_per_hour > 0]
+    saved = sum(m.saves_usd_per_hour for m in mixes)
+    print(
+        f"mixed GPUs: {len(mixes)} of {t.deployments} deployments have a cheaper two-type split, ${saved:,.2f}/h in all"
+    )
 
 
 if __name__ == "__main__":
