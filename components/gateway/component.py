@@ -15,11 +15,20 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gateway import auth, certificates, fallback, health, limits, routes
+from components.gateway import auth, certificates, fallback, health, limits, priority, routes
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from components.gateway.isolation import inference_ingress_policy
 from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, Names
-from components.gateway.types import AcmeIssuer, Fallback, JwtAuth, ModelBackend, RateLimit, Tenant, Tls
+from components.gateway.types import (
+    AcmeIssuer,
+    Fallback,
+    JwtAuth,
+    ModelBackend,
+    PriorityRouting,
+    RateLimit,
+    Tenant,
+    Tls,
+)
 
 
 @dataclass
@@ -42,6 +51,8 @@ class GatewayArgs:
     """No authentication at all (only when the stack says so)."""
     fallback: Fallback | None = None
     """Hosted API used at lower priority when the region's backends fail."""
+    priority: PriorityRouting | None = None
+    """Hybrid routing by `x-llmfleet-priority` (needs `fallback`: its provider serves the hosted models)."""
     tls: Tls = field(default_factory=Tls)
     """The HTTPS listener's certificate Secret (and its cert-manager issuer, if any: installed and created
     here unless Tls says they exist)."""
@@ -166,6 +177,11 @@ class Gateway(pulumi.ComponentResource):
                 self._custom(f"{role}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
         fallback_models = args.fallback.models if args.fallback else None
         spec = routes.route_spec(names, self._listeners, args.models, args.request_timeout_s, fallback_models)
+        if args.priority is not None:
+            if args.fallback is None:
+                raise ValueError("GatewayArgs.priority needs fallback: its provider serves the hosted models")
+            spec["rules"] += priority.priority_rules(names, spec["rules"], args.priority.quality_models)
+            priority.check_rule_count(len(spec["rules"]))
         self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)
 
     def _https_redirect(self) -> None:

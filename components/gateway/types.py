@@ -7,7 +7,7 @@ Outputs; only secrets (API keys) are `pulumi.Input[str]` and stay secret end to 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import pulumi
@@ -19,10 +19,19 @@ MODEL_HEADER = "x-ai-eg-model"
 REVISION_HEADER = "x-llmfleet-revision"
 """While a model has a canary, a request carrying `x-llmfleet-revision: <id>` goes to that revision only
 (the rollout gate pins its load to the revision under test); other requests follow the weights."""
+PRIORITY_HEADER = "x-llmfleet-priority"
+"""With priority routing, `cost` keeps a request on the region's servers, `quality` sends it to the hosted frontier
+model first; `balanced`, another value or none takes the default route (components/gateway/priority.py)."""
 AI_GATEWAY_METADATA_NAMESPACE = "io.envoy.ai_gateway"
 """Dynamic-metadata namespace where the AI Gateway writes the token counts of `llmRequestCosts`."""
 TOTAL_TOKENS_KEY = "llm_total_token"
 """Metadata key of prompt + generated tokens (the token budget is charged this)."""
+
+
+class Priority(StrEnum):
+    COST = "cost"
+    QUALITY = "quality"
+    BALANCED = "balanced"
 
 
 class FallbackProvider(StrEnum):
@@ -67,6 +76,14 @@ class Fallback:
     """The provider's API key (a secret)."""
     models: Mapping[str, str]
     """Served model name -> the provider's model name; only these models fall back."""
+
+
+@dataclass(frozen=True)
+class PriorityRouting:
+    """Hybrid routing by PRIORITY_HEADER between the region's servers and the fallback provider's models."""
+
+    quality_models: Mapping[str, str] = field(default_factory=dict[str, str])
+    """Served model name -> the provider's frontier model that `quality` requests go to first."""
 
 
 LETS_ENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"

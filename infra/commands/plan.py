@@ -16,6 +16,7 @@ from components.sizing.plan import DeploymentPlan, Plan
 from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from infra.config import load_stack
 from infra.planning import build_plan
+from infra.schema.gateway import FallbackSpec, PrioritySpec
 
 
 class OutputFormat(StrEnum):
@@ -116,6 +117,17 @@ def render_table(plan: Plan, console: Console) -> None:
         console.print(queue_line(q))
 
 
+def hybrid_line(fallback: FallbackSpec, priority: PrioritySpec) -> str:
+    """What hybrid routing adds: requests sent to the hosted provider, billed by it per token (not priced here)."""
+    quality = ", ".join(f"{served} -> {hosted}" for served, hosted in priority.quality_models.items()) or "none"
+    cheap = ", ".join(f"{served} -> {hosted}" for served, hosted in fallback.models.items())
+    return (
+        f"Hybrid routing (x-llmfleet-priority): `quality` requests go to {fallback.provider} first ({quality}), "
+        f"`balanced` ones when the region's servers fail ({cheap}), `cost` ones never; {fallback.provider} bills "
+        "those tokens at its own prices, not priced here (no cited price table)"
+    )
+
+
 def queue_line(q: QueueCost) -> str:
     """What a region's async queue adds: per million jobs, idle, and the workers' room on the system nodes."""
     mark = "" if q.price_verified else "*"
@@ -154,7 +166,10 @@ def register(app: typer.Typer) -> None:
         if output is OutputFormat.JSON:
             typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
         else:
-            render_table(result, Console(width=200))
+            console = Console(width=200)
+            render_table(result, console)
+            if spec.gateway.priority is not None and spec.gateway.fallback is not None:
+                console.print(hybrid_line(spec.gateway.fallback, spec.gateway.priority))
 
 
 def counted(n: int, noun: str) -> str:

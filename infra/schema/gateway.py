@@ -118,6 +118,16 @@ class FallbackSpec(Section):
     )
 
 
+class PrioritySpec(Section):
+    """Hybrid routing by the `x-llmfleet-priority` request header (docs/patterns.md): `cost` stays on the region's
+    own servers, `quality` goes to a hosted frontier model first, `balanced` (or none) is the default route."""
+
+    quality_models: dict[str, str] = Field(
+        default_factory=dict[str, str],
+        description="Served model name -> the fallback provider's frontier model for `quality` requests.",
+    )
+
+
 class GatewaySpec(Section):
     """The per-region API gateway: auth, per-tenant limits, TLS, timeouts and the optional fallback."""
 
@@ -135,6 +145,9 @@ class GatewaySpec(Section):
     )
     jwt: JwtSpec | None = None
     fallback: FallbackSpec | None = None
+    priority: PrioritySpec | None = Field(
+        default=None, description="Hybrid routing by x-llmfleet-priority; needs `fallback` (the hosted provider)."
+    )
     request_timeout_s: int = Field(
         default=600, ge=30, le=3600, description="Longest request, streamed or not, before the gateway gives up."
     )
@@ -185,6 +198,15 @@ class GatewaySpec(Section):
 
     def check_models(self, served: list[str]) -> None:
         """Cross-check against the stack's models (called by DeploymentSpec): a clear error for unknown names."""
+        if self.priority is not None:
+            if self.fallback is None:
+                raise ValueError(
+                    "gateway.priority: needs gateway.fallback (the hosted provider and key the `quality` and "
+                    "`balanced` routes use)"
+                )
+            unknown = sorted(set(self.priority.quality_models) - set(served))
+            if unknown:
+                raise ValueError(f"gateway.priority.quality_models: unknown served names {unknown}; defined: {served}")
         if self.fallback is None:
             return
         unknown = sorted(set(self.fallback.models) - set(served))
@@ -223,7 +245,16 @@ class GatewaySpec(Section):
         `models` is left empty: the RegionalFleet fills it with the region's InferenceServices.
         `health_path`: the global load balancer's health-check path, the one path open without credentials.
         """
-        from components.gateway import AcmeIssuer, Fallback, FallbackProvider, GatewayArgs, JwtAuth, Tenant, Tls
+        from components.gateway import (
+            AcmeIssuer,
+            Fallback,
+            FallbackProvider,
+            GatewayArgs,
+            JwtAuth,
+            PriorityRouting,
+            Tenant,
+            Tls,
+        )
 
         jwt = self.jwt
         return GatewayArgs(
@@ -245,6 +276,7 @@ class GatewaySpec(Section):
             )
             if self.fallback
             else None,
+            priority=PriorityRouting(dict(self.priority.quality_models)) if self.priority else None,
             tls=Tls(
                 secret_name=None if self.tls.mode == "none" else self.tls.secret_name,
                 cluster_issuer=self.tls.issuer,
