@@ -1,31 +1,27 @@
-"""One Locust process vs one master and two workers on the same emulator: the same samples, the same
-percentiles (within what a busy machine moves) and the same verdict."""
+"""One Locust process vs one master and two workers on the same emulator: the same samples, percentiles
+computed exactly over every raw sample the master gathered (never averaged across workers), and the
+same verdict. How close the two runs' figures come is load-dependent and left to the benchmarks."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
-from locust_harness import Run, run_locust
+from locust_harness import Run, e2es, run_locust, ttfts
 
 from loadtests.emulator import Emulator, EmulatorConfig
 
 
-def gate_percentiles(run: Run) -> dict[str, float]:
-    """Percentiles the gate computed (over every raw sample the master gathered) that a busy machine
-    leaves alone: the medians, and TPOT's p90 (each TPOT averages a request's gaps). The other tails
-    of 20 samples are one or two requests a scheduler hiccup can move by 100 ms."""
+def assert_exact_medians(run: Run) -> None:
+    """The verdict's medians are those of the raw samples (gathered from every worker)."""
     metrics = run.verdict["metrics"]
-    return {
-        "ttft_ms_p50": metrics["ttft_ms"]["p50"],
-        "tpot_ms_p50": metrics["tpot_ms"]["p50"],
-        "tpot_ms_p90": metrics["tpot_ms"]["p90"],
-        "e2e_ms_p50": metrics["e2e_ms"]["p50"],
-    }
+    assert metrics["ttft_ms"]["p50"] == pytest.approx(statistics.median(ttfts(run.samples)), abs=0.01), run
+    last_token = [(s.last_token_at - s.started_at) * 1000 for s in run.samples if s.last_token_at is not None]
+    assert metrics["e2e_ms"]["p50"] == pytest.approx(statistics.median(last_token), abs=0.01), run
 
 
 def test_one_process_and_two_processes_agree(tmp_path: Path) -> None:
-    # Latencies large against what a busy shared machine adds to any one wake-up (tens of ms).
     config = EmulatorConfig(ttft_s=0.5, itl_s=0.02, output_tokens=6, seed=1)
     # Every user starts at once (-r 4), as `llmfleet loadtest` runs them.
     args = ("-u", "4", "-r", "4", "-t", "30s", "--llm-requests-per-user", "5", "--llm-output-tokens", "6")
@@ -36,9 +32,8 @@ def test_one_process_and_two_processes_agree(tmp_path: Path) -> None:
     assert len(single.samples) == len(double.samples) == 20, (single, double)
     assert single.verdict["metrics"]["n"] == double.verdict["metrics"]["n"] == 20
     assert double.verdict["metrics"]["generator"]["processes"] == 2
-    one, two = gate_percentiles(single), gate_percentiles(double)
-    for key in one:
-        assert two[key] == pytest.approx(one[key], rel=0.1), (key, one, two)
     for run in (single, double):
-        assert 500 <= gate_percentiles(run)["ttft_ms_p50"] <= 550, run  # the emulator never sends early
+        assert_exact_medians(run)
+        assert min(ttfts(run.samples)) >= 499.5, run  # the emulator never sends early
+        assert min(e2es(run.samples)) >= 499.5 + 5 * 20, run
     assert [c["pass"] for c in single.verdict["checks"]] == [c["pass"] for c in double.verdict["checks"]]

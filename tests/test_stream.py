@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadtests.samples import RequestSample
+from loadtests.stats import summarize
 from loadtests.stream import StreamMeter, measure_response
 
 
@@ -229,3 +230,13 @@ def test_measure_response_non_streamed() -> None:
 def test_measure_response_failures(status: int, body: bytes, error: str) -> None:
     sample = measure_response(0.0, 1.0, status, body)
     assert not sample.ok and sample.error is not None and error in sample.error
+
+
+def test_several_tokens_per_chunk_tpot_per_token_from_usage_itl_per_chunk() -> None:
+    """Reviewer case 8 with exact times: 16 chunks of 4 tokens, 20 ms apart, usage 64. TPOT is per token
+    (15 x 20 ms over 63 token gaps); the ITL distribution stays per chunk (20 ms each)."""
+    times = [0.05 + 0.02 * i for i in range(16)]
+    sample = run([*((t, text(4)) for t in times), (0.4, usage_chunk(64)), (0.41, DONE)])
+    assert sample.ok and (sample.output_tokens, sample.output_tokens_from_usage) == (64, True)
+    assert [round(b - a, 9) for a, b in pairwise(sample.token_chunk_times)] == [0.02] * 15
+    assert summarize([sample]).tpot_ms.p50 == pytest.approx(15 * 20 / 63)
