@@ -17,10 +17,12 @@ from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.cluster import Cluster, ClusterArgs, ClusterKind
 from components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend
 from components.inference import InferenceService, InferenceServiceArgs, ModelCache
+from components.inference.hardening import API_KEY_SECRET_KEY
 from components.keda import Keda, KedaArgs
 from components.nodepool import GpuNodePool, GpuNodePoolArgs
 from components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
@@ -29,6 +31,8 @@ from components.sizing.plan import DeploymentPlan
 
 DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
 """Where kube-prometheus-stack serves Prometheus when installed as components.observability installs it."""
+ENGINE_KEY_SECRET = "llmfleet-engine-key"
+"""Secret (in the services' namespace) holding the key the engines require and the gateway sends."""
 INFERENCE_POD_LABELS = {"app.kubernetes.io/part-of": "llmfleet", "app.kubernetes.io/component": "inference"}
 """Labels InferenceService gives every model server pod: the gateway's NetworkPolicy admits only itself to them."""
 
@@ -100,6 +104,8 @@ class RegionalFleet(pulumi.ComponentResource):
     namespace: k8s.core.v1.Namespace
     """The namespace of the inference services (and of the region's other workloads)."""
     keda: Keda
+    engine_key: k8s.core.v1.Secret | None
+    """The key the engines require and only the gateway holds (None without a gateway)."""
     pools: dict[str, GpuNodePool]
     """Served model name -> its node pool."""
     services: dict[str, InferenceService]
@@ -125,6 +131,7 @@ class RegionalFleet(pulumi.ComponentResource):
         self.namespace = self._namespace(name, args)
         self.queue = self._queue(name, args)
         self.keda = self._keda(name)
+        self.engine_key = self._engine_key(name, args)
         self.pools = {}
         self.services = {}
         for plan in args.deployments:
@@ -216,6 +223,22 @@ class RegionalFleet(pulumi.ComponentResource):
             opts=self.kubernetes_opts(),
         )
 
+    def _engine_key(self, name: str, args: RegionalFleetArgs) -> k8s.core.v1.Secret | None:
+        """A random key per region, generated in the state (secret) and stored once as a Secret that both the
+        engines (env) and the AI Gateway (BackendSecurityPolicy) read. Only with a gateway to hold it."""
+        if args.gateway is None:
+            return None
+        key = random.RandomPassword(
+            f"{name}-engine-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return k8s.core.v1.Secret(
+            f"{name}-engine-key-secret",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ENGINE_KEY_SECRET, namespace=self.namespace.metadata.name),
+            type="Opaque",
+            string_data={API_KEY_SECRET_KEY: pulumi.Output.secret(key.result)},
+            opts=self.kubernetes_opts(),
+        )
+
     def _pool(self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan) -> GpuNodePool:
         """The nodes of one deployment, with the device plugin where the image lacks one (nothing is
         created on an existing cluster). Cloud resources inherit the region's cloud provider."""
@@ -255,6 +278,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 model_cache=args.model_cache,
                 scaler_depends_on=[self.keda],
                 revision=revision,
+                api_key_secret=self.engine_key.metadata.name if self.engine_key else None,
             ),
             opts=self.kubernetes_opts(),
         )
@@ -273,6 +297,8 @@ class RegionalFleet(pulumi.ComponentResource):
             namespace=self.namespace.metadata.name,
             models=models,
             inference_pod_selector=INFERENCE_POD_LABELS,
+            metrics_namespace=args.observability.namespace if args.observability else args.gateway.metrics_namespace,
+            engine_key_secret=self.engine_key.metadata.name if self.engine_key else None,
         )
         return Gateway(f"{name}-gateway", gateway_args, opts=self.kubernetes_opts())
 

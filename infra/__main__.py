@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
+import pulumi_random as random
 
 from components.cluster import ClusterKind
 from components.fleet import RegionalFleet, RegionalFleetArgs
@@ -71,12 +72,14 @@ def resolve_secrets(spec: DeploymentSpec) -> Secrets:
 
 
 def cloud_providers(spec: DeploymentSpec, region: RegionSpec) -> list[pulumi.ProviderResource]:
-    """The region's own cloud provider (none for an existing cluster: nothing is created in the cloud)."""
+    """The region's own providers: its cloud's (none for an existing cluster: nothing is created in the
+    cloud), and `random` for the keys and passwords generated in the state (the engines' key, Redis's)."""
+    generated = random.Provider(f"{region.key}-random")
     if region.cluster.mode == "existing":
-        return []
+        return [generated]
     if region.cloud == "aws":
-        return [aws.Provider(f"{region.key}-aws", region=region.region)]
-    return [gcp.Provider(f"{region.key}-gcp", project=spec.gcp_project, region=region.region)]
+        return [aws.Provider(f"{region.key}-aws", region=region.region), generated]
+    return [gcp.Provider(f"{region.key}-gcp", project=spec.gcp_project, region=region.region), generated]
 
 
 def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Secrets) -> RegionalFleetArgs:

@@ -283,7 +283,7 @@ def test_jwt_mode_maps_the_tenant_claim_and_has_no_key_secret() -> None:
     assert provider["issuer"] == "https://id.example.com/" and provider["audiences"] == ["llm-api"]
     assert provider["remoteJWKS"]["uri"] == "https://id.example.com/jwks"
     assert provider["claimToHeaders"] == [{"claim": "org", "header": "x-tenant-id"}]
-    assert [r.name for r in recorder.by_kind("Secret")] == []
+    assert [r.name for r in recorder.by_kind("Secret")] == ["aws-us-east-1-gateway-redis-auth"], "no key Secret"
 
 
 def test_no_credentials_means_closed_not_open() -> None:

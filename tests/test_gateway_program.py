@@ -134,7 +134,11 @@ def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack)
         assert all(r["matches"][0]["headers"][0]["name"] == MODEL_HEADER for r in by_model.values())
 
         # And only the gateway's Envoy pods (and Prometheus) may open a connection to the pods.
-        (policy,) = [m for m in stack.gateway_objects(key, "NetworkPolicy") if "inference" in m["metadata"]["name"]]
+        (policy,) = [
+            m
+            for m in stack.gateway_objects(key, "NetworkPolicy")
+            if m["metadata"]["name"].endswith("inference-ingress")
+        ]
         selected = policy["spec"]["podSelector"]["matchLabels"]
         for _, deployment in stack.region_objects(key, "Deployment"):
             if _is_inference(deployment):
@@ -145,6 +149,39 @@ def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack)
         assert envoy["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": ENVOY_GATEWAY_NAMESPACE}
         ports = {p["port"] for m in services for p in m["spec"]["ports"]}
         assert {p["port"] for p in rule["ports"]} == ports, key
+        # Metrics: Prometheus pods of the monitoring namespace only, not any pod labelled like Prometheus.
+        prometheus = rule["from"][1]
+        assert prometheus["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}, key
+        assert len(rule["from"]) == 2, key
+
+        # Out: DNS and public HTTPS only; never the metadata service or the VPC.
+        (egress,) = [
+            m for m in stack.gateway_objects(key, "NetworkPolicy") if m["metadata"]["name"].endswith("inference-egress")
+        ]
+        assert (
+            egress["spec"]["policyTypes"] == ["Egress"]
+            and egress["spec"]["podSelector"] == policy["spec"]["podSelector"]
+        )
+        dns, https = egress["spec"]["egress"]
+        assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+        block = https["to"][0]["ipBlock"]
+        assert block["cidr"] == "0.0.0.0/0" and "169.254.0.0/16" in block["except"] and "10.0.0.0/8" in block["except"]
+        assert [p["port"] for p in https["ports"]] == [443]
+
+        # The engines require a key that only the gateway sends.
+        (credentials,) = [
+            m
+            for m in stack.gateway_objects(key, "BackendSecurityPolicy")
+            if m["metadata"]["name"].endswith("engine-key")
+        ]
+        targets = {t["name"] for t in credentials["spec"]["targetRefs"]}
+        model_backend_names = {m["metadata"]["name"] for m in model_backends}
+        assert targets == {n for n in model_backend_names if not n.endswith("-fallback")}, key
+        secret = credentials["spec"]["apiKey"]["secretRef"]["name"]
+        for _, deployment in stack.region_objects(key, "Deployment"):
+            if _is_inference(deployment) and "vllm" in deployment["spec"]["template"]["spec"]["containers"][0]["image"]:
+                env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+                assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "apiKey"}, key
 
 
 def test_only_the_load_balancers_health_path_is_open(stack: Stack) -> None:
@@ -230,7 +267,8 @@ def test_fallback_only_for_the_models_the_stack_lists(stack: Stack) -> None:
             overrides = [ref.get("modelNameOverride") for ref in rule["backendRefs"] if ref["priority"] == 1]
             wanted = [fallback.models[model]] if fallback and model in fallback.models else []
             assert overrides == wanted, (region.key, model)
-        hosted = stack.gateway_objects(region.key, "BackendSecurityPolicy")
+        policies = stack.gateway_objects(region.key, "BackendSecurityPolicy")
+        hosted = [p for p in policies if p["metadata"]["name"].endswith("-fallback")]
         assert len(hosted) == (1 if fallback else 0), region.key
 
 

@@ -319,8 +319,8 @@ def test_every_region_resource_descends_from_its_fleet(stack: Stack) -> None:
     for region in stack.spec.regions:
         fleet = stack.named(region.key, FLEET)
         for resource in stack.in_region(region.key):
-            if resource is fleet or resource.name == f"{region.key}-{region.cloud}":
-                continue  # the fleet itself and the region's cloud provider (passed in from the stack)
+            if resource is fleet or resource.name in (f"{region.key}-{region.cloud}", f"{region.key}-random"):
+                continue  # the fleet itself and the region's providers (passed in from the stack)
             ancestor = resource.parent
             while ancestor is not None and ancestor != fleet.urn and ancestor in by_urn:
                 ancestor = by_urn[ancestor].parent

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components.gateway import auth, certificates, fallback, health, limits, priority, routes
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
-from components.gateway.isolation import inference_ingress_policy
+from components.gateway.isolation import inference_egress_policy, inference_ingress_policy
 from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, Names
 from components.gateway.types import (
     AcmeIssuer,
@@ -68,7 +68,14 @@ class GatewayArgs:
     """GET path answered without credentials while any model of the region serves, for DNS health
     checkers (they send no headers); None: no unauthenticated path at all."""
     inference_pod_selector: Mapping[str, str] | None = None
-    """Labels of the inference pods; given, a NetworkPolicy admits only the gateway (and Prometheus) to them."""
+    """Labels of the inference pods; given, NetworkPolicies admit only the gateway (and Prometheus) to them and
+    let them reach only DNS and public HTTPS (the weights download)."""
+    metrics_namespace: str | None = "monitoring"
+    """Namespace of the Prometheus allowed to scrape the inference pods (None: no scrape is admitted)."""
+    engine_key_secret: pulumi.Input[str] | None = None
+    """Name of a Secret in `namespace` whose `apiKey` the engines require on their API: the AI Gateway adds it
+    to every request it sends them (a BackendSecurityPolicy), so only the gateway can call them. None: the
+    engines take requests without a key (the NetworkPolicy is then the only guard)."""
     install_controllers: bool = True
     """Install Envoy Gateway, the AI Gateway and Redis (False when the cluster already runs them)."""
     envoy_gateway_values: Mapping[str, Any] | None = None
@@ -111,9 +118,14 @@ class Gateway(pulumi.ComponentResource):
             self._fallback(args.fallback)
         if args.health_path is not None:
             self._health(args.health_path)
+        if args.engine_key_secret is not None:
+            self._engine_key(args.engine_key_secret)
         if args.inference_pod_selector is not None:
-            ports = [m.port for m in args.models]
-            inference_ingress_policy(name, self._names, args.namespace, args.inference_pod_selector, ports, self._after)
+            ports, selector = [m.port for m in args.models], args.inference_pod_selector
+            inference_ingress_policy(
+                name, self._names, args.namespace, selector, ports, self._after, args.metrics_namespace
+            )
+            inference_egress_policy(name, self._names, args.namespace, selector, self._after)
 
         self.envoy_service = self._names.envoy_service
         self.envoy_namespace = ENVOY_GATEWAY_NAMESPACE
@@ -235,6 +247,17 @@ class Gateway(pulumi.ComponentResource):
         self._custom("fallback-aibackend", "AIServiceBackend", AI_GATEWAY_API, names.fallback, spec)
         spec = fallback.backend_security_policy_spec(names)
         self._custom("fallback-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, names.fallback, spec)
+
+    def _engine_key(self, secret: pulumi.Input[str]) -> None:
+        """Every model's AIServiceBackends (canaries too) get the engines' key from one policy."""
+        backends = [self._names.backend(m.model) for m in self._args.models]
+        backends += [self._names.backend(m.model, m.canary.revision) for m in self._args.models if m.canary]
+        spec = {
+            "targetRefs": [routes.ref("AIServiceBackend", b, group="aigateway.envoyproxy.io") for b in backends],
+            "type": "APIKey",
+            "apiKey": {"secretRef": {"name": secret, "kind": "Secret", "group": ""}},
+        }
+        self._custom("engine-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, self._names.engine_key, spec)
 
     def _health(self, path: str) -> None:
         names, models = self._names, self._args.models

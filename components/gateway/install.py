@@ -18,6 +18,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components import pins
 from components.helm import pinned_release
@@ -39,6 +40,17 @@ REDIS_IMAGE = pins.image("redis")
 REDIS_NAME = "ratelimit-redis"
 REDIS_PORT = 6379
 REDIS_URL = f"{REDIS_NAME}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local:{REDIS_PORT}"
+REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
+"""Secret (Envoy Gateway's namespace) with Redis's password: Redis requires it, the rate-limit service sends it."""
+REDIS_AUTH_KEY = "password"
+REDIS_UID, REDIS_GID = 999, 1000
+"""The image's own `redis` user and group (alpine: addgroup -g 1000 redis; adduser -u 999 redis)."""
+RATELIMIT_POD_LABELS = {
+    "app.kubernetes.io/name": "envoy-ratelimit",
+    "app.kubernetes.io/component": "ratelimit",
+    "app.kubernetes.io/managed-by": "envoy-gateway",
+}
+"""Labels Envoy Gateway gives its rate-limit pods (internal/infrastructure/kubernetes/ratelimit, rateLimitLabels)."""
 
 
 def envoy_gateway_values(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -48,7 +60,6 @@ def envoy_gateway_values(overrides: Mapping[str, Any] | None = None) -> dict[str
             "envoyGateway": {
                 "gateway": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"},
                 "logging": {"level": {"default": "info"}},
-                "provider": {"type": "Kubernetes"},
                 "extensionApis": {"enableEnvoyPatchPolicy": True, "enableBackend": True},
                 "extensionManager": {
                     "hooks": {
@@ -65,6 +76,25 @@ def envoy_gateway_values(overrides: Mapping[str, Any] | None = None) -> dict[str
                     "service": {"fqdn": {"hostname": AI_GATEWAY_EXTENSION_FQDN, "port": AI_GATEWAY_EXTENSION_PORT}},
                 },
                 "rateLimit": {"backend": {"type": "Redis", "redis": {"url": REDIS_URL}}},
+                # envoyproxy/ratelimit authenticates to Redis with REDIS_AUTH; Envoy Gateway merges this env
+                # into the rate-limit container it renders (its defaults fill the rest of the deployment).
+                "provider": {
+                    "type": "Kubernetes",
+                    "kubernetes": {
+                        "rateLimitDeployment": {
+                            "container": {
+                                "env": [
+                                    {
+                                        "name": "REDIS_AUTH",
+                                        "valueFrom": {
+                                            "secretKeyRef": {"name": REDIS_AUTH_SECRET, "key": REDIS_AUTH_KEY}
+                                        },
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                },
             }
         }
     }
@@ -126,13 +156,27 @@ def install_controllers(
 
 
 def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-    """A single Redis for the rate-limit counters, reachable only from its own namespace.
+    """A single Redis for the rate-limit counters, with a password, reachable only from the rate-limit service.
 
     Counters are short-lived (a minute's window): losing them on a restart briefly resets the
     budgets, which is why one replica without persistence is enough.
     """
     labels = {"app.kubernetes.io/name": REDIS_NAME, "app.kubernetes.io/part-of": "llmfleet"}
     metadata = k8s.meta.v1.ObjectMetaArgs(name=REDIS_NAME, namespace=namespace.metadata.name, labels=labels)
+    password = random.RandomPassword(f"{name}-redis-password", length=40, special=False, opts=child)
+    auth = k8s.core.v1.Secret(
+        f"{name}-redis-auth",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=REDIS_AUTH_SECRET, namespace=namespace.metadata.name, labels=labels),
+        type="Opaque",
+        string_data={REDIS_AUTH_KEY: pulumi.Output.secret(password.result)},
+        opts=child,
+    )
+    password_env = k8s.core.v1.EnvVarArgs(
+        name="REDIS_PASSWORD",
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=auth.metadata.name, key=REDIS_AUTH_KEY)
+        ),
+    )
     deployment = k8s.apps.v1.Deployment(
         f"{name}-redis",
         metadata=metadata,
@@ -142,12 +186,29 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                 spec=k8s.core.v1.PodSpecArgs(
+                    automount_service_account_token=False,
+                    # The image's redis user; its entrypoint drops privileges only when started as root.
+                    security_context=k8s.core.v1.PodSecurityContextArgs(
+                        run_as_user=REDIS_UID,
+                        run_as_group=REDIS_GID,
+                        run_as_non_root=True,
+                        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                    ),
+                    volumes=[k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
                     containers=[
                         k8s.core.v1.ContainerArgs(
                             name="redis",
                             image=REDIS_IMAGE,
-                            args=["--save", "", "--appendonly", "no"],
+                            # Kubernetes expands $(REDIS_PASSWORD) from the env; the value stays in the Secret.
+                            args=["--save", "", "--appendonly", "no", "--requirepass", "$(REDIS_PASSWORD)"],
+                            env=[password_env],
                             ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
+                            security_context=k8s.core.v1.SecurityContextArgs(
+                                allow_privilege_escalation=False,
+                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                                read_only_root_filesystem=True,
+                            ),
+                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data")],
                             resources=k8s.core.v1.ResourceRequirementsArgs(
                                 requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "256Mi"}
                             ),
@@ -155,7 +216,7 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
                                 tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT), period_seconds=5
                             ),
                         )
-                    ]
+                    ],
                 ),
             ),
         ),
@@ -171,7 +232,7 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
         ),
         opts=child,
     )
-    # Redis has no password here: only pods of Envoy Gateway's namespace (its rate-limit service) reach it.
+    # Only the rate-limit service reaches Redis: not the internet-facing Envoy proxies beside it.
     policy = k8s.networking.v1.NetworkPolicy(
         f"{name}-redis-ingress",
         metadata=metadata,
@@ -180,11 +241,15 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
             policy_types=["Ingress"],
             ingress=[
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                    from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())],
+                    from_=[
+                        k8s.networking.v1.NetworkPolicyPeerArgs(
+                            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=RATELIMIT_POD_LABELS)
+                        )
+                    ],
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=REDIS_PORT, protocol="TCP")],
                 )
             ],
         ),
         opts=child,
     )
-    return [deployment, service, policy]
+    return [auth, deployment, service, policy]

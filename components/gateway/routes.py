@@ -70,6 +70,11 @@ class Names:
         return f"{self.base}-api-keys"
 
     @property
+    def engine_key(self) -> str:
+        """The BackendSecurityPolicy that gives the engines' key to their backends."""
+        return f"{self.base}-engine-key"
+
+    @property
     def https_redirect(self) -> str:
         """The port-80 listener's route that redirects to HTTPS."""
         return f"{self.base}-https-redirect"

@@ -20,6 +20,14 @@ from components.sizing.catalog import load_catalog
 from components.sizing.plan import DeploymentPlan
 from components.sizing.types import Engine
 
+API_KEY_SECRET_KEY = "apiKey"
+"""Key of the engine-key Secret: the AI Gateway's BackendSecurityPolicy reads the same Secret by this key."""
+API_KEY_ENV = {Engine.VLLM: "VLLM_API_KEY"}
+"""Where an engine reads the key its OpenAI API then requires. vLLM checks it on /v1 paths only, so the
+probes (/health) and the scrape (/metrics) need none. llama.cpp's server (LLAMA_API_KEY) also demands it
+on /metrics, which the Prometheus operator could only send from a Secret in the monitor's namespace: not
+keyed yet, its NetworkPolicy is the guard."""
+
 NON_ROOT_UID = 65532
 """The uid (and fsGroup) images without a user of their own run as: no account in the image, no privileges."""
 

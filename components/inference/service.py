@@ -67,6 +67,9 @@ class InferenceServiceArgs:
     """Storage class of the cache claim; None uses the cluster's default."""
     scaler_depends_on: Sequence[pulumi.Resource] = ()
     """What the ScaledObject waits for: the KEDA release that installs its CRD."""
+    api_key_secret: pulumi.Input[str] | None = None
+    """Name of a Secret in `namespace` whose `apiKey` the engine then requires on its OpenAI API (vLLM's
+    `VLLM_API_KEY`; /health and /metrics stay open). The gateway holds the same key. None: no key."""
     revision: str | None = None
     """Rollout revision id (`llmfleet rollout`): suffixes every object name (`<model>-<revision>`) so a new
     revision can run beside the old one; None keeps the plain names."""
@@ -139,6 +142,12 @@ class InferenceService(pulumi.ComponentResource):
             )
 
         profile = hardening.PROFILES[plan.engine]
+        key_env = hardening.API_KEY_ENV.get(plan.engine)
+        if args.api_key_secret is not None and key_env is not None:
+            key_ref = k8s.core.v1.SecretKeySelectorArgs(name=args.api_key_secret, key=hardening.API_KEY_SECRET_KEY)
+            env.append(
+                k8s.core.v1.EnvVarArgs(name=key_env, value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=key_ref))
+            )
         volumes = [self._cache_volume(name, args, meta("-model-cache"), child)]
         mounts = [k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=engine.cache_path)]
         if engine.shared_memory:
