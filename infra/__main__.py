@@ -20,13 +20,12 @@ from components.fleet import RegionalFleet, RegionalFleetArgs
 from components.inference import ModelCache, waiting_requests_threshold
 from components.sizing.plan import DeploymentPlan, Plan
 from components.traffic import GlobalLoadBalancer
-from infra.config import ConfigError, DeploymentSpec, from_pulumi_config, require_secret
+from infra.config import CURRENT_KUBECONFIG, ConfigError, DeploymentSpec, from_pulumi_config, require_secret
 from infra.planning import build_plan
 from infra.rollout.program import with_revisions
 from infra.rollout.revisions import RolloutRecord
 from infra.schema.regions import RegionSpec
 
-CURRENT_KUBECONFIG = "local"
 """`cluster.kubeconfig_secret: local` means the current kubeconfig ($KUBECONFIG or ~/.kube/config)."""
 CREATED_CLUSTER = {"aws": ClusterKind.eks, "gcp": ClusterKind.gke}
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import pulumi
 
 CONFIG_KEY = "llmfleet:deployment"
+CURRENT_KUBECONFIG = "local"
+"""`cluster.kubeconfig_secret: local`: the current kubeconfig context, not a secret."""
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STACKS_DIR = PROJECT_ROOT / "stacks"
 DEFAULT_STACK = "dev"
@@ -127,6 +129,17 @@ class DeploymentSpec(Section):
             )
         return found
 
+    def secret_refs(self) -> list[tuple[str, str]]:
+        """(stack secret key, field path) of every secret the stack names, as the program resolves them."""
+        refs: list[tuple[str, str]] = []
+        if self.huggingface_token_secret:
+            refs.append((self.huggingface_token_secret, "huggingface_token_secret"))
+        for i, region in enumerate(self.regions):
+            key = region.cluster.kubeconfig_secret
+            if region.cluster.mode == "existing" and key is not None and key != CURRENT_KUBECONFIG:
+                refs.append((key, f"regions[{i}].cluster.kubeconfig_secret"))
+        return refs + self.gateway.secret_refs() + self.observability.secret_refs()
+
     def models_in(self, region: RegionSpec) -> list[ModelSpec]:
         """The models a region serves, in stack order."""
         wanted = region.models
@@ -150,6 +163,38 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+def _is_union_member(part: int | str) -> bool:
+    return isinstance(part, str) and part[:1].isupper() and "[" not in part
+
+
+_SHAPE_ERRORS = ("missing", "extra_forbidden")
+
+
+def _branch_the_user_wrote(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Of a union field that matched no member, the errors of the member the user meant.
+
+    Pydantic reports every member's errors (for `load: {concurrent_sequences: -32}`: the bad value, and
+    ThroughputLoad's missing `output_tokens_per_s` and unknown `concurrent_sequences`), which contradict
+    each other. The member whose fields the user wrote has the fewest missing or unknown fields.
+    """
+    branches: dict[tuple[int | str, ...], dict[int | str, int]] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        for k, part in enumerate(loc):
+            if _is_union_member(part):
+                shape = branches.setdefault(loc[:k], {}).setdefault(part, 0)
+                branches[loc[:k]][part] = shape + (error["type"] in _SHAPE_ERRORS)
+                break
+    chosen = {prefix: min(members, key=lambda m: members[m]) for prefix, members in branches.items()}
+    kept: list[ErrorDetails] = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        member = next(((loc[:k], part) for k, part in enumerate(loc) if _is_union_member(part)), None)
+        if member is None or chosen.get(member[0]) == member[1]:
+            kept.append(error)
+    return kept
+
+
 def _describe(error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -169,7 +214,7 @@ def parse_deployment(data: Any, source: str) -> DeploymentSpec:
         return DeploymentSpec.model_validate(data)
     except ValidationError as exc:
         seen: list[str] = []
-        for error in exc.errors():
+        for error in _branch_the_user_wrote(exc.errors()):
             line = _describe(error)
             if line not in seen:
                 seen.append(line)
@@ -195,6 +240,22 @@ def load_stack_file(path: Path) -> DeploymentSpec:
     if not isinstance(config, dict) or CONFIG_KEY not in config:
         raise ConfigError(f"{path}: missing `config: {{{CONFIG_KEY}: ...}}`")
     return parse_deployment(cast(dict[str, Any], config)[CONFIG_KEY], str(path))
+
+
+def undefined_secrets(stack: str, path: Path, spec: DeploymentSpec) -> list[str]:
+    """Secrets the stack names that its file does not define, each with the command that sets it.
+
+    `pulumi config set --secret` writes `llmfleet:<key>: {secure: ...}` into this same file (stackConfigDir),
+    so a key missing here stops `pulumi up` and `llmfleet render`; `plan` reports them all at once.
+    """
+    document = yaml.safe_load(path.read_text())
+    defined = set(cast(dict[str, Any], document["config"]))
+    return [
+        f"{CONFIG_KEY}.{field}: secret `llmfleet:{key}` is not set in {path.name}; "
+        f"set it with `pulumi config set --secret -s {stack} llmfleet:{key} <value>`"
+        for key, field in spec.secret_refs()
+        if f"llmfleet:{key}" not in defined and key not in defined
+    ]
 
 
 def load_stack(stack: str | None = None, stack_file: Path | None = None) -> tuple[str, DeploymentSpec]:

@@ -141,6 +141,23 @@ def totals(deployments: list[DeploymentPlan]) -> Totals:
     )
 
 
+def require_token_for_gated_weights(spec: DeploymentSpec, catalog: Catalog) -> None:
+    """A catalog repository HuggingFace gates needs `huggingface_token_secret`: without it the pods would
+    fail on download, after the GPUs are paid for. A repository the stack names itself is not known here."""
+    if spec.huggingface_token_secret:
+        return
+    for i, model in enumerate(spec.models):
+        entry = catalog.models.get(model.model) if model.model else None
+        if entry is None or not entry.gated or (model.hf_repo not in (None, entry.hf_repo)):
+            continue
+        raise ConfigError(
+            f"{CONFIG_KEY}.huggingface_token_secret: required: models[{i}] ({model.name}) downloads "
+            f"{entry.hf_repo}, which HuggingFace gates ({entry.gated_source.ref}); request access there, then "
+            "name a secret stack config key holding a token of that account (`huggingface_token_secret: hfToken`, "
+            "`pulumi config set --secret llmfleet:hfToken hf_...`), or set models[].hf_repo to an ungated copy"
+        )
+
+
 def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -> Plan:
     """Plan every (region, model) pair of the stack; `base_dir` resolves relative hf_config paths."""
     catalog = load_catalog()
@@ -170,6 +187,7 @@ def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -
                     f"{planned.replicas} replicas the load needs in {region.cloud}/{region.region}"
                 )
             deployments.append(planned)
+    require_token_for_gated_weights(spec, catalog)  # after sizing: a stack that cannot fit says that first
     balancer = spec.load_balancer
     failover = balancer.require_within_budget(f"{CONFIG_KEY}.load_balancer") if balancer else None
     return Plan(

@@ -32,6 +32,7 @@ def deployment(model: dict[str, Any] | None = None, region: dict[str, Any] | Non
         "models": [{"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 4}, **(model or {})}],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary", **(region or {})}],
         "api_access_cidrs": ["203.0.113.0/24"],
+        "huggingface_token_secret": "hfToken",  # meta-llama weights are gated
     }
 
 

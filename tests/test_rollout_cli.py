@@ -262,6 +262,7 @@ def test_the_record_keeps_weights_and_refuses_undeployed_revisions() -> None:
 def test_the_ci_workflow_runs_the_rollout_with_options_the_command_has() -> None:
     import re
 
+    import click
     import typer.main
 
     workflow = yaml.safe_load((command.PROJECT_ROOT / "loadtests" / "ci" / "rollout.yml").read_text())
@@ -271,7 +272,9 @@ def test_the_ci_workflow_runs_the_rollout_with_options_the_command_has() -> None
     assert 'llmfleet rollout --stack "$STACK"' in script and "--resume" in script and "--abort" in script
     syncing = re.search(r"while sleep \d+; do aws s3 sync [^\n]*\$LOG_BUCKET[^\n]*done\) &", script)
     assert syncing and syncing.start() < script.index("llmfleet rollout"), "the log is synced during the run"
-    click_command = typer.main.get_command(app).commands["rollout"]  # type: ignore[attr-defined]
+    group = typer.main.get_command(app)
+    click_command = group.get_command(click.Context(group), "rollout")  # type: ignore[attr-defined]
+    assert click_command is not None
     known = {opt for param in click_command.params for opt in param.opts}
     used = set(re.findall(r"(--[a-z-]+)", " ".join(line for line in script.splitlines() if "llmfleet" in line)))
     assert used <= known | {"--stack"}, f"unknown options in the workflow: {used - known}"

@@ -77,9 +77,10 @@ def _plan(tmp_path: Path, load: dict[str, Any], *args: str) -> tuple[int, str]:
         "models": [{"name": "chat", "model": "llama-3.1-8b", "load": load}],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
         "api_access_cidrs": ["203.0.113.0/24"],
+        "huggingface_token_secret": "hfToken",  # meta-llama weights are gated
     }
     path = tmp_path / "Pulumi.test.yaml"
-    path.write_text(yaml.safe_dump({"config": {"llmfleet:deployment": stack}}))
+    path.write_text(yaml.safe_dump({"config": {"llmfleet:deployment": stack, "llmfleet:hfToken": {"secure": "v1:x"}}}))
     result = CliRunner().invoke(app, ["plan", "--stack-file", str(path), *args])
     return result.exit_code, result.stdout + result.stderr
 

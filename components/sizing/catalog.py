@@ -41,6 +41,8 @@ class Source(Entry):
 class ModelEntry(Entry):
     id: str = Field(description="Catalog id used in stack files, e.g. llama-3.1-8b.")
     hf_repo: str
+    gated: bool = Field(description="HF asks for an access request before `hf_repo` downloads (a token is needed).")
+    gated_source: Source = Field(description="Where `gated` comes from (the model page, reports of the gate).")
     architecture: ModelArchitecture
     moe_experts: int | None = Field(default=None, description="Routed experts (MoE only).")
     sliding_window: bool = Field(

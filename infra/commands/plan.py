@@ -14,7 +14,7 @@ from rich.table import Table
 from components.queue.costs import QueueCost
 from components.sizing.plan import DeploymentPlan, Plan
 from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
-from infra.config import load_stack
+from infra.config import load_stack, stack_path, undefined_secrets
 from infra.planning import build_plan
 from infra.schema.gateway import FallbackSpec, PrioritySpec
 
@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Size every (region, model) of a stack: GPU, instance, parallelism, replicas, memory and cost."""
         name, spec = load_stack(stack, stack_file)
-        for warning in spec.warnings():
+        for warning in [*spec.warnings(), *undefined_secrets(name, stack_file or stack_path(name), spec)]:
             print(f"warning: {warning}", file=sys.stderr)
         base_dir = stack_file.resolve().parent if stack_file is not None else None
         result = build_plan(name, spec, base_dir)
