@@ -292,6 +292,16 @@ class RegionalFleet(pulumi.ComponentResource):
             ModelBackend(model, s.service_name, s.port, self._canary(model, args.canary), revision=args.revision)
             for model, s in self.services.items()
         ]
+        # A LoRA adapter is routed by its own name to its base model's replicas (which serve it): one more model at
+        # the gateway, with the same tenants and limits as any other.
+        models += [
+            ModelBackend(
+                adapter.name, s.service_name, s.port, self._canary(plan.model, args.canary), revision=args.revision
+            )
+            for plan in args.deployments
+            for adapter in plan.adapters
+            if (s := self.services.get(plan.model)) is not None
+        ]
         gateway_args = replace(
             args.gateway,
             namespace=self.namespace.metadata.name,

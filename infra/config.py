@@ -86,10 +86,10 @@ class DeploymentSpec(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
-        names = [m.name for m in self.models]
+        names = [m.name for m in self.models] + [a.name for m in self.models for a in m.adapters]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"models: served names must be unique, repeated: {dupes}")
+            raise ValueError(f"models: served names (models and their adapters) must be unique, repeated: {dupes}")
         keys = [r.key for r in self.regions]
         dupes = sorted({k for k in keys if keys.count(k) > 1})
         if dupes:

@@ -87,6 +87,11 @@ def resolve_model(spec: ModelSpec, index: int, catalog: Catalog, base_dir: Path 
             f"{field}.load: prompt_tokens + output_tokens ({load.prompt_tokens} + {load.output_tokens}) exceed "
             f"max_model_len {max_model_len}; shorten them or raise max_model_len"
         )
+    if spec.adapters and spec.quantization.is_gguf:
+        raise ConfigError(
+            f"{field}.adapters: LoRA adapters are served by vLLM, not llama.cpp's server; serve the model in a vLLM "
+            f"format (bf16, fp8, awq, gptq, int8) or remove the adapters"
+        )
     pins = spec.overrides
     if pins.gpu is not None and pins.gpu not in catalog.gpus:
         raise ConfigError(f"{field}.overrides.gpu: unknown GPU '{pins.gpu}'; known: {_known(list(catalog.gpus))}")
@@ -106,6 +111,7 @@ def resolve_model(spec: ModelSpec, index: int, catalog: Catalog, base_dir: Path 
         load=load,
         overrides=pins,
         mixed_gpus=spec.mixed_gpus,
+        adapters=tuple(spec.adapters),
     )
 
 

@@ -64,7 +64,24 @@ def args(plan: DeploymentPlan, port: int) -> list[str]:
         flags.append(f"--dtype={DTYPE_FLAG[plan.quantization]}")
     if plan.quantization in QUANTIZATION_FLAG:
         flags.append(f"--quantization={QUANTIZATION_FLAG[plan.quantization]}")
-    return flags
+    return flags + lora_args(plan)
+
+
+def lora_args(plan: DeploymentPlan) -> list[str]:
+    """LoRA adapters, each served under its own name (`name=repo`: vLLM downloads a HuggingFace repository like the
+    base weights). --max-loras GPU slots of --max-lora-rank are what the plan sized; every adapter stays in CPU
+    memory (--max-cpu-loras) and is swapped into a slot when a batch needs it. Flags: vllm/config/lora.py and the
+    OpenAI server's --lora-modules ('name=path' format)."""
+    if not plan.adapters:
+        return []
+    return [
+        "--enable-lora",
+        f"--max-loras={plan.max_loras}",
+        f"--max-lora-rank={plan.max_lora_rank}",
+        f"--max-cpu-loras={len(plan.adapters)}",
+        "--lora-modules",
+        *(f"{a.name}={a.hf_repo}" for a in plan.adapters),
+    ]
 
 
 def engine_spec(plan: DeploymentPlan, port: int, extra_args: Sequence[str] = ()) -> EngineSpec:

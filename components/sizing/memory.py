@@ -236,6 +236,32 @@ def cuda_graph_bytes(arch: ModelArchitecture, pp: int = 1) -> float:
     return (CUDA_GRAPH_GIB_BASE + CUDA_GRAPH_GIB_PER_LAYER * math.ceil(arch.layers / pp)) * GIB
 
 
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The values vLLM accepts for --max-lora-rank (vllm/config/lora.py, MaxLoRARanks)."""
+
+
+def lora_rank_slot(rank: int) -> int:
+    """The --max-lora-rank that holds an adapter of `rank`: the smallest allowed value not below it."""
+    return next(r for r in LORA_RANKS if r >= rank)
+
+
+def lora_bytes_per_gpu(arch: ModelArchitecture, max_loras: int, max_lora_rank: int, tp: int, pp: int = 1) -> float:
+    """GPU memory vLLM reserves for LoRA weights: `max_loras` slots of rank `max_lora_rank` on every linear layer.
+
+    Each slot of a layer holds A (rank x in) and B (out x rank) in the model dtype (2 bytes). With TP, vLLM shards
+    one of the two: B of the column-parallel projections (q, k, v, gate, up) and A of the row-parallel ones
+    (o, down), keeping the other whole on every rank. Derived from the shapes, not calibrated on a log.
+    """
+    if max_loras == 0:
+        return 0.0
+    h, q, kv = arch.hidden_size, arch.attention_heads * arch.head_dim, arch.kv_heads * arch.head_dim
+    inter = mlp_intermediate_size(arch)
+    column = (h + q / tp) + 2 * (h + kv / tp) + 2 * (h + inter / tp)  # q, k, v, gate, up: in x rank + rank x out
+    row = (q / tp + h) + (inter / tp + h)  # o, down
+    layers = math.ceil(arch.layers / pp)
+    return 2.0 * max_loras * max_lora_rank * layers * (column + row)
+
+
 @dataclass(frozen=True)
 class ReplicaMemory:
     """One GPU of a replica, in bytes, and the KV-cache tokens vLLM will report."""
@@ -249,6 +275,7 @@ class ReplicaMemory:
     kv_cache: float
     kv_bytes_per_token_per_gpu: int
     kv_tokens: int
+    lora: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,6 +287,9 @@ class EngineSettings:
     enforce_eager: bool = False
     sampler: Sampler = Sampler.FLASHINFER
     block_size: int = BLOCK_SIZE
+    max_loras: int = 0
+    """--max-loras (0: LoRA off)."""
+    max_lora_rank: int = 0
 
 
 def replica_memory(
@@ -281,7 +311,8 @@ def replica_memory(
     non_torch = non_torch_bytes(tp * pp)
     graphs = 0.0 if settings.enforce_eager else cuda_graph_bytes(arch, pp)
     subtracted_graphs = graphs if settings.subtracts_cuda_graphs else 0.0
-    kv_cache = max(0.0, budget - weights - activation - non_torch - subtracted_graphs)
+    lora = lora_bytes_per_gpu(arch, settings.max_loras, settings.max_lora_rank, tp, pp)
+    kv_cache = max(0.0, budget - weights - lora - activation - non_torch - subtracted_graphs)
     per_token = kv_bytes_per_token_per_gpu(arch, kv_dtype, tp, pp)
     page = per_token * settings.block_size  # one block of every layer this GPU holds
     kv_tokens = int(kv_cache // page) * settings.block_size
@@ -295,4 +326,5 @@ def replica_memory(
         kv_cache=kv_cache,
         kv_bytes_per_token_per_gpu=per_token,
         kv_tokens=kv_tokens,
+        lora=lora,
     )

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.queue.costs import QueueCost
-from components.sizing.types import Engine, KvCacheDtype, Quantization
+from components.sizing.types import Engine, KvCacheDtype, LoraAdapter, Quantization
 
 
 class Frozen(BaseModel):
@@ -29,6 +29,7 @@ class MemorySplit(Frozen):
     cuda_graph_gib_per_gpu: float = Field(description="CUDA graph pool (0 where the engine ignores it).")
     kv_cache_gib_per_gpu: float
     kv_bytes_per_token: int = Field(description="KV-cache bytes of one token, per replica (all GPUs).")
+    lora_gib_per_gpu: float = Field(default=0.0, description="LoRA weight slots vLLM reserves (--max-loras x rank).")
 
 
 class Rejection(Frozen):
@@ -123,6 +124,9 @@ class DeploymentPlan(Frozen):
     )
     price_verified: bool = Field(description="False when a price in the catalog is flagged unverified.")
     rejected: tuple[Rejection, ...]
+    adapters: tuple[LoraAdapter, ...] = Field(default=(), description="LoRA adapters the replicas serve by name.")
+    max_loras: int = Field(default=0, description="vLLM --max-loras: adapters in one batch (0: LoRA off).")
+    max_lora_rank: int = Field(default=0, description="vLLM --max-lora-rank: the largest adapter rank, rounded up.")
     mix: MixPlan | None = Field(default=None, description="With models[].mixed_gpus: the two-type split, or why none.")
 
 

@@ -179,6 +179,16 @@ def quantization_problem(quantization: Quantization, option: Option) -> str | No
     return None
 
 
+MAX_LORAS_IN_A_BATCH = 4
+"""--max-loras when a model has adapters: up to this many adapters share a batch; vLLM keeps every adapter in
+CPU memory (--max-cpu-loras = their number) and swaps them into these GPU slots. Each slot costs GPU memory
+(memory.lora_bytes_per_gpu), so more slots trade KV cache for fewer swaps."""
+
+
+def max_loras(model: ModelRequest) -> int:
+    return min(len(model.adapters), MAX_LORAS_IN_A_BATCH)
+
+
 def nodes_for(replicas: int, replicas_per_node: int, pipeline_stages: int) -> int:
     """Nodes for `replicas`: packed per node, or one node per stage when a replica spans nodes."""
     if pipeline_stages > 1:
@@ -273,6 +283,8 @@ class Planner:
             max_num_seqs=defaults.max_num_seqs,
             subtracts_cuda_graphs=defaults.subtracts_cuda_graphs,
             sampler=defaults.sampler,
+            max_loras=max_loras(self.model),
+            max_lora_rank=max((mem.lora_rank_slot(a.rank) for a in self.model.adapters), default=0),
         )
 
     def vllm_memory(self, option: Option, gpu: GpuEntry) -> tuple[mem.ReplicaMemory, mem.EngineSettings]:
@@ -354,7 +366,7 @@ class Planner:
         context = self.model.max_model_len
         if sized.kv_tokens < context:
             need = context * sized.kv_bytes_per_token_per_gpu
-            overheads = sized.weights + sized.activation + sized.non_torch + sized.cuda_graphs
+            overheads = sized.weights + sized.lora + sized.activation + sized.non_torch + sized.cuda_graphs
             short = (overheads + need - sized.budget) / mem.GIB
             raise Shortfall(
                 f"needs {(overheads + need) / mem.GIB:.1f} GiB per GPU (weights {sized.weights / mem.GIB:.1f}, "
@@ -676,6 +688,7 @@ def to_plan(
             cuda_graph_gib_per_gpu=round(sized.cuda_graphs / gib, 2),
             kv_cache_gib_per_gpu=round(sized.kv_cache / gib, 2),
             kv_bytes_per_token=mem.kv_bytes_per_token(model.architecture, model.kv_cache_dtype, option.tp, option.pp),
+            lora_gib_per_gpu=round(sized.lora / gib, 2),
         ),
         kv_cache_tokens_per_replica=sized.kv_tokens,
         max_concurrency_at_context=round(sized.kv_tokens / model.max_model_len, 2),
@@ -687,6 +700,9 @@ def to_plan(
         usd_per_hour_spot=None if spot is None else round(best.nodes * spot, 4),
         price_source=best.price.source,
         spot_interruption=spot_interruption,
+        adapters=model.adapters,
+        max_loras=best.settings.max_loras,
+        max_lora_rank=best.settings.max_lora_rank,
         usd_per_million_output_tokens=round(best.usd_per_million, 4),
         fallback_instance_types=fallbacks,
         price_verified=best.price_verified,

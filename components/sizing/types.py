@@ -136,6 +136,16 @@ class Overrides(Frozen):
     engine_version: str | None = Field(default=None, description="vLLM (or llama.cpp server) image tag.")
 
 
+class LoraAdapter(Frozen):
+    """A LoRA fine-tune of the model, served by the same replicas under its own name (vLLM --lora-modules)."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Name clients send as `model` (a DNS label)."
+    )
+    hf_repo: str = Field(min_length=1, description="HuggingFace repository (or path) of the adapter's weights.")
+    rank: int = Field(gt=0, le=512, description="The adapter's LoRA rank (r in its adapter_config.json).")
+
+
 class ModelRequest(Frozen):
     """One model to serve, as the planner needs it (architecture already resolved)."""
 
@@ -148,6 +158,7 @@ class ModelRequest(Frozen):
     max_model_len: int = Field(gt=0)
     load: Annotated[TargetLoad, Field(union_mode="left_to_right")]
     overrides: Overrides = Field(default_factory=Overrides)
+    adapters: tuple[LoraAdapter, ...] = Field(default=(), description="LoRA adapters served on the same replicas.")
     mixed_gpus: bool = Field(
         default=False, description="Also search splits of the load over two GPU types (reported in the plan's `mix`)."
     )

@@ -4,7 +4,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from components.sizing.types import KvCacheDtype, ModelArchitecture, Overrides, Quantization, TargetLoad
+from components.sizing.types import KvCacheDtype, LoraAdapter, ModelArchitecture, Overrides, Quantization, TargetLoad
 from infra.schema.base import Section
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"
@@ -58,6 +58,10 @@ class ModelSpec(Section):
     load: Annotated[TargetLoad, Field(union_mode="left_to_right")]
     overrides: Overrides = Field(default_factory=Overrides)
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    adapters: list[LoraAdapter] = Field(
+        default_factory=list[LoraAdapter],
+        description="LoRA fine-tunes served by this model's replicas, each under its own name (vLLM only).",
+    )
     mixed_gpus: bool = Field(
         default=False,
         description="Also search a split of the load over two GPU types; the plan's `mix` says what it would save "
