@@ -26,7 +26,7 @@ from components.gateway import (
     Tenant,
     Tls,
 )
-from components.gateway.install import ENVOY_GATEWAY_VERSION, REDIS_URL
+from components.gateway.install import ENVOY_GATEWAY_VERSION, RATELIMIT_POD_LABELS, REDIS_AUTH_SECRET, REDIS_URL
 from components.gateway.routes import ENVOY_PROXY_LABEL
 from infra.validate import validate_manifest
 
@@ -442,6 +442,39 @@ def test_charts_pinned_and_envoy_gateway_wired_to_ai_gateway_and_redis(full: tup
     assert config["rateLimit"]["backend"] == {"type": "Redis", "redis": {"url": REDIS_URL}}
     assert config["extensionManager"]["service"]["fqdn"]["port"] == 1063
     assert config["extensionApis"]["enableBackend"] is True
+
+
+def test_redis_needs_a_password_only_the_rate_limit_service_gets_and_runs_unprivileged(
+    full: tuple[Recorder, dict[str, Any]],
+) -> None:
+    recorder, _ = full
+    (deployment,) = [r for r in recorder.by_kind("Deployment") if r.name.endswith("-redis")]
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    (redis,) = pod["containers"]
+    assert redis["args"][0] == "/etc/redis/redis.conf", "the password comes from the mounted config file"
+    assert "env" not in redis and "--requirepass" not in redis["args"], "never in the env or on the command line"
+    (config,) = [v for v in pod["volumes"] if v["name"] == "config"]
+    (secret,) = [r for r in recorder.by_kind("Secret") if r.name.endswith("-redis-auth")]
+    assert config["secret"]["secretName"] == secret.inputs["metadata"]["name"] == REDIS_AUTH_SECRET
+    assert "redis.conf" in secret.inputs["stringData"], "(the generated password is unknown to these mocks)"
+    assert secret.secret_paths, "the password is a Pulumi secret"
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] >= 10000
+    assert pod["automountServiceAccountToken"] is False
+    assert redis["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    # The rate-limit service authenticates with the same Secret; Envoy Gateway merges this env into its container.
+    releases = {r.name: r.inputs for r in recorder.by_kind("Release")}
+    provider = releases[f"{NAME}-envoy-gateway"]["values"]["config"]["envoyGateway"]["provider"]
+    (env,) = provider["kubernetes"]["rateLimitDeployment"]["container"]["env"]
+    assert env == {"name": "REDIS_AUTH", "valueFrom": {"secretKeyRef": {"name": REDIS_AUTH_SECRET, "key": "password"}}}
+    # Only the rate-limit pods reach Redis: not the internet-facing Envoy proxies in the same namespace.
+    (policy,) = [r for r in recorder.by_kind("NetworkPolicy") if r.name.endswith("-redis-ingress")]
+    (rule,) = policy.inputs["spec"]["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": RATELIMIT_POD_LABELS}}]
+    assert RATELIMIT_POD_LABELS["app.kubernetes.io/name"] == "envoy-ratelimit"
 
 
 def test_children_are_parented_to_the_component(full: tuple[Recorder, dict[str, Any]]) -> None:

@@ -43,8 +43,12 @@ REDIS_URL = f"{REDIS_NAME}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local:{REDIS_PO
 REDIS_AUTH_SECRET = f"{REDIS_NAME}-auth"
 """Secret (Envoy Gateway's namespace) with Redis's password: Redis requires it, the rate-limit service sends it."""
 REDIS_AUTH_KEY = "password"
-REDIS_UID, REDIS_GID = 999, 1000
-"""The image's own `redis` user and group (alpine: addgroup -g 1000 redis; adduser -u 999 redis)."""
+REDIS_CONFIG_KEY = "redis.conf"
+REDIS_CONFIG_DIR = "/etc/redis"
+REDIS_UID = 65532
+"""Any uid runs the image (its entrypoint drops privileges only when started as root) and Redis without
+persistence writes only to /data (an emptyDir): a high uid matching no host account rather than the
+image's `redis` (999), which can collide with a node's system users."""
 RATELIMIT_POD_LABELS = {
     "app.kubernetes.io/name": "envoy-ratelimit",
     "app.kubernetes.io/component": "ratelimit",
@@ -168,14 +172,18 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
         f"{name}-redis-auth",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=REDIS_AUTH_SECRET, namespace=namespace.metadata.name, labels=labels),
         type="Opaque",
-        string_data={REDIS_AUTH_KEY: pulumi.Output.secret(password.result)},
+        # The password for the rate-limit service (env REDIS_AUTH), and as Redis's config file for Redis, so it
+        # reaches Redis as a mounted file: never in its environment or on its command line.
+        string_data={
+            REDIS_AUTH_KEY: pulumi.Output.secret(password.result),
+            REDIS_CONFIG_KEY: pulumi.Output.secret(password.result).apply(lambda pw: f"requirepass {pw}\n"),
+        },
         opts=child,
     )
-    password_env = k8s.core.v1.EnvVarArgs(
-        name="REDIS_PASSWORD",
-        value_from=k8s.core.v1.EnvVarSourceArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=auth.metadata.name, key=REDIS_AUTH_KEY)
-        ),
+    config = k8s.core.v1.SecretVolumeSourceArgs(
+        secret_name=auth.metadata.name,
+        items=[k8s.core.v1.KeyToPathArgs(key=REDIS_CONFIG_KEY, path=REDIS_CONFIG_KEY)],
+        default_mode=0o440,
     )
     deployment = k8s.apps.v1.Deployment(
         f"{name}-redis",
@@ -190,30 +198,42 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
                     # The image's redis user; its entrypoint drops privileges only when started as root.
                     security_context=k8s.core.v1.PodSecurityContextArgs(
                         run_as_user=REDIS_UID,
-                        run_as_group=REDIS_GID,
+                        run_as_group=REDIS_UID,
+                        fs_group=REDIS_UID,  # the config file (mode 0440) is then group-readable by Redis
                         run_as_non_root=True,
                         seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
                     ),
-                    volumes=[k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                        k8s.core.v1.VolumeArgs(name="config", secret=config),
+                    ],
                     containers=[
                         k8s.core.v1.ContainerArgs(
                             name="redis",
                             image=REDIS_IMAGE,
-                            # Kubernetes expands $(REDIS_PASSWORD) from the env; the value stays in the Secret.
-                            args=["--save", "", "--appendonly", "no", "--requirepass", "$(REDIS_PASSWORD)"],
-                            env=[password_env],
+                            # A first argument ending in .conf is Redis's config file (the image's entrypoint).
+                            args=[f"{REDIS_CONFIG_DIR}/{REDIS_CONFIG_KEY}", "--save", "", "--appendonly", "no"],
                             ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
                             security_context=k8s.core.v1.SecurityContextArgs(
                                 allow_privilege_escalation=False,
                                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
                                 read_only_root_filesystem=True,
                             ),
-                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data")],
+                            volume_mounts=[
+                                k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data"),
+                                k8s.core.v1.VolumeMountArgs(name="config", mount_path=REDIS_CONFIG_DIR, read_only=True),
+                            ],
                             resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "100m", "memory": "128Mi"}, limits={"memory": "256Mi"}
+                                requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "256Mi"}
                             ),
                             readiness_probe=k8s.core.v1.ProbeArgs(
                                 tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT), period_seconds=5
+                            ),
+                            # A hung Redis stalls every rate-limited request: restart it.
+                            liveness_probe=k8s.core.v1.ProbeArgs(
+                                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT),
+                                period_seconds=10,
+                                failure_threshold=3,
                             ),
                         )
                     ],
