@@ -27,6 +27,7 @@ from components.keda import Keda, KedaArgs
 from components.nodepool import GpuNodePool, GpuNodePoolArgs
 from components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
 from components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorkers, QueueWorkersArgs
+from components.queue.pool import WorkerPool, WorkerPoolArgs
 from components.sizing.plan import DeploymentPlan
 
 DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
@@ -119,6 +120,8 @@ class RegionalFleet(pulumi.ComponentResource):
     queue: AsyncQueue | None
     """The region's async queue (None when the stack has none)."""
     queue_workers: QueueWorkers | None
+    queue_pool: WorkerPool | None
+    """The queue workers' own spot node pool (None: they run on the system nodes)."""
     endpoints: pulumi.Output[dict[str, str]]
     """Served model name -> cluster-local OpenAI-compatible base URL."""
 
@@ -144,6 +147,7 @@ class RegionalFleet(pulumi.ComponentResource):
         # More concerns: one line each here, after the services they read.
         self.gateway = self._gateway(name, args)
         self.observability = self._observability(name, args)
+        self.queue_pool = self._queue_pool(name, args)
         self.queue_workers = self._queue_workers(name, args)
         self.endpoints = pulumi.Output.all(**{model: s.url for model, s in self.services.items()}).apply(
             lambda urls: dict(sorted(urls.items()))
@@ -219,6 +223,8 @@ class RegionalFleet(pulumi.ComponentResource):
                 api_key=args.queue.api_key,
                 webhook_secret=args.queue.webhook_secret,
                 scaler_depends_on=[self.keda],
+                node_selector=self.queue_pool.node_selector if self.queue_pool else None,
+                tolerations=self.queue_pool.tolerations if self.queue_pool else (),
             ),
             opts=self.kubernetes_opts(),
         )
@@ -237,6 +243,27 @@ class RegionalFleet(pulumi.ComponentResource):
             type="Opaque",
             string_data={API_KEY_SECRET_KEY: pulumi.Output.secret(key.result)},
             opts=self.kubernetes_opts(),
+        )
+
+    def _queue_pool(self, name: str, args: RegionalFleetArgs) -> WorkerPool | None:
+        """The workers' spot node pool when the plan sized one (cloud resources, the region's provider)."""
+        if args.queue is None or args.queue.pool is None:
+            return None
+        cluster = self.cluster
+        return WorkerPool(
+            f"{name}-queue-pool",
+            WorkerPoolArgs(
+                pool=args.queue.pool,
+                kind=args.cluster_kind,
+                cluster_name=cluster.cluster_name,
+                node_role_arn=cluster.node_role_arn,
+                subnet_ids=cluster.private_subnet_ids,
+                location=cluster.location,
+                gcp_project=args.gcp_project,
+                node_service_account=cluster.node_service_account,
+                node_prerequisites=cluster.node_prerequisites,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _pool(self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan) -> GpuNodePool:

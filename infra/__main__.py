@@ -18,6 +18,7 @@ import pulumi_random as random
 from components.cluster import ClusterKind
 from components.fleet import RegionalFleet, RegionalFleetArgs
 from components.inference import ModelCache, waiting_requests_threshold
+from components.queue.costs import WorkerPoolPlan
 from components.sizing.plan import DeploymentPlan, Plan
 from components.traffic import GlobalLoadBalancer
 from infra.config import CURRENT_KUBECONFIG, ConfigError, DeploymentSpec, from_pulumi_config, require_secret
@@ -116,8 +117,16 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
             deployments=deployments,
             secrets=secrets.observability,
         ),
-        queue=spec.queue.to_config(region.key, spec.gateway, secrets.gateway | secrets.queue) if spec.queue else None,
+        queue=spec.queue.to_config(region.key, spec.gateway, secrets.gateway | secrets.queue, queue_pool(plan, region))
+        if spec.queue
+        else None,
     )
+
+
+def queue_pool(plan: Plan, region: RegionSpec) -> WorkerPoolPlan | None:
+    """The region's planned worker pool (`queue.spot_pool`), if any."""
+    found = [q.pool for q in plan.queue if (q.cloud, q.region) == (region.cloud, region.region)]
+    return found[0] if found else None
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:

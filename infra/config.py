@@ -116,7 +116,8 @@ class DeploymentSpec(Section):
             self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)
         if self.queue is not None:
-            self.queue.check_stack(self.regions, self.gateway, self.gateway.request_timeout_s)
+            served = {r.key: [m.name for m in self.models_in(r)] for r in self.regions}
+            self.queue.check_stack(self.regions, self.gateway, self.gateway.request_timeout_s, served)
         return self
 
     def warnings(self) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.queue.costs import QueueCost, queue_cost
+from components.queue.sizing import plan_worker_pool
 from components.queue.types import POLLING_INTERVAL_S, WorkerSettings
 from components.sizing.calibration import catalog_eta
 from components.sizing.catalog import Catalog, load_catalog
@@ -201,29 +202,46 @@ def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -
         deployments=tuple(deployments),
         totals=totals(deployments),
         failover=failover,
-        queue=queue_costs(spec),
+        queue=queue_costs(spec, deployments, catalog),
     )
 
 
-def queue_costs(spec: DeploymentSpec) -> tuple[QueueCost, ...]:
-    """What the async queue adds in each region that has one (jobs sized by the region's longest prompt)."""
-    if spec.queue is None:
+def queue_costs(spec: DeploymentSpec, deployments: list[DeploymentPlan], catalog: Catalog) -> tuple[QueueCost, ...]:
+    """What the async queue adds in each region that has one (jobs sized by the region's longest prompt), with the
+    workers' spot pool sized for `queue.spot_pool.jobs_per_minute` where the stack asks for one."""
+    queue = spec.queue
+    if queue is None:
         return ()
-    workers = WorkerSettings(image=spec.queue.worker_image, max_workers=spec.queue.max_workers)
+    workers = WorkerSettings(image=queue.worker_image, concurrency=queue.concurrency, max_workers=queue.max_workers)
     costs: list[QueueCost] = []
-    for region in spec.queue.served_regions(spec.regions):
+    for region in queue.served_regions(spec.regions):
         if region.cloud == "local":
             continue  # the schema refuses it; keeps the type narrow
-        prompt = max(m.load.prompt_tokens for m in spec.models_in(region))
+        models = spec.models_in(region)
+        pool = None
+        if queue.spot_pool is not None:
+            name = queue.spot_pool.model or models[0].name
+            [plan] = [d for d in deployments if (d.cloud, d.region, d.model) == (region.cloud, region.region, name)]
+            [model] = [m for m in models if m.name == name]
+            pool = plan_worker_pool(
+                catalog,
+                plan,
+                jobs_per_minute=queue.spot_pool.jobs_per_minute,
+                output_tokens=model.load.output_tokens,
+                concurrency=workers.concurrency,
+                worker_cpu=workers.cpu,
+                worker_memory=workers.memory,
+            )
         costs.append(
             queue_cost(
                 region.cloud,
                 region.region,
-                prompt,
+                max(m.load.prompt_tokens for m in models),
                 workers.max_workers,
                 workers.cpu,
                 workers.memory,
                 POLLING_INTERVAL_S,
+                pool,
             )
         )
     return tuple(costs)

@@ -12,12 +12,15 @@ from typer.testing import CliRunner
 
 from components.queue.costs import BYTES_PER_TOKEN, JOB_OVERHEAD_BYTES, SECONDS_PER_MONTH, prices, queue_cost
 from components.queue.types import POLLING_INTERVAL_S
+from components.sizing.catalog import load_catalog
 from infra.cli import app
-from infra.config import load_stack
+from infra.config import ConfigError, load_stack
 from infra.planning import build_plan
 
 
 def stack(**queue: Any) -> dict[str, Any]:
+    base = {"worker_image": "registry.example.com/worker:1.0", "tenant": "batch", "max_workers": 8}
+    merged = {k: v for k, v in {**base, **queue}.items() if v is not None}
     return {
         "models": [
             {
@@ -34,7 +37,7 @@ def stack(**queue: Any) -> dict[str, Any]:
         "gcp_project": "acme-llm",
         "api_access_cidrs": ["203.0.113.0/24"],
         "gateway": {"tenants": [{"name": "batch", "api_key_secret": "keyBatch"}]},
-        "queue": {"worker_image": "registry.example.com/worker:1.0", "tenant": "batch", "max_workers": 8, **queue},
+        "queue": merged,
     }
 
 
@@ -83,3 +86,48 @@ def test_plan_output_shows_the_queue_or_nothing_without_one(write_stack: StackWr
         runner.invoke(app, ["plan", "--stack-file", str(write_stack(plain, name="p")), "-f", "json"]).output
     )
     assert no_queue["queue"] == []
+
+
+def test_the_spot_pool_is_sized_for_the_stated_jobs_per_minute_from_the_model_plan(write_stack: StackWriter) -> None:
+    name, spec = load_stack(stack_file=write_stack(stack(spot_pool={"jobs_per_minute": 900}, max_workers=None)))
+    plan = build_plan(name, spec)
+    catalog = load_catalog()
+    for q in plan.queue:
+        pool = q.pool
+        assert pool is not None
+        [d] = [d for d in plan.deployments if (d.cloud, d.region) == (q.cloud, q.region)]
+        seconds = spec.models[0].load.output_tokens / (d.output_tokens_per_s_per_replica / d.max_num_seqs)
+        assert pool.seconds_per_job == pytest.approx(seconds, abs=0.01)
+        assert pool.workers == math.ceil(900 / 60 * seconds / spec.queue.concurrency)  # type: ignore[union-attr]
+        assert q.worker_pods_max == pool.workers and "worker pods (system nodes)" not in q.not_priced
+        [instance] = [i for i in catalog.instances_in(q.cloud, q.region) if i.type == pool.instance_type]
+        assert instance.gpu_count == 0
+        assert pool.max_nodes == math.ceil(pool.workers / pool.pods_per_node)
+        price = catalog.price(instance, q.region)
+        expected = price.spot if pool.price_basis == "spot" else price.on_demand
+        assert expected is not None and pool.usd_per_hour_at_max == pytest.approx(pool.max_nodes * expected, abs=1e-3)
+        capacity = d.max_replicas * d.output_tokens_per_s_per_replica
+        assert pool.batch_share == pytest.approx(900 / 60 * spec.models[0].load.output_tokens / capacity, abs=1e-3)
+
+
+def test_a_bigger_batch_never_gets_fewer_workers_or_nodes(write_stack: StackWriter) -> None:
+    sizes = []
+    for jobs in (60, 600, 6000):
+        name, spec = load_stack(
+            stack_file=write_stack(stack(spot_pool={"jobs_per_minute": jobs}, max_workers=None), name=f"j{jobs}")
+        )
+        pool = build_plan(name, spec).queue[0].pool
+        assert pool is not None
+        sizes.append((pool.workers, pool.max_nodes))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_spot_pool_options_name_their_field(write_stack: StackWriter) -> None:
+    with pytest.raises(ConfigError, match=r"queue.max_workers: with queue.spot_pool"):
+        load_stack(stack_file=write_stack(stack(spot_pool={"jobs_per_minute": 60}, max_workers=4), name="e1"))
+    with pytest.raises(ConfigError, match=r"queue.spot_pool.model: 'nope' is not served"):
+        load_stack(
+            stack_file=write_stack(
+                stack(spot_pool={"jobs_per_minute": 60, "model": "nope"}, max_workers=None), name="e2"
+            )
+        )

@@ -17,9 +17,11 @@ import pytest
 from conftest import StackWriter
 
 from components.queue.aws import KEDA_SQS_ACTIONS, WORKER_SQS_ACTIONS
+from components.queue.pool import POOL_LABEL, POOL_VALUE, TAINT_KEY
 from components.queue.types import WORKER_SERVICE_ACCOUNT
 from infra.config import ConfigError, load_stack
 from infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
+from infra.planning import build_plan
 from infra.validate import validate_manifest
 
 AWS, GCP, LOCAL = "aws-us-east-1", "gcp-us-central1", "local-kind"
@@ -275,3 +277,50 @@ def test_a_queue_needs_created_clusters_and_an_api_key_tenant(write_stack: Stack
     jwt["gateway"] = {"jwt": {"issuer": "https://id.example.com", "jwks_uri": "https://id.example.com/jwks"}}
     with pytest.raises(ConfigError, match="JWTs"):
         load_stack(stack_file=write_stack(jwt, name="jwt1"))
+
+
+@pytest.fixture
+def pooled_stack(write_stack: StackWriter) -> Path:
+    spec = deployment(spot_pool={"jobs_per_minute": 600})
+    del spec["queue"]["max_workers"]
+    return write_stack(spec, name="pooled", **SECRETS)
+
+
+def test_a_spot_pool_sized_by_the_plan_carries_only_the_workers(pooled_stack: Path) -> None:
+    pooled = run_at(str(pooled_stack))
+    name, spec = load_stack(stack_file=pooled_stack)
+    planned = {(q.cloud, q.region): q.pool for q in build_plan(name, spec).queue}
+    for region, cloud in ((AWS, "aws"), (GCP, "gcp")):
+        pool_plan = planned[(cloud, region.split("-", 1)[1])]
+        assert pool_plan is not None
+        component = one(pooled, region, "llmfleet:queue:WorkerPool")
+        assert component.parent == pooled.by_name(region).urn
+        [deploy] = objects(pooled, region, "Deployment")
+        pod = deploy["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {POOL_LABEL: POOL_VALUE}
+        assert pod["tolerations"] == [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+        [scaler] = objects(pooled, region, "ScaledObject")
+        assert scaler["spec"]["maxReplicaCount"] == pool_plan.workers
+        if cloud == "aws":
+            group = one(pooled, region, "aws:eks/nodeGroup:NodeGroup", "queue-pool-nodegroup")
+            assert group.inputs["capacityType"] == "SPOT" and "launchTemplate" in group.inputs
+            assert group.inputs["scalingConfig"]["minSize"] == 0
+            assert group.inputs["scalingConfig"]["maxSize"] == pool_plan.max_nodes
+            assert group.inputs["instanceTypes"] == [pool_plan.instance_type, *pool_plan.fallback_instance_types]
+            assert group.inputs["taints"] == [{"key": TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}]
+            assert group.inputs["labels"] == {POOL_LABEL: POOL_VALUE}
+        else:
+            node_pool = one(pooled, region, "gcp:container/nodePool:NodePool", "queue-pool-pool")
+            config = node_pool.inputs["nodeConfig"]
+            assert config["spot"] is True and config["workloadMetadataConfig"] == {"mode": "GKE_METADATA"}
+            assert config["machineType"] == pool_plan.instance_type
+            assert config["taints"] == [{"key": TAINT_KEY, "value": "true", "effect": "NO_SCHEDULE"}]
+            assert node_pool.inputs["autoscaling"]["totalMinNodeCount"] == 0
+            assert node_pool.inputs["autoscaling"]["totalMaxNodeCount"] == pool_plan.max_nodes
+            assert config["serviceAccount"]  # the cluster's least-privilege node account, never the default
+
+
+def test_without_a_spot_pool_the_workers_run_on_the_system_nodes(run: OfflineRun) -> None:
+    assert run.by_type("llmfleet:queue:WorkerPool") == []
+    [deploy] = objects(run, AWS, "Deployment")
+    assert "nodeSelector" not in deploy["spec"]["template"]["spec"]

@@ -150,6 +150,10 @@ class QueueWorkersArgs:
     """HMAC key of the webhook signature (a secret); None: jobs asking for a callback fail."""
     scaler_depends_on: Sequence[pulumi.Resource] = ()
     """The KEDA release (its CRDs and the operator's identity)."""
+    node_selector: Mapping[str, str] | None = None
+    """The workers' own pool (WorkerPool.node_selector); None: the system nodes."""
+    tolerations: Sequence[k8s.core.v1.TolerationArgs] = ()
+    """For the workers' own pool's taint (WorkerPool.tolerations)."""
 
 
 class QueueWorkers(pulumi.ComponentResource):
@@ -208,6 +212,8 @@ class QueueWorkers(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=WORKER_LABELS),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=account.metadata.name,
+                        node_selector=dict(args.node_selector) if args.node_selector else None,
+                        tolerations=list(args.tolerations) or None,
                         # SIGTERM stops taking jobs; the ones in flight get their whole timeout to finish.
                         termination_grace_period_seconds=queue.settings.job_timeout_s + 30,
                         security_context=k8s.core.v1.PodSecurityContextArgs(

@@ -38,6 +38,28 @@ class Price(BaseModel):
     source: str
 
 
+class WorkerPoolPlan(BaseModel):
+    """The workers' spot node pool in one region (`llmfleet plan`, JSON `queue[].pool`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str = Field(description="Served model the jobs call (their latency sizes the pool).")
+    jobs_per_minute: int
+    seconds_per_job: float = Field(description="output_tokens / the model's decode rate per sequence.")
+    jobs_in_flight: float
+    workers: int = Field(description="Worker pods needed: jobs in flight / concurrency, rounded up.")
+    instance_type: str
+    fallback_instance_types: tuple[str, ...]
+    pods_per_node: int
+    max_nodes: int
+    usd_per_hour_at_max: float = Field(description="max_nodes at the type's price in the region (see price_basis).")
+    price_verified: bool
+    price_basis: str = Field(
+        description="`spot`, or the on-demand price as an upper bound where no spot price is cited."
+    )
+    batch_output_tokens_per_s: float
+    batch_share: float = Field(description="Batch output tokens/s over the model's max replicas' rate in the region.")
+
+
 class QueueCost(BaseModel):
     """One region's async queue in the plan (`llmfleet plan`, JSON `queue[]`)."""
 
@@ -52,6 +74,9 @@ class QueueCost(BaseModel):
     worker_memory_gib_max: float
     price_verified: bool = Field(description="False when a price used comes from a third-party summary.")
     not_priced: tuple[str, ...]
+    pool: WorkerPoolPlan | None = Field(
+        default=None, description="The workers' own spot node pool, with `queue.spot_pool` (None: system nodes)."
+    )
 
 
 @cache
@@ -60,7 +85,7 @@ def prices() -> dict[str, Price]:
     return {key: Price.model_validate(value) for key, value in raw.items()}
 
 
-def _quantity(text: str) -> float:
+def quantity(text: str) -> float:
     """A Kubernetes quantity of CPU (`250m`, `2`) or memory (`256Mi`, `1Gi`) in cores or GiB."""
     units = {"m": 1e-3, "Ki": 2**-20, "Mi": 2**-10, "Gi": 1.0, "Ti": 1024.0}
     for suffix, factor in units.items():
@@ -77,8 +102,12 @@ def queue_cost(
     worker_cpu: str,
     worker_memory: str,
     polling_interval_s: int,
+    pool: WorkerPoolPlan | None = None,
 ) -> QueueCost:
+    """With `pool`, the workers run on their own spot nodes (sized and priced there) instead of the system nodes."""
     p = prices()
+    if pool is not None:
+        max_workers = pool.workers
     job_bytes = prompt_tokens * BYTES_PER_TOKEN + JOB_OVERHEAD_BYTES
     if cloud == "aws":
         chunks = math.ceil(job_bytes / p["sqs_request_chunk_bytes"].value)
@@ -107,8 +136,9 @@ def queue_cost(
         usd_per_million_jobs=round(per_job * 1e6, 2),
         idle_usd_per_month=round(idle, 2),
         worker_pods_max=max_workers,
-        worker_vcpu_max=round(max_workers * _quantity(worker_cpu), 2),
-        worker_memory_gib_max=round(max_workers * _quantity(worker_memory), 2),
+        worker_vcpu_max=round(max_workers * quantity(worker_cpu), 2),
+        worker_memory_gib_max=round(max_workers * quantity(worker_memory), 2),
         price_verified=all(p[key].verified for key in used),
-        not_priced=("worker pods (system nodes)", *missing),
+        not_priced=missing if pool is not None else ("worker pods (system nodes)", *missing),
+        pool=pool,
     )

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import pulumi
 
+    from components.queue.costs import WorkerPoolPlan
+
 WORKER_SERVICE_ACCOUNT = "llmfleet-queue-worker"
 """Kubernetes service account of the workers: the only subject the workers' cloud identity trusts."""
 KEDA_SERVICE_ACCOUNT = ("keda", "keda-operator")
@@ -80,3 +82,5 @@ class QueueConfig:
     """The gateway tenant key the workers use (a secret); None for an anonymous gateway."""
     webhook_secret: pulumi.Input[str] | None = None
     """HMAC key signing webhook callbacks (a secret); None: callbacks are refused."""
+    pool: WorkerPoolPlan | None = None
+    """The workers' own spot node pool as planned (None: they run on the system nodes)."""

@@ -129,14 +129,31 @@ def hybrid_line(fallback: FallbackSpec, priority: PrioritySpec) -> str:
 
 
 def queue_line(q: QueueCost) -> str:
-    """What a region's async queue adds: per million jobs, idle, and the workers' room on the system nodes."""
+    """What a region's async queue adds: per million jobs, idle, and where the workers run."""
     mark = "" if q.price_verified else "*"
-    return (
+    line = (
         f"Async queue {q.cloud}/{q.region}: ${q.usd_per_million_jobs:,.2f}{mark} per million jobs of "
         f"~{q.job_bytes:,} bytes (queue requests + result writes), ${q.idle_usd_per_month:,.2f}{mark}/month idle; "
-        f"up to {counted(q.worker_pods_max, 'worker pod')} ({q.worker_vcpu_max:g} vCPU, "
-        f"{q.worker_memory_gib_max:g} GiB) on the system nodes; not priced: {', '.join(q.not_priced)}"
     )
+    pool = q.pool
+    if pool is None:
+        line += (
+            f"up to {counted(q.worker_pods_max, 'worker pod')} ({q.worker_vcpu_max:g} vCPU, "
+            f"{q.worker_memory_gib_max:g} GiB) on the system nodes"
+        )
+    else:
+        pool_mark = "" if pool.price_verified else "*"
+        line += (
+            f"{pool.jobs_per_minute:,} jobs/min to {pool.model} at ~{pool.seconds_per_job:g} s each = "
+            f"{pool.jobs_in_flight:g} in flight: up to {counted(pool.workers, 'worker pod')} on a spot pool of "
+            f"0-{pool.max_nodes} {pool.instance_type} ({pool.pods_per_node} pods each), "
+            f"${pool.usd_per_hour_at_max:,.2f}{pool_mark}/h at most ({pool.price_basis}); the batch is "
+            f"{pool.batch_output_tokens_per_s:,.0f} output tokens/s, {pool.batch_share:.0%} of {pool.model}'s "
+            "most capacity in the region"
+        )
+        if pool.batch_share > 1:
+            line += " (more than it can serve: jobs will wait in the queue; raise its autoscaling.max_replicas)"
+    return line + f"; not priced: {', '.join(q.not_priced)}"
 
 
 def prefix_reuse_note(d: DeploymentPlan) -> str:

@@ -21,9 +21,19 @@ from infra.schema.regions import RegionSpec
 if TYPE_CHECKING:
     import pulumi
 
+    from components.queue.costs import WorkerPoolPlan
     from components.queue.types import QueueConfig
 
 PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}|@sha256:[0-9a-f]{64})$")
+
+
+class SpotPoolSpec(Section):
+    """Run the workers on their own spot CPU node pool, sized by the planner for a stated batch throughput."""
+
+    jobs_per_minute: int = Field(gt=0, le=1_000_000, description="Jobs per minute the workers must sustain.")
+    model: str | None = Field(
+        default=None, description="Served model the jobs call (sizes a job's duration); default: the region's first."
+    )
 
 
 class QueueSpec(Section):
@@ -49,6 +59,9 @@ class QueueSpec(Section):
     job_timeout_s: int = Field(default=300, ge=10, le=MAX_JOB_TIMEOUT_S, description="Longest gateway call per job.")
     retention_days: int = Field(default=4, ge=1, le=7, description="How long a job waits in the queue.")
     result_retention_days: int = Field(default=7, ge=1, le=3650, description="How long results are kept.")
+    spot_pool: SpotPoolSpec | None = Field(
+        default=None, description="The workers' own spot node pool sized for a batch throughput; None: system nodes."
+    )
 
     @field_validator("worker_image")
     @classmethod
@@ -57,8 +70,28 @@ class QueueSpec(Section):
             raise ValueError("name a version tag or digest, e.g. registry.example.com/llmfleet-worker:0.1.0")
         return image
 
-    def check_stack(self, regions: Sequence[RegionSpec], gateway: GatewaySpec, request_timeout_s: int) -> None:
+    def check_stack(
+        self,
+        regions: Sequence[RegionSpec],
+        gateway: GatewaySpec,
+        request_timeout_s: int,
+        served: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        """`served`: region key -> the served model names of that region."""
         keys = {r.key: r for r in regions}
+        if self.spot_pool is not None:
+            if "max_workers" in self.model_fields_set:
+                raise ValueError(
+                    "queue.max_workers: with queue.spot_pool the planner sizes the workers from jobs_per_minute; "
+                    "remove one of them"
+                )
+            model = self.spot_pool.model
+            for region in self.served_regions(regions):
+                names = (served or {}).get(region.key, [])
+                if model is not None and model not in names:
+                    raise ValueError(
+                        f"queue.spot_pool.model: {model!r} is not served in {region.key}; served there: {names}"
+                    )
         for i, key in enumerate(self.regions or []):
             if key not in keys:
                 raise ValueError(f"queue.regions[{i}]: unknown region {key!r}; the stack's: {sorted(keys)}")
@@ -92,10 +125,14 @@ class QueueSpec(Section):
         return [(self.webhook_secret, "queue.webhook_secret")] if self.webhook_secret else []
 
     def to_config(
-        self, region_key: str, gateway: GatewaySpec, secrets: Mapping[str, pulumi.Output[str]]
+        self,
+        region_key: str,
+        gateway: GatewaySpec,
+        secrets: Mapping[str, pulumi.Output[str]],
+        pool: WorkerPoolPlan | None = None,
     ) -> QueueConfig | None:
         """The fleet's queue for one region (None where the queue is not served); `secrets` holds the gateway's
-        and the queue's resolved secrets by stack key."""
+        and the queue's resolved secrets by stack key; `pool`: the region's planned worker pool (with spot_pool)."""
         from components.queue.types import QueueConfig, QueueSettings, WorkerSettings
 
         if self.regions is not None and region_key not in self.regions:
@@ -103,7 +140,11 @@ class QueueSpec(Section):
         tenant = next((t for t in gateway.tenants if t.name == self.tenant), None)
         key_ref = tenant.api_key_secret if tenant is not None else None
         return QueueConfig(
-            workers=WorkerSettings(image=self.worker_image, concurrency=self.concurrency, max_workers=self.max_workers),
+            workers=WorkerSettings(
+                image=self.worker_image,
+                concurrency=self.concurrency,
+                max_workers=pool.workers if pool is not None else self.max_workers,
+            ),
             settings=QueueSettings(
                 max_attempts=self.max_attempts,
                 job_timeout_s=self.job_timeout_s,
@@ -112,4 +153,5 @@ class QueueSpec(Section):
             ),
             api_key=secrets[key_ref] if key_ref else None,
             webhook_secret=secrets[self.webhook_secret] if self.webhook_secret else None,
+            pool=pool,
         )
