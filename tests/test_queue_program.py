@@ -324,3 +324,18 @@ def test_without_a_spot_pool_the_workers_run_on_the_system_nodes(run: OfflineRun
     assert run.by_type("llmfleet:queue:WorkerPool") == []
     [deploy] = objects(run, AWS, "Deployment")
     assert "nodeSelector" not in deploy["spec"]["template"]["spec"]
+
+
+def test_the_policy_pack_passes_a_stack_with_the_queue_and_its_spot_pool(pooled_stack: Path) -> None:
+    from test_policy import RESOURCE_RULES, STACK_RULES, as_rule_resources
+
+    from infra.policy import rules
+
+    resources = as_rule_resources(run_at(str(pooled_stack)))
+    found = [(rule.__name__, r.urn, v) for rule in RESOURCE_RULES for r in resources for v in rule(r.type, r.props)]
+    for stack_rule in STACK_RULES:
+        found += [(stack_rule.__name__, at, message) for message, at in stack_rule(resources)]
+    found += [("spot_only_in_primary", at, m) for m, at in rules.spot_only_in_primary(resources, [AWS])]
+    assert found == []
+    queue_images = [r for r in resources if r.type == "kubernetes:apps/v1:Deployment" and "queue" in r.name]
+    assert len(queue_images) == 2  # the rules saw the workers
