@@ -126,7 +126,7 @@ def test_too_many_rules_are_refused_with_what_to_change() -> None:
 
 def gateway_stack(**gateway: Any) -> dict[str, Any]:
     return {
-        "models": [{"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}}],
+        "models": [{"name": "chat", "model": "qwen2.5-7b", "load": {"concurrent_sequences": 8}}],
         "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
         "api_access_cidrs": ["203.0.113.0/24"],
         "gateway": {"tenants": [{"name": "a", "api_key_secret": "keyA"}], **gateway},
@@ -156,7 +156,12 @@ def test_the_plan_says_what_hybrid_routing_sends_to_the_hosted_provider(write_st
     from infra.cli import app
 
     fallback = {"provider": "openai", "api_key_secret": "openaiKey", "models": {"chat": "gpt-4o-mini"}}
-    path = write_stack(gateway_stack(fallback=fallback, priority={"quality_models": {"chat": "gpt-4o"}}), name="plan")
+    path = write_stack(
+        gateway_stack(fallback=fallback, priority={"quality_models": {"chat": "gpt-4o"}}),
+        name="plan",
+        keyA="k",
+        openaiKey="o",
+    )
     result = CliRunner().invoke(app, ["plan", "--stack-file", str(path)])
     assert result.exit_code == 0, result.output
     line = " ".join(result.output.split())

@@ -25,7 +25,7 @@ def stack(**queue: Any) -> dict[str, Any]:
         "models": [
             {
                 "name": "chat",
-                "model": "llama-3.1-8b",
+                "model": "qwen2.5-7b",
                 "max_model_len": 32768,
                 "load": {"concurrent_sequences": 8, "prompt_tokens": 20000},
             }
@@ -74,7 +74,7 @@ def test_small_pubsub_jobs_are_billed_the_minimum_request_size() -> None:
 
 def test_plan_output_shows_the_queue_or_nothing_without_one(write_stack: StackWriter) -> None:
     runner = CliRunner()
-    path = write_stack(stack(regions=["gcp-us-central1"]))
+    path = write_stack(stack(regions=["gcp-us-central1"]), keyBatch="k")
     table = runner.invoke(app, ["plan", "--stack-file", str(path)])
     assert table.exit_code == 0, table.output
     assert "Async queue gcp/us-central1" in table.output and "Async queue aws/" not in table.output
@@ -83,7 +83,9 @@ def test_plan_output_shows_the_queue_or_nothing_without_one(write_stack: StackWr
     plain = stack()
     del plain["queue"]
     no_queue = json.loads(
-        runner.invoke(app, ["plan", "--stack-file", str(write_stack(plain, name="p")), "-f", "json"]).output
+        runner.invoke(
+            app, ["plan", "--stack-file", str(write_stack(plain, name="p", keyBatch="k")), "-f", "json"]
+        ).output
     )
     assert no_queue["queue"] == []
 

@@ -38,7 +38,7 @@ QUEUE = {
 
 def deployment(**queue: Any) -> dict[str, Any]:
     return {
-        "models": [{"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}}],
+        "models": [{"name": "chat", "model": "qwen2.5-7b", "load": {"concurrent_sequences": 8}}],
         "regions": [
             {"cloud": "aws", "region": "us-east-1", "role": "primary"},
             {"cloud": "gcp", "region": "us-central1"},
