@@ -28,6 +28,8 @@ from components.nodepool import GpuNodePool, GpuNodePoolArgs
 from components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
 from components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorkers, QueueWorkersArgs
 from components.queue.pool import WorkerPool, WorkerPoolArgs
+
+from components.routing import InferencePool, InferencePoolArgs, RoutingOptions
 from components.sizing.plan import DeploymentPlan
 
 DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
@@ -96,6 +98,10 @@ class RegionalFleetArgs:
     queue: QueueConfig | None = None
     """Async queue of the region (components/queue/): its queue, bucket and identities are built before KEDA
     (whose operator reads the queue's length), its workers after the gateway they call; None: no queue."""
+    routing: Mapping[str, RoutingOptions] = field(default_factory=dict[str, RoutingOptions])
+    """Served model name -> prefix- and load-aware routing: each revision of the model becomes an
+    InferencePool with the upstream endpoint picker, and the gateway routes the model through it
+    (needs `gateway`). Models not listed are routed to their Service."""
 
 
 class RegionalFleet(pulumi.ComponentResource):
@@ -113,6 +119,8 @@ class RegionalFleet(pulumi.ComponentResource):
     """Served model name -> its inference service."""
     canary_services: dict[str, InferenceService]
     """Served model name -> its second revision's service (empty outside a rollout)."""
+    inference_pools: dict[str, InferencePool]
+    """Service object name (`<model>` or `<model>-<revision>`) -> its InferencePool (routed models only)."""
     gateway: Gateway | None
     """The region's API gateway (None when the stack has none)."""
     observability: Observability | None
@@ -149,6 +157,7 @@ class RegionalFleet(pulumi.ComponentResource):
         self.observability = self._observability(name, args)
         self.queue_pool = self._queue_pool(name, args)
         self.queue_workers = self._queue_workers(name, args)
+        self.inference_pools = self._routing(name, args)
         self.endpoints = pulumi.Output.all(**{model: s.url for model, s in self.services.items()}).apply(
             lambda urls: dict(sorted(urls.items()))
         )
@@ -315,8 +324,18 @@ class RegionalFleet(pulumi.ComponentResource):
         NetworkPolicy keeps the inference pods off every other path."""
         if args.gateway is None:
             return None
+        unknown = sorted(set(args.routing) - set(self.services))
+        if unknown:
+            raise ValueError(f"{name}: routing names models this region does not serve: {unknown}")
         models = [
-            ModelBackend(model, s.service_name, s.port, self._canary(model, args.canary), revision=args.revision)
+            ModelBackend(
+                model,
+                s.service_name,
+                s.port,
+                self._canary(model, args.canary, routed=model in args.routing),
+                revision=args.revision,
+                pool=s.object_name if model in args.routing else None,
+            )
             for model, s in self.services.items()
         ]
         # A LoRA adapter is routed by its own name to its base model's replicas (which serve it): one more model at
@@ -339,12 +358,37 @@ class RegionalFleet(pulumi.ComponentResource):
         )
         return Gateway(f"{name}-gateway", gateway_args, opts=self.kubernetes_opts())
 
-    def _canary(self, model: str, canary: Revision | None) -> CanaryBackend | None:
+    def _canary(self, model: str, canary: Revision | None, *, routed: bool) -> CanaryBackend | None:
         """The model's second revision at the gateway, with its share of the requests."""
         service = self.canary_services.get(model)
         if canary is None or service is None:
             return None
-        return CanaryBackend(canary.id, service.service_name, canary.weight, service.port)
+        pool = service.object_name if routed else None
+        return CanaryBackend(canary.id, service.service_name, canary.weight, service.port, pool=pool)
+
+    def _routing(self, name: str, args: RegionalFleetArgs) -> dict[str, InferencePool]:
+        """Each revision of a routed model as an InferencePool with its endpoint picker, after the gateway
+        (it installs the InferencePool CRD) and the monitoring (the Prometheus Operator CRDs, for the
+        picker's ServiceMonitor); the gateway's rules already name the pools."""
+        if args.routing and self.gateway is None:
+            raise ValueError(f"{name}: routing through InferencePools needs the gateway (args.gateway)")
+        pools: dict[str, InferencePool] = {}
+        after = [r for r in (self.gateway, self.observability) if r is not None]
+        for services in (self.services, self.canary_services):
+            for model, service in services.items():
+                if model not in args.routing:
+                    continue
+                pools[service.object_name] = InferencePool(
+                    f"{name}-{service.object_name}-inference-pool",
+                    InferencePoolArgs(
+                        service=service,
+                        options=args.routing[model],
+                        monitoring=args.observability is not None,
+                        depends_on=after,
+                    ),
+                    opts=self.kubernetes_opts(),
+                )
+        return pools
 
     def _observability(self, name: str, args: RegionalFleetArgs) -> Observability | None:
         """The region's Prometheus (the one the ScaledObjects query), its monitors, rules and dashboards."""
@@ -355,5 +399,6 @@ class RegionalFleet(pulumi.ComponentResource):
             inference_namespace=args.namespace,
             deployments=args.deployments,
             queue_thresholds=args.queue_thresholds,
+            routed_models=sorted(args.routing),
         )
         return Observability(f"{name}-observability", observability_args, opts=self.kubernetes_opts())

@@ -110,6 +110,7 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
             # DNS health checkers send no credentials: the gateway opens their path, and only theirs.
             health_path=spec.load_balancer.health_check.path if spec.load_balancer else None,
         ),
+        routing=spec.routing_in(region),
         observability=spec.observability.to_args(
             cloud=region.cloud,
             region=region.region,

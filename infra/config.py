@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from components.routing.picker import RoutingOptions
 from infra.schema.base import Section
 from infra.schema.gateway import GatewaySpec
 from infra.schema.models import ModelSpec
@@ -112,6 +113,8 @@ class DeploymentSpec(Section):
             )
         self.gateway.check_models(names)
         self.gateway.check_clouds([r.cloud for r in self.regions])
+        for i, model in enumerate(self.models):
+            model.routing.check(f"models[{i}]", model.quantization, self.has_fallback(model.name), keys)
         if self.load_balancer is not None:
             self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)
@@ -140,6 +143,17 @@ class DeploymentSpec(Section):
             if region.cluster.mode == "existing" and key is not None and key != CURRENT_KUBECONFIG:
                 refs.append((key, f"regions[{i}].cluster.kubeconfig_secret"))
         return refs + self.gateway.secret_refs() + self.observability.secret_refs()
+
+    def has_fallback(self, served: str) -> bool:
+        return self.gateway.fallback is not None and served in self.gateway.fallback.models
+
+    def routing_in(self, region: RegionSpec) -> dict[str, RoutingOptions]:
+        """Served name -> its routing options, for the models this region routes through an InferencePool."""
+        return {
+            m.name: m.routing.options()
+            for m in self.models_in(region)
+            if m.routing.enabled(m.quantization, self.has_fallback(m.name), region.key)
+        }
 
     def models_in(self, region: RegionSpec) -> list[ModelSpec]:
         """The models a region serves, in stack order."""

@@ -264,7 +264,7 @@ def test_fallback_only_for_the_models_the_stack_lists(stack: Stack) -> None:
     for region in stack.spec.regions:
         rules = {r["name"]: r for r in stack.one(region.key, "AIGatewayRoute")["spec"]["rules"]}
         for model, rule in rules.items():
-            overrides = [ref.get("modelNameOverride") for ref in rule["backendRefs"] if ref["priority"] == 1]
+            overrides = [ref.get("modelNameOverride") for ref in rule["backendRefs"] if ref.get("priority", 0) == 1]
             wanted = [fallback.models[model]] if fallback and model in fallback.models else []
             assert overrides == wanted, (region.key, model)
         policies = stack.gateway_objects(region.key, "BackendSecurityPolicy")

@@ -162,6 +162,8 @@ def test_vllm_arguments_come_from_the_plan() -> None:
         "--kv-cache-dtype=fp8",
         "--max-num-batched-tokens=8192",
         "--max-num-seqs=64",
+        "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",
         "--dtype=bfloat16",
     ]
     assert server["resources"]["limits"] == {"nvidia.com/gpu": "2"}

@@ -120,7 +120,9 @@ def test_the_program_exports_each_regions_monitoring(prod: OfflineRun) -> None:
     assert set(exported) == set(region_stacks(prod))
     for key, region in exported.items():
         assert region["prometheus_url"] == stack.PROMETHEUS_URL, key
-        assert len(region["dashboards"]) == 6 and all(t.startswith("llmfleet / ") for t in region["dashboards"])
+        # prod routes llama-70b through an InferencePool (qwen-7b has the hosted fallback): the pickers' board too.
+        assert len(region["dashboards"]) == 7 and all(t.startswith("llmfleet / ") for t in region["dashboards"])
+        assert "llmfleet / Routing (endpoint picker)" in region["dashboards"], key
     assert "observability" not in prod.secret_outputs
 
 
@@ -297,7 +299,7 @@ def test_dashboards_are_configmaps_the_grafana_sidecar_loads(prod: OfflineRun) -
         assert release is not None
         sidecar = release.inputs["values"]["grafana"]["sidecar"]["dashboards"]
         boards = of_type(children, CONFIG_MAP)
-        assert len(boards) == 6, f"{key}: latency, throughput, queue/KV, GPUs, gateway, cost"
+        assert len(boards) == 7, f"{key}: latency, throughput, queue/KV, GPUs, gateway, cost, routing"
         for board in boards:
             metadata = board.inputs["metadata"]
             assert metadata["labels"][sidecar["label"]] == sidecar["labelValue"]

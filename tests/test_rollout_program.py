@@ -52,11 +52,34 @@ def test_two_recorded_revisions_serve_side_by_side_at_their_weights(tmp_path: Pa
     route = next(iter(objects(run, "AIGatewayRoute").values()))
     refs = {r["name"].rsplit("-", 1)[-1]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
     assert refs == {"chat": 75, OLD: 25}
-    pinned = {r["name"]: r["backendRefs"][0]["name"].rsplit("-", 1)[-1] for r in route["spec"]["rules"][1:3]}
-    assert pinned == {f"chat-{current}": "chat", f"chat-{OLD}": OLD}, "x-llmfleet-revision reaches either revision"
+    # A pool per revision: the weighted split stays on the Services (an AIGatewayRoute rule holds one
+    # InferencePool alone, so two pools cannot be weighted in one rule), and a request pinned to a
+    # revision goes to that revision's own pool, whose endpoint picker chooses among its replicas only.
+    pinned = {r["name"]: r["backendRefs"] for r in route["spec"]["rules"][1:3]}
+    pool = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}
+    assert pinned == {f"chat-{rev}": [{**pool, "name": f"chat-{rev}"}] for rev in (current, OLD)}, (
+        "x-llmfleet-revision reaches either revision, through its own pool"
+    )
     backends = objects(run, "Backend")
     hostnames = {b["spec"]["endpoints"][0]["fqdn"]["hostname"].split(".")[0] for b in backends.values()}
     assert {f"chat-{current}", f"chat-{OLD}"} <= hostnames
+    releases = {release["name"]: release for _, release in run.helm_releases()}
+    for rev in (current, OLD):
+        selected = releases[f"chat-{rev}"]["values"]["inferencePool"]["modelServers"]["matchLabels"]
+        pod_labels = deployments[f"chat-{rev}"]["spec"]["template"]["metadata"]["labels"]
+        assert selected.items() <= pod_labels.items(), f"pool chat-{rev} selects its revision's pods"
+        other = deployments[f"chat-{OLD if rev == current else current}"]["spec"]["template"]["metadata"]["labels"]
+        assert not selected.items() <= other.items(), f"pool chat-{rev} selects no pod of the other revision"
+
+
+def test_a_promoted_revision_is_routed_through_its_pool_alone(tmp_path: Path) -> None:
+    current = target_revisions(*load_stack("dev"))[REGION].id
+    record = RolloutRecord().with_revision(REGION, current, dev_models())
+    run = run_with(tmp_path, record.with_weights(REGION, {current: 100}))
+    route = next(iter(objects(run, "AIGatewayRoute").values()))
+    assert [r["name"] for r in route["spec"]["rules"]] == ["chat"]
+    pool = {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": f"chat-{current}"}
+    assert route["spec"]["rules"][0]["backendRefs"] == [pool]
 
 
 def test_without_a_record_the_names_stay_plain_and_a_third_revision_is_refused(tmp_path: Path) -> None:

@@ -99,7 +99,11 @@ class Gateway(pulumi.ComponentResource):
         self._names = Names(name)
         self._mode = auth.auth_mode(args.tenants, args.jwt, args.allow_anonymous)
         ready: list[pulumi.Resource] = (
-            install_controllers(name, self, args.envoy_gateway_values).ready if args.install_controllers else []
+            install_controllers(
+                name, self, args.envoy_gateway_values, inference_pools=any(m.pool for m in args.models)
+            ).ready
+            if args.install_controllers
+            else []
         )
         if args.tls.cluster_issuer and args.tls.install_cert_manager:
             ready.append(certificates.install_cert_manager(name, self, after=ready))

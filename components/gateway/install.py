@@ -21,7 +21,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import pins
+from components.gateway.types import INFERENCE_POOL_GROUP, INFERENCE_POOL_KIND
 from components.helm import pinned_release
+from components.routing.pins import INFERENCE_CRDS_MANIFEST
 
 ENVOY_GATEWAY_CHART = pins.chart("envoy-gateway").name
 ENVOY_GATEWAY_VERSION = pins.chart("envoy-gateway").version
@@ -57,8 +59,12 @@ RATELIMIT_POD_LABELS = {
 """Labels Envoy Gateway gives its rate-limit pods (internal/infrastructure/kubernetes/ratelimit, rateLimitLabels)."""
 
 
-def envoy_gateway_values(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Envoy Gateway chart values: AI Gateway extension hooks and the global rate limit backend."""
+def envoy_gateway_values(
+    overrides: Mapping[str, Any] | None = None, *, inference_pools: bool = False
+) -> dict[str, Any]:
+    """Envoy Gateway chart values: AI Gateway extension hooks and the global rate limit backend; with
+    `inference_pools`, InferencePool as a backend resource the extension server resolves (the AI
+    Gateway's examples/inference-pool/envoy-gateway-values-addon.yaml)."""
     values: dict[str, Any] = {
         "config": {
             "envoyGateway": {
@@ -102,6 +108,9 @@ def envoy_gateway_values(overrides: Mapping[str, Any] | None = None) -> dict[str
             }
         }
     }
+    if inference_pools:
+        manager = values["config"]["envoyGateway"]["extensionManager"]
+        manager["backendResources"] = [{"group": INFERENCE_POOL_GROUP, "kind": INFERENCE_POOL_KIND, "version": "v1"}]
     return _merge(values, dict(overrides or {}))
 
 
@@ -124,9 +133,18 @@ class Controllers:
 
 
 def install_controllers(
-    name: str, parent: pulumi.Resource, envoy_gateway_overrides: Mapping[str, Any] | None = None
+    name: str,
+    parent: pulumi.Resource,
+    envoy_gateway_overrides: Mapping[str, Any] | None = None,
+    *,
+    inference_pools: bool = False,
 ) -> Controllers:
+    """The controllers; with `inference_pools`, first the Gateway API Inference Extension CRDs (the pinned
+    release's manifests.yaml: InferencePool v1), which Envoy Gateway then watches as a backend kind."""
     child = pulumi.ResourceOptions(parent=parent)
+    crds: list[pulumi.Resource] = []
+    if inference_pools:
+        crds.append(k8s.yaml.v2.ConfigFile(f"{name}-inference-crds", file=INFERENCE_CRDS_MANIFEST, opts=child))
     eg_namespace = k8s.core.v1.Namespace(
         f"{name}-eg-namespace", metadata=k8s.meta.v1.ObjectMetaArgs(name=ENVOY_GATEWAY_NAMESPACE), opts=child
     )
@@ -139,8 +157,8 @@ def install_controllers(
         chart=ENVOY_GATEWAY_CHART,
         version=ENVOY_GATEWAY_VERSION,
         namespace=eg_namespace.metadata.name,
-        values=envoy_gateway_values(envoy_gateway_overrides),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=redis),
+        values=envoy_gateway_values(envoy_gateway_overrides, inference_pools=inference_pools),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*redis, *crds]),
     )
     ai_crds = pinned_release(
         f"{name}-ai-gateway-crds",
@@ -156,7 +174,7 @@ def install_controllers(
         namespace=ai_namespace.metadata.name,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[ai_crds, envoy_gateway]),
     )
-    return Controllers(ready=[envoy_gateway, ai_crds, ai_gateway])
+    return Controllers(ready=[*crds, envoy_gateway, ai_crds, ai_gateway])
 
 
 def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOptions) -> list[pulumi.Resource]:

@@ -1,7 +1,8 @@
 """Where requests go: GatewayClass, the Envoy proxies, the HTTPS Gateway and the model route.
 
 The AIGatewayRoute matches `x-ai-eg-model` (the AI Gateway fills it from the request body's `model`)
-and sends each model to an AIServiceBackend -> Backend that points at the model's ClusterIP Service.
+and sends each model to an AIServiceBackend -> Backend that points at the model's ClusterIP Service,
+or to the model's InferencePool, whose endpoint picker chooses the replica (components/routing).
 The AI Gateway turns the route into an HTTPRoute of the same name, which the traffic policy targets.
 """
 
@@ -16,6 +17,8 @@ import pulumi
 from components.gateway.certificates import HTTP_LISTENER
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from components.gateway.types import (
+    INFERENCE_POOL_GROUP,
+    INFERENCE_POOL_KIND,
     MODEL_HEADER,
     REVISION_HEADER,
     TENANT_HEADER,
@@ -199,8 +202,15 @@ def route_spec(
     rules: list[dict[str, Any]] = []
     fallback_models = fallback_models or {}
     for backend in models:
+        if backend.pool is not None and backend.model in fallback_models:
+            raise ValueError(
+                f"model {backend.model}: an AIGatewayRoute rule holds an InferencePool alone, so it cannot also "
+                "fall back to the hosted API; serve it without a pool or without the fallback"
+            )
         refs: list[dict[str, Any]] = [{"name": names.backend(backend.model), "priority": 0}]
-        if backend.canary is not None:
+        if backend.pool is not None and backend.canary is None:
+            refs = [pool_ref(backend.pool)]
+        elif backend.canary is not None:
             # Weighted split between the two revisions (same priority); a weight of 0 takes no requests.
             canary = backend.canary
             refs[0]["weight"] = 100 - canary.weight
@@ -234,14 +244,24 @@ def route_spec(
     }
 
 
+def pool_ref(pool: str) -> dict[str, Any]:
+    """A rule's only backendRef: the InferencePool (its endpoint picker chooses the replica)."""
+    return {"group": INFERENCE_POOL_GROUP, "kind": INFERENCE_POOL_KIND, "name": pool}
+
+
 def pinned_revision_rules(names: Names, backend: ModelBackend, request_timeout_s: int) -> list[dict[str, Any]]:
-    """While `backend` has a canary: per revision, its model and revision headers -> its Backend only."""
+    """While `backend` has a canary: per revision, its model and revision headers -> its Backend only, or
+    its own InferencePool when it has one (one pool per revision keeps the gate's requests on that revision)."""
     canary = backend.canary
     if canary is None:
         return []
-    pinned = [(canary.revision, names.backend(backend.model, canary.revision))]
+
+    def target(backend_name: str, pool: str | None) -> dict[str, Any]:
+        return pool_ref(pool) if pool is not None else {"name": backend_name, "priority": 0}
+
+    pinned = [(canary.revision, target(names.backend(backend.model, canary.revision), canary.pool))]
     if backend.revision is not None:
-        pinned.insert(0, (backend.revision, names.backend(backend.model)))
+        pinned.insert(0, (backend.revision, target(names.backend(backend.model), backend.pool)))
     return [
         {
             "name": f"{backend.model}-{revision}",
@@ -253,10 +273,10 @@ def pinned_revision_rules(names: Names, backend: ModelBackend, request_timeout_s
                     ]
                 }
             ],
-            "backendRefs": [{"name": backend_name, "priority": 0}],
+            "backendRefs": [backend_ref],
             "timeouts": {"request": f"{request_timeout_s}s"},
         }
-        for revision, backend_name in pinned
+        for revision, backend_ref in pinned
     ]
 
 

@@ -26,6 +26,9 @@ AI_GATEWAY_METADATA_NAMESPACE = "io.envoy.ai_gateway"
 """Dynamic-metadata namespace where the AI Gateway writes the token counts of `llmRequestCosts`."""
 TOTAL_TOKENS_KEY = "llm_total_token"
 """Metadata key of prompt + generated tokens (the token budget is charged this)."""
+INFERENCE_POOL_GROUP = "inference.networking.k8s.io"
+INFERENCE_POOL_KIND = "InferencePool"
+"""The only non-default backendRef an AIGatewayRoute rule accepts (its CRD's CEL rules), and only alone."""
 
 
 class Priority(StrEnum):
@@ -135,6 +138,8 @@ class CanaryBackend:
     weight: int
     """Percent of the model's requests sent to the canary (0-100); the first revision gets the rest."""
     port: int = 8000
+    pool: str | None = None
+    """The canary revision's own InferencePool, if it has one: requests pinned to the revision go through it."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.weight <= 100:
@@ -155,3 +160,9 @@ class ModelBackend:
     revision: str | None = None
     """Revision id of `service_name` once a rollout recorded one: with a canary, requests carrying
     `x-llmfleet-revision: <revision>` go to it only."""
+    pool: str | None = None
+    """InferencePool of the model's replicas (components.routing), in the gateway's namespace: the model's
+    rule sends requests to it, and its endpoint picker chooses the replica (prefix cache, queue, KV cache).
+    A rule holds one pool and nothing else (AIGatewayRoute CRD), so while a canary splits the model by
+    weight the split goes to the Services (exact weights) and only revision-pinned requests use the
+    pools; a pool cannot share its rule with the hosted fallback."""

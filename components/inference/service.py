@@ -94,6 +94,10 @@ class InferenceService(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     namespace: pulumi.Output[str]
     port: int
+    object_name: str
+    """Name of its Deployment and Service (`<model>` or `<model>-<revision>`); its InferencePool's too."""
+    pod_selector: dict[str, str]
+    """Labels that select exactly this service's pods (its InferencePool selects them by these)."""
     url: pulumi.Output[str]
     """Cluster-local base URL, e.g. http://chat.llmfleet.svc.cluster.local:8000."""
     deployment: k8s.apps.v1.Deployment
@@ -119,6 +123,7 @@ class InferenceService(pulumi.ComponentResource):
         if args.revision:
             labels["llmfleet.dev/revision"] = args.revision
         selector = {k: labels[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/component")}
+        self.object_name, self.pod_selector = object_names, selector
 
         def meta(suffix: str = "") -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(name=object_names + suffix, namespace=args.namespace, labels=labels)

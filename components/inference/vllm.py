@@ -59,6 +59,11 @@ def args(plan: DeploymentPlan, port: int) -> list[str]:
         f"--kv-cache-dtype={plan.kv_cache_dtype.value}",
         f"--max-num-batched-tokens={plan.max_num_batched_tokens}",
         f"--max-num-seqs={plan.max_num_seqs}",
+        # Reuse the KV cache of shared prefixes (the default since V1; explicit because prefix-aware
+        # routing depends on it), and report cached prompt tokens in `usage` so a load test can
+        # measure the hit share the routing achieves.
+        "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",
     ]
     if plan.quantization in DTYPE_FLAG:
         flags.append(f"--dtype={DTYPE_FLAG[plan.quantization]}")

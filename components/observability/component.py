@@ -43,6 +43,8 @@ class ObservabilityArgs:
     queue_thresholds: Mapping[str, int] = field(default_factory=dict[str, int])
     """Served model name -> waiting requests per replica at which KEDA scales out (one per deployment).
     RegionalFleet fills these three from its own arguments."""
+    routed_models: Sequence[str] = ()
+    """Served models routed through an InferencePool (RegionalFleet fills it): adds the pickers' dashboard."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     """Alert thresholds the SLO does not state."""
     retention: str = "15d"
@@ -154,7 +156,7 @@ class Observability(pulumi.ComponentResource):
         self.rules = custom("rules", "PrometheusRule", {"groups": groups})
 
         self.dashboard_names = []
-        for board in dashboards(args.inference_namespace, args.deployments, args.slo):
+        for board in dashboards(args.inference_namespace, args.deployments, args.slo, routed=bool(args.routed_models)):
             k8s.core.v1.ConfigMap(
                 f"{name}-{board.uid}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(

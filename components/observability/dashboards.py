@@ -89,8 +89,11 @@ def _panel_model(index: int, panel: Panel) -> dict[str, Any]:
     }
 
 
-def dashboards(namespace: str, deployments: Sequence[DeploymentPlan], slo: SloTargets) -> list[Dashboard]:
-    """The region's dashboards; GPU panels only where some model runs on GPUs."""
+def dashboards(
+    namespace: str, deployments: Sequence[DeploymentPlan], slo: SloTargets, *, routed: bool = False
+) -> list[Dashboard]:
+    """The region's dashboards; GPU panels only where some model runs on GPUs, the endpoint pickers'
+    only where some model is routed through an InferencePool."""
     found = [
         _latency(namespace, slo),
         _throughput(namespace),
@@ -100,6 +103,8 @@ def dashboards(namespace: str, deployments: Sequence[DeploymentPlan], slo: SloTa
     ]
     if any(d.gpu for d in deployments):
         found.insert(3, _gpus())
+    if routed:
+        found.append(_routing(namespace))
     return found
 
 
@@ -258,6 +263,62 @@ def _queue_and_cache(ns: str) -> Dashboard:
                 ],
                 "percentunit",
                 "Share of prompt tokens served from the prefix cache.",
+            ),
+        ],
+    )
+
+
+def _routing(ns: str) -> Dashboard:
+    """The endpoint pickers (one per routed model revision; `name` is the InferencePool, `service` the picker)."""
+    selector = f'{{namespace="{ns}"}}'
+    return Dashboard(
+        "llmfleet-routing",
+        "llmfleet / Routing (endpoint picker)",
+        [
+            Panel(
+                "Ready pods per pool",
+                [Query(f"max by (name) (inference_pool_ready_pods{selector})", "{{name}}")],
+                "none",
+                "Model server pods the picker can send requests to.",
+            ),
+            Panel(
+                "Pool queue and KV cache",
+                [
+                    Query(f"max by (name) (inference_pool_average_queue_size{selector})", "queue {{name}}"),
+                    Query(f"max by (name) (inference_pool_average_kv_cache_utilization{selector})", "KV use {{name}}"),
+                ],
+                "none",
+                "Mean waiting requests and KV-cache use (0-1) over each pool, as the picker reads them.",
+            ),
+            Panel(
+                "Picker prefix match (median)",
+                [
+                    Query(
+                        "histogram_quantile(0.5, sum by (service, le) "
+                        f"(rate(inference_extension_prefix_indexer_hit_ratio_bucket{selector}[{RATE}])))",
+                        "{{service}}",
+                    )
+                ],
+                "percentunit",
+                "Share of each prompt's prefix the picker found on the pod it chose (its own index of what it sent "
+                "where); compare with the prefix-cache hit ratio the servers report (Queue and KV cache).",
+            ),
+            Panel(
+                "Scheduling time p95 and failures",
+                [
+                    Query(
+                        "histogram_quantile(0.95, sum by (service, le) "
+                        f"(rate(inference_extension_scheduler_e2e_duration_seconds_bucket{selector}[{RATE}])))",
+                        "p95 {{service}}",
+                    ),
+                    Query(
+                        "sum by (service) (rate(inference_extension_scheduler_attempts_total"
+                        f'{{namespace="{ns}", status="failure"}}[{RATE}]))',
+                        "failures/s {{service}}",
+                    ),
+                ],
+                "s",
+                "Time the picker adds before each request, and picks that found no pod.",
             ),
         ],
     )

@@ -94,7 +94,20 @@ ENVOY = _metrics(
     ("envoy_cluster_ratelimit_over_limit", C, "Requests the global rate limit rejected (429), per route cluster."),
 )
 
-KNOWN: dict[str, Metric] = {**VLLM, **LLAMA_CPP, **DCGM, **ENVOY}
+PICKER = _metrics(
+    "endpoint picker",
+    ("inference_pool_ready_pods", G, "Ready pods of an InferencePool, label name (the pool)."),
+    ("inference_pool_average_queue_size", G, "Mean waiting requests over the pool's model servers."),
+    ("inference_pool_average_kv_cache_utilization", G, "Mean KV-cache use over the pool's model servers, 0 to 1."),
+    ("inference_extension_scheduler_e2e_duration_seconds", H, "Time the picker took to choose a pod."),
+    ("inference_extension_scheduler_attempts_total", C, "Picks, label status (success, failure)."),
+    ("inference_extension_prefix_indexer_hit_ratio", H, "Share of a prompt's prefix the picker's index matched."),
+)
+"""The Gateway API Inference Extension's endpoint picker at the pinned chart's release (v1.5.0:
+pkg/epp/metrics/metrics.go; site-src/guides/metrics-and-observability.md), scraped by the chart's
+ServiceMonitor; counters keep their names (Go client)."""
+
+KNOWN: dict[str, Metric] = {**VLLM, **LLAMA_CPP, **DCGM, **ENVOY, **PICKER}
 """Every exporter metric the project's rules and dashboards may name."""
 
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")

@@ -6,6 +6,7 @@ from pydantic import Field, field_validator, model_validator
 
 from components.sizing.types import KvCacheDtype, LoraAdapter, ModelArchitecture, Overrides, Quantization, TargetLoad
 from infra.schema.base import Section
+from infra.schema.routing import RoutingSpec
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"
 NO_SCALE_TO_ZERO = (
@@ -67,6 +68,7 @@ class ModelSpec(Section):
         description="Also search a split of the load over two GPU types; the plan's `mix` says what it would save "
         "(advice: the program deploys the single-type plan).",
     )
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
