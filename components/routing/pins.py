@@ -1,7 +1,9 @@
-"""The inferencepool chart's pin (moves into components/pins.yaml once that table lands)."""
+"""The inferencepool chart's row of the pins table (components/pins.yaml), and the CRDs of that release."""
 
-INFERENCEPOOL_CHART = "oci://registry.k8s.io/gateway-api-inference-extension/charts/inferencepool"
-INFERENCEPOOL_CHART_VERSION = "v1.5.0"
-INFERENCE_CRDS_MANIFEST = (
-    "https://github.com/kubernetes-sigs/gateway-api-inference-extension/releases/download/v1.5.0/manifests.yaml"
-)
+from components import pins
+
+_ROW = pins.chart("inferencepool")
+INFERENCEPOOL_CHART = _ROW.name
+INFERENCEPOOL_CHART_VERSION = _ROW.version
+INFERENCE_CRDS_MANIFEST = _ROW.source.url or ""
+"""The release's manifests.yaml (InferencePool v1 and the x-k8s CRDs), applied before Envoy Gateway watches them."""
