@@ -145,7 +145,12 @@ class DeploymentSpec(Section):
         return refs + self.gateway.secret_refs() + self.observability.secret_refs()
 
     def has_fallback(self, served: str) -> bool:
-        return self.gateway.fallback is not None and served in self.gateway.fallback.models
+        """The gateway sends this model to the hosted API too (fallback, or `quality` priority routing): its
+        rules then hold the hosted backend beside the model's own, which an InferencePool rule cannot."""
+        hosted: set[str] = set(self.gateway.fallback.models) if self.gateway.fallback is not None else set()
+        if self.gateway.priority is not None:
+            hosted |= set(self.gateway.priority.quality_models)
+        return served in hosted
 
     def routing_in(self, region: RegionSpec) -> dict[str, RoutingOptions]:
         """Served name -> its routing options, for the models this region routes through an InferencePool."""

@@ -275,6 +275,16 @@ def test_a_fallback_model_keeps_its_service_route_and_asking_for_both_is_refused
     }
     with pytest.raises(ConfigError, match=r"models\[0\]\.routing\.prefix_aware: this model is in gateway\.fallback"):
         parse_deployment(spec, "t")
+    # `quality` priority routing puts the hosted model first in the model's rules: the same refusal, and by
+    # default such a model keeps its Service route.
+    spec["models"].append({**spec["models"][0], "name": "chat2", "routing": {}})
+    spec["gateway"]["fallback"]["models"] = {"chat2": "gpt-4o-mini"}
+    spec["gateway"]["priority"] = {"quality_models": {"chat": "gpt-5"}}
+    with pytest.raises(ConfigError, match=r"gateway\.priority\.quality_models"):
+        parse_deployment(spec, "t")
+    spec["models"][0]["routing"] = {}
+    quality = parse_deployment(spec, "t")
+    assert quality.routing_in(quality.regions[0]) == {}
 
 
 def test_the_local_llama_cpp_stack_has_no_pool() -> None:

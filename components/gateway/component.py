@@ -196,6 +196,9 @@ class Gateway(pulumi.ComponentResource):
         if args.priority is not None:
             if args.fallback is None:
                 raise ValueError("GatewayArgs.priority needs fallback: its provider serves the hosted models")
+            pooled = sorted({m.model for m in args.models if m.pool} & set(args.priority.quality_models))
+            if pooled:  # the quality rule would put the hosted model beside the pool: the CRD forbids it
+                raise ValueError(f"models {pooled} are served through an InferencePool: not in priority.quality_models")
             spec["rules"] += priority.priority_rules(names, spec["rules"], args.priority.quality_models)
             priority.check_rule_count(len(spec["rules"]))
         self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)

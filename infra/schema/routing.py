@@ -63,9 +63,10 @@ class RoutingSpec(Section):
             )
         if self.prefix_aware and has_fallback:
             raise ValueError(
-                f"{where}.routing.prefix_aware: this model is in gateway.fallback.models, and an AIGatewayRoute "
-                "rule holds an InferencePool alone (no fallback backend beside it); remove prefix_aware "
-                "(the model keeps its Service route and the fallback) or drop it from gateway.fallback.models"
+                f"{where}.routing.prefix_aware: this model is in gateway.fallback.models (or "
+                "gateway.priority.quality_models), and an AIGatewayRoute rule holds an InferencePool alone (no "
+                "hosted backend beside it); remove prefix_aware (the model keeps its Service route and the hosted "
+                "API) or drop it from those lists"
             )
         unknown = sorted(set(self.regions or []) - set(region_keys))
         if unknown:
