@@ -231,6 +231,15 @@ def test_the_dev_stack_routes_its_vllm_model_through_a_pool(dev: OfflineRun) -> 
     peer = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]
     assert peer == {"inferencepool": "chat-epp"} and policy["spec"]["ingress"][0]["ports"][0]["port"] == 8000
     assert resource.parent is not None and "llmfleet:routing:InferencePool" in resource.parent
+    # vLLM requires the engines' key on /v1: requests through the pool get it from the same policy.
+    credentials = next(
+        m
+        for _, m in dev.kubernetes_objects()
+        if m["kind"] == "BackendSecurityPolicy"
+        and m["spec"].get("type") == "APIKey"
+        and "engine" in m["metadata"]["name"]
+    )
+    assert {**POOL, "name": "chat"} in credentials["spec"]["targetRefs"]
 
 
 def _deployment(**model: Any) -> dict[str, Any]:

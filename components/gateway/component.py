@@ -20,6 +20,8 @@ from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controll
 from components.gateway.isolation import inference_egress_policy, inference_ingress_policy
 from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, Names
 from components.gateway.types import (
+    INFERENCE_POOL_GROUP,
+    INFERENCE_POOL_KIND,
     AcmeIssuer,
     Fallback,
     JwtAuth,
@@ -256,11 +258,16 @@ class Gateway(pulumi.ComponentResource):
         self._custom("fallback-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, names.fallback, spec)
 
     def _engine_key(self, secret: pulumi.Input[str]) -> None:
-        """Every model's AIServiceBackends (canaries too) get the engines' key from one policy."""
+        """Every model's AIServiceBackends and InferencePools (canaries too) get the engines' key from one policy."""
         backends = [self._names.backend(m.model) for m in self._args.models]
         backends += [self._names.backend(m.model, m.canary.revision) for m in self._args.models if m.canary]
+        # Requests routed through an InferencePool skip the AIServiceBackends: the policy targets the pools too.
+        pools = [m.pool for m in self._args.models if m.pool] + [
+            m.canary.pool for m in self._args.models if m.canary and m.canary.pool
+        ]
         spec = {
-            "targetRefs": [routes.ref("AIServiceBackend", b, group="aigateway.envoyproxy.io") for b in backends],
+            "targetRefs": [routes.ref("AIServiceBackend", b, group="aigateway.envoyproxy.io") for b in backends]
+            + [routes.ref(INFERENCE_POOL_KIND, p, group=INFERENCE_POOL_GROUP) for p in pools],
             "type": "APIKey",
             "apiKey": {"secretRef": {"name": secret, "kind": "Secret", "group": ""}},
         }
