@@ -342,7 +342,12 @@ class RegionalFleet(pulumi.ComponentResource):
         # the gateway, with the same tenants and limits as any other.
         models += [
             ModelBackend(
-                adapter.name, s.service_name, s.port, self._canary(plan.model, args.canary), revision=args.revision
+                adapter.name,
+                s.service_name,
+                s.port,
+                # Adapters keep the Service route (round robin), also when their base model has a pool.
+                self._canary(plan.model, args.canary, routed=False),
+                revision=args.revision,
             )
             for plan in args.deployments
             for adapter in plan.adapters
