@@ -28,7 +28,6 @@ from components.nodepool import GpuNodePool, GpuNodePoolArgs
 from components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
 from components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorkers, QueueWorkersArgs
 from components.queue.pool import WorkerPool, WorkerPoolArgs
-
 from components.routing import InferencePool, InferencePoolArgs, RoutingOptions
 from components.sizing.plan import DeploymentPlan
 
