@@ -390,3 +390,12 @@ def test_gguf_hints_never_suggest_the_quantization_already_chosen() -> None:
     with pytest.raises(PlanningError) as refused:
         plan(request("llama-3.1-405b", Quantization.Q8_0, max_model_len=4096))
     assert "smaller GGUF quantization (q5_k_m or q4_k_m)" in str(refused.value)
+
+
+def test_a_70b_model_on_gcp_a100_80gb_no_longer_needs_the_8_gpu_machine() -> None:
+    """With a2-ultragpu-2g/4g in the catalog, Llama 3.3 70B bf16 on A100 80GB takes the GPUs it needs (the plan
+    used to buy a2-ultragpu-8g, the only multi-GPU A100 80GB shape it knew)."""
+    region = RegionRequest(cloud="gcp", region="us-central1", allowed_gpus=("A100-80GB",))
+    chosen = plan(request("llama-3.3-70b"), region, tpot_ms=100)
+    assert chosen.instance_type in {"a2-ultragpu-2g", "a2-ultragpu-4g"}, chosen.instance_type
+    assert chosen.gpus_per_node < 8 and chosen.memory.weights_gib_per_gpu < chosen.memory.budget_gib_per_gpu
