@@ -54,6 +54,7 @@ def stack() -> dict[str, Any]:
     return {
         "gcp_project": "bench",
         "api_access_cidrs": ["203.0.113.0/24"],  # required for created clusters (documentation range)
+        "huggingface_token_secret": "hfToken",  # gated catalog weights (meta-llama) need one named
         "models": [{**m, "load": LOAD, "mixed_gpus": True} for m in MODELS],
         "regions": regions,
     }
