@@ -166,3 +166,12 @@ def test_the_plan_says_what_hybrid_routing_sends_to_the_hosted_provider(write_st
     assert result.exit_code == 0, result.output
     line = " ".join(result.output.split())
     assert "`quality` requests go to openai first (chat -> gpt-4o)" in line and "not priced" in line
+
+
+def test_a_pooled_model_cannot_take_quality_requests() -> None:
+    """A rule holds an InferencePool alone (AIGatewayRoute CRD), so the hosted model cannot stand beside it."""
+    models = [ModelBackend("chat", "chat-vllm", pool="chat-pool"), ModelBackend("code", "code-vllm")]
+    fallback = full_args().fallback
+    assert fallback is not None
+    with pytest.raises(Exception, match=r"models \['chat'\] are served through an InferencePool"):
+        route(models=models, fallback=type(fallback)(fallback.provider, "sk", {"code": "gpt-4o-mini"}))
