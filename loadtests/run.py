@@ -13,6 +13,7 @@ import ctypes
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -81,12 +82,22 @@ class SuiteRun:
         if self.rate is not None:
             command += ["--llm-rate", f"{self.rate:g}"]
         if self.processes > 1:
-            command += ["--processes", str(self.processes)]
+            command += ["--processes", str(self.processes), *master_port_options()]
         if self.stack is not None:
             command += ["--llm-stack", self.stack]
         if self.slo is not None:
             command += ["--llm-slo", str(self.slo)]
         return command + list(self.extra)
+
+
+def master_port_options() -> list[str]:
+    """`--processes` binds its master to Locust's fixed port 5557 unless told otherwise, so two runs on one
+    machine (parallel CI jobs, two regions' gates) collide: the second master dies and its workers hang.
+    A free loopback port per run, for the master to bind and its forked workers to dial."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    return ["--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--master-port", port]
 
 
 PR_SET_PDEATHSIG = 1

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from loadtests.run import master_port_options
 from loadtests.samples import RequestSample, read_samples
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,8 @@ def run_locust(
 ) -> Run:
     out = tmp_path / "out"
     out.mkdir(parents=True, exist_ok=True)
+    if "--processes" in args:
+        args = (*args, *master_port_options())
     command = [
         *(sys.executable, "-m", "locust", "-f", str(SUITES / f"{suite}.py"), "--headless", "--only-summary"),
         *("--host", host, "--llm-model", "emulated-model", "--llm-slo", str(slo_file(tmp_path, slo))),

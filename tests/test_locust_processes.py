@@ -5,6 +5,7 @@ same verdict. How close the two runs' figures come is load-dependent and left to
 from __future__ import annotations
 
 import statistics
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,15 @@ def test_one_process_and_two_processes_agree(tmp_path: Path) -> None:
         assert min(ttfts(run.samples)) >= 499.5, run  # the emulator never sends early
         assert min(e2es(run.samples)) >= 499.5 + 5 * 20, run
     assert [c["pass"] for c in single.verdict["checks"]] == [c["pass"] for c in double.verdict["checks"]]
+
+
+def test_two_multi_process_runs_at_once_do_not_share_a_master_port(tmp_path: Path) -> None:
+    """Locust's --processes master binds port 5557 by default: a second run at the same time (parallel CI
+    jobs) died with 'Address already in use' and left its workers hanging. Each run gets its own port."""
+    args = ("-u", "4", "-r", "4", "-t", "20s", "--llm-requests-per-user", "5", "--llm-output-tokens", "2")
+    with Emulator(EmulatorConfig(ttft_s=0.05, itl_s=0.01, output_tokens=2)) as emulator, ThreadPoolExecutor(2) as pool:
+        runs = list(
+            pool.map(lambda i: run_locust("steady", emulator.url, tmp_path / str(i), *args, "--processes", "2"), (1, 2))
+        )
+    for run in runs:
+        assert run.code == 0 and len(run.samples) == 20, run
