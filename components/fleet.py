@@ -30,6 +30,7 @@ from components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorke
 from components.queue.pool import WorkerPool, WorkerPoolArgs
 from components.routing import InferencePool, InferencePoolArgs, RoutingOptions
 from components.sizing.plan import DeploymentPlan
+from components.sizing.types import Engine
 
 DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
 """Where kube-prometheus-stack serves Prometheus when installed as components.observability installs it."""
@@ -141,6 +142,7 @@ class RegionalFleet(pulumi.ComponentResource):
         self.namespace = self._namespace(name, args)
         self.queue = self._queue(name, args)
         self.keda = self._keda(name)
+        self._engine_key_value: pulumi.Output[str] | None = None
         self.engine_key = self._engine_key(name, args)
         self.pools = {}
         self.services = {}
@@ -237,6 +239,14 @@ class RegionalFleet(pulumi.ComponentResource):
             opts=self.kubernetes_opts(),
         )
 
+    def _engine_key_for(self, plan: DeploymentPlan, args: RegionalFleetArgs) -> pulumi.Output[str] | None:
+        """The key Secret's name for a model's server. llama.cpp's server demands the key on /metrics too, so it
+        is keyed only when this fleet's own Prometheus scrapes it (with the key); a Prometheus brought along
+        (`observability` None) would be refused, and KEDA would lose the queue gauge."""
+        if self.engine_key is None or (plan.engine is Engine.LLAMA_CPP and args.observability is None):
+            return None
+        return self.engine_key.metadata.name
+
     def _engine_key(self, name: str, args: RegionalFleetArgs) -> k8s.core.v1.Secret | None:
         """A random key per region, generated in the state (secret) and stored once as a Secret that both the
         engines (env) and the AI Gateway (BackendSecurityPolicy) read. Only with a gateway to hold it."""
@@ -245,6 +255,7 @@ class RegionalFleet(pulumi.ComponentResource):
         key = random.RandomPassword(
             f"{name}-engine-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
         )
+        self._engine_key_value = pulumi.Output.secret(key.result)
         return k8s.core.v1.Secret(
             f"{name}-engine-key-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=ENGINE_KEY_SECRET, namespace=self.namespace.metadata.name),
@@ -313,7 +324,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 model_cache=args.model_cache,
                 scaler_depends_on=[self.keda],
                 revision=revision,
-                api_key_secret=self.engine_key.metadata.name if self.engine_key else None,
+                api_key_secret=self._engine_key_for(plan, args),
             ),
             opts=self.kubernetes_opts(),
         )
@@ -404,5 +415,6 @@ class RegionalFleet(pulumi.ComponentResource):
             deployments=args.deployments,
             queue_thresholds=args.queue_thresholds,
             routed_models=sorted(args.routing),
+            inference_scrape_key=self._engine_key_value,
         )
         return Observability(f"{name}-observability", observability_args, opts=self.kubernetes_opts())

@@ -185,10 +185,30 @@ def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack)
         }
         assert targets == {n for n in model_backend_names if not n.endswith("-fallback")} | pools, key
         secret = credentials["spec"]["apiKey"]["secretRef"]["name"]
+        keyed = 0
         for _, deployment in stack.region_objects(key, "Deployment"):
-            if _is_inference(deployment) and "vllm" in deployment["spec"]["template"]["spec"]["containers"][0]["image"]:
-                env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+            if not _is_inference(deployment):
+                continue
+            pod = deployment["spec"]["template"]["spec"]
+            server = pod["containers"][0]
+            if "vllm" in server["image"]:
+                env = {e["name"]: e for e in server["env"]}
                 assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "apiKey"}, key
+            else:  # llama-server reads the key from the mounted Secret, and then wants it on /metrics too
+                assert "--api-key-file=/var/run/llmfleet/engine-key/apiKey" in server["args"], key
+                (volume,) = [v for v in pod["volumes"] if v["name"] == "engine-key"]
+                assert volume["secret"]["secretName"] == secret, key
+                (monitor,) = [
+                    m for _, m in stack.region_objects(key, "ServiceMonitor") if "inference" in m["metadata"]["name"]
+                ]
+                credentials = monitor["spec"]["endpoints"][0]["authorization"]["credentials"]
+                assert credentials == {"name": "llmfleet-scrape-key", "key": "apiKey"}, key
+                (scrape,) = [
+                    m for _, m in stack.region_objects(key, "Secret") if m["metadata"]["name"] == credentials["name"]
+                ]
+                assert scrape["metadata"]["namespace"] == monitor["metadata"]["namespace"], "beside the monitor"
+            keyed += 1
+        assert keyed, f"{key}: no model server checked"
 
 
 def test_only_the_load_balancers_health_path_is_open(stack: Stack) -> None:

@@ -23,10 +23,13 @@ from components.sizing.types import Engine
 API_KEY_SECRET_KEY = "apiKey"
 """Key of the engine-key Secret: the AI Gateway's BackendSecurityPolicy reads the same Secret by this key."""
 API_KEY_ENV = {Engine.VLLM: "VLLM_API_KEY"}
-"""Where an engine reads the key its OpenAI API then requires. vLLM checks it on /v1 paths only, so the
-probes (/health) and the scrape (/metrics) need none. llama.cpp's server (LLAMA_API_KEY) also demands it
-on /metrics, which the Prometheus operator could only send from a Secret in the monitor's namespace: not
-keyed yet, its NetworkPolicy is the guard."""
+"""vLLM reads the key its API then requires from the environment only (envs.VLLM_API_KEY; or a flag, which
+the process list shows); it checks it on /v1 paths, so the probes (/health) and the scrape need none."""
+API_KEY_FILE_FLAG = {Engine.LLAMA_CPP: "--api-key-file"}
+"""llama-server reads its keys from a file (common/arg.cpp `--api-key-file`, one key per line). It checks them
+on every path but /health and the model list, so its scrape sends the key (ObservabilityArgs.inference_scrape_key)."""
+API_KEY_DIR = "/var/run/llmfleet/engine-key"
+"""Where the engine-key Secret is mounted for servers that read the key from a file."""
 
 NON_ROOT_UID = 65532
 """The uid (and fsGroup) images without a user of their own run as: no account in the image, no privileges."""

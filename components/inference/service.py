@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import pulumi
@@ -68,8 +68,9 @@ class InferenceServiceArgs:
     scaler_depends_on: Sequence[pulumi.Resource] = ()
     """What the ScaledObject waits for: the KEDA release that installs its CRD."""
     api_key_secret: pulumi.Input[str] | None = None
-    """Name of a Secret in `namespace` whose `apiKey` the engine then requires on its OpenAI API (vLLM's
-    `VLLM_API_KEY`; /health and /metrics stay open). The gateway holds the same key. None: no key."""
+    """Name of a Secret in `namespace` whose `apiKey` the engine then requires on its API (vLLM: `VLLM_API_KEY`,
+    /health and /metrics stay open; llama.cpp: `--api-key-file`, /health stays open and the scrape must send
+    the key). The gateway holds the same key. None: no key."""
     revision: str | None = None
     """Rollout revision id (`llmfleet rollout`): suffixes every object name (`<model>-<revision>`) so a new
     revision can run beside the old one; None keeps the plain names."""
@@ -147,14 +148,27 @@ class InferenceService(pulumi.ComponentResource):
             )
 
         profile = hardening.PROFILES[plan.engine]
-        key_env = hardening.API_KEY_ENV.get(plan.engine)
-        if args.api_key_secret is not None and key_env is not None:
+        volumes = [self._cache_volume(name, args, meta("-model-cache"), child)]
+        mounts = [k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=engine.cache_path)]
+        key_env, key_flag = hardening.API_KEY_ENV.get(plan.engine), hardening.API_KEY_FILE_FLAG.get(plan.engine)
+        if args.api_key_secret is not None and key_flag is not None:
+            # As a file where the server reads one: a secret in the environment shows in more places.
+            items = [k8s.core.v1.KeyToPathArgs(key=hardening.API_KEY_SECRET_KEY, path=hardening.API_KEY_SECRET_KEY)]
+            key_files = k8s.core.v1.SecretVolumeSourceArgs(
+                secret_name=args.api_key_secret, items=items, default_mode=0o440
+            )
+            volumes.append(k8s.core.v1.VolumeArgs(name="engine-key", secret=key_files))
+            mounts.append(
+                k8s.core.v1.VolumeMountArgs(name="engine-key", mount_path=hardening.API_KEY_DIR, read_only=True)
+            )
+            engine = replace(
+                engine, args=[*engine.args, f"{key_flag}={hardening.API_KEY_DIR}/{hardening.API_KEY_SECRET_KEY}"]
+            )
+        elif args.api_key_secret is not None and key_env is not None:
             key_ref = k8s.core.v1.SecretKeySelectorArgs(name=args.api_key_secret, key=hardening.API_KEY_SECRET_KEY)
             env.append(
                 k8s.core.v1.EnvVarArgs(name=key_env, value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=key_ref))
             )
-        volumes = [self._cache_volume(name, args, meta("-model-cache"), child)]
-        mounts = [k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=engine.cache_path)]
         if engine.shared_memory:
             # Memory-backed, so it counts against the pod's memory: sized, not the node's half of RAM.
             shm = k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=f"{hardening.shm_gib(plan)}Gi")

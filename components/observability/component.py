@@ -19,7 +19,7 @@ from components.helm import pinned_release
 from components.inference.engine import object_name
 from components.observability import dcgm, stack
 from components.observability.dashboards import dashboards
-from components.observability.monitors import API_VERSION, gateway_monitor_spec, inference_monitor_spec
+from components.observability.monitors import API_VERSION, SCRAPE_KEY, gateway_monitor_spec, inference_monitor_spec
 from components.observability.rules import AlertThresholds, ServedModel, SloTargets, rule_groups
 from components.sizing.plan import DeploymentPlan
 
@@ -59,6 +59,10 @@ class ObservabilityArgs:
     """Remote-write password or bearer token (a secret Output); stored in a Secret."""
     grafana_admin_password: pulumi.Input[str] | None = None
     """Grafana's admin password (a secret Output); None lets the Grafana chart generate one."""
+    inference_scrape_key: pulumi.Input[str] | None = None
+    """The engines' API key (a secret Output; RegionalFleet fills it): the model servers' scrape sends it as a
+    bearer token, since llama.cpp's server demands it on /metrics (vLLM ignores it there). Stored in a Secret
+    of this namespace, the only one the Prometheus operator reads scrape credentials from."""
     namespace: str = stack.NAMESPACE
     """Namespace of the stack, its monitors, rules and dashboards (created)."""
     stack_values: Mapping[str, Any] = field(default_factory=dict[str, Any])
@@ -70,6 +74,10 @@ class ObservabilityArgs:
     def prometheus_url(self) -> str:
         """Where the Prometheus these arguments install will answer (known before it exists)."""
         return stack.prometheus_url(self.namespace)
+
+
+SCRAPE_KEY_SECRET = "llmfleet-scrape-key"
+"""Secret (monitoring namespace) with the engines' key, for the model servers' scrape."""
 
 
 class Observability(pulumi.ComponentResource):
@@ -143,7 +151,8 @@ class Observability(pulumi.ComponentResource):
                 opts=after_stack,
             )
 
-        custom("inference", "ServiceMonitor", inference_monitor_spec(args.inference_namespace))
+        scrape_secret = SCRAPE_KEY_SECRET if args.inference_scrape_key is not None else None
+        custom("inference", "ServiceMonitor", inference_monitor_spec(args.inference_namespace, scrape_secret))
         custom("gateway", "PodMonitor", gateway_monitor_spec())
         missing = sorted({d.model for d in args.deployments} - set(args.queue_thresholds))
         if missing:
@@ -215,4 +224,6 @@ class Observability(pulumi.ComponentResource):
             if args.remote_write_username is not None:
                 data[stack.REMOTE_WRITE_USER_KEY] = args.remote_write_username
             secret("remote-write", stack.REMOTE_WRITE_SECRET, data)
+        if args.inference_scrape_key is not None:
+            secret("scrape-key", SCRAPE_KEY_SECRET, {SCRAPE_KEY: pulumi.Output.secret(args.inference_scrape_key)})
         return created

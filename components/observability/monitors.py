@@ -32,12 +32,19 @@ ENVOY_METRICS_PORT = "metrics"
 ENVOY_METRICS_PATH = "/stats/prometheus"
 
 
-def inference_monitor_spec(namespace: str) -> dict[str, Any]:
-    """ServiceMonitor spec for every model server in `namespace`."""
+SCRAPE_KEY = "apiKey"
+
+
+def inference_monitor_spec(namespace: str, key_secret: str | None = None) -> dict[str, Any]:
+    """ServiceMonitor spec for every model server in `namespace`; with `key_secret` (a Secret beside the
+    monitor), the scrape sends the engines' key as a bearer token."""
+    endpoint: dict[str, Any] = {"port": PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL}
+    if key_secret is not None:
+        endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": key_secret, "key": SCRAPE_KEY}}
     return {
         "namespaceSelector": {"matchNames": [namespace]},
         "selector": {"matchLabels": dict(INFERENCE_SELECTOR)},
-        "endpoints": [{"port": PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL}],
+        "endpoints": [endpoint],
     }
 
 
