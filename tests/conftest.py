@@ -22,10 +22,13 @@ def recording_mocks() -> RecordingMocks:
 def write_stack(tmp_path: Path) -> StackWriter:
     """`write_stack(deployment, name="t", **secrets)` -> path of `Pulumi.<name>.yaml` in a temp dir.
 
-    Each secret is written as `llmfleet:<key>: {secure: ...}`, as `pulumi config set --secret` does.
+    Each secret is written as `llmfleet:<key>: {secure: ...}`, as `pulumi config set --secret` does; the
+    HuggingFace token the deployment names (gated weights need one) is written unless given.
     """
 
     def write(deployment: dict[str, Any], name: str = "t", **secrets: str) -> Path:
+        if (token := deployment.get("huggingface_token_secret")) and token not in secrets:
+            secrets[token] = "v1:enc"
         config: dict[str, Any] = {"llmfleet:deployment": deployment}
         config |= {f"llmfleet:{key}": {"secure": value} for key, value in secrets.items()}
         path = tmp_path / f"Pulumi.{name}.yaml"
@@ -40,6 +43,7 @@ def one_region_stack(*regions: str) -> dict[str, Any]:
     listed = regions or ("aws/us-east-1",)
     return {
         "models": [{"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}}],
+        "huggingface_token_secret": "hfToken",  # meta-llama weights are gated
         "regions": [
             {"cloud": r.split("/")[0], "region": r.split("/")[1], "role": "primary" if i == 0 else "secondary"}
             for i, r in enumerate(listed)

@@ -22,6 +22,7 @@ from typing import Annotated, Any, cast
 import typer
 import yaml
 
+from infra.chart_values import values_problems
 from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from infra.config import load_stack
 from infra.errors import UsageError
@@ -112,12 +113,19 @@ def write_render(run: OfflineRun, out: Path) -> RenderSummary:
         summary.custom_resources += is_custom_kind(manifest["apiVersion"], manifest["kind"])
         summary.regions[region] = summary.regions.get(region, 0) + 1
         summary.problems += validate_manifest(plain[resource.urn])
+    plain_values = {resource.urn: release["values"] for resource, release in run.helm_releases(redacted=False)}
     for resource, release in run.helm_releases():
         region = run.region_of(resource) or GLOBAL_DIR
         directory = out / region
         directory.mkdir(exist_ok=True)
         path = _unique(directory, f"helmrelease-{release['name']}", release["namespace"], resource.name)
         path.write_text(to_yaml(release))
+        chart, repository = release["chart"], release.get("repository") or ""
+        chart = f"{repository}/{chart}" if repository.startswith("oci://") else chart  # the oci:// URL, as pinned
+        summary.problems += [
+            f"HelmRelease/{release['name']}: {problem}"
+            for problem in values_problems(str(chart), str(release["version"]), plain_values[resource.urn])
+        ]
         summary.helm_releases += 1
         summary.regions[region] = summary.regions.get(region, 0) + 1
     index = [
@@ -169,4 +177,7 @@ def register(app: typer.Typer) -> None:
             for problem in summary.problems:
                 print(f"  {problem}", file=sys.stderr)
             raise typer.Exit(1)
-        typer.echo(f"all {summary.objects} objects valid (core kinds: Kubernetes schemas; custom: vendored CRDs)")
+        typer.echo(
+            f"all {summary.objects} objects valid (core kinds: Kubernetes schemas; custom: vendored CRDs) "
+            f"and the values of {summary.helm_releases} Helm releases known to their pinned charts"
+        )
