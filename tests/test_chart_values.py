@@ -9,6 +9,7 @@ from components.gateway.certificates import cert_manager_values
 from components.gateway.install import envoy_gateway_values
 from components.observability.dcgm import dcgm_values
 from components.observability.stack import RemoteWrite, stack_values
+from components.routing.picker import ScorerWeights, chart_values
 from infra.chart_values import _vendored, values_problems
 
 
@@ -49,6 +50,10 @@ def test_the_monitoring_stack_values_are_the_charts(
 def test_the_other_components_values_are_the_charts() -> None:
     assert values_problems(EG.name, EG.version, envoy_gateway_values()) == []
     assert values_problems(CM.name, CM.version, cert_manager_values()) == []
+    pool = pins.chart("inferencepool")
+    for monitoring in (True, False):
+        values = chart_values(pod_labels={"app": "m"}, port=8000, weights=ScorerWeights(), monitoring=monitoring)
+        assert values_problems(pool.name, pool.version, values) == []
     dcgm = pins.chart("dcgm-exporter")
     for cloud in ("aws", "gcp"):
         assert values_problems(dcgm.name, dcgm.version, dcgm_values(cloud)) == []

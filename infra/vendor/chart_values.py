@@ -35,6 +35,8 @@ class Subchart:
     repo: str
     tag: str
     path: str
+    library: bool = False
+    """A library its parent includes: its templates read the parent's values (`.Values.<alias>.x`)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,18 @@ CHARTS = [
             "prometheus-node-exporter": "subchart (4.56.1) not vendored: llmfleet sets none of its values",
             "prometheus-windows-exporter": "subchart not vendored: llmfleet sets none of its values",
         },
+    ),
+    ChartSource(
+        "inferencepool",
+        subcharts=(
+            Subchart(
+                "inferenceExtension",
+                "kubernetes-sigs/gateway-api-inference-extension",
+                "v1.5.0",
+                "config/charts/epplib",
+                library=True,
+            ),
+        ),
     ),
     ChartSource("dcgm-exporter"),
     ChartSource("keda"),
@@ -115,8 +129,14 @@ WITH_TOYAML = re.compile(
 def chart_tree(mirrors: Path, repo: str, tag: str, path: str, values_file: str = "values.yaml") -> Tree:
     values: Any = yaml.safe_load(git(mirrors, repo, "show", f"{tag}:{path}/{values_file}")) or {}
     tree = cast(Tree, tree_of(values)) if values else {}
+    add_template_refs(tree, mirrors, repo, tag, f"{path}/templates")
+    return tree
+
+
+def add_template_refs(tree: Tree, mirrors: Path, repo: str, tag: str, templates_dir: str) -> None:
+    """Every `.Values.<path>` the templates read is a value; `toYaml .Values.<path>` takes it whole."""
     templates = [
-        name for name in git(mirrors, repo, "ls-tree", "-r", "--name-only", tag, f"{path}/templates").split() if name
+        name for name in git(mirrors, repo, "ls-tree", "-r", "--name-only", tag, templates_dir).split() if name
     ]
     for name in templates:
         text = git(mirrors, repo, "show", f"{tag}:{name}")
@@ -125,7 +145,6 @@ def chart_tree(mirrors: Path, repo: str, tag: str, path: str, values_file: str =
         for pattern in (TOYAML_REF, WITH_TOYAML):
             for match in pattern.finditer(text):
                 add_path(tree, match.group(1).strip(".").split("."), OPEN)
-    return tree
 
 
 def json_names(mirrors: Path, repo: str, tag: str, files: list[str]) -> list[str]:
@@ -168,7 +187,12 @@ def build(mirrors: Path, source: ChartSource) -> dict[str, Any]:
     subcharts: list[dict[str, str]] = []
     for sub in source.subcharts:
         sub_commit = git(mirrors, sub.repo, "rev-parse", f"{sub.tag}^{{commit}}").strip()
-        merged = chart_tree(mirrors, sub.repo, sub.tag, sub.path)
+        if sub.library:
+            values: Any = yaml.safe_load(git(mirrors, sub.repo, "show", f"{sub.tag}:{sub.path}/values.yaml")) or {}
+            merged = cast(Tree, tree_of(values)) if values else {}
+            add_template_refs(tree, mirrors, sub.repo, sub.tag, f"{sub.path}/templates")
+        else:
+            merged = chart_tree(mirrors, sub.repo, sub.tag, sub.path)
         parent = tree.get(sub.name)
         tree[sub.name] = merge(merged, cast(Tree, parent) if isinstance(parent, dict) else {})
         subcharts.append({"name": sub.name, "repo": sub.repo, "tag": sub.tag, "commit": sub_commit, "path": sub.path})
