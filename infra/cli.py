@@ -8,7 +8,8 @@ SDK and its offline engine, the schema validator).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -41,8 +42,30 @@ app = typer.Typer(
 )
 
 
+DISTRIBUTION = "llmfleet"
+
+
+def installed_version() -> str:
+    """The installed distribution's version (pyproject.toml's, as pip recorded it): no Pulumi import on this path."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
+        return "unknown (not installed: pip install -e .)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmfleet {installed_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _commands() -> None:
+def _commands(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the installed version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
     """Plan, render, load-test and roll out self-hosted LLM inference across regions and clouds."""
     # A callback keeps `llmfleet <command>` a command group whatever the number of commands registered.
 
