@@ -18,7 +18,7 @@ import json
 import logging
 import runpy
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -162,8 +162,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 class RecordingMocks(pulumi.runtime.Mocks):
     """Mocks that answer with realistic outputs and record every resource registered."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_resource: Callable[[str], None] | None = None) -> None:
         self.resources: list[RecordedResource] = []
+        self._on_resource = on_resource
+        """Told each resource's name as it registers (render's progress on a terminal)."""
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._by_urn: dict[str, RecordedResource] = {}
@@ -208,6 +210,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         with self._lock:
             self.resources.append(record)
             self._by_urn[urn] = record
+        if self._on_resource is not None:
+            self._on_resource(args.name)
         return resource_id, outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -284,29 +288,41 @@ def stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
     return config, secret_keys
 
 
-def run_program(stack: str | None = None, stack_file: Path | None = None, program: Path | None = None) -> OfflineRun:
+def run_program(
+    stack: str | None = None,
+    stack_file: Path | None = None,
+    program: Path | None = None,
+    on_resource: Callable[[str], None] | None = None,
+) -> OfflineRun:
     """Run the Pulumi program (default infra/__main__.py) for a stack under RecordingMocks.
 
     The stack file is validated first (infra.config.load_stack), so a bad stack fails with the field
     named before anything runs; the program's own errors come out as it raises them (ConfigError /
     PlanningError); any other failure raises OfflineProgramError naming the exception. Each run gets a
     fresh copy of the SDK's context variables, so runs in one process do not see each other's resources.
+    `on_resource` is told each resource's Pulumi name as it registers (from the SDK's worker threads).
     """
     name, spec = load_stack(stack, stack_file)
     config, secret_keys = stack_config(stack_file or stack_path(name))
-    run = contextvars.copy_context().run(_run_in_context, name, config, secret_keys, program or PROGRAM)
+    run = contextvars.copy_context().run(_run_in_context, name, config, secret_keys, program or PROGRAM, on_resource)
     run.region_keys = [region.key for region in spec.regions]
     return run
 
 
-def _run_in_context(stack: str, config: dict[str, str], secret_keys: list[str], program: Path) -> OfflineRun:
+def _run_in_context(
+    stack: str,
+    config: dict[str, str],
+    secret_keys: list[str],
+    program: Path,
+    on_resource: Callable[[str], None] | None = None,
+) -> OfflineRun:
     log = _LogCollector()
     logger = logging.getLogger(f"llmfleet.offline.{id(log)}")
     logger.propagate = False
     logger.addHandler(log)
     settings.ROOT.set(None)
     set_all_config(config, secret_keys)
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(on_resource)
     pulumi.runtime.set_mocks(
         mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=RecordingMonitor(mocks)
     )

@@ -24,6 +24,7 @@ import yaml
 
 from infra.chart_values import values_problems
 from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
+from infra.commands.progress import RenderProgress
 from infra.config import load_stack
 from infra.errors import UsageError
 from infra.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
@@ -158,14 +159,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the program offline (Pulumi mocks, no cloud) and write every object it would create, validated."""
         check_out_dir(out)  # before the program runs, so a wrong --out fails at once
-        for warning in load_stack(stack, stack_file)[1].warnings():
+        spec = load_stack(stack, stack_file)[1]
+        for warning in spec.warnings():
             print(f"warning: {warning}", file=sys.stderr)
         try:
-            run = run_program(stack, stack_file)
+            # A spinner with the resources registered so far, per region, on a terminal only (stderr);
+            # gone when it ends, so what render prints is the same on a terminal, piped and in CI.
+            with RenderProgress.for_stderr([region.key for region in spec.regions]) as progress:
+                run = run_program(stack, stack_file, on_resource=progress.resource)
+                progress.phase("writing files and validating every object")
+                summary = write_render(run, out)
         except OfflineProgramError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
-        summary = write_render(run, out)
         regions = ", ".join(f"{region} {count}" for region, count in sorted(summary.regions.items()))
         typer.echo(
             f"rendered stack {run.stack} to {out}: {summary.objects} Kubernetes objects "
