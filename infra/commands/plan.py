@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from components.queue.costs import QueueCost
 from components.sizing.plan import DeploymentPlan, Plan
 from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
+from infra.commands.progress import stdout_console
 from infra.config import load_stack, stack_path, undefined_secrets
 from infra.planning import build_plan
 from infra.schema.gateway import FallbackSpec, PrioritySpec
@@ -44,44 +48,122 @@ def _price(usd_per_hour: float | None, flag: str, chosen: bool) -> str:
     return f"[bold]{text}[/bold]" if chosen else text
 
 
-def render_table(plan: Plan, console: Console) -> None:
-    table = Table(title=f"llmfleet plan: stack {plan.stack}", show_lines=False)
-    for column in (
-        "region",
-        "model",
-        "GPU",
-        "instance",
-        "TP",
-        "replicas",
-        "nodes",
+@dataclass(frozen=True)
+class Column:
+    header: str
+    cell: Callable[[DeploymentPlan], str]
+    drop: int = 0
+    """0: always shown; otherwise left out, highest first, when the table would not fit the width unwrapped."""
+    narrow: str | None = None
+    """The header on a narrow table: broken over lines so it is no wider than the column's cells."""
+
+    @property
+    def name(self) -> str:
+        return self.header.split(" (")[0]
+
+
+def _flag(d: DeploymentPlan) -> str:
+    return "" if d.price_verified else "*"
+
+
+COLUMNS = [
+    Column("region", lambda d: f"{d.cloud}/{d.region}" + (" (spot)" if d.capacity_type == "spot" else "")),
+    Column("model", lambda d: f"{d.model} ({d.quantization.value})"),
+    Column("GPU", lambda d: d.gpu or "CPU (llama.cpp)"),
+    Column("instance", lambda d: d.instance_type),
+    Column("TP", _parallelism, drop=3),
+    Column("replicas", lambda d: f"{d.replicas} ({d.min_replicas}-{d.max_replicas})"),
+    Column("nodes", lambda d: f"{d.nodes}"),
+    Column(
         "memory/GPU GiB (weights + overheads + KV / total)",
-        "KV tokens",
-        "max conc.",
-        "tok/s/replica",
+        _memory,
+        drop=7,
+        narrow="memory/GPU GiB\n(weights +\noverheads +\nKV / total)",
+    ),
+    Column("KV tokens", lambda d: f"{d.kv_cache_tokens_per_replica:,}", drop=6, narrow="KV\ntokens"),
+    Column("max conc.", lambda d: f"{d.max_concurrency_at_context:.1f}", drop=5, narrow="max\nconc."),
+    Column("tok/s/replica", lambda d: f"{d.output_tokens_per_s_per_replica:,.0f}", drop=2, narrow="tok/s/\nreplica"),
+    Column(
         "$/h on-demand",
+        lambda d: _price(d.usd_per_hour_on_demand, _flag(d), chosen=d.capacity_type == "on-demand"),
+        narrow="$/h on-\ndemand",
+    ),
+    Column(
         "$/h spot",
-        "$/1M tok",
-    ):
-        table.add_column(column, overflow="fold")
-    for d in plan.deployments:
-        flag = "" if d.price_verified else "*"
-        table.add_row(
-            f"{d.cloud}/{d.region}" + (" (spot)" if d.capacity_type == "spot" else ""),
-            f"{d.model} ({d.quantization.value})",
-            d.gpu or "CPU (llama.cpp)",
-            d.instance_type,
-            _parallelism(d),
-            f"{d.replicas} ({d.min_replicas}-{d.max_replicas})",
-            f"{d.nodes}",
-            _memory(d),
-            f"{d.kv_cache_tokens_per_replica:,}",
-            f"{d.max_concurrency_at_context:.1f}",
-            f"{d.output_tokens_per_s_per_replica:,.0f}",
-            _price(d.usd_per_hour_on_demand, flag, chosen=d.capacity_type == "on-demand"),
-            _price(d.usd_per_hour_spot, flag, chosen=d.capacity_type == "spot"),
-            f"{d.usd_per_million_output_tokens:.2f}",
-        )
+        lambda d: _price(d.usd_per_hour_spot, _flag(d), chosen=d.capacity_type == "spot"),
+        narrow="$/h\nspot",
+    ),
+    Column("$/1M tok", lambda d: f"{d.usd_per_million_output_tokens:.2f}", drop=4, narrow="$/1M\ntok"),
+]
+"""The plan table's columns. Sizing and price columns stay; detail (memory split, KV tokens, concurrency)
+goes first on a narrow terminal, and is always in `--format json`."""
+
+
+@dataclass
+class TableLayout:
+    headers: list[str]
+    cells: list[list[str]]
+    """Per shown column, its cell for each deployment (rich markup)."""
+    left_out: list[str]
+
+
+def _table_width(widths: Sequence[int]) -> int:
+    """Width of a rich table with the default box and padding: each column + 2 padding + 1 rule, + 1 edge."""
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def fit_columns(plan: Plan, width: int) -> TableLayout:
+    """Every column with one-line headers if that fits `width`; else headers over several lines and the
+    detail columns left out, highest `drop` first, until no cell needs wrapping; then the most useful of
+    those left out are put back where they still fit. Rich folds what remains (a terminal narrower than
+    the essential columns) so the table never exceeds the width."""
+    cells = [[column.cell(d) for d in plan.deployments] for column in COLUMNS]
+
+    def header(i: int, narrow: bool) -> str:
+        return (COLUMNS[i].narrow or COLUMNS[i].header) if narrow else COLUMNS[i].header
+
+    def fits(shown: list[int], narrow: bool) -> bool:
+        widths = [
+            max(
+                [Text.from_markup(cell).cell_len for cell in cells[i]]
+                + [len(line) for line in header(i, narrow).split("\n")]
+            )
+            for i in shown
+        ]
+        return _table_width(widths) <= width
+
+    everything = list(range(len(COLUMNS)))
+    narrow = not fits(everything, narrow=False)
+    shown = list(everything)
+    dropped: list[int] = []
+    for i in sorted((i for i, c in enumerate(COLUMNS) if c.drop), key=lambda i: -COLUMNS[i].drop):
+        if fits(shown, narrow):
+            break
+        shown.remove(i)
+        dropped.append(i)
+    for i in reversed(dropped):  # the most useful first: a narrow column may fit where a wide one did not
+        if fits(sorted([*shown, i]), narrow):
+            shown = sorted([*shown, i])
+    return TableLayout(
+        headers=[header(i, narrow) for i in shown],
+        cells=[cells[i] for i in shown],
+        left_out=[COLUMNS[i].name for i in everything if i not in shown],
+    )
+
+
+def render_table(plan: Plan, console: Console) -> None:
+    layout = fit_columns(plan, console.width)
+    table = Table(title=f"llmfleet plan: stack {plan.stack}", show_lines=False)
+    for header in layout.headers:
+        table.add_column(header, overflow="fold")
+    for row in zip(*layout.cells, strict=True):
+        table.add_row(*row)
     console.print(table)
+    if layout.left_out:
+        console.print(
+            f"  left out to fit {console.width} columns: {', '.join(layout.left_out)} (all in --format json; "
+            "a wider terminal or COLUMNS=240 shows them)"
+        )
     t = plan.totals
     console.print(
         f"Totals: {counted(t.deployments, 'deployment')} in {counted(t.regions, 'region')}, "
@@ -183,7 +265,7 @@ def register(app: typer.Typer) -> None:
         if output is OutputFormat.JSON:
             typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
         else:
-            console = Console(width=200)
+            console = stdout_console()  # the terminal's width; COLUMNS or 120 when piped
             render_table(result, console)
             if spec.gateway.priority is not None and spec.gateway.fallback is not None:
                 console.print(hybrid_line(spec.gateway.fallback, spec.gateway.priority))
