@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Annotated, Any, cast
 from urllib.parse import urlsplit
@@ -101,6 +102,15 @@ def check_host(host: str) -> str:
     return host.strip()
 
 
+def default_report(suite: str) -> Path:
+    """`$XDG_CACHE_HOME/llmfleet/reports/<suite>-<UTC time>.json` (~/.cache when unset or relative, as the
+    XDG spec says): outside any checkout, so a load test leaves nothing untracked in the repository; one
+    file per run, so runs never overwrite each other. The command prints the path when it ends."""
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache"
+    return base / "llmfleet" / "reports" / f"{suite}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+
+
 def check_report(report: Path) -> None:
     """The verdict and Locust's HTML report can be written where --report says (checked before any load)."""
     for path in (report, report.with_suffix(".html")):
@@ -115,8 +125,15 @@ def register(app: typer.Typer) -> None:
     def loadtest(
         ctx: typer.Context,
         suite: Annotated[str, typer.Option("--suite", help="smoke, steady, rate, ramp, spike, gateway, failover.")],
-        report: Annotated[Path, typer.Option("--report", help="Verdict JSON; Locust's HTML report goes alongside.")],
         model: Annotated[str, typer.Option("--model", help="Served model name.")],
+        report: Annotated[
+            Path | None,
+            typer.Option(
+                "--report",
+                help="Verdict JSON; Locust's HTML report goes alongside. Default: "
+                "$XDG_CACHE_HOME/llmfleet/reports/<suite>-<UTC time>.json (~/.cache when unset), outside the checkout.",
+            ),
+        ] = None,
         host: Annotated[str | None, typer.Option("--host", help="Endpoint URL (default: the stack's).")] = None,
         api_key_env: Annotated[
             str, typer.Option("--api-key-env", help="Environment variable with the API key.")
@@ -175,6 +192,7 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("--host is required (or --stack with the pulumi CLI to read the stack's endpoint)")
             host = stack_endpoint(stack)
         host = check_host(host)
+        report = report if report is not None else default_report(suite)
         check_report(report)
         run = SuiteRun(
             suite=suite,
