@@ -76,14 +76,19 @@ def test_each_adapter_is_routable_by_its_name_to_its_base_replicas(tmp_path: Pat
     rules = {r["name"]: r for r in route["spec"]["rules"]}
     assert {"chat", "support-bot", "legal-bot"} <= set(rules)
     backends = {m["metadata"]["name"]: m for m in objects if m["kind"] == "Backend"}
-    base_target = None
-    for model in ("chat", "support-bot", "legal-bot"):
-        rule = rules[model]
-        assert rule["matches"][0]["headers"][0]["value"] == model
+    # the base model is pooled (vLLM): its rule points at its InferencePool, whose picker chooses a replica
+    assert rules["chat"]["backendRefs"] == [
+        {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": "chat"}
+    ], rules["chat"]
+    (service,) = [m for m in objects if m["kind"] == "Service" and m["metadata"]["name"] == "chat"]
+    base_address = f"chat.{service['metadata']['namespace']}.svc.cluster.local"
+    for adapter in ("support-bot", "legal-bot"):
+        rule = rules[adapter]
+        assert rule["matches"][0]["headers"][0]["value"] == adapter
         (ref,) = [r for r in rule["backendRefs"] if r["priority"] == 0]
-        target = backends[ref["name"]]["spec"]["endpoints"]
-        base_target = base_target or target
-        assert target == base_target, model  # the adapter's requests reach the base model's Service
+        # the adapter's requests reach the base model's replicas (through its Service)
+        (endpoint,) = backends[ref["name"]]["spec"]["endpoints"]
+        assert endpoint["fqdn"]["hostname"] == base_address, adapter
     (server,) = [m for m in objects if m["kind"] == "Deployment" and m["metadata"]["name"] == "chat"]
     container_args = server["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--enable-lora" in container_args and "support-bot=acme/llama-3.1-8b-support-lora" in container_args
