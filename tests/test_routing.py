@@ -8,6 +8,8 @@ that says how a rule names a pool, the InferencePool CRD, and the inferencepool 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +302,27 @@ def test_the_local_llama_cpp_stack_has_no_pool() -> None:
     local = run_program("local")
     assert not [r for _, r in local.helm_releases() if r["chart"] == "inferencepool"]
     assert not [r for r in local.resources if r.type == "kubernetes:yaml/v2:ConfigFile"]
+
+
+def test_the_rollout_gate_can_run_the_shared_prefix_workload(tmp_path: Path) -> None:
+    from infra.commands.rollout import make_gate
+
+    spec = _deployment()
+    spec["rollout"] = {"shared_prefix": {"groups": 16, "prefix_tokens": 2048, "turns": 4}}
+    gate = make_gate(parse_deployment(spec, "t"), "steady", {}, tmp_path)
+    args = [str(a) for a in gate.locust_args]
+    assert args[:2] == ["--llm-prefix-groups", "16"]
+    # The suite's own parser takes them (in a child process: importing Locust here would monkey-patch pytest).
+    probe = (
+        "import sys, warnings; warnings.simplefilter('ignore'); import loadtests.user; "
+        "from locust.argument_parser import parse_options; o = parse_options(sys.argv[1:]); "
+        "print(o.llm_prefix_groups, o.llm_prefix_tokens, o.llm_turns, o.llm_prompt_tokens)"
+    )
+    suite = str(Path(__file__).parent.parent / "loadtests" / "suites" / "steady.py")
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "-f", suite, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.split()[-4:] == ["16", "2048", "4", "64"], done.stdout + done.stderr[-2000:]
+    assert list(make_gate(load_stack("dev")[1], "steady", {}, tmp_path).locust_args) == []
+    with pytest.raises(ConfigError, match=r"rollout\.shared_prefix\.groups"):
+        parse_deployment({**spec, "rollout": {"shared_prefix": {"groups": 0}}}, "t")

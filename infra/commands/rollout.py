@@ -84,7 +84,10 @@ def make_deployer(stack: str, target: Mapping[str, RegionRevision]) -> StackDepl
 def make_gate(spec: DeploymentSpec, suite: str, target: Mapping[str, RegionRevision], work_dir: Path) -> Gate:
     """The stack's load-test suite and SLO, per region's models (tests replace this)."""
     models = {region: revision.model_names for region, revision in target.items()}
-    return LocustGate(spec.slo, suite, spec.rollout.gate_duration_s, spec.rollout.users, models, work_dir)
+    workload = spec.rollout.shared_prefix.locust_args() if spec.rollout.shared_prefix else ()
+    return LocustGate(
+        spec.slo, suite, spec.rollout.gate_duration_s, spec.rollout.users, models, work_dir, locust_args=workload
+    )
 
 
 def _say(line: str) -> None:

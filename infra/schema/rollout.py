@@ -17,6 +17,22 @@ from infra.schema.base import Section
 DEFAULT_STEPS = (5, 25, 100)
 
 
+class SharedPrefixSpec(Section):
+    """The gate's load as chat traffic: conversations over shared system prompts, resending their history
+    (loadtests/conversations.py), so a revision is judged with the prefix-cache hits it will really get."""
+
+    groups: int = Field(ge=1, le=10_000, description="Shared system prompts.")
+    prefix_tokens: int = Field(default=1024, ge=1, le=1_000_000, description="Length of each system prompt.")
+    turns: int = Field(default=4, ge=1, le=1000, description="Turns per conversation.")
+    prompt_tokens: int = Field(default=64, ge=1, le=1_000_000, description="New tokens per turn.")
+
+    def locust_args(self) -> tuple[str, ...]:
+        return (
+            *("--llm-prefix-groups", str(self.groups), "--llm-prefix-tokens", str(self.prefix_tokens)),
+            *("--llm-turns", str(self.turns), "--llm-prompt-tokens", str(self.prompt_tokens)),
+        )
+
+
 class RolloutSpec(Section):
     """Waves, canary steps and the gate of a rollout (the CLI's --steps/--suite override steps and suite)."""
 
@@ -36,6 +52,9 @@ class RolloutSpec(Section):
     )
     suite: str = Field(default="steady", pattern=r"^[a-z][a-z0-9_]*$", description="Load-test suite of the gate.")
     users: int = Field(default=8, ge=1, le=1000, description="Concurrent users the suite runs with.")
+    shared_prefix: SharedPrefixSpec | None = Field(
+        default=None, description="Gate with the shared-prefix multi-turn workload instead of unique prompts."
+    )
 
     @field_validator("steps")
     @classmethod
