@@ -122,7 +122,7 @@ def image(id: str) -> str:
 
 
 def engine(id: str) -> str:
-    """An engine's pinned release (`v0.27.1` for vllm, `b6000` for llama.cpp)."""
+    """An engine's pinned release (`v0.27.1` for vllm, `b11063` for llama.cpp)."""
     return table().get(Kind.ENGINE, id).version
 
 

@@ -4,7 +4,10 @@ Shared by tests/test_render.py (over every shipped stack's render) and tests/tes
 each check failing on a hand-made object).
 """
 
+import json
+import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from components import pins
@@ -76,3 +79,62 @@ def unpinned_eks_addons(index: Iterable[dict[str, Any]]) -> list[str]:
         if inputs.get("addonVersion") != expected:
             problems.append(f"{entry['urn']}: addonVersion {inputs.get('addonVersion')!r}, pinned {expected!r}")
     return problems
+
+
+# --- engines: flags and metric names of the pinned release (components/inference/data/) -----------
+
+ENGINE_DATA = Path(__file__).resolve().parent.parent / "components" / "inference" / "data"
+ENGINE_IMAGES = {"vllm/vllm-openai": "vllm", "ghcr.io/ggml-org/llama.cpp": "llama.cpp"}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def engine_release(engine: str, version: str) -> dict[str, Any] | None:
+    path = ENGINE_DATA / f"{engine}-{version}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _release_of(image: str) -> tuple[str, str] | None:
+    repository, _, tag = image.rpartition(":")
+    engine = ENGINE_IMAGES.get(repository)
+    if engine is None:
+        return None
+    return engine, re.sub(r"^server(-cuda)?-", "", tag)
+
+
+def unknown_engine_flags(objects: Iterable[dict[str, Any]]) -> list[str]:
+    """Flags of engine containers their pinned release's parser does not accept."""
+    problems: list[str] = []
+    for obj in objects:
+        for container in _containers(obj):
+            release = _release_of(str(container.get("image", "")))
+            if release is None:
+                continue
+            data = engine_release(*release)
+            if data is None:
+                problems.append(f"{obj['kind']}/{obj['metadata']['name']}: no vendored flags for {release}")
+                continue
+            words = [*container.get("command", []), *container.get("args", [])]
+            for word in words:
+                flag = str(word).split("=", 1)[0]
+                if flag.startswith("--") and flag not in data["flags"]:
+                    problems.append(f"{obj['kind']}/{obj['metadata']['name']}: {release[0]} {release[1]} has no {flag}")
+    return problems
+
+
+def metric_names(text: str, prefix: str) -> set[str]:
+    return set(re.findall(rf"\b{re.escape(prefix)}[a-z0-9_]*[a-z0-9]", text))
+
+
+def unknown_vllm_metrics(names: Iterable[str], version: str) -> list[str]:
+    """Names (as queried: counters with _total, histograms with _bucket/_sum/_count) vLLM `version` does not export."""
+    data = engine_release("vllm", version)
+    assert data is not None, f"no vendored vLLM {version}"
+    exported = {base + suffix for base, kind in data["metrics"].items() for suffix in SUFFIXES[kind]}
+    histograms = {base for base, kind in data["metrics"].items() if kind == "histogram"}
+    return sorted(n for n in names if n not in exported and n not in histograms)
+
+
+def unknown_llamacpp_metrics(names: Iterable[str], build: str) -> list[str]:
+    data = engine_release("llama.cpp", build)
+    assert data is not None, f"no vendored llama.cpp {build}"
+    return sorted(set(names) - set(data["metrics"]))

@@ -7,6 +7,7 @@ directory. It is the only test that installs anything.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from infra.config import PROJECT_ROOT, STACKS_DIR
 
+UNBUILT = (".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis")
 PULUMI_SDKS = ("pulumi", "pulumi_aws", "pulumi_gcp", "pulumi_kubernetes", "pulumi_policy", "grpc")
 
 PROBE = """
@@ -47,9 +49,12 @@ def test_plan_loads_no_pulumi_sdk() -> None:
 
 
 def test_wheel_without_extras_plans_and_renders_from_another_directory(tmp_path: Path) -> None:
+    # Built from a copy: setuptools leaves build/ behind in the tree it builds, which later wheels would reuse.
+    source = tmp_path / "src"
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(*UNBUILT))
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(PROJECT_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
         check=True,
         timeout=600,
     )

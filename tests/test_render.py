@@ -13,9 +13,18 @@ from typing import Any
 import pytest
 import yaml
 from conftest import StackWriter
-from pin_checks import unpinned_eks_addons, unpinned_images, unpinned_releases
+from pin_checks import (
+    metric_names,
+    unknown_engine_flags,
+    unknown_llamacpp_metrics,
+    unknown_vllm_metrics,
+    unpinned_eks_addons,
+    unpinned_images,
+    unpinned_releases,
+)
 from typer.testing import CliRunner
 
+from components import pins
 from infra.cli import app
 from infra.commands.render import GLOBAL_DIR, INDEX_FILE, OUTPUTS_FILE, RenderSummary, write_render
 from infra.config import STACKS_DIR
@@ -101,6 +110,15 @@ def test_every_release_image_and_eks_addon_is_a_row_of_the_pin_table(rendered: R
         for c in obj["spec"]["template"]["spec"]["containers"]
     ]
     assert images, "every stack runs a model server: the image check saw containers"
+
+
+def test_engine_flags_and_vllm_metric_names_are_the_pinned_releases(rendered: Rendered) -> None:
+    """Every engine flag a model server starts with, and every vLLM metric a query, rule or dashboard
+    reads, exists in the pinned engine release (components/inference/data/, read from its source)."""
+    assert unknown_engine_flags(rendered.objects.values()) == []
+    text = _all_text(rendered.out)
+    assert unknown_vllm_metrics(metric_names(text, "vllm:"), pins.engine("vllm")) == []
+    assert unknown_llamacpp_metrics(metric_names(text, "llamacpp:"), pins.engine("llama.cpp")) == []
 
 
 def test_helm_releases_roll_back_on_failure_and_time_out(rendered: Rendered) -> None:

@@ -17,7 +17,7 @@ GIB = 1024**3
 
 
 def image(plan: DeploymentPlan) -> str:
-    """The plan's engine version is a llama.cpp build (`b6000`): image `server-b6000`, `server-cuda-b6000` on GPU."""
+    """The plan's engine version is a llama.cpp build (`b11063`): image `server-b11063`, `server-cuda-b11063` on GPU."""
     version = plan.engine_version.strip()
     if version in ("", "latest", "server"):
         raise PlanningError(
