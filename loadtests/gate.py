@@ -4,7 +4,7 @@
 (loadtests/collect.py), the rollout command can call it on any samples, and `loadtests.run.run_suite`
 runs a suite against a host and returns the verdict.
 
-Rules (issue 6, shared/reference/loadtesting.md case 13):
+Rules (issue 6, docs/loadtesting.md):
 - Samples due before `started_at + warmup_s` are dropped first; everything after is judged raw.
 - One check per SLO target, each {metric, stat, op, threshold, observed, n, pass}. Exactly at the
   threshold passes; an undefined (NaN) figure fails, except where the metric does not apply: a

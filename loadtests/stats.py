@@ -1,6 +1,6 @@
 """Exact statistics over raw RequestSamples: the numbers the SLO gate and the reports print.
 
-Definitions (shared/reference/loadtesting.md, as vLLM `bench serve`, AIPerf and GuideLLM compute them):
+Definitions (docs/loadtesting.md, as vLLM `bench serve`, AIPerf and GuideLLM compute them):
 
 - Percentiles are exact, on the raw values, with linear interpolation between order statistics
   (numpy's default `method="linear"`); nothing is rounded or averaged across workers first.

@@ -1,7 +1,7 @@
 """Measuring one OpenAI chat-completions response, streamed (SSE) or not, into a RequestSample.
 
 The metric definitions are those of vLLM `bench serve`, AIPerf and GuideLLM (see
-shared/reference/loadtesting.md):
+docs/loadtesting.md):
 
 - TTFT: the first event whose delta carries non-empty `content`, `reasoning`/`reasoning_content` or
   `tool_calls`. A role-only chunk (`{"role": "assistant", "content": ""}`) is not a token.

@@ -5,7 +5,7 @@
 each was due, so a slow server shows up as queue time instead of as fewer requests (coordinated
 omission). Suites (loadtests/suites/) subclass them.
 
-Measurement, following the pitfalls measured in shared/reference/loadtesting.md:
+Measurement, following the pitfalls measured in docs/loadtesting.md:
 - Streams are read with HttpUser's `iter_lines()` (FastHttpUser delays streamed data) and every SSE
   line goes to a `StreamMeter` as it arrives; the meter applies the metric definitions.
 - Locust's own response time for a stream is time-to-headers. Inside `catch_response` the recorded

@@ -1,4 +1,4 @@
-"""The reviewer cases of shared/reference/loadtesting.md, measured end to end on loopback.
+"""The reviewer cases of docs/loadtesting.md, measured end to end on loopback.
 
 A plain httpx client feeds StreamMeter exactly as the Locust user does; the emulator injects the
 latencies, and the measured values are checked against them.

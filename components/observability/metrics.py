@@ -4,12 +4,13 @@ Alert rules and dashboards may name only these (and the project's own recorded s
 the tests check every expression against this list with `metric_names`, so a misspelt or renamed
 metric fails a test instead of silently matching nothing.
 
-Sources (the shared reference ../shared/reference/components.md first, then upstream):
-- vLLM: vllm/v1/metrics/loggers.py (PrometheusStatLogger) and docs/design/metrics.md. Labels
+Sources (upstream, at the pinned releases):
+- vLLM: vllm/v1/metrics/loggers.py (PrometheusStatLogger) and docs/design/metrics.md; the names and types
+  of the pinned release are vendored in components/inference/data/ and the tests hold these to them. Labels
   `model_name`, `engine`; counters carry `_total`. Renamed in v1: `gpu_cache_usage_perc` ->
   `kv_cache_usage_perc`, `time_per_output_token_seconds` -> `inter_token_latency_seconds` (per
   token); `request_time_per_output_token_seconds` is the per-request mean, the TPOT the Locust
-  gate measures ((E2E - TTFT) / (n_out - 1), ../shared/reference/loadtesting.md).
+  gate measures ((E2E - TTFT) / (n_out - 1), docs/loadtesting.md).
 - llama.cpp: tools/server/server.cpp, `/metrics` with `--metrics`; no model label (the scrape adds
   `service`, the model's Service name).
 - DCGM: dcgm-exporter's default-counters.csv up to 4.8.x (4.9 renames the defaults: see dcgm.py).
