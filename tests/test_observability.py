@@ -21,6 +21,8 @@ from conftest import StackWriter, one_region_stack
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from components.nodepool import GPU_TAINT_KEY
 from components.observability import Observability, ObservabilityArgs, SloTargets, stack
+from components.observability.component import SCRAPE_KEY_SECRET
+from components.observability.monitors import SCRAPE_KEY
 from components.sizing.types import Engine
 from infra.config import load_stack
 from infra.offline import OfflineRun, RecordedResource, RecordingMocks, run_program
@@ -324,10 +326,12 @@ def test_grafana_password_and_remote_write_credential_stay_secret(write_stack: S
     (observability,) = region_stacks(run).values()
     children = descendants(run, observability)
     secrets = {r.inputs["metadata"]["name"]: r for r in of_type(children, SECRET)}
-    assert set(secrets) == {stack.GRAFANA_ADMIN_SECRET, stack.REMOTE_WRITE_SECRET}
+    # the engines' key is copied beside Prometheus for the model servers' scrape (d3be7a7)
+    assert set(secrets) == {stack.GRAFANA_ADMIN_SECRET, stack.REMOTE_WRITE_SECRET, SCRAPE_KEY_SECRET}
     for secret, key in (
         (stack.GRAFANA_ADMIN_SECRET, stack.GRAFANA_PASSWORD_KEY),
         (stack.REMOTE_WRITE_SECRET, stack.REMOTE_WRITE_CREDENTIAL_KEY),
+        (SCRAPE_KEY_SECRET, SCRAPE_KEY),
     ):
         # The value, or all of stringData around it, is a secret input.
         assert secrets[secret].secret_fields & {"stringData", f"stringData.{key}"}, secret

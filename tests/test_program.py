@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -482,8 +482,8 @@ def registrations(monkeypatch: pytest.MonkeyPatch) -> list[RecordedResource]:
     seen: list[RecordedResource] = []
 
     class Spy(RecordingMocks):
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, on_resource: Callable[[str], None] | None = None) -> None:
+            super().__init__(on_resource)
             self.resources = seen
 
     monkeypatch.setattr(offline, "RecordingMocks", Spy)
