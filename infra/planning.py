@@ -112,6 +112,7 @@ def resolve_model(spec: ModelSpec, index: int, catalog: Catalog, base_dir: Path 
         load=load,
         overrides=pins,
         mixed_gpus=spec.mixed_gpus,
+        deploy_mix=spec.deploy_mix,
         adapters=tuple(spec.adapters),
     )
 
@@ -134,11 +135,12 @@ def resolve_region(spec: RegionSpec, index: int, catalog: Catalog) -> RegionRequ
     )
 
 
-def totals(deployments: list[DeploymentPlan]) -> Totals:
+def totals(plans: list[DeploymentPlan]) -> Totals:
+    deployments = [part for d in plans for part in d.deployed]  # a deployed mix counts its two parts
     usd_per_hour = sum(d.usd_per_hour for d in deployments)
     return Totals(
-        deployments=len(deployments),
-        regions=len({(d.cloud, d.region) for d in deployments}),
+        deployments=len(plans),
+        regions=len({(d.cloud, d.region) for d in plans}),
         gpus=sum(d.nodes * d.gpus_per_node for d in deployments),
         nodes=sum(d.nodes for d in deployments),
         replicas=sum(d.replicas for d in deployments),

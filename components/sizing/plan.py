@@ -60,7 +60,9 @@ class MixPlan(Frozen):
     saves_percent: float
     summary: str = Field(description="What the mix saves, or why no mix is cheaper.")
     deployed: bool = Field(
-        default=False, description="False: the program deploys the single-type plan above; the mix is advice."
+        default=False,
+        description="True: the program deploys the two pools (the plan's `parts`) instead of the single type above "
+        "(models[].deploy_mix and a cheaper mix); False: the mix is advice.",
     )
 
 
@@ -128,6 +130,19 @@ class DeploymentPlan(Frozen):
     max_loras: int = Field(default=0, description="vLLM --max-loras: adapters in one batch (0: LoRA off).")
     max_lora_rank: int = Field(default=0, description="vLLM --max-lora-rank: the largest adapter rank, rounded up.")
     mix: MixPlan | None = Field(default=None, description="With models[].mixed_gpus: the two-type split, or why none.")
+    part: str | None = Field(
+        default=None, description="In a deployed mix: this part's name (its GPU), suffixing its pool and service."
+    )
+    parts: tuple["DeploymentPlan", ...] = Field(
+        default=(),
+        description="A deployed mix's two parts, each a full plan for its instance type and share of the load; "
+        "the program deploys these instead of the single type above (empty: it deploys the plan above).",
+    )
+
+    @property
+    def deployed(self) -> tuple["DeploymentPlan", ...]:
+        """What the program deploys for this model: its parts when a mix is deployed, else the plan itself."""
+        return self.parts or (self,)
 
 
 class Totals(Frozen):

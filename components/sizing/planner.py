@@ -11,12 +11,13 @@ is pinned.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 from components.sizing import memory as mem
 from components.sizing.catalog import Catalog, GpuEntry, InstanceEntry, NodePrice
 from components.sizing.errors import PlanningError
-from components.sizing.mix import cheapest_mix
+from components.sizing.mix import Split, cheapest_mix
 from components.sizing.parallelism import tensor_parallel_is_valid, valid_tensor_parallel, why_tensor_parallel_invalid
 from components.sizing.plan import DeploymentPlan, MemorySplit, MixPlan, MixPool, Rejection
 from components.sizing.throughput import (
@@ -569,12 +570,46 @@ def plan_deployment(
     risk = catalog.spot_risk(region.cloud) if region.capacity_type == "spot" else None
     planned = to_plan(model, region, best, fallbacks, tuple(planner.rejected), min_replicas, max_replicas, risk)
     if model.mixed_gpus:
-        planned = planned.model_copy(update={"mix": mix_plan(model, best, others)})
+        mix, found = mix_plan(model, best, others)
+        if model.deploy_mix and found is not None and mix.saves_usd_per_hour > 0:
+            weights = [p.weight for p in mix.pools]
+            parts = tuple(
+                part_plan(model, region, split, weight, min_replicas, max_replicas, risk)
+                for split, weight in zip(found, weights, strict=True)
+            )
+            mix = mix.model_copy(update={"deployed": True})
+            return planned.model_copy(update={"mix": mix, "parts": parts})
+        if model.deploy_mix:
+            why = "no mix is cheaper" if found is not None else "no mix exists"
+            mix = mix.model_copy(update={"summary": f"{mix.summary}; not deployed: {why}, the single type is"})
+        planned = planned.model_copy(update={"mix": mix})
     return planned
 
 
-def mix_plan(model: ModelRequest, best: Sized, others: list[Sized]) -> MixPlan:
-    """The cheapest split of the load over two GPU types (components/sizing/mix.py), or why none is cheaper."""
+def part_plan(
+    model: ModelRequest,
+    region: RegionRequest,
+    split: Split,
+    weight: float,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    risk: str | None,
+) -> DeploymentPlan:
+    """One pool of a deployed mix as a full plan of its own: the split's replicas and nodes of its candidate,
+    autoscaling bounds in proportion to its share of the capacity (the stack's bounds are the model's)."""
+    candidate = split.candidate
+    assert isinstance(candidate, Sized)  # the planner hands cheapest_mix its own Sized options
+    sized = replace(candidate, replicas=split.replicas, nodes=split.nodes)
+    floor = split.replicas if min_replicas is None else min(split.replicas, math.ceil(min_replicas * weight))
+    ceiling = None if max_replicas is None else max(floor, 1, math.ceil(max_replicas * weight))
+    planned = to_plan(model, region, sized, (), (), floor, ceiling, risk)
+    part = re.sub(r"[^a-z0-9]+", "-", candidate.gpu_id.lower()).strip("-")
+    return planned.model_copy(update={"part": part})
+
+
+def mix_plan(model: ModelRequest, best: Sized, others: list[Sized]) -> tuple[MixPlan, tuple[Split, Split] | None]:
+    """The cheapest split of the load over two GPU types (components/sizing/mix.py), or why none is cheaper;
+    with the split itself (None when there is none)."""
     single = best.usd_per_hour
     pins = model.overrides
     if pins.instance_type or pins.gpu or pins.replicas is not None:
@@ -585,7 +620,7 @@ def mix_plan(model: ModelRequest, best: Sized, others: list[Sized]) -> MixPlan:
             saves_usd_per_hour=0.0,
             saves_percent=0.0,
             summary="no mix: the model pins its instance type, GPU or replicas (overrides)",
-        )
+        ), None
     load = model.load
     demand = float(load.concurrent_sequences) if isinstance(load, ConcurrencyLoad) else load.output_tokens_per_s
     found = cheapest_mix([best, *others], demand)
@@ -597,7 +632,7 @@ def mix_plan(model: ModelRequest, best: Sized, others: list[Sized]) -> MixPlan:
             saves_usd_per_hour=0.0,
             saves_percent=0.0,
             summary="no mix: only one GPU type can serve the model in this region",
-        )
+        ), None
     mixed = found.usd_per_hour or 0.0
     total_capacity = sum(p.capacity for p in found.pools)
     pools = tuple(
@@ -629,7 +664,7 @@ def mix_plan(model: ModelRequest, best: Sized, others: list[Sized]) -> MixPlan:
         saves_usd_per_hour=round(saves, 4),
         saves_percent=round(100 * saves / single, 2) if single else 0.0,
         summary=summary,
-    )
+    ), found.pools
 
 
 def to_plan(

@@ -162,6 +162,10 @@ class ModelRequest(Frozen):
     mixed_gpus: bool = Field(
         default=False, description="Also search splits of the load over two GPU types (reported in the plan's `mix`)."
     )
+    deploy_mix: bool = Field(
+        default=False,
+        description="Deploy the mix when it is cheaper than the best single type (needs mixed_gpus; vLLM only).",
+    )
 
     @property
     def engine(self) -> Engine:

@@ -68,7 +68,7 @@ def _flag(d: DeploymentPlan) -> str:
 
 COLUMNS = [
     Column("region", lambda d: f"{d.cloud}/{d.region}" + (" (spot)" if d.capacity_type == "spot" else "")),
-    Column("model", lambda d: f"{d.model} ({d.quantization.value})"),
+    Column("model", lambda d: f"{d.model} ({d.quantization.value})" + (f" mix part {d.part}" if d.part else "")),
     Column("GPU", lambda d: d.gpu or "CPU (llama.cpp)"),
     Column("instance", lambda d: d.instance_type),
     Column("TP", _parallelism, drop=3),
@@ -117,7 +117,9 @@ def fit_columns(plan: Plan, width: int) -> TableLayout:
     detail columns left out, highest `drop` first, until no cell needs wrapping; then the most useful of
     those left out are put back where they still fit. Rich folds what remains (a terminal narrower than
     the essential columns) so the table never exceeds the width."""
-    cells = [[column.cell(d) for d in plan.deployments] for column in COLUMNS]
+    # A deployed mix shows its two parts (what the program deploys), one row each.
+    rows = [part for planned in plan.deployments for part in planned.deployed]
+    cells = [[column.cell(d) for d in rows] for column in COLUMNS]
 
     def header(i: int, narrow: bool) -> str:
         return (COLUMNS[i].narrow or COLUMNS[i].header) if narrow else COLUMNS[i].header
@@ -185,7 +187,8 @@ def render_table(plan: Plan, console: Console) -> None:
     console.print("  bold: the capacity type the region buys (its capacity_type); '-': the source lists no such price")
     for d in plan.deployments:
         if d.mix is not None:
-            console.print(f"  {d.cloud}/{d.region} {d.model} mixed GPUs (not deployed): {d.mix.summary}")
+            state = "deployed" if d.mix.deployed else "not deployed"
+            console.print(f"  {d.cloud}/{d.region} {d.model} mixed GPUs ({state}): {d.mix.summary}")
     risks = {f"{d.cloud}/{d.region}": d.spot_interruption for d in plan.deployments if d.spot_interruption}
     for where, risk in risks.items():
         console.print(f"  {where} spot: {risk}")

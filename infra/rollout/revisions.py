@@ -60,7 +60,10 @@ def region_revision(deployments: Sequence[DeploymentPlan]) -> tuple[str, tuple[M
             ModelRevision(
                 model=d.model,
                 image=engine.image,
-                engine_args=tuple(engine.args),
+                # A deployed GPU mix runs its parts: their flags (TP, memory, batch) make the revision.
+                engine_args=tuple(a for part in d.parts for a in engine_spec(part).args)
+                if d.parts
+                else tuple(engine.args),
                 model_version=d.hf_repo or d.model_id,
                 quantization=d.quantization.value,
             )

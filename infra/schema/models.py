@@ -66,7 +66,12 @@ class ModelSpec(Section):
     mixed_gpus: bool = Field(
         default=False,
         description="Also search a split of the load over two GPU types; the plan's `mix` says what it would save "
-        "(advice: the program deploys the single-type plan).",
+        "(advice unless deploy_mix).",
+    )
+    deploy_mix: bool = Field(
+        default=False,
+        description="With mixed_gpus: deploy the mix when it is cheaper than the best single type (two node pools "
+        "and two Deployments behind the model's route, weighted by capacity; vLLM models only).",
     )
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
@@ -77,5 +82,12 @@ class ModelSpec(Section):
             raise ValueError(
                 "give exactly one of `model` (a catalog id), `architecture` (layers, heads, ...) "
                 f"or `hf_config` (a config.json path); got {given or 'none'}"
+            )
+        if self.deploy_mix and not self.mixed_gpus:
+            raise ValueError("deploy_mix deploys the mix the planner finds: set mixed_gpus: true as well")
+        if self.deploy_mix and self.quantization.is_gguf:
+            raise ValueError(
+                f"deploy_mix: a mix is deployed for vLLM models only ({self.quantization.value} is served by "
+                "llama.cpp); remove deploy_mix or choose a vLLM quantization"
             )
         return self
