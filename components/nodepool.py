@@ -21,6 +21,7 @@ from components.cluster import ClusterKind
 from components.cluster.eks import launch_template_ref, node_launch_template
 from components.cluster.gke import NODE_SCOPES
 from components.helm import pinned_release
+from components.inference.engine import object_name
 from components.sizing.catalog import load_catalog
 from components.sizing.errors import PlanningError
 from components.sizing.plan import DeploymentPlan
@@ -184,7 +185,9 @@ class GpuNodePool(pulumi.ComponentResource):
         if self.kind is ClusterKind.existing:
             self.node_selector = {}
         else:
-            self.node_selector = {MODEL_LABEL: plan.model}
+            # The model's name; each part of a GPU mix has a pool of its own (`<model>-<part>`), so its pods
+            # never land on the other part's GPUs.
+            self.node_selector = {MODEL_LABEL: object_name(plan)}
             counts = node_counts(plan)
             labels = {**args.extra_labels, **self.node_selector, ACCELERATOR_LABEL: accelerator_label(plan)}
             if self.kind is ClusterKind.eks:
@@ -239,14 +242,14 @@ class GpuNodePool(pulumi.ComponentResource):
                 "requiredDuringSchedulingIgnoredDuringExecution": {
                     # Replaces the chart's default terms, which need node-feature-discovery labels.
                     "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": MODEL_LABEL, "operator": "In", "values": [plan.model]}]}
+                        {"matchExpressions": [{"key": MODEL_LABEL, "operator": "In", "values": [object_name(plan)]}]}
                     ]
                 }
             }
         }
         return pinned_release(
             f"{name}-device-plugin",
-            release_name=_release_name(plan.model),
+            release_name=_release_name(object_name(plan)),
             chart=DEVICE_PLUGIN_CHART,
             version=DEVICE_PLUGIN_VERSION,
             repository=DEVICE_PLUGIN_REPO,
