@@ -47,8 +47,14 @@ def object_name(plan: DeploymentPlan) -> str:
     """Name of the model's Deployment, Service and ScaledObject: its served name (a DNS label).
 
     Fixed rather than auto-named so the in-cluster URL, the gateway's backends and the metrics
-    selectors can be written down (`http://<model>.<namespace>.svc.cluster.local:8000`).
+    selectors can be written down (`http://<model>.<namespace>.svc.cluster.local:8000`). A part of a
+    deployed GPU mix is `<model>-<part>` (its GPU), beside the other part.
     """
+    return plan.model + (f"-{plan.part}" if plan.part else "")
+
+
+def group_name(plan: DeploymentPlan) -> str:
+    """Name of what serves the model as a whole: the object name, or a mix's name shared by both parts."""
     return plan.model
 
 

@@ -16,7 +16,14 @@ import pulumi_kubernetes as k8s
 
 from components.inference import hardening, llamacpp, vllm
 from components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
-from components.inference.engine import HEALTH_PATH, EngineSpec, checkpoint_gib, object_name, startup_budget_s
+from components.inference.engine import (
+    HEALTH_PATH,
+    EngineSpec,
+    checkpoint_gib,
+    group_name,
+    object_name,
+    startup_budget_s,
+)
 from components.sizing.plan import DeploymentPlan
 from components.sizing.types import Engine
 
@@ -98,7 +105,12 @@ class InferenceService(pulumi.ComponentResource):
     object_name: str
     """Name of its Deployment and Service (`<model>` or `<model>-<revision>`); its InferencePool's too."""
     pod_selector: dict[str, str]
-    """Labels that select exactly this service's pods (its InferencePool selects them by these)."""
+    """Labels that select exactly this service's pods."""
+    pool_name: str
+    """Name of the model revision's InferencePool: `object_name`, or for a part of a GPU mix the name without the
+    part (`<model>` or `<model>-<revision>`), shared by both parts."""
+    pool_selector: dict[str, str]
+    """Labels its InferencePool selects: `pod_selector`, or for a part of a GPU mix labels both parts' pods carry."""
     url: pulumi.Output[str]
     """Cluster-local base URL, e.g. http://chat.llmfleet.svc.cluster.local:8000."""
     deployment: k8s.apps.v1.Deployment
@@ -114,6 +126,7 @@ class InferenceService(pulumi.ComponentResource):
         self.port = PORT
         child = pulumi.ResourceOptions(parent=self)
         object_names = object_name(plan) + (f"-{args.revision}" if args.revision else "")
+        group = group_name(plan) + (f"-{args.revision}" if args.revision else "")
         labels = {
             "app.kubernetes.io/name": plan.engine.value.replace(".", ""),
             "app.kubernetes.io/instance": object_names,
@@ -123,8 +136,18 @@ class InferenceService(pulumi.ComponentResource):
         }
         if args.revision:
             labels["llmfleet.dev/revision"] = args.revision
+        if plan.part:
+            # Both parts of a GPU mix carry the group's label: one InferencePool selects them both.
+            labels["llmfleet.dev/mix"] = group
+            labels["llmfleet.dev/part"] = plan.part
         selector = {k: labels[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/component")}
         self.object_name, self.pod_selector = object_names, selector
+        self.pool_name = group if plan.part else object_names
+        self.pool_selector = (
+            {"llmfleet.dev/mix": group, "app.kubernetes.io/component": "inference"} if plan.part else selector
+        )
+        # A part of a mix scales on its own pods' queue (the scrape's `service` label is its Service), not the model's.
+        queue_selector = {**engine.queue_selector, "service": object_names} if plan.part else engine.queue_selector
 
         def meta(suffix: str = "") -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(name=object_names + suffix, namespace=args.namespace, labels=labels)
@@ -242,7 +265,7 @@ class InferenceService(pulumi.ComponentResource):
         )
 
         query = pulumi.Output.from_input(args.namespace).apply(
-            lambda ns: queue_query(engine.queue_metric, ns, engine.queue_selector)
+            lambda ns: queue_query(engine.queue_metric, ns, queue_selector)
         )
         spec = pulumi.Output.all(pulumi.Output.from_input(args.prometheus_url), query).apply(
             lambda parts: scaled_object_spec(

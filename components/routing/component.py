@@ -29,7 +29,7 @@ from components.routing.pins import INFERENCEPOOL_CHART, INFERENCEPOOL_CHART_VER
 @dataclass
 class InferencePoolArgs:
     service: InferenceService
-    """The model revision to pool: its pods (by `pod_selector`), port and namespace."""
+    """The model revision to pool: its pods (by `pool_selector`: both parts of a GPU mix), port and namespace."""
     options: RoutingOptions = field(default_factory=RoutingOptions)
     monitoring: bool = True
     """Create the chart's ServiceMonitor for the picker's metrics (needs the Prometheus Operator CRDs)."""
@@ -47,11 +47,11 @@ class InferencePool(pulumi.ComponentResource):
     def __init__(self, name: str, args: InferencePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmfleet:routing:InferencePool", name, None, opts)
         service = args.service
-        self.pool_name = service.object_name
+        self.pool_name = service.pool_name  # a GPU mix: one pool for both parts (they share its selector)
         self.picker_service = picker_name(self.pool_name)
         options = args.options
         values = chart_values(
-            pod_labels=service.pod_selector,
+            pod_labels=service.pool_selector,
             port=service.port,
             weights=options.weights,
             picker_replicas=options.picker_replicas,
@@ -70,7 +70,7 @@ class InferencePool(pulumi.ComponentResource):
             f"{name}-picker-ingress",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{self.pool_name}-picker-scrape", namespace=service.namespace),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(service.pod_selector)),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(service.pool_selector)),
                 policy_types=["Ingress"],
                 ingress=[
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
