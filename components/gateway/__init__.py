@@ -10,6 +10,7 @@ from components.gateway.types import (
     ModelBackend,
     PriorityRouting,
     RateLimit,
+    SplitBackend,
     Tenant,
     Tls,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "ModelBackend",
     "PriorityRouting",
     "RateLimit",
+    "SplitBackend",
     "Tenant",
     "Tls",
 ]

@@ -186,6 +186,12 @@ class Gateway(pulumi.ComponentResource):
             self._custom(f"{model.model}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
             spec = routes.ai_service_backend_spec(backend)
             self._custom(f"{model.model}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
+            for part in model.split if model.pool is None else ():
+                backend, role = names.backend(model.model, part.part), f"{model.model}-{part.part}"
+                spec = routes.backend_spec(part.service_name, args.namespace, part.port)
+                self._custom(f"{role}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
+                spec = routes.ai_service_backend_spec(backend)
+                self._custom(f"{role}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
             if model.canary is not None:
                 canary, role = model.canary, f"{model.model}-{model.canary.revision}"
                 backend = names.backend(model.model, canary.revision)
@@ -261,6 +267,7 @@ class Gateway(pulumi.ComponentResource):
         """Every model's AIServiceBackends and InferencePools (canaries too) get the engines' key from one policy."""
         backends = [self._names.backend(m.model) for m in self._args.models]
         backends += [self._names.backend(m.model, m.canary.revision) for m in self._args.models if m.canary]
+        backends += [self._names.backend(m.model, p.part) for m in self._args.models if not m.pool for p in m.split]
         # Requests routed through an InferencePool skip the AIServiceBackends: the policy targets the pools too.
         pools = [m.pool for m in self._args.models if m.pool] + [
             m.canary.pool for m in self._args.models if m.canary and m.canary.pool

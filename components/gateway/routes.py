@@ -210,6 +210,12 @@ def route_spec(
         refs: list[dict[str, Any]] = [{"name": names.backend(backend.model), "priority": 0}]
         if backend.pool is not None and backend.canary is None:
             refs = [pool_ref(backend.pool)]
+        elif backend.split:
+            # A GPU mix without a pool: each part by the weight of its capacity (same priority).
+            refs = [
+                {"name": names.backend(backend.model, part.part), "priority": 0, "weight": part.weight}
+                for part in backend.split
+            ]
         elif backend.canary is not None:
             # Weighted split between the two revisions (same priority); a weight of 0 takes no requests.
             canary = backend.canary

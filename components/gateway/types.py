@@ -147,6 +147,19 @@ class CanaryBackend:
 
 
 @dataclass(frozen=True)
+class SplitBackend:
+    """One part of a model served from two GPU types (a deployed mix), with its share of the requests."""
+
+    part: str
+    """The part's name (its GPU); names its Backend objects (`<gateway>-<model>-<part>`)."""
+    service_name: pulumi.Input[str]
+    """The part's ClusterIP Service, in the gateway's namespace."""
+    weight: int
+    """Relative share of the model's requests: the part's share of the mix's capacity, from the plan."""
+    port: int = 8000
+
+
+@dataclass(frozen=True)
 class ModelBackend:
     """One served model behind the gateway: the region's InferenceService for it."""
 
@@ -166,3 +179,10 @@ class ModelBackend:
     A rule holds one pool and nothing else (AIGatewayRoute CRD), so while a canary splits the model by
     weight the split goes to the Services (exact weights) and only revision-pinned requests use the
     pools; a pool cannot share its rule with the hosted fallback."""
+    split: tuple[SplitBackend, ...] = ()
+    """A model served from two GPU types without a pool: its parts, weighted by capacity (the pool, when there is
+    one, selects both parts' pods itself). Not with a canary."""
+
+    def __post_init__(self) -> None:
+        if self.split and self.canary is not None:
+            raise ValueError(f"model {self.model}: a canary beside a GPU mix's weighted parts is not supported")
