@@ -20,8 +20,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.cluster import Cluster, ClusterArgs, ClusterKind
-from components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend
+from components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend, SplitBackend
 from components.inference import InferenceService, InferenceServiceArgs, ModelCache
+from components.inference.engine import object_name
 from components.inference.hardening import API_KEY_SECRET_KEY
 from components.keda import Keda, KedaArgs
 from components.nodepool import GpuNodePool, GpuNodePoolArgs
@@ -114,13 +115,15 @@ class RegionalFleet(pulumi.ComponentResource):
     engine_key: k8s.core.v1.Secret | None
     """The key the engines require and only the gateway holds (None without a gateway)."""
     pools: dict[str, GpuNodePool]
-    """Served model name -> its node pool."""
+    """Served model name -> its node pool (a deployed GPU mix: `<model>-<part>` -> each part's pool)."""
     services: dict[str, InferenceService]
-    """Served model name -> its inference service."""
+    """Served model name -> its inference service (a deployed GPU mix: its first part's)."""
+    mix_services: dict[str, list[InferenceService]]
+    """Served model name -> both parts' services, for models deployed as a GPU mix."""
     canary_services: dict[str, InferenceService]
     """Served model name -> its second revision's service (empty outside a rollout)."""
     inference_pools: dict[str, InferencePool]
-    """Service object name (`<model>` or `<model>-<revision>`) -> its InferencePool (routed models only)."""
+    """Pool name (`<model>[-<revision>]`, one for both parts of a GPU mix) -> its InferencePool (routed models only)."""
     gateway: Gateway | None
     """The region's API gateway (None when the stack has none)."""
     observability: Observability | None
@@ -146,11 +149,20 @@ class RegionalFleet(pulumi.ComponentResource):
         self.engine_key = self._engine_key(name, args)
         self.pools = {}
         self.services = {}
+        self.mix_services = {}
         for plan in args.deployments:
-            self.pools[plan.model] = self._pool(name, args, plan)
-            self.services[plan.model] = self._service(name, args, plan, args.revision)
+            # A deployed GPU mix: a pool and a service per part, each sized by its own part of the plan.
+            for part in plan.deployed:
+                self.pools[object_name(part)] = self._pool(name, args, part)
+            services = [self._service(name, args, part, args.revision) for part in plan.deployed]
+            self.services[plan.model] = services[0]
+            if plan.parts:
+                self.mix_services[plan.model] = services
         self.canary_services = {}
         if args.canary is not None:
+            mixed = sorted({d.model for d in args.canary.deployments if d.parts} | set(self.mix_services))
+            if mixed:
+                raise ValueError(f"{name}: a canary revision of models deployed as a GPU mix is not supported: {mixed}")
             for plan in args.canary.deployments:
                 self.canary_services[plan.model] = self._service(name, args, plan, args.canary.id)
         # More concerns: one line each here, after the services they read.
@@ -290,7 +302,7 @@ class RegionalFleet(pulumi.ComponentResource):
         created on an existing cluster). Cloud resources inherit the region's cloud provider."""
         cluster = self.cluster
         return GpuNodePool(
-            f"{name}-{plan.model}-pool",
+            f"{name}-{object_name(plan)}-pool",
             GpuNodePoolArgs(
                 deployment=plan,
                 cluster_name=cluster.cluster_name,
@@ -308,14 +320,17 @@ class RegionalFleet(pulumi.ComponentResource):
     def _service(
         self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan, revision: str | None
     ) -> InferenceService:
-        """One model's server on its pool's nodes, autoscaled once KEDA is installed."""
-        pool = self.pools[plan.model]
+        """One model's server (or one part of its GPU mix) on its pool's nodes, autoscaled once KEDA is installed."""
+        key = object_name(plan)
+        pool = self.pools[key]
+        if key not in args.queue_thresholds:
+            raise ValueError(f"{name}: queue_thresholds has no entry for {key}")
         return InferenceService(
-            f"{name}-{plan.model}" + (f"-{revision}" if revision else ""),
+            f"{name}-{key}" + (f"-{revision}" if revision else ""),
             InferenceServiceArgs(
                 deployment=plan,
                 namespace=self.namespace.metadata.name,
-                queue_threshold=args.queue_thresholds[plan.model],
+                queue_threshold=args.queue_thresholds[key],
                 prometheus_url=args.observability.prometheus_url if args.observability else args.prometheus_url,
                 node_selector=pool.node_selector,
                 tolerations=pool.tolerations,
@@ -344,7 +359,8 @@ class RegionalFleet(pulumi.ComponentResource):
                 s.port,
                 self._canary(model, args.canary, routed=model in args.routing),
                 revision=args.revision,
-                pool=s.object_name if model in args.routing else None,
+                pool=s.pool_name if model in args.routing else None,
+                split=self._split(model, args),
             )
             for model, s in self.services.items()
         ]
@@ -358,6 +374,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 # Adapters keep the Service route (round robin), also when their base model has a pool.
                 self._canary(plan.model, args.canary, routed=False),
                 revision=args.revision,
+                split=self._split(plan.model, args),
             )
             for plan in args.deployments
             for adapter in plan.adapters
@@ -372,6 +389,18 @@ class RegionalFleet(pulumi.ComponentResource):
             engine_key_secret=self.engine_key.metadata.name if self.engine_key else None,
         )
         return Gateway(f"{name}-gateway", gateway_args, opts=self.kubernetes_opts())
+
+    def _split(self, model: str, args: RegionalFleetArgs) -> tuple[SplitBackend, ...]:
+        """A GPU mix's parts at the gateway, weighted by the plan's share of capacity (percent, whole numbers)."""
+        plan = next(d for d in args.deployments if d.model == model)
+        if not plan.parts or plan.mix is None:
+            return ()
+        services = self.mix_services[model]
+        weights = [round(100 * pool.weight) for pool in plan.mix.pools]
+        return tuple(
+            SplitBackend(part.part or "", s.service_name, weight, s.port)
+            for part, s, weight in zip(plan.parts, services, weights, strict=True)
+        )
 
     def _canary(self, model: str, canary: Revision | None, *, routed: bool) -> CanaryBackend | None:
         """The model's second revision at the gateway, with its share of the requests."""
@@ -393,13 +422,15 @@ class RegionalFleet(pulumi.ComponentResource):
             for model, service in services.items():
                 if model not in args.routing:
                     continue
-                pools[service.object_name] = InferencePool(
-                    f"{name}-{service.object_name}-inference-pool",
+                # A GPU mix: one pool selecting both parts' pods (the picker weighs them by queue and KV cache).
+                parts = [*self.mix_services.get(model, [])][1:] if services is self.services else []
+                pools[service.pool_name] = InferencePool(
+                    f"{name}-{service.pool_name}-inference-pool",
                     InferencePoolArgs(
                         service=service,
                         options=args.routing[model],
                         monitoring=args.observability is not None,
-                        depends_on=after,
+                        depends_on=[*after, *parts],
                     ),
                     opts=self.kubernetes_opts(),
                 )

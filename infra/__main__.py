@@ -18,6 +18,7 @@ import pulumi_random as random
 from components.cluster import ClusterKind
 from components.fleet import RegionalFleet, RegionalFleetArgs
 from components.inference import ModelCache, waiting_requests_threshold
+from components.inference.engine import object_name
 from components.queue.costs import WorkerPoolPlan
 from components.sizing.plan import DeploymentPlan, Plan
 from components.traffic import GlobalLoadBalancer
@@ -92,8 +93,11 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
         role=region.role,
         cluster_kind=ClusterKind.existing if existing else CREATED_CLUSTER[region.cloud],
         deployments=deployments,
+        # Per model, and per part of a deployed GPU mix (`<model>-<part>`: each part scales on its own queue).
         queue_thresholds={
-            d.model: waiting_requests_threshold(d, output_tokens[d.model], spec.slo.ttft_p95_ms) for d in deployments
+            object_name(part): waiting_requests_threshold(part, output_tokens[d.model], spec.slo.ttft_p95_ms)
+            for d in deployments
+            for part in (d, *d.parts)
         },
         kubeconfig=secrets.kubeconfigs.get(region.key),
         kubernetes_version=region.cluster.kubernetes_version,
@@ -144,6 +148,8 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
             "max_replicas": d.max_replicas,
             "nodes": d.nodes,
             "usd_per_hour": d.usd_per_hour,
+            # A deployed GPU mix: what runs is its parts (the fields above are the single type it beat).
+            **({"mix_parts": {p.part: entry(p) for p in d.parts}} if d.parts else {}),
         }
 
     regions: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,213 @@
+"""A deployed GPU mix (models[].deploy_mix): the plan's two parts become two node pools and two Deployments behind
+the model's one route, each sized from its own part of the plan; the pool (or the weighted route) reaches both."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_sizing_mix import CATALOG, ETA, US_EAST_1, request
+from typer.testing import CliRunner
+
+from components.inference.vllm import args as vllm_args
+from components.sizing.planner import plan_deployment
+from components.sizing.types import Quantization
+from infra.cli import app
+from infra.config import STACKS_DIR, ConfigError, load_stack
+from infra.offline import OfflineRun, run_program
+from infra.planning import build_plan
+from infra.rollout.revisions import region_revision
+from infra.validate import validate_manifest
+
+EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+POOL = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}
+
+
+def mixed_70b(**model: Any) -> dict[str, Any]:
+    """The shipped dev stack serving Llama 3.3 70B fp8 at 40 sequences on L40S or A10G, a mix deployed."""
+    data = yaml.safe_load((STACKS_DIR / "Pulumi.dev.yaml").read_text())
+    spec = data["config"]["llmfleet:deployment"]
+    spec["models"][0] = {
+        **spec["models"][0],
+        "model": "llama-3.3-70b",
+        "quantization": "fp8",
+        "load": {"concurrent_sequences": 40, "prompt_tokens": 1024, "output_tokens": 256},
+        "mixed_gpus": True,
+        "deploy_mix": True,
+        **model,
+    }
+    spec["regions"][0]["allowed_gpus"] = ["L40S", "A10G"]
+    return data
+
+
+def write(data: dict[str, Any], tmp_path: Path) -> Path:
+    path = tmp_path / "Pulumi.mix.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_the_plan_deploys_a_cheaper_mix_as_two_full_parts() -> None:
+    plain = request("llama-3.3-70b", Quantization.FP8, 40)
+    chosen = plan_deployment(CATALOG, plain.model_copy(update={"deploy_mix": True}), US_EAST_1, eta=ETA, tpot_slo_ms=60)
+    mix = chosen.mix
+    assert mix is not None and mix.deployed and len(chosen.parts) == 2
+    for part, pool in zip(chosen.parts, mix.pools, strict=True):
+        assert (part.instance_type, part.gpu, part.replicas, part.nodes) == (
+            pool.instance_type,
+            pool.gpu,
+            pool.replicas,
+            pool.nodes,
+        )
+        assert part.usd_per_hour == pytest.approx(pool.usd_per_hour, abs=1e-3)
+        assert part.min_replicas == part.replicas and part.max_replicas == 2 * part.replicas
+        assert part.part and part.parts == () and part.mix is None
+        # Each part is sized for its own GPU: its memory split is that GPU's, its TP valid there.
+        assert part.memory.gpu_total_gib == CATALOG.gpus[part.gpu or ""].memory_gib
+        assert part.tensor_parallel <= part.gpus_per_node
+    assert len({p.part for p in chosen.parts}) == 2
+    assert sum(p.usd_per_hour for p in chosen.parts) == pytest.approx(mix.usd_per_hour, abs=1e-3)
+    assert sum(p.usd_per_hour for p in chosen.parts) < chosen.usd_per_hour
+    # Off by default: the same request without deploy_mix keeps the mix as advice.
+    advice = plan_deployment(CATALOG, plain, US_EAST_1, eta=ETA, tpot_slo_ms=60)
+    assert advice.mix is not None and not advice.mix.deployed and advice.parts == ()
+
+
+def test_no_cheaper_mix_deploys_the_single_type_and_says_why() -> None:
+    asked = request("llama-3.1-8b", Quantization.BF16, 33).model_copy(update={"deploy_mix": True})
+    chosen = plan_deployment(CATALOG, asked, US_EAST_1, eta=ETA, tpot_slo_ms=60)
+    assert chosen.mix is not None and not chosen.mix.deployed and chosen.parts == ()
+    assert "not deployed: no mix is cheaper" in chosen.mix.summary
+    assert chosen.deployed == (chosen,)
+
+
+def test_deploy_mix_is_refused_without_mixed_gpus_or_for_gguf(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"models\[0\].*set mixed_gpus: true"):
+        load_stack(None, write(mixed_70b(mixed_gpus=False), tmp_path))
+    with pytest.raises(ConfigError, match=r"models\[0\].*vLLM models only"):
+        load_stack(None, write(mixed_70b(quantization="q4_k_m"), tmp_path))
+
+
+def test_plan_totals_table_and_json_show_the_deployed_parts(tmp_path: Path) -> None:
+    path = write(mixed_70b(), tmp_path)
+    name, spec = load_stack(None, path)
+    plan = build_plan(name, spec)
+    (d,) = plan.deployments
+    assert d.mix is not None and d.mix.deployed
+    assert plan.totals.nodes == sum(p.nodes for p in d.parts)
+    assert plan.totals.usd_per_hour == pytest.approx(d.mix.usd_per_hour, abs=1e-3)
+    env = {"COLUMNS": "400"}  # one line per row: the table's cells are checked as text
+    runner = CliRunner()
+    out = runner.invoke(app, ["plan", "--stack-file", str(path), "--format", "json"], env=env)
+    assert out.exit_code == 0, out.output
+    shown = json.loads(out.output)["deployments"][0]
+    assert shown["mix"]["deployed"] is True
+    assert [p["instance_type"] for p in shown["parts"]] == [p.instance_type for p in d.parts]
+    table = runner.invoke(app, ["plan", "--stack-file", str(path)], env=env)
+    assert table.exit_code == 0, table.output
+    for part in d.parts:
+        assert f"mix part {part.part}" in table.output and part.instance_type in table.output
+    assert "mixed GPUs (deployed)" in table.output
+
+
+@pytest.fixture(scope="module")
+def pooled_stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write(mixed_70b(), tmp_path_factory.mktemp("pooled"))
+
+
+@pytest.fixture(scope="module")
+def pooled(pooled_stack: Path) -> OfflineRun:
+    return run_program(stack_file=pooled_stack)
+
+
+def objects(run: OfflineRun, kind: str) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m for _, m in run.kubernetes_objects() if m["kind"] == kind}
+
+
+def test_each_part_gets_its_own_node_pool_and_deployment_sized_from_its_part(
+    pooled: OfflineRun, pooled_stack: Path
+) -> None:
+    name, spec = load_stack(None, pooled_stack)
+    (d,) = build_plan(name, spec).deployments
+    groups = {r.inputs["instanceTypes"][0]: r.inputs for r in pooled.by_type(EKS_NODE_GROUP)}
+    deployments = objects(pooled, "Deployment")
+    scaled = objects(pooled, "ScaledObject")
+    budgets = objects(pooled, "PodDisruptionBudget")
+    for part in d.parts:
+        group = groups[part.instance_type]
+        assert group["scalingConfig"]["desiredSize"] == part.nodes
+        deployment = deployments[f"chat-{part.part}"]
+        # Its pods land on its own pool only: the selector matches its nodes' labels and no other pool's.
+        selector = deployment["spec"]["template"]["spec"]["nodeSelector"]
+        matching = [t for t, g in groups.items() if selector.items() <= g["labels"].items()]
+        assert matching == [part.instance_type]
+        assert deployment["spec"]["replicas"] == part.replicas
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == str(part.gpus_per_replica)
+        assert container["args"][: len(vllm_args(part, 8000))] == vllm_args(part, 8000)
+        so = scaled[f"chat-{part.part}"]["spec"]
+        assert (so["minReplicaCount"], so["maxReplicaCount"]) == (part.min_replicas, part.max_replicas)
+        assert so["scaleTargetRef"]["name"] == f"chat-{part.part}"
+        assert f'service="chat-{part.part}"' in so["triggers"][0]["metadata"]["query"]
+        assert (
+            budgets[f"chat-{part.part}"]["spec"]["selector"]["matchLabels"]
+            == deployment["spec"]["selector"]["matchLabels"]
+        )
+    assert "chat" not in deployments  # the single type is not deployed beside the mix
+    gpu_groups = {t for t, g in groups.items() if g.get("taints")}
+    assert gpu_groups == {p.instance_type for p in d.parts}
+
+
+def test_one_inference_pool_selects_both_parts_and_the_route_names_it(pooled: OfflineRun) -> None:
+    releases = {r["name"]: r for _, r in pooled.helm_releases(redacted=False)}
+    selected = releases["chat"]["values"]["inferencePool"]["modelServers"]["matchLabels"]
+    pods = [
+        m["spec"]["template"]["metadata"]["labels"]
+        for name, m in objects(pooled, "Deployment").items()
+        if name.startswith("chat-")
+    ]
+    assert len(pods) == 2 and all(selected.items() <= labels.items() for labels in pods)
+    # ... and nothing else: the selector names the mix, which other models' pods do not carry.
+    assert "llmfleet.dev/mix" in selected
+    route = next(iter(objects(pooled, "AIGatewayRoute").values()))
+    rule = next(r for r in route["spec"]["rules"] if r["name"] == "chat")
+    assert rule["backendRefs"] == [{**POOL, "name": "chat"}]
+    policy = objects(pooled, "NetworkPolicy")["chat-picker-scrape"]
+    assert all(policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items() for labels in pods)
+
+
+def test_every_object_of_the_mixed_stack_validates(pooled: OfflineRun) -> None:
+    problems = [p for _, m in pooled.kubernetes_objects() for p in validate_manifest(m)]
+    assert problems == []
+
+
+def test_without_a_pool_the_route_weights_the_parts_by_capacity(tmp_path: Path) -> None:
+    run = run_program(stack_file=write(mixed_70b(routing={"prefix_aware": False}), tmp_path))
+    name, spec = load_stack(None, write(mixed_70b(routing={"prefix_aware": False}), tmp_path))
+    (d,) = build_plan(name, spec).deployments
+    assert d.mix is not None
+    route = next(iter(objects(run, "AIGatewayRoute").values()))
+    rule = next(r for r in route["spec"]["rules"] if r["name"] == "chat")
+    backends = objects(run, "Backend")
+    weights = {}
+    for ref in rule["backendRefs"]:
+        host = backends[ref["name"]]["spec"]["endpoints"][0]["fqdn"]["hostname"]
+        weights[host.split(".")[0]] = ref["weight"]
+    expected = {f"chat-{p.part}": round(100 * pool.weight) for p, pool in zip(d.parts, d.mix.pools, strict=True)}
+    assert weights == expected and len(weights) == 2
+    bigger = max(d.mix.pools, key=lambda p: p.weight)
+    assert max(weights.values()) == round(100 * bigger.weight) > min(weights.values())
+    assert [p for _, m in run.kubernetes_objects() for p in validate_manifest(m)] == []
+    credentials = next(m for m in objects(run, "BackendSecurityPolicy").values() if m["spec"].get("type") == "APIKey")
+    targeted = {t["name"] for t in credentials["spec"]["targetRefs"]}
+    assert {ref["name"] for ref in rule["backendRefs"]} <= targeted
+
+
+def test_the_rollout_revision_follows_the_deployed_parts(tmp_path: Path) -> None:
+    name, spec = load_stack(None, write(mixed_70b(), tmp_path))
+    deployed = build_plan(name, spec).deployments
+    name, spec = load_stack(None, write(mixed_70b(deploy_mix=False), tmp_path))
+    advice = build_plan(name, spec).deployments
+    assert region_revision(deployed)[0] != region_revision(advice)[0]
