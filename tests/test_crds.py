@@ -1,6 +1,7 @@
 """The vendored CRDs (infra/crds/) are the pinned releases' (components/pins.yaml crd_sets), file by file."""
 
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ def vendored() -> list[Path]:
     return sorted(CRD_DIR.rglob("*.yaml"))
 
 
+@cache
 def crd(path: Path) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text())
+    document = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
     assert document["kind"] == "CustomResourceDefinition", path
     return document
 
