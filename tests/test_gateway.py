@@ -7,7 +7,9 @@ plain JSON-schema validation cannot evaluate.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -15,6 +17,7 @@ import pytest
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 
+from components import pins
 from components.gateway import (
     Fallback,
     FallbackProvider,
@@ -25,7 +28,9 @@ from components.gateway import (
     RateLimit,
     Tenant,
     Tls,
+    prober,
 )
+from components.gateway.health import HEALTH_CLIENT
 from components.gateway.install import ENVOY_GATEWAY_VERSION, RATELIMIT_POD_LABELS, REDIS_AUTH_SECRET, REDIS_URL
 from components.gateway.routes import ENVOY_PROXY_LABEL
 from infra.validate import validate_manifest
@@ -62,6 +67,8 @@ class Recorder(pulumi.runtime.Mocks):
         self.resources.append(
             Recorded(args.typ, args.name, inputs, self._secret_paths.get(args.name, []), self._parents[args.name])
         )
+        if args.typ == "random:index/randomPassword:RandomPassword":  # what the provider would generate
+            return f"{args.name}-id", {**args.inputs, "result": f"{args.name}-generated"}
         return f"{args.name}-id", args.inputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -264,7 +271,7 @@ def test_api_keys_are_secret_inputs_and_named_by_tenant(full: tuple[Recorder, di
     recorder, _ = full
     keys = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-api-keys")
     assert keys.secret_paths == ["stringData"], f"{keys.name}: API keys must arrive as a Pulumi secret"
-    assert set(keys.inputs["stringData"]) == {"acme", "beta"}
+    assert set(keys.inputs["stringData"]) == {"acme", "beta", HEALTH_CLIENT}, "the tenants and the health prober"
     fallback = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-fallback-key")
     assert fallback.secret_paths == ["stringData"]
     assert set(fallback.inputs["stringData"]) == {"apiKey"}
@@ -305,17 +312,18 @@ def test_anonymous_only_when_asked_and_then_limited_per_client_ip() -> None:
 # --- health: the one unauthenticated path ------------------------------------------------------
 
 
-def test_health_path_is_open_and_reaches_every_model(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_health_path_is_open_and_answered_by_the_prober(full: tuple[Recorder, dict[str, Any]]) -> None:
     recorder, _ = full
     route = recorder.one("HTTPRoute", health=True).inputs
     (rule,) = route["spec"]["rules"]
     assert rule["matches"] == [{"path": {"type": "Exact", "value": "/health"}, "method": "GET"}]
-    assert "filters" not in rule, "the engines answer /health themselves"
+    assert "filters" not in rule, "the prober answers /health itself"
     (backend_ref,) = rule["backendRefs"]
-    backend = recorder.one("Backend", health=True).inputs
-    assert (backend_ref["kind"], backend_ref["name"]) == ("Backend", backend["metadata"]["name"])
-    hosts = [e["fqdn"]["hostname"] for e in backend["spec"]["endpoints"]]
-    assert hosts == [f"{m.service_name}.{NAMESPACE}.svc.cluster.local" for m in MODELS]
+    service = recorder.one("Service", health=True).inputs
+    assert backend_ref == {"group": "", "kind": "Service", "name": service["metadata"]["name"], "port": 8080}
+    assert recorder.by_kind("Backend", health=True) == [], "nothing goes straight to the engines"
+    deployment = recorder.one("Deployment", health=True).inputs
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
     # Open: a route-level policy allowing everyone, on this route only; the Gateway's still asks for keys.
     open_policy = recorder.one("SecurityPolicy", health=True).inputs["spec"]
     assert open_policy["targetRefs"] == [
@@ -326,12 +334,112 @@ def test_health_path_is_open_and_reaches_every_model(full: tuple[Recorder, dict[
         "authorization",
     }
     assert "apiKeyAuth" in recorder.one("SecurityPolicy").inputs["spec"]
-    # Every model is tried before the region is reported down; the checkers are not rate limited.
+    # A prober's 503 is its verdict: only a connection failure is retried on the other replica.
     traffic = recorder.one("BackendTrafficPolicy", health=True).inputs["spec"]
-    assert traffic["retry"]["numRetries"] + 1 >= len(MODELS) and "rateLimit" not in traffic
-    # Route 53 wants an answer within 2 s of connecting; every endpoint gets its attempt within that.
+    assert traffic["retry"]["retryOn"] == {"triggers": ["connect-failure", "reset"]} and "rateLimit" not in traffic
+    # Route 53 wants an answer within 2 s of connecting; every attempt fits within that.
     whole, attempt = _ms(rule["timeouts"]["request"]), _ms(traffic["retry"]["perRetry"]["timeout"])
-    assert whole < 2000 and attempt * len(MODELS) <= whole
+    assert whole < 2000 and attempt * (traffic["retry"]["numRetries"] + 1) <= whole
+
+
+def _container_env(deployment: Recorded) -> dict[str, str]:
+    (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def test_the_prober_calls_every_model_through_the_gateway_with_its_own_secret_key(
+    full: tuple[Recorder, dict[str, Any]],
+) -> None:
+    recorder, _ = full
+    deployment = recorder.one("Deployment", health=True)
+    env = _container_env(deployment)
+    # Through this Gateway's Envoy proxy (its in-cluster Service, the HTTPS listener), as the public name.
+    assert env["LLMFLEET_PROBE_TARGET"] == f"https://{NAME}-envoy.envoy-gateway-system.svc.cluster.local:443"
+    assert env["LLMFLEET_PROBE_HOST"] == "api.example.com"
+    assert env["LLMFLEET_PROBE_MODELS"].split(",") == [m.model for m in MODELS]
+    assert "LLMFLEET_PROBE_KEY" not in env, "the key is a mounted file, never the environment"
+    # The key: a generated secret, in the prober's Secret and in the API-key policy's Secret as its own client.
+    key_secret = next(r for r in recorder.by_kind("Secret", health=True) if r.name == f"{NAME}-health-key")
+    assert key_secret.secret_paths, f"{key_secret.name}: the health key must be a Pulumi secret"
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert mounted == {key_secret.inputs["metadata"]["name"]}
+    (container,) = pod["containers"]
+    key_mount = next(m for m in container["volumeMounts"] if m["name"] != "code")
+    assert env["LLMFLEET_PROBE_KEY_FILE"] == f"{key_mount['mountPath']}/apiKey"
+    passwords = [r.name for r in recorder.resources if r.type == "random:index/randomPassword:RandomPassword"]
+    assert f"{NAME}-health-password" in passwords
+    keys = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-api-keys")
+    assert keys.inputs["stringData"][HEALTH_CLIENT] == key_secret.inputs["stringData"]["apiKey"]
+    assert key_secret.inputs["stringData"]["apiKey"] == f"{NAME}-health-password-generated"
+    # The code it runs is this repository's prober, on the pinned image.
+    code = recorder.one("ConfigMap", health=True).inputs["data"]["prober.py"]
+    assert code == (Path(prober.__file__)).read_text()
+    assert container["image"] == pins.image("health-prober")
+    assert container["command"] == ["python", "/app/prober.py"]
+
+
+def test_the_prober_is_locked_down(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    pod = recorder.one("Deployment", health=True).inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    assert set(container["resources"]["requests"]) == {"cpu", "memory"}
+    (policy,) = [r for r in recorder.by_kind("NetworkPolicy", health=True)]
+    spec = policy.inputs["spec"]
+    envoy = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}},
+        "podSelector": {"matchLabels": {ENVOY_PROXY_LABEL: NAME}},
+    }
+    selector = recorder.one("Deployment", health=True).inputs["spec"]["selector"]["matchLabels"]
+    assert spec["podSelector"]["matchLabels"] == selector
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert spec["ingress"] == [{"from": [envoy], "ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert spec["egress"][0] == {"to": [envoy]}
+    assert [p["port"] for p in spec["egress"][1]["ports"]] == [53, 53]
+
+
+def test_the_health_client_is_held_to_no_budget(full: tuple[Recorder, dict[str, Any]]) -> None:
+    recorder, _ = full
+    rules = recorder.one("BackendTrafficPolicy").inputs["spec"]["rateLimit"]["global"]["rules"]
+    default = [r for r in rules if r["clientSelectors"][0]["headers"][0]["type"] == "Distinct"]
+    assert default, "the default budget rules"
+    for rule in default:
+        (excluded,) = [h for h in rule["clientSelectors"][0]["headers"] if h.get("invert")]
+        assert re.fullmatch(excluded["value"], HEALTH_CLIENT), excluded
+    exact = [h["value"] for r in rules for h in r["clientSelectors"][0]["headers"] if h["type"] == "Exact"]
+    assert HEALTH_CLIENT not in exact
+
+
+def test_a_tenant_cannot_take_the_health_clients_name() -> None:
+    with pytest.raises(ValueError, match="llmfleet-health"):
+        render(full_args(tenants=[*TENANTS, Tenant(HEALTH_CLIENT, api_key="k")]))
+
+
+def test_anonymous_gateways_probe_without_a_key() -> None:
+    recorder, _ = render(full_args(tenants=[], fallback=None, allow_anonymous=True))
+    env = _container_env(recorder.one("Deployment", health=True))
+    assert "LLMFLEET_PROBE_KEY_FILE" not in env
+    assert recorder.by_kind("Secret", health=True) == [], "no key to hold"
+
+
+def test_jwt_gateways_keep_the_engines_health_route() -> None:
+    """No key the prober could hold: the route still goes to every engine's /health (docs/security.md)."""
+    jwt = JwtAuth(issuer="https://id.example.com", jwks_uri="https://id.example.com/jwks")
+    recorder, _ = render(full_args(tenants=[], jwt=jwt, fallback=None))
+    assert recorder.by_kind("Deployment", health=True) == []
+    backend = recorder.one("Backend", health=True).inputs
+    hosts = [e["fqdn"]["hostname"] for e in backend["spec"]["endpoints"]]
+    assert hosts == [f"{m.service_name}.{NAMESPACE}.svc.cluster.local" for m in MODELS]
+    traffic = recorder.one("BackendTrafficPolicy", health=True).inputs["spec"]
+    assert traffic["retry"]["numRetries"] + 1 >= len(MODELS)
 
 
 def _ms(duration: str) -> int:
@@ -380,12 +488,12 @@ def test_limits_match_the_stack(full: tuple[Recorder, dict[str, Any]]) -> None:
                 "key": "llm_total_token",
             }
         if who == "default":
-            # everyone else, each tenant its own bucket, but not the tenants with their own limits
+            # everyone else, each tenant its own bucket, but not the tenants with their own limits nor the prober
             assert headers[0] == {"name": "x-tenant-id", "type": "Distinct"}
             assert headers[1] == {
                 "name": "x-tenant-id",
                 "type": "RegularExpression",
-                "value": "^(acme)$",
+                "value": r"^(acme|llmfleet\-health)$",
                 "invert": True,
             }
     assert limits == {

@@ -18,6 +18,7 @@ import yaml
 from conftest import StackWriter
 
 from components.fleet import INFERENCE_POD_LABELS
+from components.gateway.health import HEALTH_CLIENT
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from components.gateway.routes import ENVOY_PROXY_LABEL
 from components.gateway.types import AI_GATEWAY_METADATA_NAMESPACE, MODEL_HEADER, TENANT_HEADER, TOTAL_TOKENS_KEY
@@ -227,8 +228,16 @@ def test_only_the_load_balancers_health_path_is_open(stack: Stack) -> None:
         assert policy["spec"]["targetRefs"] == [
             {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route["metadata"]["name"]}
         ]
-        hosts = [e["fqdn"]["hostname"] for e in stack.one(key, "Backend", "-health")["spec"]["endpoints"]]
-        assert len(hosts) == len(stack.spec.models_in(region)), key
+        # Answered by the prober, which sends a completion of every model through this region's own proxy.
+        (backend,) = rule["backendRefs"]
+        prober = stack.one(key, "Deployment", "-health-prober")
+        assert (backend["kind"], backend["name"]) == ("Service", prober["metadata"]["name"]), key
+        (container,) = prober["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        envoy = stack.one(key, "EnvoyProxy")["spec"]["provider"]["kubernetes"]["envoyService"]["name"]
+        assert env["LLMFLEET_PROBE_TARGET"].split("://")[1].startswith(f"{envoy}.envoy-gateway-system.svc"), key
+        served = {m.name for m in stack.spec.models_in(region)}
+        assert served <= set(env["LLMFLEET_PROBE_MODELS"].split(",")), key
 
 
 def test_gateway_keys_are_secrets_and_never_plain(stack: Stack) -> None:
@@ -238,7 +247,9 @@ def test_gateway_keys_are_secrets_and_never_plain(stack: Stack) -> None:
         secrets = {r.name: r for r, _ in stack.region_objects(region.key, "Secret")}
         if tenants:
             keys = secrets[f"{region.key}-gateway-api-keys"]
-            assert sorted(keys.inputs["stringData"]) == sorted(tenants)
+            # The health prober is a client of its own where the load balancer checks the region.
+            prober = [HEALTH_CLIENT] if stack.spec.load_balancer else []
+            assert sorted(keys.inputs["stringData"]) == sorted([*tenants, *prober])
             assert keys.secret_fields & {"stringData", *(f"stringData.{t}" for t in tenants)}, keys.urn
         if stack.spec.gateway.fallback:
             fallback = secrets[f"{region.key}-gateway-fallback-key"]

@@ -7,7 +7,7 @@ access off, the policy denies everything: the gateway is closed, never silently 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -44,9 +44,13 @@ def auth_mode(tenants: Sequence[Tenant], jwt: JwtAuth | None, allow_anonymous: b
     return AuthMode.API_KEYS if tenants else AuthMode.CLOSED
 
 
-def api_key_data(tenants: Sequence[Tenant]) -> pulumi.Output[dict[str, str]]:
-    """Secret data: client id (tenant name) -> key. Secret end to end: the keys are never unwrapped in plain."""
-    keys = {t.name: t.api_key for t in tenants if t.api_key is not None}
+def api_key_data(
+    tenants: Sequence[Tenant], extra: Mapping[str, pulumi.Input[str]] | None = None
+) -> pulumi.Output[dict[str, str]]:
+    """Secret data: client id (tenant name, or an `extra` client such as the health prober) -> key. Secret end to
+    end: the keys are never unwrapped in plain."""
+    keys: dict[str, pulumi.Input[str]] = {t.name: t.api_key for t in tenants if t.api_key is not None}
+    keys.update(extra or {})
     return pulumi.Output.secret(pulumi.Output.all(**keys)).apply(lambda data: {str(k): str(v) for k, v in data.items()})
 
 

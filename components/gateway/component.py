@@ -14,11 +14,13 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.gateway import auth, certificates, fallback, health, limits, priority, routes
 from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from components.gateway.isolation import inference_egress_policy, inference_ingress_policy
-from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, Names
+from components.gateway.prober_deploy import KEY_FILE_KEY, PROBER_PORT, PROBER_REPLICAS, ProberTarget, deploy_prober
+from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, HTTP_PORT, HTTPS_PORT, Names
 from components.gateway.types import (
     INFERENCE_POOL_GROUP,
     INFERENCE_POOL_KIND,
@@ -67,8 +69,9 @@ class GatewayArgs:
     replicas: int = 2
     """Envoy proxy replicas."""
     health_path: str | None = None
-    """GET path answered without credentials while any model of the region serves, for DNS health
-    checkers (they send no headers); None: no unauthenticated path at all."""
+    """GET path answered without credentials, for DNS health checkers (they send no headers): 200 while a one-token
+    completion of every model through this gateway succeeds (the health prober; JWT and closed gateways: while
+    any model's engine answers its own /health); None: no unauthenticated path at all."""
     inference_pod_selector: Mapping[str, str] | None = None
     """Labels of the inference pods; given, NetworkPolicies admit only the gateway (and Prometheus) to them and
     let them reach only DNS and public HTTPS (the weights download)."""
@@ -112,6 +115,7 @@ class Gateway(pulumi.ComponentResource):
         self._after = pulumi.ResourceOptions(parent=self, depends_on=ready)
         hostnames = routes.listener_hostnames(args.hostname, args.region_hostname)
         self._listeners = routes.serving_listeners(args.tls, hostnames)
+        self._health_key = self._prober_key() if args.health_path is not None else None
 
         self._routes(hostnames)
         if args.tls.secret_name:
@@ -226,7 +230,10 @@ class Gateway(pulumi.ComponentResource):
                 f"{self._names.base}-api-keys",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=self._names.api_keys, namespace=self._args.namespace),
                 type="Opaque",
-                string_data=auth.api_key_data(self._args.tenants),
+                string_data=auth.api_key_data(
+                    self._args.tenants,
+                    {health.HEALTH_CLIENT: self._health_key.result} if self._health_key is not None else None,
+                ),
                 opts=self._after,
             )
         if spec is not None:
@@ -238,7 +245,8 @@ class Gateway(pulumi.ComponentResource):
         One policy, because a route-level policy replaces rather than merges with another on the same target.
         """
         spec: dict[str, Any] = {"targetRefs": [routes.ref("HTTPRoute", self._names.route)]}
-        rules = limits.rate_limit_rules(self._mode, self._args.tenants, self._args.default_limits)
+        exempt = [health.HEALTH_CLIENT] if self._health_key is not None else []
+        rules = limits.rate_limit_rules(self._mode, self._args.tenants, self._args.default_limits, exempt)
         if rules:
             spec["rateLimit"] = {"global": {"rules": rules}}
         if self._args.fallback is not None:
@@ -280,14 +288,57 @@ class Gateway(pulumi.ComponentResource):
         }
         self._custom("engine-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, self._names.engine_key, spec)
 
+    def _prober_key(self) -> random.RandomPassword | None:
+        """The health prober's own API key, on gateways that authenticate by API key (None otherwise)."""
+        if self._mode is not auth.AuthMode.API_KEYS:
+            return None
+        if any(t.name == health.HEALTH_CLIENT for t in self._args.tenants):
+            raise ValueError(f"tenant name {health.HEALTH_CLIENT!r} is the health prober's: rename the tenant")
+        return random.RandomPassword(f"{self._names.base}-health-password", length=48, special=False, opts=self._after)
+
     def _health(self, path: str) -> None:
         names, models = self._names, self._args.models
+        if self._mode in (auth.AuthMode.API_KEYS, auth.AuthMode.ANONYMOUS):
+            deploy_prober(
+                self._names.base, names, self._args.namespace, self._prober_target(), self._prober_secret(), self._after
+            )
+            spec = health.route_spec(names, self._listeners, path, (f"{names.health}-prober", PROBER_PORT))
+            self._custom("health-route", "HTTPRoute", GATEWAY_API, names.health, spec)
+            self._open_health()
+            spec = health.traffic_policy_spec(names, PROBER_REPLICAS, prober=True)
+            self._custom("health-traffic-policy", "BackendTrafficPolicy", ENVOY_GATEWAY_API, names.health, spec)
+            return
         spec = health.backend_spec(models, self._args.namespace)
         self._custom("health-backend", "Backend", ENVOY_GATEWAY_API, names.health, spec)
         spec = health.route_spec(names, self._listeners, path)
         self._custom("health-route", "HTTPRoute", GATEWAY_API, names.health, spec)
-        if self._mode is not auth.AuthMode.ANONYMOUS:
-            spec = health.security_policy_spec(names)
-            self._custom("health-security-policy", "SecurityPolicy", ENVOY_GATEWAY_API, names.health, spec)
+        self._open_health()
         spec = health.traffic_policy_spec(names, len(models))
         self._custom("health-traffic-policy", "BackendTrafficPolicy", ENVOY_GATEWAY_API, names.health, spec)
+
+    def _open_health(self) -> None:
+        if self._mode is not auth.AuthMode.ANONYMOUS:
+            spec = health.security_policy_spec(self._names)
+            self._custom("health-security-policy", "SecurityPolicy", ENVOY_GATEWAY_API, self._names.health, spec)
+
+    def _prober_target(self) -> ProberTarget:
+        """The Envoy proxy's in-cluster Service, with the name its serving listener answers to."""
+        tls = self._args.tls
+        port = HTTPS_PORT if tls.secret_name else HTTP_PORT
+        address = f"{self._names.envoy_service}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local"
+        return ProberTarget(
+            url=f"{tls.scheme}://{address}:{port}",
+            host=self._args.hostname or self._args.region_hostname,
+            models=[m.model for m in self._args.models],
+        )
+
+    def _prober_secret(self) -> k8s.core.v1.Secret | None:
+        if self._health_key is None:
+            return None
+        return k8s.core.v1.Secret(
+            f"{self._names.base}-health-key",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{self._names.health}-key", namespace=self._args.namespace),
+            type="Opaque",
+            string_data={KEY_FILE_KEY: pulumi.Output.secret(self._health_key.result)},
+            opts=self._after,
+        )

@@ -1,13 +1,17 @@
 """The one path open without credentials: the region's health, for the global load balancer's checkers.
 
-DNS health checkers (Route 53, Cloud DNS) send no headers, so the path cannot sit behind the API-key
-or JWT policy. `GET <health_path>` goes to the model servers' own `/health` (200 only while a model is
-loaded and serving), so a 200 proves DNS, TLS, the gateway and an engine all work.
+DNS health checkers (Route 53, Cloud DNS) send a bare GET with no headers, so the path cannot sit behind
+the API-key or JWT policy, and the AI Gateway does not process a bodiless GET. So `GET <health_path>` goes
+to the region's health prober (prober.py, deployed by prober_deploy.py), which sends a real one-token chat
+completion of every served model through this Gateway's proxy with the gateway's own health key, and
+answers 200 only while all of them succeeded recently: a 200 proves DNS, TLS, the proxy, auth, the AI
+Gateway's processor and routing, the engine key and every model's engine.
 
-A region is healthy while ANY of its models serves: DNS moves whole regions, and a single model that
-is down is the in-region fallback's business, not a reason to send every model's clients elsewhere.
-So one Backend lists every model Service as an endpoint, and a failed attempt is retried on another:
-as many retries as there are endpoints (Envoy Gateway adds the previous-hosts predicate to retries).
+The health key is a client of the API-key policy like a tenant, named HEALTH_CLIENT, and held to no budget
+(limits.py leaves it out). JWT gateways have no key the prober could hold, and closed gateways serve nobody:
+there the route still goes from Envoy straight to the engines' own `/health` (docs/security.md), where a
+region is healthy while ANY of its models serves, one Backend listing every model Service as an endpoint.
+
 A route-level SecurityPolicy that allows everything replaces the Gateway's on this route only.
 """
 
@@ -22,6 +26,8 @@ from components.gateway.routes import Names, listener_refs, ref, service_endpoin
 from components.gateway.types import ModelBackend
 from components.inference.engine import HEALTH_PATH as ENGINE_HEALTH_PATH
 
+HEALTH_CLIENT = "llmfleet-health"
+"""The prober's client id at the API-key policy (so no tenant may take this name)."""
 HEALTH_TIMEOUT = "1800ms"
 """Whole request, retries included: Route 53 wants a 2xx/3xx within 2 s of connecting (Route 53
 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy")."""
@@ -34,14 +40,20 @@ def backend_spec(models: Sequence[ModelBackend], namespace: pulumi.Input[str]) -
     return {"endpoints": [service_endpoint(m.service_name, namespace, m.port) for m in models]}
 
 
-def route_spec(names: Names, listeners: Sequence[str], path: str) -> dict[str, Any]:
-    """`GET <path>` exactly -> the engines' own health endpoint, with a short timeout."""
+def route_spec(
+    names: Names, listeners: Sequence[str], path: str, prober: tuple[str, int] | None = None
+) -> dict[str, Any]:
+    """`GET <path>` exactly -> the prober Service `(name, port)`'s `/health`, or (None) the engines' own, with a
+    short timeout."""
+    backend: dict[str, Any] = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": names.health}
+    if prober is not None:
+        backend = {"group": "", "kind": "Service", "name": prober[0], "port": prober[1]}
     rule: dict[str, Any] = {
         "matches": [{"path": {"type": "Exact", "value": path}, "method": "GET"}],
-        "backendRefs": [{"group": "gateway.envoyproxy.io", "kind": "Backend", "name": names.health}],
+        "backendRefs": [backend],
         "timeouts": {"request": HEALTH_TIMEOUT},
     }
-    if path != ENGINE_HEALTH_PATH:
+    if path != ENGINE_HEALTH_PATH:  # the prober answers on the same path as the engines
         rule["filters"] = [
             {
                 "type": "URLRewrite",
@@ -56,8 +68,18 @@ def security_policy_spec(names: Names) -> dict[str, Any]:
     return {"targetRefs": [ref("HTTPRoute", names.health)], "authorization": {"defaultAction": "Allow"}}
 
 
-def traffic_policy_spec(names: Names, endpoints: int) -> dict[str, Any]:
-    """Try every endpoint before answering unhealthy; no rate limit on the checkers."""
+def traffic_policy_spec(names: Names, endpoints: int, prober: bool = False) -> dict[str, Any]:
+    """Try every endpoint before answering unhealthy; no rate limit on the checkers. A prober's 503 is its
+    verdict, not a failed attempt: only connection failures are retried on the other replica."""
+    if prober:
+        return {
+            "targetRefs": [ref("HTTPRoute", names.health)],
+            "retry": {
+                "numRetries": max(endpoints - 1, 1),
+                "perRetry": {"timeout": ATTEMPT_TIMEOUT},
+                "retryOn": {"triggers": ["connect-failure", "reset"]},
+            },
+        }
     return {
         "targetRefs": [ref("HTTPRoute", names.health)],
         "retry": {

@@ -22,8 +22,11 @@ from components.gateway.types import AI_GATEWAY_METADATA_NAMESPACE, TENANT_HEADE
 Selector = dict[str, Any]
 
 
-def rate_limit_rules(mode: AuthMode, tenants: Sequence[Tenant], default: RateLimit) -> list[dict[str, Any]]:
-    """The global rate-limit rules of one gateway (empty when nothing is limited)."""
+def rate_limit_rules(
+    mode: AuthMode, tenants: Sequence[Tenant], default: RateLimit, exempt: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The global rate-limit rules of one gateway (empty when nothing is limited); `exempt` clients (the health
+    prober) are held to no budget: left out of the default rule like tenants with their own limits."""
     if mode is AuthMode.CLOSED:
         return []
     if mode is AuthMode.ANONYMOUS:
@@ -35,8 +38,9 @@ def rate_limit_rules(mode: AuthMode, tenants: Sequence[Tenant], default: RateLim
         selector = {"headers": [{"name": TENANT_HEADER, "type": "Exact", "value": tenant.name}]}
         rules += _budget_rules(selector, tenant.limits)
     everyone_else: list[dict[str, Any]] = [{"name": TENANT_HEADER, "type": "Distinct"}]
-    if own:
-        pattern = "^(" + "|".join(re.escape(t.name) for t in own) + ")$"
+    excluded = [t.name for t in own] + list(exempt)
+    if excluded:
+        pattern = "^(" + "|".join(re.escape(name) for name in excluded) + ")$"
         everyone_else.append({"name": TENANT_HEADER, "type": "RegularExpression", "value": pattern, "invert": True})
     rules += _budget_rules({"headers": everyone_else}, default)
     return rules
