@@ -25,6 +25,7 @@ class Kind(StrEnum):
     ENGINE = "engines"
     EKS_ADDON = "eks_addons"
     CRD_SET = "crd_sets"
+    KUBERNETES = "kubernetes"
 
 
 class Source(BaseModel):
@@ -74,6 +75,7 @@ class PinTable(BaseModel):
     engines: tuple[Pin, ...]
     eks_addons: tuple[Pin, ...]
     crd_sets: tuple[Pin, ...]
+    kubernetes: tuple[Pin, ...]
 
     @model_validator(mode="after")
     def _consistent(self) -> PinTable:
@@ -129,6 +131,11 @@ def engine(id: str) -> str:
 def eks_addon(id: str) -> str:
     """An EKS add-on's pinned build (`v1.20.4-eksbuild.2`)."""
     return table().get(Kind.EKS_ADDON, id).version
+
+
+def kubernetes(id: str) -> str:
+    """The Kubernetes minor a created cluster runs unless the stack sets `kubernetes_version` (`eks`)."""
+    return table().get(Kind.KUBERNETES, id).version
 
 
 def crd_set(id: str) -> Pin:

@@ -64,9 +64,14 @@ def unpinned_releases(releases: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def unpinned_eks_addons(index: Iterable[dict[str, Any]]) -> list[str]:
-    """resources.json entries of EKS add-ons whose version is not the add-on's pin (or missing)."""
+    """resources.json entries of EKS add-ons (and clusters) whose version is not the pin (or missing): the
+    add-on builds are pinned for the pinned cluster version (a stack setting kubernetes_version shows here)."""
     problems: list[str] = []
     for entry in index:
+        if entry["type"] == "aws:eks/cluster:Cluster" and entry["inputs"].get("version") != pins.kubernetes("eks"):
+            problems.append(
+                f"{entry['urn']}: version {entry['inputs'].get('version')!r}, pinned {pins.kubernetes('eks')!r}"
+            )
         if entry["type"] != "aws:eks/addon:Addon":
             continue
         inputs = entry["inputs"]

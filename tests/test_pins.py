@@ -96,3 +96,7 @@ def test_the_render_checks_catch_an_unpinned_image_release_or_addon() -> None:
     assert unpinned_eks_addons([addon]) == ["u: addonVersion None, pinned " + repr(pins.eks_addon("vpc-cni"))]
     addon["inputs"]["addonVersion"] = pins.eks_addon("vpc-cni")
     assert unpinned_eks_addons([addon]) == []
+    cluster: dict[str, Any] = {"type": "aws:eks/cluster:Cluster", "urn": "c", "inputs": {}}
+    assert unpinned_eks_addons([cluster]) == [f"c: version None, pinned {pins.kubernetes('eks')!r}"]
+    cluster["inputs"]["version"] = pins.kubernetes("eks")
+    assert unpinned_eks_addons([cluster]) == []

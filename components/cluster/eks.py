@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components import pins
 from components.cluster.args import ClusterArgs
 from components.cluster.eks_addons import ebs_csi_addon, network_policy_addon
 from components.cluster.kubeconfig import eks_kubeconfig
@@ -257,7 +258,8 @@ def create_eks(name: str, args: ClusterArgs, cluster_name: str, child: pulumi.Re
         f"{name}-eks",
         name=cluster_name,
         role_arn=cluster_role.arn,
-        version=args.kubernetes_version,
+        # Pinned by default: the EKS add-on builds in components/pins.yaml are the ones for this version.
+        version=args.kubernetes_version or pins.kubernetes("eks"),
         vpc_config=aws.eks.ClusterVpcConfigArgs(
             subnet_ids=[s.id for s in [*private, *public]],
             # Nodes reach the API inside the VPC; from outside, only the stack's CIDRs.
