@@ -313,7 +313,7 @@ class Gateway(pulumi.ComponentResource):
         spec = health.route_spec(names, self._listeners, path)
         self._custom("health-route", "HTTPRoute", GATEWAY_API, names.health, spec)
         self._open_health()
-        spec = health.traffic_policy_spec(names, len(models))
+        spec = health.traffic_policy_spec(names, len(health.backend_spec(models, self._args.namespace)["endpoints"]))
         self._custom("health-traffic-policy", "BackendTrafficPolicy", ENVOY_GATEWAY_API, names.health, spec)
 
     def _open_health(self) -> None:

@@ -36,8 +36,10 @@ ATTEMPT_TIMEOUT = "600ms"
 
 
 def backend_spec(models: Sequence[ModelBackend], namespace: pulumi.Input[str]) -> dict[str, Any]:
-    """Every model Service of the region as one endpoint list (Envoy balances and retries across them)."""
-    return {"endpoints": [service_endpoint(m.service_name, namespace, m.port) for m in models]}
+    """Every model Service of the region (both parts of a GPU mix) as one endpoint list (Envoy balances and retries
+    across them)."""
+    targets = [t for m in models for t in ([(p.service_name, p.port) for p in m.split] or [(m.service_name, m.port)])]
+    return {"endpoints": [service_endpoint(service, namespace, port) for service, port in targets]}
 
 
 def route_spec(
