@@ -12,6 +12,7 @@ import yaml
 from test_sizing_mix import CATALOG, ETA, US_EAST_1, request
 from typer.testing import CliRunner
 
+from components.gateway import CanaryBackend, ModelBackend, SplitBackend, health
 from components.inference.vllm import args as vllm_args
 from components.sizing.planner import plan_deployment
 from components.sizing.types import Quantization
@@ -211,3 +212,13 @@ def test_the_rollout_revision_follows_the_deployed_parts(tmp_path: Path) -> None
     name, spec = load_stack(None, write(mixed_70b(deploy_mix=False), tmp_path))
     advice = build_plan(name, spec).deployments
     assert region_revision(deployed)[0] != region_revision(advice)[0]
+
+
+def test_a_canary_beside_weighted_parts_is_refused() -> None:
+    parts = (SplitBackend("l40s", "chat-l40s", 60), SplitBackend("a10g", "chat-a10g", 40))
+    assert ModelBackend("chat", "chat-l40s", split=parts).split == parts
+    # The region's health check (with global load balancing) reaches either part.
+    spec = health.backend_spec([ModelBackend("chat", "chat-l40s", split=parts), ModelBackend("x", "x")], "ns")
+    assert len(spec["endpoints"]) == 3  # each part, and the other model's Service (hostnames are Outputs)
+    with pytest.raises(ValueError, match="canary beside a GPU mix"):
+        ModelBackend("chat", "chat-l40s", canary=CanaryBackend("b", "chat-b", 10), split=parts)
