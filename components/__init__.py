@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from components.inference import ModelCache as ModelCache
     from components.keda import Keda as Keda
     from components.keda import KedaArgs as KedaArgs
+    from components.loadgen import LoadGenerator as LoadGenerator
+    from components.loadgen import LoadGeneratorArgs as LoadGeneratorArgs
     from components.nodepool import GPU_TAINT_KEY as GPU_TAINT_KEY
     from components.nodepool import GpuNodePool as GpuNodePool
     from components.nodepool import GpuNodePoolArgs as GpuNodePoolArgs
@@ -37,6 +39,8 @@ _EXPORTS = {
     "ModelCache": "components.inference",
     "Keda": "components.keda",
     "KedaArgs": "components.keda",
+    "LoadGenerator": "components.loadgen",
+    "LoadGeneratorArgs": "components.loadgen",
     "GPU_TAINT_KEY": "components.nodepool",
     "GpuNodePool": "components.nodepool",
     "GpuNodePoolArgs": "components.nodepool",
@@ -55,6 +59,8 @@ __all__ = [
     "InferenceServiceArgs",
     "Keda",
     "KedaArgs",
+    "LoadGenerator",
+    "LoadGeneratorArgs",
     "ModelCache",
     "RegionalFleet",
     "RegionalFleetArgs",
