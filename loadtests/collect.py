@@ -30,6 +30,8 @@ it is not scheduled), the probe does.
 from __future__ import annotations
 
 import logging
+import struct
+import subprocess
 import sys
 import time
 import weakref
@@ -64,6 +66,14 @@ LATE_SHARE_OVERLOADED = 0.01
 """Above this share of late starts the run is invalid: the generator, not the server, set the pace."""
 LAG_PROBE_S = 0.05
 """How often each process measures its event-loop lag (20 wake-ups a second: negligible work)."""
+_BEACON = (
+    "import os, struct, sys, time\n"
+    "every = float(sys.argv[1])\n"
+    "while True:\n"
+    "    os.write(1, struct.pack('d', time.perf_counter()))\n"
+    "    time.sleep(every)\n"
+)
+"""The beacon process: CLOCK_MONOTONIC stamps (perf_counter, the same clock in every process on Linux)."""
 
 
 @events.init_command_line_parser.add_listener
@@ -121,6 +131,8 @@ class SampleCollector:
         """(when, lag s) of this process's probe; a worker sends and clears it with each report."""
         self._worker_lag: dict[str, list[tuple[float, float]]] = {}
         self._probe: gevent.Greenlet[Any] | None = None
+        self._beacon_reader: gevent.Greenlet[Any] | None = None
+        self._beacon: subprocess.Popen[bytes] | None = None
 
     # -- recording (every process) -------------------------------------------------------------
 
@@ -155,9 +167,16 @@ class SampleCollector:
             self.samples.append(timed_out_sample(started_at, scheduled_at, max_tokens, error, streamed))
         self._open.clear()
         self._sealed = True
-        if self._probe is not None:
-            self._probe.kill(block=False)
-            self._probe = None
+        self._stop_probes()
+
+    def _stop_probes(self) -> None:
+        for greenlet in (self._probe, self._beacon_reader):
+            if greenlet is not None:
+                greenlet.kill(block=False)
+        self._probe = self._beacon_reader = None
+        if self._beacon is not None:
+            self._beacon.kill()
+            self._beacon = None
 
     def request_timeout_s(self) -> float:
         """--llm-request-timeout, or REQUEST_TIMEOUT_E2E_MULTIPLE x the SLO's E2E p99 target."""
@@ -173,6 +192,41 @@ class SampleCollector:
     def drain_timeout_s(self) -> float:
         given = float(getattr(self.environment.parsed_options, "llm_drain_timeout", 0.0) or 0.0)
         return given if given > 0 else self.request_timeout_s() + DRAIN_MARGIN_S
+
+    def _start_probes(self) -> None:
+        if self._probe is None:
+            self._probe = gevent.spawn(self._measure_loop_lag)
+        if self._beacon is None:
+            # A separate OS process (not gevent) stamps the time every LAG_PROBE_S into a pipe; reading
+            # each stamp is an I/O event like a response chunk, so its lateness is the delay a response
+            # waits between arriving and its handler running (the process busy with other users, or
+            # not scheduled). A timer alone sees only part of it (measured: a timer p95 of 58 ms while
+            # first tokens were read ~230 ms late).
+            try:
+                self._beacon = subprocess.Popen(
+                    [sys.executable, "-c", _BEACON, str(LAG_PROBE_S)],
+                    stdout=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:  # the timer probe still runs
+                logger.warning("generator I/O probe not started (%s): event-loop lag from the timer only", exc)
+                return
+            self._beacon_reader = gevent.spawn(self._read_beacon, self._beacon)
+
+    def _read_beacon(self, beacon: subprocess.Popen[bytes]) -> None:
+        assert beacon.stdout is not None
+        pending = b""
+        while True:
+            data = beacon.stdout.read(8)  # cooperative: Locust runs with gevent's subprocess
+            if not data:
+                return
+            now = time.perf_counter()
+            pending += data
+            while len(pending) >= 8:
+                (stamp,) = struct.unpack("d", pending[:8])
+                pending = pending[8:]
+                self.loop_lag.append((stamp, max(now - stamp, 0.0)))
 
     def _measure_loop_lag(self) -> None:
         while True:
@@ -257,8 +311,7 @@ class SampleCollector:
         self.late_starts = self.scheduled_starts = 0
         self.loop_lag.clear()
         self._worker_lag.clear()
-        if self._probe is None:
-            self._probe = gevent.spawn(self._measure_loop_lag)
+        self._start_probes()
 
     def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
         runner = environment.runner
@@ -337,6 +390,8 @@ class SampleCollector:
             "request_timeout_s": self.request_timeout_s(),
         }
         problems = _run_problems(environment, self._workers_pending)
+        if lag_p95_ms is None and ended_at - (started_at + warmup_s) > 1.0:
+            problems.append("the load generator's health was not measured (no event-loop probe reading)")
         if problems:
             verdict.valid = False
             verdict.reasons.extend(problems)

@@ -21,10 +21,9 @@ Rules (issue 6, docs/loadtesting.md):
   achieved arrival rate fell short of its target, no request ever reaching the server (every judged
   request refused, unresolved or failing TLS: a typo in --host is not a breach), or the generator's own
   delay (its event-loop lag, p95 of its worst process) over GENERATOR_LAG_SHARE of the TTFT target
-  *and* able to have made the verdict: a latency breach within the worst lag of its target, a goodput
-  breach, or a TPOT pass within worst lag / (n_out - 1) of its target. The lag only adds to TTFT and
-  E2E, so their passes stand, and a breach beyond twice the worst lag is the server's (exit 3). The lag
-  is in the verdict's `generator` metrics either way.
+  *and* able to have made the verdict: any latency or goodput breach, or a TPOT pass within worst lag
+  / (n_out - 1) of its target. The lag only adds to TTFT and E2E, so their passes stand; an error-rate
+  breach stands. The lag is in the verdict's `generator` metrics either way.
 """
 
 from __future__ import annotations
@@ -58,10 +57,9 @@ REQUEST_TIMEOUT_E2E_MULTIPLE = 2.0
 """Default request deadline: this many times the SLO's E2E p99 target (a request that slow has failed it)."""
 DRAIN_MARGIN_S = 2.0
 """At the end of a run the drain waits the request deadline plus this; what is still open then times out."""
-GENERATOR_LAG_SHARE = 0.02
-"""A generator whose event-loop lag p95 exceeds this share of the TTFT (or E2E) target makes the run
-invalid: each response is read that much late, so a figure near the target is the generator's, not
-the server's. 2% of the target is 4% of a TTFT measured at half the target."""
+GENERATOR_LAG_SHARE = 0.05
+"""A generator whose event-loop lag p95 exceeds this share of the TTFT (or E2E) target is starved:
+responses are read that much late (and more), so its latency breaches are not evidence (see _starved)."""
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": within,
@@ -311,21 +309,18 @@ def evaluate(samples: Sequence[RequestSample], slo: Slo, run: RunInfo) -> Verdic
 
 
 _LATENCY_METRICS = ("ttft", "tpot", "e2e")
-STARVED_BREACH_MARGIN = 2.0
-"""A starved generator's latency breach stands only beyond this many times its worst probe lag: a
-response can wait longer than the probe (behind the other users' ready greenlets), measured here at
-TTFT +365 ms against a worst probe lag of 421 ms, and +128 ms at p95."""
 
 
 def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo, tpot_tokens_min: int | None) -> str | None:
     """Why the generator's own delay makes this verdict unsafe, or None.
 
-    A generator lagging more than GENERATOR_LAG_SHARE of the TTFT (or E2E) target reads every response
-    late by up to its worst lag. That only ever adds to TTFT and E2E (so their passes stand) and can
-    shorten a TPOT by at most worst lag / (n_out - 1) (the first token read late, the rest at once).
-    The verdict stands when the delay cannot have made it: a breach beyond STARVED_BREACH_MARGIN x the
-    worst lag (a response can wait longer than the probe) or an error-rate breach; a pass where no TPOT
-    is within worst lag / (n_out - 1) of its target. Anything else is the generator's verdict."""
+    A generator whose lag p95 is over GENERATOR_LAG_SHARE of the TTFT (or E2E) target reads responses
+    late, by more than its probes show (a response waits behind the other users' work: a timer p95 of
+    58 ms was measured while first tokens were read ~230 ms late), so no latency or goodput breach it
+    measures is evidence against the server: those make the run invalid. Its delay only ever adds to
+    TTFT and E2E, so their passes stand; it can shorten a TPOT by worst lag / (n_out - 1) (the first
+    token read late, the rest at once), so a TPOT pass within that of its target is invalid too. An
+    error-rate breach stands: refusals and broken streams are the server's."""
     lag_p95 = run.generator_lag_p95_ms
     limit = lag_limit_ms(slo)
     if lag_p95 is None or lag_p95 <= limit:
@@ -335,14 +330,10 @@ def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo, tpot_tokens_min: i
     for check in checks:
         if not check.applicable or check.observed is None or not isinstance(check.threshold, float | int):
             continue
-        latency = check.metric.startswith(_LATENCY_METRICS)
-        beyond_lag = check.observed - STARVED_BREACH_MARGIN * worst > check.threshold
-        if not check.passed and (check.metric == "error_rate" or (latency and beyond_lag)):
-            return None  # a breach the generator's delay cannot explain: the server's
-        if not check.passed and (latency or check.metric == "goodput_ratio"):
-            explained.append(
-                f"{check.metric} {check.stat} {check.observed:.4g} is within the lag's reach of its target"
-            )
+        if not check.passed and check.metric == "error_rate":
+            return None  # the server's failures, whatever the generator's delay
+        if not check.passed and (check.metric.startswith(_LATENCY_METRICS) or check.metric == "goodput_ratio"):
+            explained.append(f"{check.metric} {check.stat} {check.observed:.4g} breached, measured with that delay")
         tpot_margin = worst / (tpot_tokens_min - 1) if tpot_tokens_min and tpot_tokens_min > 1 else 0.0
         if check.passed and check.metric == "tpot_ms" and check.observed + tpot_margin > check.threshold:
             explained.append("a TPOT pass could be the lag's (the first token read late)")

@@ -283,20 +283,20 @@ def test_a_server_never_reached_is_invalid_not_a_breach() -> None:
     assert verdict.exit_code == EXIT_BREACH and not verdict.reasons, verdict
 
 
-def test_a_starved_generator_never_gives_a_breach_its_delay_could_explain() -> None:
-    limit_ms = gate.GENERATOR_LAG_SHARE * SLO.ttft_p95_ms  # 4 ms of lag against a 200 ms target
+def test_a_starved_generator_never_gives_a_latency_breach() -> None:
+    limit_ms = gate.GENERATOR_LAG_SHARE * SLO.ttft_p95_ms  # 10 ms of lag against a 200 ms target
     within = RunInfo(started_at=10, ended_at=20, min_samples=20, generator_lag_p95_ms=limit_ms)
-    assert evaluate(steady(ttft_ms=240), SLO, within).exit_code == EXIT_BREACH  # lag under the limit
+    assert evaluate(steady(ttft_ms=240), SLO, within).exit_code == EXIT_BREACH  # lag at the limit: valid
     starved = RunInfo(
         started_at=10, ended_at=20, min_samples=20, generator_lag_p95_ms=limit_ms * 1.01, generator_lag_max_ms=50
     )
-    # TTFT 240 ms against 200: within 2 x the 50 ms the generator may have added. Invalid, not a breach.
-    verdict = evaluate(steady(ttft_ms=240), SLO, starved)
-    assert verdict.exit_code == EXIT_INVALID, verdict
-    assert any("starved" in reason and "ttft_ms" in reason for reason in verdict.reasons), verdict.reasons
-    # Beyond anything the lag explains (310 > 200 + 2 x 50; 290 is not), and an error-rate breach: they stand.
-    assert evaluate(steady(ttft_ms=290), SLO, starved).exit_code == EXIT_INVALID
-    assert evaluate(steady(ttft_ms=310), SLO, starved).exit_code == EXIT_BREACH
+    # Any latency breach measured by a starved generator, however large: invalid, not a breach (its
+    # probes understate what a response waits).
+    for ttft_ms in (240, 2000):
+        verdict = evaluate(steady(ttft_ms=ttft_ms), SLO, starved)
+        assert verdict.exit_code == EXIT_INVALID, (ttft_ms, verdict)
+        assert any("starved" in reason and "ttft_ms" in reason for reason in verdict.reasons), verdict.reasons
+    # An error-rate breach is the server's: it stands.
     failing = steady(30) + [sample(12, ok=False) for _ in range(10)]
     assert evaluate(failing, SLO, starved).exit_code == EXIT_BREACH
     # The lag only adds to TTFT and E2E: a pass stands, unless TPOT is within worst lag / (n_out - 1) of
