@@ -1,5 +1,5 @@
 """The catalogs: they load, they are complete enough to plan with, every figure has a source, and the
-figures agree with the reference (shared/reference/sizing.md) where it gives them.
+figures agree with the sizing facts (components/sizing/data/README.md) where they give them.
 
 Known answers below are written from the reference, not computed from the data files.
 """
@@ -95,7 +95,7 @@ def _raw_entries(name: str) -> list[dict[str, object]]:
 
 
 def kv_bytes_per_token(model: ModelEntry, tensor_parallel: int = 1, kv_bytes: int = 2) -> int:
-    """Per GPU: 2 (K and V) x layers x KV heads on this GPU x head_dim x bytes (reference section 1)."""
+    """Per GPU: 2 (K and V) x layers x KV heads on this GPU x head_dim x bytes (sizing facts §1)."""
     arch = model.architecture
     return 2 * arch.layers * max(1, arch.kv_heads // tensor_parallel) * arch.head_dim * kv_bytes
 

@@ -1,4 +1,4 @@
-"""Known answers from shared/reference/sizing.md: KV bytes, weight sizes, valid TP, config.json estimates."""
+"""Known answers from the sizing facts (data/README.md): KV bytes, weight sizes, valid TP, config.json estimates."""
 
 import json
 from pathlib import Path

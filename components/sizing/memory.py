@@ -1,4 +1,4 @@
-"""How one vLLM replica spends GPU memory, and how many KV-cache tokens are left (reference section 1).
+"""How one vLLM replica spends GPU memory, and how many KV-cache tokens are left (sizing facts §1, data/README.md).
 
 vLLM sizes its KV cache once, at start-up (vllm/v1/worker/gpu_worker.py determine_available_memory):
 

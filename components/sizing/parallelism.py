@@ -1,4 +1,4 @@
-"""Which tensor-parallel degrees a model's attention heads allow (shared/reference/sizing.md section 3).
+"""Which tensor-parallel degrees a model's attention heads allow (sizing facts §3, data/README.md).
 
 vLLM shards query heads evenly across TP ranks, and KV heads either evenly (kv_heads >= TP) or by
 replication (TP a multiple of kv_heads). Source: vllm config/model.py verify_with_parallel_config,

@@ -169,7 +169,7 @@ def more_room_fix(quantization: Quantization, gpu: bool) -> str:
 
 
 def quantization_problem(quantization: Quantization, option: Option) -> str | None:
-    """Why this hardware cannot run the format in its engine (None when it can); reference section 3."""
+    """Why this hardware cannot run the format in its engine (None when it can); sizing facts §3 (data/README.md)."""
     gpu = option.gpu
     if gpu is None:
         if not quantization.is_gguf:

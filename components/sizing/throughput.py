@@ -1,4 +1,4 @@
-"""Decode throughput from the memory-bandwidth model (reference section 5).
+"""Decode throughput from the memory-bandwidth model (sizing facts §5, components/sizing/data/README.md).
 
 A decode step reads every weight a token touches plus the batch's KV cache once:
 
