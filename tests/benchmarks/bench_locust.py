@@ -7,9 +7,9 @@ A script, not a test (pytest collects test_*.py only). The emulator runs in its 
 known TTFT and inter-token latency; each client runs in a fresh process, one at a time, at rising
 concurrency (closed loop, no think time). Both measure with the same code (loadtests.stream's
 StreamMeter, loadtests.stats), so the only difference is the client: Locust's HttpUser on gevent
-(one process, `--processes` not used) or asyncio streams (`asyncio.open_connection`, requests written
-by hand, the chunked body fed to the meter as read: no HTTP library, so the baseline is the client's
-floor, not httpx's overhead, which collapsed at 96 users where Locust did not).
+(one process, `--processes` not used) or tests/raw_client.py's asyncio streams (requests written by hand,
+the chunked body fed to the meter as read: no HTTP library, so the baseline is the client's floor, not
+httpx's overhead, which collapsed at 96 users where Locust did not).
 
 For each step it prints requests/s and token chunks/s achieved, and the measurement error: median and
 p90 TTFT minus the injected TTFT, and the median gap between chunks minus the injected ITL. A client
@@ -25,7 +25,6 @@ printed too: if it is near one core, the server, not the client, is the limit of
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import itertools
 import json
@@ -34,15 +33,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
-
-from loadtests.samples import RequestSample, read_samples, write_samples
-from loadtests.stats import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from raw_client import command as raw_command  # noqa: E402
+
+from loadtests.samples import RequestSample, read_samples  # noqa: E402
+from loadtests.stats import summarize  # noqa: E402
+
 TTFT_MS = 500.0
 ITL_MS = 20.0
 OUTPUT_TOKENS = 32
@@ -52,7 +54,6 @@ WARMUP_S = 1.5
 TTFT_DRIFT = 0.10
 ITL_DRIFT = 0.10
 MODEL = "emulated-model"
-REUSE_WAIT_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -136,81 +137,6 @@ def step_figures(
     )
 
 
-# -- the asyncio client (runs in its own process: `bench_locust.py asyncio-client ...`) ----------------
-
-
-async def asyncio_client(url: str, users: int, seconds: float) -> list[RequestSample]:
-    """`users` loops, each on its own kept-alive HTTP/1.1 connection, sending the next request when the
-    last one ends. Requests are written by hand and the body's chunks go straight from the socket to
-    StreamMeter: no HTTP library between them, so this is the least a Python client can spend."""
-    from loadtests.prompts import SyntheticPrompts, chat_body
-    from loadtests.stream import StreamMeter
-
-    address = urlsplit(url)
-    host, port = address.hostname or "127.0.0.1", address.port or 80
-    samples: list[RequestSample] = []
-    deadline = time.perf_counter() + seconds
-
-    async def user(serial: int) -> None:
-        prompts = SyntheticPrompts(PROMPT_TOKENS, OUTPUT_TOKENS, seed=serial)
-        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        while time.perf_counter() < deadline:
-            body = json.dumps(chat_body(MODEL, prompts.next(), stream=True)).encode()
-            request = (
-                f"POST /v1/chat/completions HTTP/1.1\r\nhost: {host}:{port}\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-            ).encode() + body
-            started = time.perf_counter()
-            meter = StreamMeter(started, expected_output_tokens=OUTPUT_TOKENS)
-            recorded = False
-            try:
-                connection = connection or await asyncio.open_connection(host, port)
-                reader, writer = connection
-                writer.write(request)
-                status, headers = await _read_head(reader)
-                chunks = _body_chunks(reader, headers)
-                async for data in chunks:
-                    meter.feed(data)
-                    if meter.done:
-                        break
-                samples.append(meter.finish(status))
-                recorded = True
-                # As the Locust user does: read the end of the body if it comes at once, so the
-                # connection is reused rather than closed.
-                async with asyncio.timeout(REUSE_WAIT_S):
-                    async for _ in chunks:
-                        pass
-            except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                if not recorded:
-                    samples.append(meter.finish(None, f"{type(exc).__name__}: {exc}"))
-                if connection is not None:
-                    connection[1].close()
-                connection = None
-        if connection is not None:
-            connection[1].close()
-
-    await asyncio.gather(*(user(i) for i in range(users)))
-    return samples
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    """The status and the (lower-cased) headers of an HTTP/1.1 response."""
-    lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split(" ", 2)[1]), headers
-
-
-async def _body_chunks(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
-    """The body as it arrives: each chunk of a chunked body, or the whole of a content-length one."""
-    if "chunked" not in headers.get("transfer-encoding", ""):
-        yield await reader.readexactly(int(headers.get("content-length", "0")))
-        return
-    while size := int((await reader.readline()).split(b";")[0], 16):
-        data = await reader.readexactly(size + 2)  # the chunk and its CRLF
-        yield data[:-2]
-    await reader.readline()  # the CRLF after the last (empty) chunk
-
-
 # -- driving the steps ---------------------------------------------------------------------------------
 
 
@@ -274,7 +200,8 @@ def locust_command(url: str, users: int, seconds: float, samples: Path) -> list[
 
 
 def asyncio_command(url: str, users: int, seconds: float, samples: Path) -> list[str]:
-    return [sys.executable, __file__, "asyncio-client", url, str(users), f"{seconds:g}", str(samples)]
+    """The raw-socket reference client the SLO gate is compared with too (tests/raw_client.py)."""
+    return raw_command(url, users, seconds, samples, output_tokens=OUTPUT_TOKENS, model=MODEL)
 
 
 def sweep(client: str, emulator: EmulatorProcess, users: Sequence[int], seconds: float) -> list[Step]:
@@ -337,8 +264,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "asyncio-client":
-        url, users, seconds, out = sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), Path(sys.argv[5])
-        write_samples(asyncio.run(asyncio_client(url, users, seconds)), out)
-    else:
-        main()
+    main()
