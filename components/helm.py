@@ -16,6 +16,19 @@ import pulumi_kubernetes as k8s
 DEFAULT_TIMEOUT_S = 600
 
 
+def merge_values(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge `extra` into a copy of `base`: how a component's Helm values take the stack's overrides
+    (the escape hatch), nested mappings merged key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = merge_values(current, value)  # pyright: ignore[reportUnknownArgumentType]
+        else:
+            merged[key] = value
+    return merged
+
+
 def pinned_release(
     resource_name: str,
     *,

@@ -22,7 +22,7 @@ import pulumi_random as random
 
 from components import pins
 from components.gateway.types import INFERENCE_POOL_GROUP, INFERENCE_POOL_KIND
-from components.helm import pinned_release
+from components.helm import merge_values, pinned_release
 from components.routing.pins import INFERENCE_CRDS_MANIFEST
 
 ENVOY_GATEWAY_CHART = pins.chart("envoy-gateway").name
@@ -111,18 +111,7 @@ def envoy_gateway_values(
     if inference_pools:
         manager = values["config"]["envoyGateway"]["extensionManager"]
         manager["backendResources"] = [{"group": INFERENCE_POOL_GROUP, "kind": INFERENCE_POOL_KIND, "version": "v1"}]
-    return _merge(values, dict(overrides or {}))
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `extra` into a copy of `base` (the Helm values escape hatch)."""
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)  # pyright: ignore[reportUnknownArgumentType]
-        else:
-            merged[key] = value
-    return merged
+    return merge_values(values, dict(overrides or {}))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.helm import pinned_release
+from components.helm import merge_values, pinned_release
 from components.inference.engine import object_name
 from components.observability import dcgm, stack
 from components.observability.dashboards import dashboards
@@ -120,7 +120,7 @@ class Observability(pulumi.ComponentResource):
             version=stack.CHART_VERSION,
             repository=stack.REPOSITORY,
             namespace=ns,
-            values=stack.merge(values, args.stack_values),
+            values=merge_values(values, args.stack_values),
             timeout_s=HELM_TIMEOUT_S,
             opts=pulumi.ResourceOptions(parent=self, depends_on=secrets),
         )
@@ -136,7 +136,7 @@ class Observability(pulumi.ComponentResource):
                 version=dcgm.CHART_VERSION,
                 repository=dcgm.REPOSITORY,
                 namespace=ns,
-                values=stack.merge(dcgm.dcgm_values(args.cloud), args.dcgm_values),
+                values=merge_values(dcgm.dcgm_values(args.cloud), args.dcgm_values),
                 timeout_s=HELM_TIMEOUT_S,
                 opts=after_stack,
             )

@@ -125,15 +125,3 @@ def _remote_write(target: RemoteWrite) -> dict[str, Any]:
     elif target.has_credential:
         entry["authorization"] = {"type": "Bearer", "credentials": key(REMOTE_WRITE_CREDENTIAL_KEY)}
     return entry
-
-
-def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge `extra` into a copy of `base` (the Helm values escape hatch)."""
-    merged = dict(base)
-    for key, value in extra.items():
-        current = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = merge(current, value)  # pyright: ignore[reportUnknownArgumentType]
-        else:
-            merged[key] = value
-    return merged

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.helm import pinned_release
+from components.helm import merge_values, pinned_release
 from components.inference import InferenceService
 from components.routing.picker import PICKER_SELECTOR_LABEL, RoutingOptions, chart_values, picker_name
 from components.routing.pins import INFERENCEPOOL_CHART, INFERENCEPOOL_CHART_VERSION
@@ -63,7 +62,7 @@ class InferencePool(pulumi.ComponentResource):
             version=INFERENCEPOOL_CHART_VERSION,
             release_name=self.pool_name,
             namespace=service.namespace,
-            values=_merge(values, dict(options.chart_values or {})),
+            values=merge_values(values, dict(options.chart_values or {})),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[service, *args.depends_on]),
         )
         self.picker_ingress = k8s.networking.v1.NetworkPolicy(
@@ -88,14 +87,3 @@ class InferencePool(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({"pool_name": self.pool_name, "picker_service": self.picker_service})
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `extra` into a copy of `base`."""
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)  # pyright: ignore[reportUnknownArgumentType]
-        else:
-            merged[key] = value
-    return merged
