@@ -8,42 +8,42 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from components.cluster import Cluster as Cluster
-    from components.cluster import ClusterArgs as ClusterArgs
-    from components.cluster import ClusterKind as ClusterKind
-    from components.fleet import RegionalFleet as RegionalFleet
-    from components.fleet import RegionalFleetArgs as RegionalFleetArgs
-    from components.gateway import Gateway as Gateway
-    from components.gateway import GatewayArgs as GatewayArgs
-    from components.inference import InferenceService as InferenceService
-    from components.inference import InferenceServiceArgs as InferenceServiceArgs
-    from components.inference import ModelCache as ModelCache
-    from components.keda import Keda as Keda
-    from components.keda import KedaArgs as KedaArgs
-    from components.loadgen import LoadGenerator as LoadGenerator
-    from components.loadgen import LoadGeneratorArgs as LoadGeneratorArgs
-    from components.nodepool import GPU_TAINT_KEY as GPU_TAINT_KEY
-    from components.nodepool import GpuNodePool as GpuNodePool
-    from components.nodepool import GpuNodePoolArgs as GpuNodePoolArgs
+    from llmfleet.components.cluster import Cluster as Cluster
+    from llmfleet.components.cluster import ClusterArgs as ClusterArgs
+    from llmfleet.components.cluster import ClusterKind as ClusterKind
+    from llmfleet.components.fleet import RegionalFleet as RegionalFleet
+    from llmfleet.components.fleet import RegionalFleetArgs as RegionalFleetArgs
+    from llmfleet.components.gateway import Gateway as Gateway
+    from llmfleet.components.gateway import GatewayArgs as GatewayArgs
+    from llmfleet.components.inference import InferenceService as InferenceService
+    from llmfleet.components.inference import InferenceServiceArgs as InferenceServiceArgs
+    from llmfleet.components.inference import ModelCache as ModelCache
+    from llmfleet.components.keda import Keda as Keda
+    from llmfleet.components.keda import KedaArgs as KedaArgs
+    from llmfleet.components.loadgen import LoadGenerator as LoadGenerator
+    from llmfleet.components.loadgen import LoadGeneratorArgs as LoadGeneratorArgs
+    from llmfleet.components.nodepool import GPU_TAINT_KEY as GPU_TAINT_KEY
+    from llmfleet.components.nodepool import GpuNodePool as GpuNodePool
+    from llmfleet.components.nodepool import GpuNodePoolArgs as GpuNodePoolArgs
 
 _EXPORTS = {
-    "Cluster": "components.cluster",
-    "ClusterArgs": "components.cluster",
-    "ClusterKind": "components.cluster",
-    "RegionalFleet": "components.fleet",
-    "RegionalFleetArgs": "components.fleet",
-    "Gateway": "components.gateway",
-    "GatewayArgs": "components.gateway",
-    "InferenceService": "components.inference",
-    "InferenceServiceArgs": "components.inference",
-    "ModelCache": "components.inference",
-    "Keda": "components.keda",
-    "KedaArgs": "components.keda",
-    "LoadGenerator": "components.loadgen",
-    "LoadGeneratorArgs": "components.loadgen",
-    "GPU_TAINT_KEY": "components.nodepool",
-    "GpuNodePool": "components.nodepool",
-    "GpuNodePoolArgs": "components.nodepool",
+    "Cluster": "llmfleet.components.cluster",
+    "ClusterArgs": "llmfleet.components.cluster",
+    "ClusterKind": "llmfleet.components.cluster",
+    "RegionalFleet": "llmfleet.components.fleet",
+    "RegionalFleetArgs": "llmfleet.components.fleet",
+    "Gateway": "llmfleet.components.gateway",
+    "GatewayArgs": "llmfleet.components.gateway",
+    "InferenceService": "llmfleet.components.inference",
+    "InferenceServiceArgs": "llmfleet.components.inference",
+    "ModelCache": "llmfleet.components.inference",
+    "Keda": "llmfleet.components.keda",
+    "KedaArgs": "llmfleet.components.keda",
+    "LoadGenerator": "llmfleet.components.loadgen",
+    "LoadGeneratorArgs": "llmfleet.components.loadgen",
+    "GPU_TAINT_KEY": "llmfleet.components.nodepool",
+    "GpuNodePool": "llmfleet.components.nodepool",
+    "GpuNodePoolArgs": "llmfleet.components.nodepool",
 }
 
 __all__ = [

@@ -19,19 +19,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.cluster import Cluster, ClusterArgs, ClusterKind
-from components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend, SplitBackend
-from components.inference import InferenceService, InferenceServiceArgs, ModelCache
-from components.inference.engine import object_name
-from components.inference.hardening import API_KEY_SECRET_KEY
-from components.keda import Keda, KedaArgs
-from components.nodepool import GpuNodePool, GpuNodePoolArgs
-from components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
-from components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorkers, QueueWorkersArgs
-from components.queue.pool import WorkerPool, WorkerPoolArgs
-from components.routing import InferencePool, InferencePoolArgs, RoutingOptions
-from components.sizing.plan import DeploymentPlan
-from components.sizing.types import Engine
+from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind
+from llmfleet.components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend, SplitBackend
+from llmfleet.components.inference import InferenceService, InferenceServiceArgs, ModelCache
+from llmfleet.components.inference.engine import object_name
+from llmfleet.components.inference.hardening import API_KEY_SECRET_KEY
+from llmfleet.components.keda import Keda, KedaArgs
+from llmfleet.components.nodepool import GpuNodePool, GpuNodePoolArgs
+from llmfleet.components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
+from llmfleet.components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorkers, QueueWorkersArgs
+from llmfleet.components.queue.pool import WorkerPool, WorkerPoolArgs
+from llmfleet.components.routing import InferencePool, InferencePoolArgs, RoutingOptions
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.types import Engine
 
 DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
 """Where kube-prometheus-stack serves Prometheus when installed as components.observability installs it."""

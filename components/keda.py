@@ -9,8 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import pins
-from components.helm import pinned_release
+from llmfleet.components import pins
+from llmfleet.components.helm import pinned_release
 
 _PIN = pins.chart("keda")
 CHART = _PIN.name

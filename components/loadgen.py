@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import pins
+from llmfleet.components import pins
 
 LOCUST_IMAGE = pins.image("locust")
 """The base the load generator's image is built on (loadtests/Dockerfile's LOCUST_IMAGE)."""

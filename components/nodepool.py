@@ -16,15 +16,15 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components import pins
-from components.cluster import ClusterKind
-from components.cluster.eks import launch_template_ref, node_launch_template
-from components.cluster.gke import NODE_SCOPES
-from components.helm import pinned_release
-from components.inference.engine import object_name
-from components.sizing.catalog import load_catalog
-from components.sizing.errors import PlanningError
-from components.sizing.plan import DeploymentPlan
+from llmfleet.components import pins
+from llmfleet.components.cluster import ClusterKind
+from llmfleet.components.cluster.eks import launch_template_ref, node_launch_template
+from llmfleet.components.cluster.gke import NODE_SCOPES
+from llmfleet.components.helm import pinned_release
+from llmfleet.components.inference.engine import object_name
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import DeploymentPlan
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_TAINT_VALUE = "present"  # the value GKE itself uses for this taint

@@ -15,18 +15,18 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from components.cluster import ClusterKind
-from components.fleet import RegionalFleet, RegionalFleetArgs
-from components.inference import ModelCache, waiting_requests_threshold
-from components.inference.engine import object_name
-from components.queue.costs import WorkerPoolPlan
-from components.sizing.plan import DeploymentPlan, Plan
-from components.traffic import GlobalLoadBalancer
-from infra.config import CURRENT_KUBECONFIG, ConfigError, DeploymentSpec, from_pulumi_config, require_secret
-from infra.planning import build_plan
-from infra.rollout.program import with_revisions
-from infra.rollout.revisions import RolloutRecord
-from infra.schema.regions import RegionSpec
+from llmfleet.components.cluster import ClusterKind
+from llmfleet.components.fleet import RegionalFleet, RegionalFleetArgs
+from llmfleet.components.inference import ModelCache, waiting_requests_threshold
+from llmfleet.components.inference.engine import object_name
+from llmfleet.components.queue.costs import WorkerPoolPlan
+from llmfleet.components.sizing.plan import DeploymentPlan, Plan
+from llmfleet.components.traffic import GlobalLoadBalancer
+from llmfleet.infra.config import CURRENT_KUBECONFIG, ConfigError, DeploymentSpec, from_pulumi_config, require_secret
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.rollout.program import with_revisions
+from llmfleet.infra.rollout.revisions import RolloutRecord
+from llmfleet.infra.schema.regions import RegionSpec
 
 """`cluster.kubeconfig_secret: local` means the current kubeconfig ($KUBECONFIG or ~/.kube/config)."""
 CREATED_CLUSTER = {"aws": ClusterKind.eks, "gcp": ClusterKind.gke}

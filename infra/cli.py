@@ -28,7 +28,7 @@ class _CommandsOnDemand(TyperGroup):
         if cmd_name not in COMMAND_MODULES:
             return super().get_command(ctx, cmd_name)
         single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-        importlib.import_module(f"infra.commands.{cmd_name}").register(single)
+        importlib.import_module(f"llmfleet.infra.commands.{cmd_name}").register(single)
         return typer.main.get_command(single)
 
 

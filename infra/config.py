@@ -14,16 +14,16 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from components.routing.picker import RoutingOptions
-from infra.schema.base import Section
-from infra.schema.gateway import GatewaySpec
-from infra.schema.models import ModelSpec
-from infra.schema.observability import ObservabilitySpec
-from infra.schema.queue import QueueSpec
-from infra.schema.regions import RegionSpec
-from infra.schema.rollout import RolloutSpec
-from infra.schema.slo import Slo
-from infra.schema.traffic import LoadBalancerSpec
+from llmfleet.components.routing.picker import RoutingOptions
+from llmfleet.infra.schema.base import Section
+from llmfleet.infra.schema.gateway import GatewaySpec
+from llmfleet.infra.schema.models import ModelSpec
+from llmfleet.infra.schema.observability import ObservabilitySpec
+from llmfleet.infra.schema.queue import QueueSpec
+from llmfleet.infra.schema.regions import RegionSpec
+from llmfleet.infra.schema.rollout import RolloutSpec
+from llmfleet.infra.schema.slo import Slo
+from llmfleet.infra.schema.traffic import LoadBalancerSpec
 
 if TYPE_CHECKING:
     import pulumi

@@ -1,7 +1,7 @@
 """Errors that mean "the user's input is wrong": the CLI prints them and exits 2, never a traceback."""
 
-from components.sizing.errors import PlanningError
-from infra.config import ConfigError
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.infra.config import ConfigError
 
 
 class UsageError(Exception):

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.queue.costs import QueueCost, queue_cost
-from components.queue.sizing import plan_worker_pool
-from components.queue.types import POLLING_INTERVAL_S, WorkerSettings
-from components.sizing.calibration import catalog_eta
-from components.sizing.catalog import Catalog, load_catalog
-from components.sizing.errors import PlanningError
-from components.sizing.hf_config import HfConfigError, read_hf_config
-from components.sizing.plan import DeploymentPlan, Plan, Totals
-from components.sizing.planner import plan_deployment
-from components.sizing.types import ModelArchitecture, ModelRequest, RegionRequest
-from infra.config import CONFIG_KEY, PROJECT_ROOT, ConfigError, DeploymentSpec
-from infra.schema.models import ModelSpec
-from infra.schema.regions import RegionSpec
+from llmfleet.components.queue.costs import QueueCost, queue_cost
+from llmfleet.components.queue.sizing import plan_worker_pool
+from llmfleet.components.queue.types import POLLING_INTERVAL_S, WorkerSettings
+from llmfleet.components.sizing.calibration import catalog_eta
+from llmfleet.components.sizing.catalog import Catalog, load_catalog
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.hf_config import HfConfigError, read_hf_config
+from llmfleet.components.sizing.plan import DeploymentPlan, Plan, Totals
+from llmfleet.components.sizing.planner import plan_deployment
+from llmfleet.components.sizing.types import ModelArchitecture, ModelRequest, RegionRequest
+from llmfleet.infra.config import CONFIG_KEY, PROJECT_ROOT, ConfigError, DeploymentSpec
+from llmfleet.infra.schema.models import ModelSpec
+from llmfleet.infra.schema.regions import RegionSpec
 
 DEFAULT_MAX_MODEL_LEN = 8192
 """max_model_len when the stack gives none: the model's context, capped to keep KV memory modest."""

@@ -46,13 +46,13 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from infra.config import ConfigError
-from infra.schema.slo import Slo
-from loadtests import gate
-from loadtests.gate import DRAIN_MARGIN_S, request_timeout_s
-from loadtests.run import die_with_parent, unwritable
-from loadtests.samples import RequestSample, timed_out_sample, write_samples
-from loadtests.stats import percentile
+from llmfleet.infra.config import ConfigError
+from llmfleet.infra.schema.slo import Slo
+from llmfleet.loadtests import gate
+from llmfleet.loadtests.gate import DRAIN_MARGIN_S, request_timeout_s
+from llmfleet.loadtests.run import die_with_parent, unwritable
+from llmfleet.loadtests.samples import RequestSample, timed_out_sample, write_samples
+from llmfleet.loadtests.stats import percentile
 
 logger = logging.getLogger("llmfleet.loadtest")
 

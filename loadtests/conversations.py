@@ -21,8 +21,8 @@ from __future__ import annotations
 import itertools
 import random
 
-from infra.errors import UsageError
-from loadtests.prompts import SINGLE_TOKEN_WORDS, ChatPrompt
+from llmfleet.infra.errors import UsageError
+from llmfleet.loadtests.prompts import SINGLE_TOKEN_WORDS, ChatPrompt
 
 
 def system_prompt(group: int, tokens: int) -> str:

@@ -22,7 +22,7 @@ counters.
     with Emulator(EmulatorConfig(ttft_s=0.2, itl_s=0.02)) as em:
         httpx.post(f"{em.url}/v1/chat/completions", json={...})
 
-    python -m loadtests.emulator --port 8000 --ttft-ms 200 --itl-ms 20 --output-tokens 128
+    python -m llmfleet.loadtests.emulator --port 8000 --ttft-ms 200 --itl-ms 20 --output-tokens 128
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 
-from loadtests.prefix_cache import Lookup, PrefixCache, chat_tokens
+from llmfleet.loadtests.prefix_cache import Lookup, PrefixCache, chat_tokens
 
 MODEL_NAME = "emulated-model"
 MAX_HEADER_BYTES = 64 * 1024
@@ -560,7 +560,9 @@ class Emulator:
 
 
 def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, EmulatorConfig]:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.emulator", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m llmfleet.loadtests.emulator", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--ttft-ms", type=float, default=200.0)

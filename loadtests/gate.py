@@ -38,10 +38,19 @@ from typing import Any, cast
 import yaml
 from pydantic import ValidationError
 
-from infra.config import ConfigError, load_stack
-from infra.schema.slo import Slo
-from loadtests.samples import RequestSample
-from loadtests.stats import Distribution, LatencyLimits, Summary, due_at, json_number, summarize, tpot_s, within
+from llmfleet.infra.config import ConfigError, load_stack
+from llmfleet.infra.schema.slo import Slo
+from llmfleet.loadtests.samples import RequestSample
+from llmfleet.loadtests.stats import (
+    Distribution,
+    LatencyLimits,
+    Summary,
+    due_at,
+    json_number,
+    summarize,
+    tpot_s,
+    within,
+)
 
 EXIT_PASS = 0
 EXIT_BREACH = 3

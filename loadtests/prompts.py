@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from infra.errors import UsageError
+from llmfleet.infra.errors import UsageError
 
 _WORDS = (
     "the of and to in is that for it as was with be by on not he this are or his from at which but have an "

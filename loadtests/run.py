@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtests import gate
+from llmfleet.loadtests import gate
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 DRAIN_MARGIN_S = 60.0

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from loadtests.samples import RequestSample
+from llmfleet.loadtests.samples import RequestSample
 
 PERCENTILES = (50, 90, 95, 99)
 NAN = float("nan")

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from loadtests.samples import RequestSample
+from llmfleet.loadtests.samples import RequestSample
 
 DONE_SENTINEL = "[DONE]"
 TOKEN_DELTA_KEYS = ("content", "reasoning_content", "reasoning", "tool_calls")

@@ -57,11 +57,11 @@ from requests.exceptions import SSLError as RequestsSSLError
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
-from loadtests.collect import LATE_START_S, collector_of
-from loadtests.conversations import SharedPrefixPrompts
-from loadtests.prompts import ChatPrompt, DatasetPrompts, PromptSource, SyntheticPrompts, chat_body
-from loadtests.samples import RequestSample, timed_out_sample
-from loadtests.stream import StreamMeter, measure_response
+from llmfleet.loadtests.collect import LATE_START_S, collector_of
+from llmfleet.loadtests.conversations import SharedPrefixPrompts
+from llmfleet.loadtests.prompts import ChatPrompt, DatasetPrompts, PromptSource, SyntheticPrompts, chat_body
+from llmfleet.loadtests.samples import RequestSample, timed_out_sample
+from llmfleet.loadtests.stream import StreamMeter, measure_response
 
 logger = logging.getLogger("llmfleet.loadtest")
 

@@ -1,4 +1,4 @@
-"""`python -m queueworker`: the worker of one region's async queue, configured by its pod's environment.
+"""`python -m llmfleet.queueworker`: the worker of one region's async queue, configured by its pod's environment.
 
     LLMFLEET_QUEUE            sqs | pubsub
     LLMFLEET_QUEUE_NAME       SQS queue URL, or the Pub/Sub subscription path (projects/<p>/subscriptions/<s>)
@@ -23,14 +23,14 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from queueworker.clouds import GcsStore, PubSubQueue, S3Store, SqsQueue
-from queueworker.worker import JobQueue, ResultStore, Worker, WorkerConfig
+from llmfleet.queueworker.clouds import GcsStore, PubSubQueue, S3Store, SqsQueue
+from llmfleet.queueworker.worker import JobQueue, ResultStore, Worker, WorkerConfig
 
 
 def from_environment(env: Mapping[str, str]) -> tuple[WorkerConfig, JobQueue, ResultStore]:
     def need(key: str) -> str:
         if not env.get(key):
-            raise SystemExit(f"{key} is not set (see `python -m queueworker --help`)")
+            raise SystemExit(f"{key} is not set (see `python -m llmfleet.queueworker --help`)")
         return env[key]
 
     kind = need("LLMFLEET_QUEUE")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from queueworker.worker import Message
+from llmfleet.queueworker.worker import Message
 
 SQS_WAIT_S = 20
 """SQS long poll: the longest wait ReceiveMessage allows, so an idle worker makes 3 requests a minute."""

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from queueworker.jobs import SIGNATURE_HEADER, InvalidJob, Job, result_line, sign
+from llmfleet.queueworker.jobs import SIGNATURE_HEADER, InvalidJob, Job, result_line, sign
 
 log = logging.getLogger("queueworker")
 

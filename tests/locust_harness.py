@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtests.run import master_port_options
-from loadtests.samples import RequestSample, read_samples
+from llmfleet.loadtests.run import master_port_options
+from llmfleet.loadtests.samples import RequestSample, read_samples
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "loadtests" / "suites"
@@ -69,7 +69,7 @@ def run_locust(
 @contextmanager
 def emulator_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """An emulator in its own process (a region a command can kill): (url, process)."""
-    command = [sys.executable, "-m", "loadtests.emulator", "--port", "0", *args]
+    command = [sys.executable, "-m", "llmfleet.loadtests.emulator", "--port", "0", *args]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

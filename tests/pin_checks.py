@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from components import pins
+from llmfleet.components import pins
 
 
 def _containers(node: Any) -> Iterator[dict[str, Any]]:

@@ -13,7 +13,7 @@ import json
 import threading
 from typing import Any
 
-from queueworker.worker import Message
+from llmfleet.queueworker.worker import Message
 
 
 class FakeQueue:

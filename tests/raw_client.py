@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from loadtests.prompts import SyntheticPrompts, chat_body  # noqa: E402
-from loadtests.samples import RequestSample  # noqa: E402
-from loadtests.stream import StreamMeter  # noqa: E402
+from llmfleet.loadtests.prompts import SyntheticPrompts, chat_body  # noqa: E402
+from llmfleet.loadtests.samples import RequestSample  # noqa: E402
+from llmfleet.loadtests.stream import StreamMeter  # noqa: E402
 
 REUSE_WAIT_S = 0.02
 """After [DONE], read the end of the body if it comes at once, so the connection is reused."""

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.observability.metrics import KNOWN, metric_names
-from components.observability.rules import (
+from llmfleet.components.observability.metrics import KNOWN, metric_names
+from llmfleet.components.observability.rules import (
     RECORDED,
     AlertThresholds,
     ServedModel,
@@ -26,7 +26,7 @@ from components.observability.rules import (
     burn_threshold,
     rule_groups,
 )
-from components.sizing.types import Engine
+from llmfleet.components.sizing.types import Engine
 
 PROMTOOL = shutil.which("promtool")
 NS = "llmfleet"

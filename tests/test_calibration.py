@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from components.sizing import memory as mem
-from components.sizing.calibration import catalog_eta, latency_points
-from components.sizing.catalog import Catalog, KvCalibrationPoint, ThroughputCalibrationPoint, load_catalog
-from components.sizing.throughput import (
+from llmfleet.components.sizing import memory as mem
+from llmfleet.components.sizing.calibration import catalog_eta, latency_points
+from llmfleet.components.sizing.catalog import Catalog, KvCalibrationPoint, ThroughputCalibrationPoint, load_catalog
+from llmfleet.components.sizing.throughput import (
     Device,
     LatencyPoint,
     Workload,
@@ -30,7 +30,7 @@ from components.sizing.throughput import (
     implied_eta,
     output_tokens_per_s,
 )
-from components.sizing.types import KvCacheDtype
+from llmfleet.components.sizing.types import KvCacheDtype
 
 POINT_TOLERANCE = 0.10
 MEDIAN_TOLERANCE = 0.05
@@ -287,7 +287,7 @@ def test_latency_points_are_built_from_the_catalog(catalog: Catalog) -> None:
 def test_llama_cpp_buffers_match_the_logged_ones() -> None:
     """The planner's llama.cpp model against what llama.cpp's CUDA backend printed: the KV buffer exactly (f16 K
     and V of every layer for n_ctx tokens) and the compute buffer (the f32 logits of one ubatch) within 5%."""
-    from components.sizing.planner import LLAMA_CPP_LOGIT_BYTES
+    from llmfleet.components.sizing.planner import LLAMA_CPP_LOGIT_BYTES
 
     catalog = load_catalog()
     assert catalog.llamacpp_calibration

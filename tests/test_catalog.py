@@ -10,7 +10,7 @@ import pydantic
 import pytest
 import yaml
 
-from components.sizing.catalog import DATA_DIR, Catalog, InstanceEntry, ModelEntry, load_catalog
+from llmfleet.components.sizing.catalog import DATA_DIR, Catalog, InstanceEntry, ModelEntry, load_catalog
 
 # Reference section 4: KV cache per token in fp16, KiB (Gemma-2 is the plain-formula upper bound).
 KV_KIB_PER_TOKEN = {

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from infra.cli import app
+from llmfleet.infra.cli import app
 
 runner = CliRunner()
 

@@ -14,13 +14,13 @@ from rich.console import Console
 from rich.text import Text
 from typer.testing import CliRunner
 
-from components.sizing.plan import Plan
-from infra.cli import app
-from infra.commands.loadtest import default_report
-from infra.commands.plan import COLUMNS, fit_columns, render_table
-from infra.commands.progress import PIPED_WIDTH, RenderProgress, interactive
-from infra.config import PROJECT_ROOT, load_stack
-from infra.planning import build_plan
+from llmfleet.components.sizing.plan import Plan
+from llmfleet.infra.cli import app
+from llmfleet.infra.commands.loadtest import default_report
+from llmfleet.infra.commands.plan import COLUMNS, fit_columns, render_table
+from llmfleet.infra.commands.progress import PIPED_WIDTH, RenderProgress, interactive
+from llmfleet.infra.config import PROJECT_ROOT, load_stack
+from llmfleet.infra.planning import build_plan
 
 LLMFLEET = Path(sys.executable).parent / "llmfleet"
 RENDER_TIMEOUT_S = 600
@@ -36,7 +36,7 @@ def test_version_imports_no_pulumi() -> None:
     """`llmfleet --version` answers from metadata: the Pulumi SDK (seconds to import) stays unloaded."""
     code = (
         "import sys\n"
-        "from infra.cli import main\n"
+        "from llmfleet.infra.cli import main\n"
         "sys.argv = ['llmfleet', '--version']\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0].startswith('pulumi')))\n"
@@ -181,7 +181,7 @@ def test_default_report_is_outside_the_checkout(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_loadtest_without_report_writes_to_the_cache_dir(tmp_path: Path) -> None:
-    from loadtests.emulator import Emulator, EmulatorConfig
+    from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
     env = os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     with Emulator(EmulatorConfig(ttft_s=0.01, itl_s=0.002, output_tokens=4)) as emulator:

@@ -14,23 +14,23 @@ import pulumi_gcp as gcp
 import pytest
 from test_inference import args_for, gguf_plan, make_plan
 
-import infra.offline as offline
-from components.cluster import Cluster, ClusterArgs, ClusterKind, ReleaseChannel
-from components.cluster.component import NAME_LIMITS, default_cluster_name
-from components.cluster.eks import NODE_POLICIES, subnet_cidrs
-from components.cluster.eks_addons import (
+import llmfleet.infra.offline as offline
+from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind, ReleaseChannel
+from llmfleet.components.cluster.component import NAME_LIMITS, default_cluster_name
+from llmfleet.components.cluster.eks import NODE_POLICIES, subnet_cidrs
+from llmfleet.components.cluster.eks_addons import (
     DEFAULT_CLASS_ANNOTATION,
     EBS_ACCESS_MODES,
     EBS_CSI_POLICY_ARN,
     EBS_CSI_PROVISIONER,
     EBS_CSI_SERVICE_ACCOUNT,
 )
-from components.cluster.eks_addons import DEFAULT_STORAGE_CLASS as EKS_DEFAULT_CLASS
-from components.cluster.gke import DEFAULT_STORAGE_CLASS as GKE_DEFAULT_CLASS
-from components.cluster.gke import PD_ACCESS_MODES, subnet_ranges
-from components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
-from components.inference import InferenceService, ModelCache
-from components.nodepool import (
+from llmfleet.components.cluster.eks_addons import DEFAULT_STORAGE_CLASS as EKS_DEFAULT_CLASS
+from llmfleet.components.cluster.gke import DEFAULT_STORAGE_CLASS as GKE_DEFAULT_CLASS
+from llmfleet.components.cluster.gke import PD_ACCESS_MODES, subnet_ranges
+from llmfleet.components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
+from llmfleet.components.inference import InferenceService, ModelCache
+from llmfleet.components.nodepool import (
     ACCELERATOR_LABEL,
     DEVICE_PLUGIN_VERSION,
     GPU_TAINT_KEY,
@@ -40,11 +40,11 @@ from components.nodepool import (
     gke_accelerator,
     node_counts,
 )
-from components.sizing.errors import PlanningError
-from components.sizing.plan import DeploymentPlan
-from infra.manifests import to_manifest
-from infra.offline import RecordedResource, RecordingMocks
-from infra.validate import validate_manifest
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.infra.manifests import to_manifest
+from llmfleet.infra.offline import RecordedResource, RecordingMocks
+from llmfleet.infra.validate import validate_manifest
 
 
 class DependencyMocks(RecordingMocks):
@@ -643,11 +643,12 @@ def test_gke_fallback_with_another_gpu_gets_its_own_pool_and_label(recording_moc
 
     def check(_: Any) -> None:
         configs = [r.inputs["nodeConfig"] for r in _of_type(recording_mocks, "gcp:container/nodePool:NodePool")]
-        assert [
+        # Sorted: the mocks record the two pools in whichever order their registrations resolve.
+        assert sorted(
             (c["machineType"], c["guestAccelerators"][0]["type"], c["labels"][ACCELERATOR_LABEL]) for c in configs
-        ] == [
-            ("g2-standard-24", "nvidia-l4", "l4"),
+        ) == [
             ("a3-highgpu-2g", "nvidia-h100-80gb", "h100"),
+            ("g2-standard-24", "nvidia-l4", "l4"),
         ]
         assert all(pool.node_selector.items() <= c["labels"].items() for c in configs)
         assert {c["serviceAccount"] for c in configs} == {"nodes@p.iam.gserviceaccount.com"}, "never the default"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.sizing.types import ConcurrencyLoad, ThroughputLoad
-from infra.config import ConfigError, load_stack, load_stack_file, parse_deployment
+from llmfleet.components.sizing.types import ConcurrencyLoad, ThroughputLoad
+from llmfleet.infra.config import ConfigError, load_stack, load_stack_file, parse_deployment
 
 
 def minimal(**changes: Any) -> dict[str, Any]:

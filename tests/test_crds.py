@@ -9,8 +9,8 @@ import pytest
 import yaml
 from test_gateway import full_args, render
 
-from components import pins
-from infra.validate import CRD_DIR, validate_against_crd, validate_manifest
+from llmfleet.components import pins
+from llmfleet.infra.validate import CRD_DIR, validate_against_crd, validate_manifest
 
 README = CRD_DIR / "README.md"
 COLUMNS = ["file", "set", "served", "repo", "tag", "commit", "path", "licence"]

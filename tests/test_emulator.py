@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from loadtests.emulator import Emulator, EmulatorConfig
-from loadtests.samples import RequestSample
-from loadtests.stats import summarize
-from loadtests.stream import StreamMeter, measure_response
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.samples import RequestSample
+from llmfleet.loadtests.stats import summarize
+from llmfleet.loadtests.stream import StreamMeter, measure_response
 
 TIMEOUT = httpx.Timeout(10.0)
 
@@ -318,7 +318,7 @@ def test_stop_and_restart_serving_for_failover_drills() -> None:
 
 def test_command_line_dry_run_server() -> None:
     with subprocess.Popen(
-        [sys.executable, "-m", "loadtests.emulator", "--port", "0", "--ttft-ms", "5", "--no-role-chunk"],
+        [sys.executable, "-m", "llmfleet.loadtests.emulator", "--port", "0", "--ttft-ms", "5", "--no-role-chunk"],
         stdout=subprocess.PIPE,
         text=True,
     ) as process:
@@ -377,7 +377,7 @@ def test_refuse_connections_holds_a_port_nothing_answers_on() -> None:
 
 
 def test_command_line_exposes_the_fault_options() -> None:
-    from loadtests.emulator import _parse_args  # pyright: ignore[reportPrivateUsage]
+    from llmfleet.loadtests.emulator import _parse_args  # pyright: ignore[reportPrivateUsage]
 
     faults = ["--hang-share", "0.05", "--max-output-tokens", "1", "--usage-tokens", "16", "--rate-limit-share", "0.5"]
     _, config = _parse_args([*faults, "--retry-after-s", "2", "--refuse-connections"])

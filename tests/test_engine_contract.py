@@ -12,14 +12,14 @@ from pin_checks import (
     unknown_vllm_metrics,
 )
 
-from components import pins
+from llmfleet.components import pins
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_pinned_vllm_release_is_vendored_from_its_source() -> None:
     data = engine_release("vllm", pins.engine("vllm"))
-    assert data is not None, f"vendor it: python -m infra.vendor.engine_flags vllm <wheel> (see {ENGINE_DATA})"
+    assert data is not None, f"vendor it: python -m llmfleet.infra.vendor.engine_flags vllm <wheel> (see {ENGINE_DATA})"
     assert data["source"]["archive"].startswith(f"vllm-{pins.engine('vllm').removeprefix('v')}-")
     assert {"--model", "--max-model-len", "--enable-prefix-caching", "--no-enable-prefix-caching"} <= set(data["flags"])
     assert data["metrics"]["vllm:num_requests_waiting"] == "gauge"
@@ -65,7 +65,9 @@ def test_every_vllm_metric_the_code_names_is_exported_by_the_pinned_release() ->
 def test_llama_cpp_flags_and_metrics_are_the_pinned_builds() -> None:
     build = pins.engine("llama.cpp")
     data = engine_release("llama.cpp", build)
-    assert data is not None, "vendor it: python -m infra.vendor.engine_flags llama.cpp <build> <arg.cpp> <server/*.cpp>"
+    assert data is not None, (
+        "vendor it: python -m llmfleet.infra.vendor.engine_flags llama.cpp <build> <arg.cpp> <server/*.cpp>"
+    )
     image = pins.image("llama.cpp-server")
     assert unknown_engine_flags([server(image, "--hf-repo", "r", "--ctx-size", "4096", "--metrics")]) == []
     assert unknown_engine_flags([server(image, "--context-size", "4096")]) == [

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, load_stack
-from infra.schema.slo import Slo
-from loadtests import gate
-from loadtests.gate import EXIT_BREACH, EXIT_INVALID, EXIT_PASS, RunInfo, evaluate, load_slo
-from loadtests.samples import RequestSample
+from llmfleet.infra.config import ConfigError, load_stack
+from llmfleet.infra.schema.slo import Slo
+from llmfleet.loadtests import gate
+from llmfleet.loadtests.gate import EXIT_BREACH, EXIT_INVALID, EXIT_PASS, RunInfo, evaluate, load_slo
+from llmfleet.loadtests.samples import RequestSample
 
 SLO = Slo(ttft_p95_ms=200, tpot_p95_ms=20, e2e_p99_ms=1000, error_rate=0.1, goodput_ratio=0.5)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from locust_harness import LENIENT_SLO, LLMFLEET, RUN_TIMEOUT_S, Run, run_locust, slo_file
 
-from loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 FAST = {"ttft_s": 0.01, "itl_s": 0.002}
 TIGHT_ERRORS = LENIENT_SLO.replace("error_rate: 0.5", "error_rate: 0.01")

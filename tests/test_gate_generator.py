@@ -20,8 +20,8 @@ import pytest
 from locust_harness import emulator_process, run_locust
 from raw_client import command as raw_command
 
-from loadtests.samples import read_samples
-from loadtests.stats import summarize
+from llmfleet.loadtests.samples import read_samples
+from llmfleet.loadtests.stats import summarize
 
 SECONDS = 8
 WARMUP_S = 2

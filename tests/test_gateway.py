@@ -17,8 +17,8 @@ import pytest
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 
-from components import pins
-from components.gateway import (
+from llmfleet.components import pins
+from llmfleet.components.gateway import (
     Fallback,
     FallbackProvider,
     Gateway,
@@ -30,10 +30,15 @@ from components.gateway import (
     Tls,
     prober,
 )
-from components.gateway.health import HEALTH_CLIENT
-from components.gateway.install import ENVOY_GATEWAY_VERSION, RATELIMIT_POD_LABELS, REDIS_AUTH_SECRET, REDIS_URL
-from components.gateway.routes import ENVOY_PROXY_LABEL
-from infra.validate import validate_manifest
+from llmfleet.components.gateway.health import HEALTH_CLIENT
+from llmfleet.components.gateway.install import (
+    ENVOY_GATEWAY_VERSION,
+    RATELIMIT_POD_LABELS,
+    REDIS_AUTH_SECRET,
+    REDIS_URL,
+)
+from llmfleet.components.gateway.routes import ENVOY_PROXY_LABEL
+from llmfleet.infra.validate import validate_manifest
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from test_gateway import NAME, TENANTS, Recorder, full_args, render
 
-from components.gateway import JwtAuth, RateLimit, Tenant, Tls
-from infra.validate import CRD_DIR
+from llmfleet.components.gateway import JwtAuth, RateLimit, Tenant, Tls
+from llmfleet.infra.validate import CRD_DIR
 
 Schema = dict[str, Any]
 

@@ -15,11 +15,11 @@ from conftest import StackWriter
 from test_gateway import NAME, full_args, render
 from test_gateway_cel import check_rules
 
-from components.gateway import CanaryBackend, ModelBackend, PriorityRouting
-from components.gateway.types import MODEL_HEADER, PRIORITY_HEADER, REVISION_HEADER
-from infra.config import ConfigError, load_stack
-from infra.offline import run_program
-from infra.validate import validate_manifest
+from llmfleet.components.gateway import CanaryBackend, ModelBackend, PriorityRouting
+from llmfleet.components.gateway.types import MODEL_HEADER, PRIORITY_HEADER, REVISION_HEADER
+from llmfleet.infra.config import ConfigError, load_stack
+from llmfleet.infra.offline import run_program
+from llmfleet.infra.validate import validate_manifest
 
 FALLBACK = f"{NAME}-fallback"
 QUALITY = {"chat": "gpt-4o", "code": "gpt-4.1"}
@@ -153,7 +153,7 @@ def test_the_stack_option_reaches_the_route_and_bad_ones_name_the_field(write_st
 def test_the_plan_says_what_hybrid_routing_sends_to_the_hosted_provider(write_stack: StackWriter) -> None:
     from typer.testing import CliRunner
 
-    from infra.cli import app
+    from llmfleet.infra.cli import app
 
     fallback = {"provider": "openai", "api_key_secret": "openaiKey", "models": {"chat": "gpt-4o-mini"}}
     path = write_stack(

@@ -17,15 +17,20 @@ import pytest
 import yaml
 from conftest import StackWriter
 
-from components.fleet import INFERENCE_POD_LABELS
-from components.gateway.health import HEALTH_CLIENT
-from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
-from components.gateway.routes import ENVOY_PROXY_LABEL
-from components.gateway.types import AI_GATEWAY_METADATA_NAMESPACE, MODEL_HEADER, TENANT_HEADER, TOTAL_TOKENS_KEY
-from infra.config import STACKS_DIR, ConfigError, load_stack
-from infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
-from infra.schema.gateway import RateLimits
-from infra.validate import validate_manifest
+from llmfleet.components.fleet import INFERENCE_POD_LABELS
+from llmfleet.components.gateway.health import HEALTH_CLIENT
+from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
+from llmfleet.components.gateway.routes import ENVOY_PROXY_LABEL
+from llmfleet.components.gateway.types import (
+    AI_GATEWAY_METADATA_NAMESPACE,
+    MODEL_HEADER,
+    TENANT_HEADER,
+    TOTAL_TOKENS_KEY,
+)
+from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack
+from llmfleet.infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
+from llmfleet.infra.schema.gateway import RateLimits
+from llmfleet.infra.validate import validate_manifest
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 GATEWAY_TYPE = "llmfleet:gateway:Gateway"

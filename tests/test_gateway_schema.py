@@ -5,8 +5,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.gateway import FallbackProvider
-from infra.config import ConfigError, parse_deployment
+from llmfleet.components.gateway import FallbackProvider
+from llmfleet.infra.config import ConfigError, parse_deployment
 
 
 def stack(**gateway: Any) -> dict[str, Any]:

@@ -16,12 +16,12 @@ import pytest
 from test_gateway import NAME, NAMESPACE, Recorded, Recorder, SecretRecordingMonitor, full_args
 from test_gateway_schema import error_of, stack
 
-from components.gateway import AcmeIssuer, Gateway, GatewayArgs, Tls
-from components.gateway.certificates import CERT_MANAGER_NAMESPACE, CERT_MANAGER_VERSION, HTTP_LISTENER
-from components.gateway.routes import GATEWAY_API
-from components.gateway.types import LETS_ENCRYPT_STAGING
-from infra.config import parse_deployment
-from infra.validate import validate_manifest
+from llmfleet.components.gateway import AcmeIssuer, Gateway, GatewayArgs, Tls
+from llmfleet.components.gateway.certificates import CERT_MANAGER_NAMESPACE, CERT_MANAGER_VERSION, HTTP_LISTENER
+from llmfleet.components.gateway.routes import GATEWAY_API
+from llmfleet.components.gateway.types import LETS_ENCRYPT_STAGING
+from llmfleet.infra.config import parse_deployment
+from llmfleet.infra.validate import validate_manifest
 
 ISSUER = "letsencrypt"
 ACME = AcmeIssuer("ops@example.com", LETS_ENCRYPT_STAGING)

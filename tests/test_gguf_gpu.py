@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from components import pins
-from infra.config import STACKS_DIR, load_stack
-from infra.offline import run_program
-from infra.planning import build_plan
+from llmfleet.components import pins
+from llmfleet.infra.config import STACKS_DIR, load_stack
+from llmfleet.infra.offline import run_program
+from llmfleet.infra.planning import build_plan
 
 
 def test_a_70b_gguf_stack_runs_llama_cpp_on_one_gpu(tmp_path: Path) -> None:

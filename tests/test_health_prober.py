@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from components.gateway import prober
-from loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.components.gateway import prober
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 KEY = "health-key"
 MODELS = ("llama-8b", "qwen-7b")

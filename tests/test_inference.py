@@ -13,18 +13,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components.inference import InferenceService, InferenceServiceArgs, ModelCache, waiting_requests_threshold
-from components.inference.autoscaling import queue_query
-from components.inference.engine import checkpoint_gib, startup_budget_s
-from components.inference.service import cache_size_gi
-from components.sizing.errors import PlanningError
-from components.sizing.plan import DeploymentPlan, MemorySplit
-from components.sizing.types import Engine, KvCacheDtype, Quantization
-from infra.config import ConfigError, parse_deployment
-from infra.manifests import to_manifest
-from infra.offline import RecordedResource, RecordingMocks, RecordingMonitor
-from infra.planning import build_plan
-from infra.validate import validate_manifest
+from llmfleet.components.inference import InferenceService, InferenceServiceArgs, ModelCache, waiting_requests_threshold
+from llmfleet.components.inference.autoscaling import queue_query
+from llmfleet.components.inference.engine import checkpoint_gib, startup_budget_s
+from llmfleet.components.inference.service import cache_size_gi
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import DeploymentPlan, MemorySplit
+from llmfleet.components.sizing.types import Engine, KvCacheDtype, Quantization
+from llmfleet.infra.config import ConfigError, parse_deployment
+from llmfleet.infra.manifests import to_manifest
+from llmfleet.infra.offline import RecordedResource, RecordingMocks, RecordingMonitor
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.validate import validate_manifest
 
 PROMETHEUS = "http://prometheus.monitoring.svc:9090"
 
@@ -384,7 +384,7 @@ def test_llama_cpp_serves_gguf_on_cpu() -> None:
 
 def test_llama_cpp_on_a_gpu_runs_the_pinned_cuda_image() -> None:
     """A GGUF plan on a GPU type (the planner chooses them now) runs the CUDA image row of the pins table."""
-    from components import pins
+    from llmfleet.components import pins
 
     default = gguf_plan(gpu="H100", gpus_per_node=1, gpus_per_replica=1, engine_version=pins.engine("llama.cpp"))
     assert container(serve(default), "tiny")["image"] == pins.image("llama.cpp-server-cuda")

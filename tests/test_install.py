@@ -13,14 +13,14 @@ import sys
 import venv
 from pathlib import Path
 
-from infra.config import PROJECT_ROOT, STACKS_DIR
+from llmfleet.infra.config import PROJECT_ROOT, STACKS_DIR
 
 UNBUILT = (".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis")
 PULUMI_SDKS = ("pulumi", "pulumi_aws", "pulumi_gcp", "pulumi_kubernetes", "pulumi_policy", "grpc")
 
 PROBE = """
 import json, sys
-from infra.cli import main
+from llmfleet.infra.cli import main
 sys.argv = ["llmfleet", *sys.argv[1:]]
 try:
     main()
@@ -42,7 +42,7 @@ def test_plan_loads_no_pulumi_sdk() -> None:
     planned = run_cli("plan", "--stack", "dev", "--format", "json")
     assert planned["code"] in (0, None)
     loaded = set(planned["modules"])  # type: ignore[arg-type]
-    assert "components" in loaded and "pydantic" in loaded, "the probe sees what the command imported"
+    assert "llmfleet" in loaded and "pydantic" in loaded, "the probe sees what the command imported"
     assert loaded.isdisjoint(PULUMI_SDKS), sorted(loaded & set(PULUMI_SDKS))
     rendered = run_cli("render", "--help")
     assert "pulumi" in set(rendered["modules"]), "the probe would see an SDK import"  # type: ignore[arg-type]

@@ -11,14 +11,14 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import pins
-from components.loadgen import SLO_PATH, SUITES, LoadGenerator, LoadGeneratorArgs
-from infra.commands.loadtest import SINGLE_PROCESS_SUITES
-from infra.manifests import to_manifest
-from infra.offline import RecordedResource, RecordingMocks
-from infra.schema.slo import Slo
-from infra.validate import validate_manifest
-from loadtests.run import suites
+from llmfleet.components import pins
+from llmfleet.components.loadgen import SLO_PATH, SUITES, LoadGenerator, LoadGeneratorArgs
+from llmfleet.infra.commands.loadtest import SINGLE_PROCESS_SUITES
+from llmfleet.infra.manifests import to_manifest
+from llmfleet.infra.offline import RecordedResource, RecordingMocks
+from llmfleet.infra.schema.slo import Slo
+from llmfleet.infra.validate import validate_manifest
+from llmfleet.loadtests.run import suites
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "registry.example.com/llmfleet-loadtest:1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from locust_harness import LLMFLEET, RUN_TIMEOUT_S, slo_file
 
-from loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 
 def test_llmfleet_loadtest_exits_0_3_4_and_writes_both_reports(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_llmfleet_loadtest_exits_0_3_4_and_writes_both_reports(tmp_path: Path) -
 
 
 def test_processes_auto_sizes_workers_from_the_measured_capacity(tmp_path: Path) -> None:
-    from loadtests.run import CHUNKS_PER_PROCESS, auto_processes
+    from llmfleet.loadtests.run import CHUNKS_PER_PROCESS, auto_processes
 
     # 20 ms TPOT target: 50 chunks/s per user; one process reads CHUNKS_PER_PROCESS of them.
     per_process = int(CHUNKS_PER_PROCESS / 50)

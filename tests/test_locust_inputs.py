@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from infra.cli import app
-from infra.commands.loadtest import endpoint_from_outputs, parse_duration, stack_endpoint
-from infra.errors import UsageError
-from loadtests.prompts import SINGLE_TOKEN_WORDS, DatasetPrompts, SyntheticPrompts, chat_body
-from loadtests.run import SuiteRun, suites
-from loadtests.samples import RequestSample, read_samples, write_samples
+from llmfleet.infra.cli import app
+from llmfleet.infra.commands.loadtest import endpoint_from_outputs, parse_duration, stack_endpoint
+from llmfleet.infra.errors import UsageError
+from llmfleet.loadtests.prompts import SINGLE_TOKEN_WORDS, DatasetPrompts, SyntheticPrompts, chat_body
+from llmfleet.loadtests.run import SuiteRun, suites
+from llmfleet.loadtests.samples import RequestSample, read_samples, write_samples
 
 
 def test_synthetic_prompts_have_the_set_lengths_and_never_repeat() -> None:

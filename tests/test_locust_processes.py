@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from locust_harness import Run, e2es, run_locust, ttfts
 
-from loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 
 def assert_exact_medians(run: Run) -> None:

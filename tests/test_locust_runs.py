@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from locust_harness import LENIENT_SLO, e2es, generator_fell_behind, ms, run_locust, ttfts
 
-from loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 RUN_TIME_S = 2.0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from locust_harness import Run, emulator_process, run_locust
 
-from loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 
 def test_gateway_conformance_against_keys_and_limits(tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from components.inference.vllm import args as vllm_args
-from components.sizing import memory as mem
-from components.sizing.catalog import load_catalog
-from components.sizing.types import LoraAdapter
-from infra.config import STACKS_DIR, ConfigError, load_stack, parse_deployment
-from infra.offline import run_program
-from infra.planning import build_plan
-from infra.rollout.revisions import region_revision
+from llmfleet.components.inference.vllm import args as vllm_args
+from llmfleet.components.sizing import memory as mem
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.types import LoraAdapter
+from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack, parse_deployment
+from llmfleet.infra.offline import run_program
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.rollout.revisions import region_revision
 
 ADAPTERS = [
     {"name": "support-bot", "hf_repo": "acme/llama-3.1-8b-support-lora", "rank": 16},

@@ -12,16 +12,16 @@ import yaml
 from test_sizing_mix import CATALOG, ETA, US_EAST_1, request
 from typer.testing import CliRunner
 
-from components.gateway import CanaryBackend, ModelBackend, SplitBackend, health
-from components.inference.vllm import args as vllm_args
-from components.sizing.planner import plan_deployment
-from components.sizing.types import Quantization
-from infra.cli import app
-from infra.config import STACKS_DIR, ConfigError, load_stack
-from infra.offline import OfflineRun, run_program
-from infra.planning import build_plan
-from infra.rollout.revisions import region_revision
-from infra.validate import validate_manifest
+from llmfleet.components.gateway import CanaryBackend, ModelBackend, SplitBackend, health
+from llmfleet.components.inference.vllm import args as vllm_args
+from llmfleet.components.sizing.planner import plan_deployment
+from llmfleet.components.sizing.types import Quantization
+from llmfleet.infra.cli import app
+from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack
+from llmfleet.infra.offline import OfflineRun, run_program
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.rollout.revisions import region_revision
+from llmfleet.infra.validate import validate_manifest
 
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 POOL = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}

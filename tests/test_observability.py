@@ -18,16 +18,16 @@ import pytest
 import yaml
 from conftest import StackWriter, one_region_stack
 
-from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
-from components.nodepool import GPU_TAINT_KEY
-from components.observability import Observability, ObservabilityArgs, SloTargets, stack
-from components.observability.component import SCRAPE_KEY_SECRET
-from components.observability.monitors import SCRAPE_KEY
-from components.sizing.types import Engine
-from infra.config import load_stack
-from infra.offline import OfflineRun, RecordedResource, RecordingMocks, run_program
-from infra.planning import build_plan
-from infra.validate import validate_manifest
+from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
+from llmfleet.components.nodepool import GPU_TAINT_KEY
+from llmfleet.components.observability import Observability, ObservabilityArgs, SloTargets, stack
+from llmfleet.components.observability.component import SCRAPE_KEY_SECRET
+from llmfleet.components.observability.monitors import SCRAPE_KEY
+from llmfleet.components.sizing.types import Engine
+from llmfleet.infra.config import load_stack
+from llmfleet.infra.offline import OfflineRun, RecordedResource, RecordingMocks, run_program
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.validate import validate_manifest
 
 OBSERVABILITY = "llmfleet:observability:Observability"
 FLEET = "llmfleet:fleet:RegionalFleet"

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.inference.service import engine_spec
-from components.observability.dashboards import Dashboard, dashboards, node_usd_per_hour
-from components.observability.metrics import KNOWN, Kind, metric_names
-from components.observability.rules import RECORDED, TPOT_P95, SloTargets
-from components.sizing.plan import DeploymentPlan
-from components.sizing.types import Engine
-from infra.config import load_stack
-from infra.planning import build_plan
+from llmfleet.components.inference.service import engine_spec
+from llmfleet.components.observability.dashboards import Dashboard, dashboards, node_usd_per_hour
+from llmfleet.components.observability.metrics import KNOWN, Kind, metric_names
+from llmfleet.components.observability.rules import RECORDED, TPOT_P95, SloTargets
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.types import Engine
+from llmfleet.infra.config import load_stack
+from llmfleet.infra.planning import build_plan
 
 SLO = SloTargets(ttft_p95_ms=1500, tpot_p95_ms=50, e2e_p99_ms=30_000, error_rate=0.005)
 

@@ -11,11 +11,16 @@ import pulumi
 import pytest
 from conftest import StackWriter, one_region_stack
 
-from components.observability import AlertThresholds
-from components.observability.stack import REMOTE_WRITE_CREDENTIAL_KEY, REMOTE_WRITE_SECRET, RemoteWrite, stack_values
-from infra.config import PROJECT_ROOT, ConfigError, load_stack, parse_deployment
-from infra.offline import run_program
-from infra.planning import build_plan
+from llmfleet.components.observability import AlertThresholds
+from llmfleet.components.observability.stack import (
+    REMOTE_WRITE_CREDENTIAL_KEY,
+    REMOTE_WRITE_SECRET,
+    RemoteWrite,
+    stack_values,
+)
+from llmfleet.infra.config import PROJECT_ROOT, ConfigError, load_stack, parse_deployment
+from llmfleet.infra.offline import run_program
+from llmfleet.infra.planning import build_plan
 
 PREFIX = "llmfleet:deployment.observability"
 

@@ -9,15 +9,15 @@ import pulumi_kubernetes as k8s
 import pytest
 from conftest import StackWriter, one_region_stack
 
-from infra.config import ConfigError
-from infra.manifests import region_of
-from infra.offline import REDACTED, SECRET_PLACEHOLDER, OfflineProgramError, RecordingMocks, run_program
+from llmfleet.infra.config import ConfigError
+from llmfleet.infra.manifests import region_of
+from llmfleet.infra.offline import REDACTED, SECRET_PLACEHOLDER, OfflineProgramError, RecordingMocks, run_program
 
 # A small program in the shape of the real one: config -> per-region provider -> component -> children.
 PROGRAM = textwrap.dedent(
     """
     import pulumi, pulumi_aws as aws, pulumi_kubernetes as k8s
-    from infra.config import from_pulumi_config, require_secret
+    from llmfleet.infra.config import from_pulumi_config, require_secret
 
     class Region(pulumi.ComponentResource):
         def __init__(self, name, token, opts=None):

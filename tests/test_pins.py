@@ -8,10 +8,10 @@ import yaml
 from pin_checks import unpinned_eks_addons, unpinned_images, unpinned_releases
 from pydantic import ValidationError
 
-from components import pins
-from components.gateway import install
-from components.inference import llamacpp, vllm
-from components.sizing import memory
+from llmfleet.components import pins
+from llmfleet.components.gateway import install
+from llmfleet.components.inference import llamacpp, vllm
+from llmfleet.components.sizing import memory
 
 
 def test_every_kind_has_rows_and_every_row_cites_its_upstream_release() -> None:

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from components.sizing.catalog import load_catalog
-from infra.cli import app
-from infra.config import PROJECT_ROOT, STACKS_DIR
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.infra.cli import app
+from llmfleet.infra.config import PROJECT_ROOT, STACKS_DIR
 
 README = PROJECT_ROOT / "README.md"
 

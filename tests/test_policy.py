@@ -17,10 +17,10 @@ from pulumi_policy import Secret as PolicySecret
 from pulumi_policy.deserialize import deserialize_properties, serialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from infra.config import load_stack
-from infra.offline import OfflineRun, RecordedResource, run_program
-from infra.policy import policies, rules
-from infra.policy.rules import Resource, Secret
+from llmfleet.infra.config import load_stack
+from llmfleet.infra.offline import OfflineRun, RecordedResource, run_program
+from llmfleet.infra.policy import policies, rules
+from llmfleet.infra.policy.rules import Resource, Secret
 
 PACK_DIR = Path(policies.__file__).resolve().parent
 

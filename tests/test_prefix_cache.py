@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.errors import UsageError
-from loadtests.conversations import SharedPrefixPrompts, system_prompt
-from loadtests.emulator import Emulator, EmulatorConfig
-from loadtests.prefix_cache import PrefixCache, chat_tokens
-from loadtests.prompts import ChatPrompt, chat_body
-from loadtests.stats import prefix_cache_hit_share, summarize
-from loadtests.stream import StreamMeter, measure_response
+from llmfleet.infra.errors import UsageError
+from llmfleet.loadtests.conversations import SharedPrefixPrompts, system_prompt
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.prefix_cache import PrefixCache, chat_tokens
+from llmfleet.loadtests.prompts import ChatPrompt, chat_body
+from llmfleet.loadtests.stats import prefix_cache_hit_share, summarize
+from llmfleet.loadtests.stream import StreamMeter, measure_response
 from tests.locust_harness import run_locust
 
 WORDS = [f"w{i}" for i in range(200)]

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from queueworker.clouds import SQS_WAIT_S, S3Store, SqsQueue
-from queueworker.worker import Message
+from llmfleet.queueworker.clouds import SQS_WAIT_S, S3Store, SqsQueue
+from llmfleet.queueworker.worker import Message
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs"
 

@@ -10,12 +10,12 @@ import pytest
 from conftest import StackWriter
 from typer.testing import CliRunner
 
-from components.queue.costs import BYTES_PER_TOKEN, JOB_OVERHEAD_BYTES, SECONDS_PER_MONTH, prices, queue_cost
-from components.queue.types import POLLING_INTERVAL_S
-from components.sizing.catalog import load_catalog
-from infra.cli import app
-from infra.config import ConfigError, load_stack
-from infra.planning import build_plan
+from llmfleet.components.queue.costs import BYTES_PER_TOKEN, JOB_OVERHEAD_BYTES, SECONDS_PER_MONTH, prices, queue_cost
+from llmfleet.components.queue.types import POLLING_INTERVAL_S
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.infra.cli import app
+from llmfleet.infra.config import ConfigError, load_stack
+from llmfleet.infra.planning import build_plan
 
 
 def stack(**queue: Any) -> dict[str, Any]:

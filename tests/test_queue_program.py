@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from conftest import StackWriter
 
-from components.queue.aws import KEDA_SQS_ACTIONS, WORKER_SQS_ACTIONS
-from components.queue.pool import POOL_LABEL, POOL_VALUE, TAINT_KEY
-from components.queue.types import WORKER_SERVICE_ACCOUNT
-from infra.config import ConfigError, load_stack
-from infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
-from infra.planning import build_plan
-from infra.validate import validate_manifest
+from llmfleet.components.queue.aws import KEDA_SQS_ACTIONS, WORKER_SQS_ACTIONS
+from llmfleet.components.queue.pool import POOL_LABEL, POOL_VALUE, TAINT_KEY
+from llmfleet.components.queue.types import WORKER_SERVICE_ACCOUNT
+from llmfleet.infra.config import ConfigError, load_stack
+from llmfleet.infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.validate import validate_manifest
 
 AWS, GCP, LOCAL = "aws-us-east-1", "gcp-us-central1", "local-kind"
 QUEUE = {
@@ -329,7 +329,7 @@ def test_without_a_spot_pool_the_workers_run_on_the_system_nodes(run: OfflineRun
 def test_the_policy_pack_passes_a_stack_with_the_queue_and_its_spot_pool(pooled_stack: Path) -> None:
     from test_policy import RESOURCE_RULES, STACK_RULES, as_rule_resources
 
-    from infra.policy import rules
+    from llmfleet.infra.policy import rules
 
     resources = as_rule_resources(run_at(str(pooled_stack)))
     found = [(rule.__name__, r.urn, v) for rule in RESOURCE_RULES for r in resources for v in rule(r.type, r.props)]

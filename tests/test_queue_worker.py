@@ -17,10 +17,10 @@ import pytest
 from packaging.requirements import Requirement
 from queue_fakes import FakeQueue, FakeStore, WebhookReceiver
 
-from components import pins
-from loadtests.emulator import Emulator, EmulatorConfig
-from queueworker.jobs import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, InvalidJob, Job, sign, verify
-from queueworker.worker import BACKOFF_MAX_S, Worker, WorkerConfig, backoff_s
+from llmfleet.components import pins
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.queueworker.jobs import SIGNATURE_HEADER, SIGNATURE_TOLERANCE_S, InvalidJob, Job, sign, verify
+from llmfleet.queueworker.worker import BACKOFF_MAX_S, Worker, WorkerConfig, backoff_s
 
 KEY = "batch-tenant-key"
 SECRET = b"webhook-secret"

@@ -24,12 +24,12 @@ from pin_checks import (
 )
 from typer.testing import CliRunner
 
-from components import pins
-from infra.cli import app
-from infra.commands.render import GLOBAL_DIR, INDEX_FILE, OUTPUTS_FILE, RenderSummary, write_render
-from infra.config import STACKS_DIR
-from infra.offline import REDACTED, SECRET_PLACEHOLDER, OfflineRun, run_program
-from infra.validate import is_custom_kind, validate_manifest
+from llmfleet.components import pins
+from llmfleet.infra.cli import app
+from llmfleet.infra.commands.render import GLOBAL_DIR, INDEX_FILE, OUTPUTS_FILE, RenderSummary, write_render
+from llmfleet.infra.config import STACKS_DIR
+from llmfleet.infra.offline import REDACTED, SECRET_PLACEHOLDER, OfflineRun, run_program
+from llmfleet.infra.validate import is_custom_kind, validate_manifest
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 

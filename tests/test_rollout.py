@@ -18,13 +18,13 @@ import httpx
 import pytest
 from locust_harness import generator_fell_behind
 
-from components.gateway.types import REVISION_HEADER
-from infra.rollout.engine import EXIT_BREACH, Rollout
-from infra.rollout.history import Outcome
-from infra.rollout.loadgate import LocustGate
-from infra.rollout.log import RolloutBusy, RolloutLog
-from infra.schema.slo import Slo
-from loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.components.gateway.types import REVISION_HEADER
+from llmfleet.infra.rollout.engine import EXIT_BREACH, Rollout
+from llmfleet.infra.rollout.history import Outcome
+from llmfleet.infra.rollout.loadgate import LocustGate
+from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog
+from llmfleet.infra.schema.slo import Slo
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 OLD, NEW = "aaaa0001", "bbbb0002"
 REGIONS = ["gcp-europe-west4", "aws-us-east-1"]

@@ -20,11 +20,11 @@ import yaml
 from test_rollout_engine import OLD, MemoryDeployer
 from typer.testing import CliRunner
 
-from infra.cli import app
-from infra.commands import rollout as command
-from infra.config import ConfigError, load_stack, parse_deployment, stack_path
-from infra.rollout.engine import GateResult
-from infra.rollout.revisions import RolloutRecord, target_revisions, wave_order
+from llmfleet.infra.cli import app
+from llmfleet.infra.commands import rollout as command
+from llmfleet.infra.config import ConfigError, load_stack, parse_deployment, stack_path
+from llmfleet.infra.rollout.engine import GateResult
+from llmfleet.infra.rollout.revisions import RolloutRecord, target_revisions, wave_order
 
 runner = CliRunner()
 PROD_WAVES = ["aws-us-west-2", "gcp-us-central1", "aws-us-east-1"]
@@ -141,7 +141,7 @@ def test_a_rollout_is_refused_while_another_process_holds_the_stack(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from infra.rollout.log import RolloutLog\n"
+            "import sys, time; from pathlib import Path; from llmfleet.infra.rollout.log import RolloutLog\n"
             "with RolloutLog(Path(sys.argv[1]), 'prod').locked():\n    print('locked', flush=True); time.sleep(30)",
             str(tmp_path),
         ],
@@ -314,7 +314,7 @@ class FakePulumiStack:
 def test_the_automation_deployer_writes_the_record_before_each_up(monkeypatch: pytest.MonkeyPatch) -> None:
     from pulumi import automation
 
-    from infra.rollout import automation as deployer_module
+    from llmfleet.infra.rollout import automation as deployer_module
 
     _, spec = load_stack("prod")
     target = target_revisions("prod", spec)
@@ -344,7 +344,7 @@ def test_the_automation_deployer_writes_the_record_before_each_up(monkeypatch: p
 def test_a_failed_pulumi_up_exits_1_and_resume_retries_the_step(
     fake: FakeStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from infra.rollout.deployer import DeployFailed
+    from llmfleet.infra.rollout.deployer import DeployFailed
 
     monkeypatch.setattr(command, "make_gate", lambda *_: Breach("nowhere"))
     original = fake.set_weights
@@ -368,8 +368,8 @@ def test_a_failed_pulumi_up_exits_1_and_resume_retries_the_step(
 def test_the_automation_deployer_reports_a_failed_up(monkeypatch: pytest.MonkeyPatch) -> None:
     from pulumi import automation
 
-    from infra.rollout import automation as deployer_module
-    from infra.rollout.deployer import DeployFailed
+    from llmfleet.infra.rollout import automation as deployer_module
+    from llmfleet.infra.rollout.deployer import DeployFailed
 
     fake = FakePulumiStack({})
 
@@ -390,7 +390,7 @@ def test_the_automation_deployer_shares_the_in_progress_marker_through_the_stack
 ) -> None:
     from pulumi import automation
 
-    from infra.rollout import automation as deployer_module
+    from llmfleet.infra.rollout import automation as deployer_module
 
     target = target_revisions(*load_stack("prod"))
     applied = RolloutRecord(in_progress="0ther0ther00").model_dump(mode="json")
@@ -409,7 +409,7 @@ def test_the_automation_deployer_shares_the_in_progress_marker_through_the_stack
 def test_a_revision_removed_by_another_machine_can_still_be_rebuilt(monkeypatch: pytest.MonkeyPatch) -> None:
     from pulumi import automation
 
-    from infra.rollout import automation as deployer_module
+    from llmfleet.infra.rollout import automation as deployer_module
 
     target = target_revisions(*load_stack("prod"))
     region, new = "aws-us-west-2", target["aws-us-west-2"].id

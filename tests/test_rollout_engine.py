@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, GateResult, Rollout, RolloutError
-from infra.rollout.history import Outcome
-from infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
+from llmfleet.infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, GateResult, Rollout, RolloutError
+from llmfleet.infra.rollout.history import Outcome
+from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
 
 OLD, NEW = "0ld0ld00", "5ca1ab1e"
 REGIONS = ["aws-eu-west-1", "gcp-us-central1", "aws-us-east-1"]

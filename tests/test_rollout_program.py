@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.config import ConfigError, load_stack, stack_path
-from infra.offline import OfflineRun, run_program
-from infra.rollout.revisions import RECORD_KEY, RolloutRecord, target_revisions
+from llmfleet.infra.config import ConfigError, load_stack, stack_path
+from llmfleet.infra.offline import OfflineRun, run_program
+from llmfleet.infra.rollout.revisions import RECORD_KEY, RolloutRecord, target_revisions
 
 REGION = "aws-us-east-1"
 OLD = "0ld0ld00"

@@ -18,20 +18,20 @@ import yaml
 from test_gateway import full_args, render
 from test_gateway_cel import RuleCheck, check_rules, crd_schemas
 
-from components import pins
-from components.gateway import CanaryBackend, ModelBackend
-from components.gateway.install import envoy_gateway_values
-from components.gateway.routes import Names, route_spec
-from components.routing.picker import (
+from llmfleet.components import pins
+from llmfleet.components.gateway import CanaryBackend, ModelBackend
+from llmfleet.components.gateway.install import envoy_gateway_values
+from llmfleet.components.gateway.routes import Names, route_spec
+from llmfleet.components.routing.picker import (
     EXT_PROC_PORT,
     ScorerWeights,
     chart_values,
     picker_name,
     plugins_config,
 )
-from infra.config import ConfigError, load_stack, parse_deployment, stack_path
-from infra.offline import OfflineRun, run_program
-from infra.validate import validate_manifest
+from llmfleet.infra.config import ConfigError, load_stack, parse_deployment, stack_path
+from llmfleet.infra.offline import OfflineRun, run_program
+from llmfleet.infra.validate import validate_manifest
 
 CHART = Path(__file__).parent / "data" / "inferencepool-v1.5.0"
 POOL = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}
@@ -305,7 +305,7 @@ def test_the_local_llama_cpp_stack_has_no_pool() -> None:
 
 
 def test_the_rollout_gate_can_run_the_shared_prefix_workload(tmp_path: Path) -> None:
-    from infra.commands.rollout import make_gate
+    from llmfleet.infra.commands.rollout import make_gate
 
     spec = _deployment()
     spec["rollout"] = {"shared_prefix": {"groups": 16, "prefix_tokens": 2048, "turns": 4}}
@@ -314,7 +314,7 @@ def test_the_rollout_gate_can_run_the_shared_prefix_workload(tmp_path: Path) -> 
     assert args[:2] == ["--llm-prefix-groups", "16"]
     # The suite's own parser takes them (in a child process: importing Locust here would monkey-patch pytest).
     probe = (
-        "import sys, warnings; warnings.simplefilter('ignore'); import loadtests.user; "
+        "import sys, warnings; warnings.simplefilter('ignore'); import llmfleet.loadtests.user; "
         "from locust.argument_parser import parse_options; o = parse_options(sys.argv[1:]); "
         "print(o.llm_prefix_groups, o.llm_prefix_tokens, o.llm_turns, o.llm_prompt_tokens)"
     )

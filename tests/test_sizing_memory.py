@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from components.sizing import memory as mem
-from components.sizing.catalog import load_catalog
-from components.sizing.hf_config import HfConfigError, architecture_from_config, read_hf_config
-from components.sizing.parallelism import tensor_parallel_is_valid, valid_tensor_parallel
-from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
+from llmfleet.components.sizing import memory as mem
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.hf_config import HfConfigError, architecture_from_config, read_hf_config
+from llmfleet.components.sizing.parallelism import tensor_parallel_is_valid, valid_tensor_parallel
+from llmfleet.components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
 KIB = 1024
 

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.sizing.calibration import catalog_eta
-from components.sizing.catalog import load_catalog
-from components.sizing.mix import cheapest_mix, nodes_for
-from components.sizing.planner import plan_deployment
-from components.sizing.types import ConcurrencyLoad, ModelRequest, Overrides, Quantization, RegionRequest
+from llmfleet.components.sizing.calibration import catalog_eta
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.mix import cheapest_mix, nodes_for
+from llmfleet.components.sizing.planner import plan_deployment
+from llmfleet.components.sizing.types import ConcurrencyLoad, ModelRequest, Overrides, Quantization, RegionRequest
 
 CATALOG = load_catalog()
 ETA = catalog_eta(CATALOG)

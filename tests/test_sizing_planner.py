@@ -7,14 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.sizing import memory as mem
-from components.sizing.calibration import catalog_eta
-from components.sizing.catalog import load_catalog
-from components.sizing.errors import PlanningError
-from components.sizing.parallelism import tensor_parallel_is_valid
-from components.sizing.plan import DeploymentPlan
-from components.sizing.planner import plan_deployment
-from components.sizing.types import (
+from llmfleet.components.sizing import memory as mem
+from llmfleet.components.sizing.calibration import catalog_eta
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.parallelism import tensor_parallel_is_valid
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.planner import plan_deployment
+from llmfleet.components.sizing.types import (
     ConcurrencyLoad,
     KvCacheDtype,
     ModelRequest,

@@ -14,12 +14,12 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-from components.sizing.calibration import catalog_eta
-from components.sizing.catalog import load_catalog
-from components.sizing.planner import plan_deployment
-from components.sizing.throughput import Device, Workload, time_per_output_token_s
-from components.sizing.types import ConcurrencyLoad, ModelRequest, Overrides, Quantization, RegionRequest
-from infra.cli import app
+from llmfleet.components.sizing.calibration import catalog_eta
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.planner import plan_deployment
+from llmfleet.components.sizing.throughput import Device, Workload, time_per_output_token_s
+from llmfleet.components.sizing.types import ConcurrencyLoad, ModelRequest, Overrides, Quantization, RegionRequest
+from llmfleet.infra.cli import app
 
 CATALOG = load_catalog()
 ETA = catalog_eta(CATALOG)

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadtests.samples import RequestSample
-from loadtests.stats import summarize
-from loadtests.stream import StreamMeter, measure_response
+from llmfleet.loadtests.samples import RequestSample
+from llmfleet.loadtests.stats import summarize
+from llmfleet.loadtests.stream import StreamMeter, measure_response
 
 
 class Clock:

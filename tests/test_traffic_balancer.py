@@ -9,9 +9,15 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pytest
 
-from components.traffic import DnsProvider, GlobalLoadBalancer, GlobalLoadBalancerArgs, HealthCheck, RegionEndpoint
-from components.traffic.regions import CLOUD_DNS_SOURCE_REGIONS, ROUTE53_CHECKER_REGIONS
-from infra.offline import RecordedResource, RecordingMocks
+from llmfleet.components.traffic import (
+    DnsProvider,
+    GlobalLoadBalancer,
+    GlobalLoadBalancerArgs,
+    HealthCheck,
+    RegionEndpoint,
+)
+from llmfleet.components.traffic.regions import CLOUD_DNS_SOURCE_REGIONS, ROUTE53_CHECKER_REGIONS
+from llmfleet.infra.offline import RecordedResource, RecordingMocks
 
 DOMAIN = "llm.example.com"
 ZONE = "Z0123456789ABCDEFGHIJ"

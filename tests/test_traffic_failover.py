@@ -9,13 +9,13 @@ import pytest
 from conftest import StackWriter, one_region_stack
 from typer.testing import CliRunner
 
-from components.sizing.catalog import load_catalog
-from components.sizing.errors import PlanningError
-from components.traffic.failover import ROUTE53_CHECK_TIMEOUT_S, estimate_failover, require_within_budget
-from components.traffic.regions import AWS_LATENCY_REGION
-from infra.cli import app
-from infra.config import ConfigError, parse_deployment
-from infra.planning import build_plan
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.traffic.failover import ROUTE53_CHECK_TIMEOUT_S, estimate_failover, require_within_budget
+from llmfleet.components.traffic.regions import AWS_LATENCY_REGION
+from llmfleet.infra.cli import app
+from llmfleet.infra.config import ConfigError, parse_deployment
+from llmfleet.infra.planning import build_plan
 
 FIELD = "llmfleet:deployment.load_balancer"
 
@@ -168,7 +168,7 @@ def test_every_catalog_gcp_region_has_an_aws_latency_region() -> None:
 
 
 def test_shipped_prod_stack_states_a_budget_it_meets() -> None:
-    from infra.config import load_stack
+    from llmfleet.infra.config import load_stack
 
     _, spec = load_stack("prod")
     assert spec.load_balancer is not None, "stacks/Pulumi.prod.yaml has no load_balancer section"

@@ -1,6 +1,6 @@
 """One region's Kubernetes cluster: EKS or GKE created with its network, or an existing one."""
 
-from components.cluster.args import ClusterArgs, ClusterKind, ReleaseChannel
-from components.cluster.component import Cluster
+from llmfleet.components.cluster.args import ClusterArgs, ClusterKind, ReleaseChannel
+from llmfleet.components.cluster.component import Cluster
 
 __all__ = ["Cluster", "ClusterArgs", "ClusterKind", "ReleaseChannel"]

@@ -5,10 +5,10 @@ import hashlib
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster.args import ClusterArgs, ClusterKind
-from components.cluster.eks import create_eks
-from components.cluster.eks_addons import gp3_storage_class
-from components.cluster.gke import create_gke
+from llmfleet.components.cluster.args import ClusterArgs, ClusterKind
+from llmfleet.components.cluster.eks import create_eks
+from llmfleet.components.cluster.eks_addons import gp3_storage_class
+from llmfleet.components.cluster.gke import create_gke
 
 NAME_LIMITS = {ClusterKind.eks: 100, ClusterKind.gke: 40}
 """Longest cluster name each cloud accepts (EKS CreateCluster: 100; GKE: 40)."""

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import pins
-from components.cluster.args import ClusterArgs
-from components.cluster.eks_addons import ebs_csi_addon, network_policy_addon
-from components.cluster.kubeconfig import eks_kubeconfig
+from llmfleet.components import pins
+from llmfleet.components.cluster.args import ClusterArgs
+from llmfleet.components.cluster.eks_addons import ebs_csi_addon, network_policy_addon
+from llmfleet.components.cluster.kubeconfig import eks_kubeconfig
 
 MIN_ZONES = 2  # EKS rejects a cluster whose subnets span fewer than two zones.
 MAX_ZONES = 4  # private subnets take one eighth of the VPC each; the last eighth holds the public ones

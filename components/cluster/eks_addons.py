@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components import pins
+from llmfleet.components import pins
 
 VPC_CNI_ADDON = "vpc-cni"
 VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}

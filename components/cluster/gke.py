@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from components.cluster.args import ClusterArgs
-from components.cluster.kubeconfig import gke_kubeconfig
+from llmfleet.components.cluster.args import ClusterArgs
+from llmfleet.components.cluster.kubeconfig import gke_kubeconfig
 
 DEFAULT_SYSTEM_MACHINE_TYPE = "e2-standard-4"  # 4 vCPU / 16 GB: room for KEDA, Envoy and Prometheus
 PODS_RANGE = "pods"

@@ -1,7 +1,7 @@
 """The per-region API gateway: Envoy Gateway + Envoy AI Gateway with auth, token-aware limits and fallback."""
 
-from components.gateway.component import Gateway, GatewayArgs
-from components.gateway.types import (
+from llmfleet.components.gateway.component import Gateway, GatewayArgs
+from llmfleet.components.gateway.types import (
     AcmeIssuer,
     CanaryBackend,
     Fallback,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pulumi
 
-from components.gateway.routes import Names, listener_refs
-from components.gateway.types import TENANT_HEADER, JwtAuth, Tenant
+from llmfleet.components.gateway.routes import Names, listener_refs
+from llmfleet.components.gateway.types import TENANT_HEADER, JwtAuth, Tenant
 
 API_KEY_HEADERS = ("authorization", "x-api-key")
 """OpenAI clients send `Authorization: Bearer <key>`; Anthropic-style clients send `x-api-key`."""

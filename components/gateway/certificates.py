@@ -22,9 +22,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import pins
-from components.gateway.types import AcmeIssuer
-from components.helm import pinned_release
+from llmfleet.components import pins
+from llmfleet.components.gateway.types import AcmeIssuer
+from llmfleet.components.helm import pinned_release
 
 CERT_MANAGER_CHART = pins.chart("cert-manager").name
 CERT_MANAGER_VERSION = pins.chart("cert-manager").version

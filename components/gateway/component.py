@@ -16,12 +16,25 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.gateway import auth, certificates, fallback, health, limits, priority, routes
-from components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
-from components.gateway.isolation import inference_egress_policy, inference_ingress_policy
-from components.gateway.prober_deploy import KEY_FILE_KEY, PROBER_PORT, PROBER_REPLICAS, ProberTarget, deploy_prober
-from components.gateway.routes import AI_GATEWAY_API, ENVOY_GATEWAY_API, GATEWAY_API, HTTP_PORT, HTTPS_PORT, Names
-from components.gateway.types import (
+from llmfleet.components.gateway import auth, certificates, fallback, health, limits, priority, routes
+from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
+from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy
+from llmfleet.components.gateway.prober_deploy import (
+    KEY_FILE_KEY,
+    PROBER_PORT,
+    PROBER_REPLICAS,
+    ProberTarget,
+    deploy_prober,
+)
+from llmfleet.components.gateway.routes import (
+    AI_GATEWAY_API,
+    ENVOY_GATEWAY_API,
+    GATEWAY_API,
+    HTTP_PORT,
+    HTTPS_PORT,
+    Names,
+)
+from llmfleet.components.gateway.types import (
     INFERENCE_POOL_GROUP,
     INFERENCE_POOL_KIND,
     AcmeIssuer,

@@ -18,8 +18,8 @@ from typing import Any
 
 import pulumi
 
-from components.gateway.routes import Names, ref
-from components.gateway.types import FallbackProvider
+from llmfleet.components.gateway.routes import Names, ref
+from llmfleet.components.gateway.types import FallbackProvider
 
 PROVIDER_HOSTS: dict[FallbackProvider, str] = {
     FallbackProvider.OPENAI: "api.openai.com",

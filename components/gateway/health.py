@@ -22,9 +22,9 @@ from typing import Any
 
 import pulumi
 
-from components.gateway.routes import Names, listener_refs, ref, service_endpoint
-from components.gateway.types import ModelBackend
-from components.inference.engine import HEALTH_PATH as ENGINE_HEALTH_PATH
+from llmfleet.components.gateway.routes import Names, listener_refs, ref, service_endpoint
+from llmfleet.components.gateway.types import ModelBackend
+from llmfleet.components.inference.engine import HEALTH_PATH as ENGINE_HEALTH_PATH
 
 HEALTH_CLIENT = "llmfleet-health"
 """The prober's client id at the API-key policy (so no tenant may take this name)."""

@@ -20,10 +20,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import pins
-from components.gateway.types import INFERENCE_POOL_GROUP, INFERENCE_POOL_KIND
-from components.helm import merge_values, pinned_release
-from components.routing.pins import INFERENCE_CRDS_MANIFEST
+from llmfleet.components import pins
+from llmfleet.components.gateway.types import INFERENCE_POOL_GROUP, INFERENCE_POOL_KIND
+from llmfleet.components.helm import merge_values, pinned_release
+from llmfleet.components.routing.pins import INFERENCE_CRDS_MANIFEST
 
 ENVOY_GATEWAY_CHART = pins.chart("envoy-gateway").name
 ENVOY_GATEWAY_VERSION = pins.chart("envoy-gateway").version

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.gateway.routes import Names, envoy_pod_selector
+from llmfleet.components.gateway.routes import Names, envoy_pod_selector
 
 PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 """Label the Prometheus operator gives the Prometheus pods it runs."""

@@ -16,8 +16,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from components.gateway.auth import AuthMode
-from components.gateway.types import AI_GATEWAY_METADATA_NAMESPACE, TENANT_HEADER, TOTAL_TOKENS_KEY, RateLimit, Tenant
+from llmfleet.components.gateway.auth import AuthMode
+from llmfleet.components.gateway.types import (
+    AI_GATEWAY_METADATA_NAMESPACE,
+    TENANT_HEADER,
+    TOTAL_TOKENS_KEY,
+    RateLimit,
+    Tenant,
+)
 
 Selector = dict[str, Any]
 

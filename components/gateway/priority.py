@@ -18,8 +18,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.gateway.routes import MAX_RULES_PER_ROUTE, Names
-from components.gateway.types import MODEL_HEADER, PRIORITY_HEADER, Priority
+from llmfleet.components.gateway.routes import MAX_RULES_PER_ROUTE, Names
+from llmfleet.components.gateway.types import MODEL_HEADER, PRIORITY_HEADER, Priority
 
 
 def priority_rules(

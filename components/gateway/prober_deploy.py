@@ -18,9 +18,9 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import pins
-from components.gateway.isolation import DNS_NAMESPACE, NAMESPACE_LABEL
-from components.gateway.routes import Names, envoy_pod_selector
+from llmfleet.components import pins
+from llmfleet.components.gateway.isolation import DNS_NAMESPACE, NAMESPACE_LABEL
+from llmfleet.components.gateway.routes import Names, envoy_pod_selector
 
 PROBER_IMAGE = pins.image("health-prober")
 PROBER_SOURCE = Path(__file__).with_name("prober.py")

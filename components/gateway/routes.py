@@ -14,9 +14,9 @@ from typing import Any
 
 import pulumi
 
-from components.gateway.certificates import HTTP_LISTENER
-from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
-from components.gateway.types import (
+from llmfleet.components.gateway.certificates import HTTP_LISTENER
+from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
+from llmfleet.components.gateway.types import (
     INFERENCE_POOL_GROUP,
     INFERENCE_POOL_KIND,
     MODEL_HEADER,

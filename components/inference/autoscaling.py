@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from components.sizing.errors import PlanningError
-from components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import DeploymentPlan
 
 QUEUE_SHARE_OF_TTFT = 0.5
 """Part of the TTFT p95 budget a request may spend queued; the rest is its prefill and first step."""

@@ -10,10 +10,10 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 
-from components.sizing.catalog import load_catalog
-from components.sizing.memory import LINEAR_BITS
-from components.sizing.plan import DeploymentPlan
-from components.sizing.types import Quantization
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.memory import LINEAR_BITS
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.types import Quantization
 
 HEALTH_PATH = "/health"
 """Both servers answer 200 on /health once the model is loaded (503 or no answer before)."""

@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from components.sizing.catalog import load_catalog
-from components.sizing.plan import DeploymentPlan
-from components.sizing.types import Engine
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.types import Engine
 
 API_KEY_SECRET_KEY = "apiKey"
 """Key of the engine-key Secret: the AI Gateway's BackendSecurityPolicy reads the same Secret by this key."""

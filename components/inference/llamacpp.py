@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from components import pins
-from components.inference.engine import EngineSpec, object_name
-from components.sizing.errors import PlanningError
-from components.sizing.plan import DeploymentPlan
+from llmfleet.components import pins
+from llmfleet.components.inference.engine import EngineSpec, object_name
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import DeploymentPlan
 
 IMAGE = pins.table().get(pins.Kind.IMAGE, "llama.cpp-server").name
 """Server images: tags `server-b<build>` (CPU) and `server-cuda-b<build>` (CUDA), entrypoint llama-server."""

@@ -14,9 +14,9 @@ from enum import StrEnum
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.inference import hardening, llamacpp, vllm
-from components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
-from components.inference.engine import (
+from llmfleet.components.inference import hardening, llamacpp, vllm
+from llmfleet.components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
+from llmfleet.components.inference.engine import (
     HEALTH_PATH,
     EngineSpec,
     checkpoint_gib,
@@ -24,8 +24,8 @@ from components.inference.engine import (
     object_name,
     startup_budget_s,
 )
-from components.sizing.plan import DeploymentPlan
-from components.sizing.types import Engine
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.types import Engine
 
 PORT = 8000
 PORT_NAME = "http"

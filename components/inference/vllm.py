@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from components import pins
-from components.inference.engine import EngineSpec, checkpoint_format
-from components.sizing.errors import PlanningError
-from components.sizing.plan import DeploymentPlan
-from components.sizing.types import Quantization
+from llmfleet.components import pins
+from llmfleet.components.inference.engine import EngineSpec, checkpoint_format
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.types import Quantization
 
 IMAGE = pins.table().get(pins.Kind.IMAGE, "vllm").name
 CACHE_PATH = "/root/.cache/huggingface"

@@ -8,18 +8,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from components.observability.component import Observability as Observability
-    from components.observability.component import ObservabilityArgs as ObservabilityArgs
-    from components.observability.rules import AlertThresholds as AlertThresholds
-    from components.observability.rules import SloTargets as SloTargets
-    from components.observability.stack import PROMETHEUS_URL as PROMETHEUS_URL
+    from llmfleet.components.observability.component import Observability as Observability
+    from llmfleet.components.observability.component import ObservabilityArgs as ObservabilityArgs
+    from llmfleet.components.observability.rules import AlertThresholds as AlertThresholds
+    from llmfleet.components.observability.rules import SloTargets as SloTargets
+    from llmfleet.components.observability.stack import PROMETHEUS_URL as PROMETHEUS_URL
 
 _EXPORTS = {
-    "Observability": "components.observability.component",
-    "ObservabilityArgs": "components.observability.component",
-    "AlertThresholds": "components.observability.rules",
-    "SloTargets": "components.observability.rules",
-    "PROMETHEUS_URL": "components.observability.stack",
+    "Observability": "llmfleet.components.observability.component",
+    "ObservabilityArgs": "llmfleet.components.observability.component",
+    "AlertThresholds": "llmfleet.components.observability.rules",
+    "SloTargets": "llmfleet.components.observability.rules",
+    "PROMETHEUS_URL": "llmfleet.components.observability.stack",
 }
 
 __all__ = ["PROMETHEUS_URL", "AlertThresholds", "Observability", "ObservabilityArgs", "SloTargets"]
@@ -27,5 +27,5 @@ __all__ = ["PROMETHEUS_URL", "AlertThresholds", "Observability", "ObservabilityA
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'components.observability' has no attribute {name!r}")
+        raise AttributeError(f"module 'llmfleet.components.observability' has no attribute {name!r}")
     return getattr(import_module(_EXPORTS[name]), name)

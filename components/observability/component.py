@@ -15,13 +15,18 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.helm import merge_values, pinned_release
-from components.inference.engine import object_name
-from components.observability import dcgm, stack
-from components.observability.dashboards import dashboards
-from components.observability.monitors import API_VERSION, SCRAPE_KEY, gateway_monitor_spec, inference_monitor_spec
-from components.observability.rules import AlertThresholds, ServedModel, SloTargets, rule_groups
-from components.sizing.plan import DeploymentPlan
+from llmfleet.components.helm import merge_values, pinned_release
+from llmfleet.components.inference.engine import object_name
+from llmfleet.components.observability import dcgm, stack
+from llmfleet.components.observability.dashboards import dashboards
+from llmfleet.components.observability.monitors import (
+    API_VERSION,
+    SCRAPE_KEY,
+    gateway_monitor_spec,
+    inference_monitor_spec,
+)
+from llmfleet.components.observability.rules import AlertThresholds, ServedModel, SloTargets, rule_groups
+from llmfleet.components.sizing.plan import DeploymentPlan
 
 HELM_TIMEOUT_S = 900
 """The stack's first install pulls several images and waits for Prometheus and Grafana to be ready."""

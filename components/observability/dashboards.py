@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.observability.rules import E2E_P99, GATEWAY_SERIES, TPOT_P95, TTFT_P95, SloTargets, error_ratio
-from components.sizing.plan import DeploymentPlan
-from components.sizing.types import Engine
+from llmfleet.components.observability.rules import E2E_P99, GATEWAY_SERIES, TPOT_P95, TTFT_P95, SloTargets, error_ratio
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.components.sizing.types import Engine
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 """The Prometheus datasource kube-prometheus-stack provisions in its Grafana (uid `prometheus`)."""

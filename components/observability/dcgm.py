@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from components import pins
-from components.nodepool import ACCELERATOR_LABEL, CPU_ACCELERATOR, GPU_TAINT_KEY
-from components.observability.stack import SCRAPE_INTERVAL
+from llmfleet.components import pins
+from llmfleet.components.nodepool import ACCELERATOR_LABEL, CPU_ACCELERATOR, GPU_TAINT_KEY
+from llmfleet.components.observability.stack import SCRAPE_INTERVAL
 
 _PIN = pins.chart("dcgm-exporter")
 CHART = _PIN.name

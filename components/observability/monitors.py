@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.gateway.install import ENVOY_GATEWAY_NAMESPACE
-from components.inference.service import PORT_NAME
-from components.observability.stack import SCRAPE_INTERVAL
+from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
+from llmfleet.components.inference.service import PORT_NAME
+from llmfleet.components.observability.stack import SCRAPE_INTERVAL
 
 API_VERSION = "monitoring.coreos.com/v1"
 METRICS_PATH = "/metrics"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.sizing.types import Engine
+from llmfleet.components.sizing.types import Engine
 
 GATEWAY_SERIES = 'envoy_http_conn_manager_prefix!~"eg-.*"'
 """Client traffic only: Envoy Gateway's own listeners (eg-stats-http, where Prometheus scrapes, and

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components import pins
+from llmfleet.components import pins
 
 _PIN = pins.chart("kube-prometheus-stack")
 CHART = _PIN.name

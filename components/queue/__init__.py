@@ -7,13 +7,13 @@ without importing pulumi_aws / pulumi_gcp.
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from components.queue.types import QueueConfig, QueueSettings, WorkerSettings
+from llmfleet.components.queue.types import QueueConfig, QueueSettings, WorkerSettings
 
 if TYPE_CHECKING:
-    from components.queue.component import AsyncQueue as AsyncQueue
-    from components.queue.component import AsyncQueueArgs as AsyncQueueArgs
-    from components.queue.component import QueueWorkers as QueueWorkers
-    from components.queue.component import QueueWorkersArgs as QueueWorkersArgs
+    from llmfleet.components.queue.component import AsyncQueue as AsyncQueue
+    from llmfleet.components.queue.component import AsyncQueueArgs as AsyncQueueArgs
+    from llmfleet.components.queue.component import QueueWorkers as QueueWorkers
+    from llmfleet.components.queue.component import QueueWorkersArgs as QueueWorkersArgs
 
 _COMPONENTS = {"AsyncQueue", "AsyncQueueArgs", "QueueWorkers", "QueueWorkersArgs"}
 
@@ -30,5 +30,5 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name not in _COMPONENTS:
-        raise AttributeError(f"module 'components.queue' has no attribute {name!r}")
-    return getattr(import_module("components.queue.component"), name)
+        raise AttributeError(f"module 'llmfleet.components.queue' has no attribute {name!r}")
+    return getattr(import_module("llmfleet.components.queue.component"), name)

@@ -17,8 +17,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.cluster.eks_addons import irsa_trust_policy
-from components.queue.types import KEDA_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT, QueueSettings
+from llmfleet.components.cluster.eks_addons import irsa_trust_policy
+from llmfleet.components.queue.types import KEDA_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT, QueueSettings
 
 DAY_S = 86_400
 RESULT_PREFIX = "results/"

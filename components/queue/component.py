@@ -21,9 +21,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.queue import aws as aws_queue
-from components.queue import gcp as gcp_queue
-from components.queue.types import (
+from llmfleet.components.queue import aws as aws_queue
+from llmfleet.components.queue import gcp as gcp_queue
+from llmfleet.components.queue.types import (
     COOLDOWN_S,
     POLLING_INTERVAL_S,
     WORKER_SERVICE_ACCOUNT,

@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.queue.types import KEDA_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT, QueueSettings
+from llmfleet.components.queue.types import KEDA_SERVICE_ACCOUNT, WORKER_SERVICE_ACCOUNT, QueueSettings
 
 DAY_S = 86_400
 RESULT_PREFIX = "results/"

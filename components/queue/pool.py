@@ -16,10 +16,10 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.cluster import ClusterKind
-from components.cluster.eks import launch_template_ref, node_launch_template
-from components.cluster.gke import NODE_SCOPES
-from components.queue.costs import WorkerPoolPlan
+from llmfleet.components.cluster import ClusterKind
+from llmfleet.components.cluster.eks import launch_template_ref, node_launch_template
+from llmfleet.components.cluster.gke import NODE_SCOPES
+from llmfleet.components.queue.costs import WorkerPoolPlan
 
 POOL_LABEL = "llmfleet.dev/pool"
 POOL_VALUE = "queue-workers"

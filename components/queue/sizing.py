@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 
-from components.queue.costs import WorkerPoolPlan, quantity
-from components.sizing.catalog import Catalog, InstanceEntry
-from components.sizing.errors import PlanningError
-from components.sizing.plan import DeploymentPlan
+from llmfleet.components.queue.costs import WorkerPoolPlan, quantity
+from llmfleet.components.sizing.catalog import Catalog, InstanceEntry
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import DeploymentPlan
 
 ALLOCATABLE_SHARE = 0.85
 """Part of a node's vCPU and memory left for pods once the kubelet, system daemons and eviction reserve are

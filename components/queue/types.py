@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import pulumi
 
-    from components.queue.costs import WorkerPoolPlan
+    from llmfleet.components.queue.costs import WorkerPoolPlan
 
 WORKER_SERVICE_ACCOUNT = "llmfleet-queue-worker"
 """Kubernetes service account of the workers: the only subject the workers' cloud identity trusts."""

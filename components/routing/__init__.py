@@ -7,16 +7,16 @@ on first use, so the stack schema can name routing options without importing the
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from components.routing.picker import RoutingOptions, ScorerWeights
+from llmfleet.components.routing.picker import RoutingOptions, ScorerWeights
 
 if TYPE_CHECKING:
-    from components.routing.component import InferencePool as InferencePool
-    from components.routing.component import InferencePoolArgs as InferencePoolArgs
+    from llmfleet.components.routing.component import InferencePool as InferencePool
+    from llmfleet.components.routing.component import InferencePoolArgs as InferencePoolArgs
 
 __all__ = ["InferencePool", "InferencePoolArgs", "RoutingOptions", "ScorerWeights"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("InferencePool", "InferencePoolArgs"):
-        return getattr(import_module("components.routing.component"), name)
+        return getattr(import_module("llmfleet.components.routing.component"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.helm import merge_values, pinned_release
-from components.inference import InferenceService
-from components.routing.picker import PICKER_SELECTOR_LABEL, RoutingOptions, chart_values, picker_name
-from components.routing.pins import INFERENCEPOOL_CHART, INFERENCEPOOL_CHART_VERSION
+from llmfleet.components.helm import merge_values, pinned_release
+from llmfleet.components.inference import InferenceService
+from llmfleet.components.routing.picker import PICKER_SELECTOR_LABEL, RoutingOptions, chart_values, picker_name
+from llmfleet.components.routing.pins import INFERENCEPOOL_CHART, INFERENCEPOOL_CHART_VERSION
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The inferencepool chart's row of the pins table (components/pins.yaml), and the CRDs of that release."""
 
-from components import pins
+from llmfleet.components import pins
 
 _ROW = pins.chart("inferencepool")
 INFERENCEPOOL_CHART = _ROW.name

@@ -6,10 +6,10 @@ inter-token latencies in `data/calibration_throughput.yaml`; tests/test_calibrat
 
 from __future__ import annotations
 
-from components.sizing import memory as mem
-from components.sizing.catalog import Catalog
-from components.sizing.throughput import Device, LatencyPoint, Workload, fitted_eta
-from components.sizing.types import KvCacheDtype
+from llmfleet.components.sizing import memory as mem
+from llmfleet.components.sizing.catalog import Catalog
+from llmfleet.components.sizing.throughput import Device, LatencyPoint, Workload, fitted_eta
+from llmfleet.components.sizing.types import KvCacheDtype
 
 CALIBRATION_PROMPT_TOKENS = 1000
 CALIBRATION_OUTPUT_TOKENS = 1000

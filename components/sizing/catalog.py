@@ -15,8 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from components.sizing.memory import Sampler
-from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
+from llmfleet.components.sizing.memory import Sampler
+from llmfleet.components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
 DATA_DIR = Path(__file__).parent / "data"
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
-from components.sizing.types import ModelArchitecture
+from llmfleet.components.sizing.types import ModelArchitecture
 
 
 class HfConfigError(ValueError):

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from components import pins
-from components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
+from llmfleet.components import pins
+from llmfleet.components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
 GIB = 1024**3
 BLOCK_SIZE = 16

@@ -5,7 +5,7 @@ replication (TP a multiple of kv_heads). Source: vllm config/model.py verify_wit
 models/llama.py.
 """
 
-from components.sizing.types import ModelArchitecture
+from llmfleet.components.sizing.types import ModelArchitecture
 
 
 def tensor_parallel_is_valid(arch: ModelArchitecture, tp: int) -> bool:

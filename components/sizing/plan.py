@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.queue.costs import QueueCost
-from components.sizing.types import Engine, KvCacheDtype, LoraAdapter, Quantization
+from llmfleet.components.queue.costs import QueueCost
+from llmfleet.components.sizing.types import Engine, KvCacheDtype, LoraAdapter, Quantization
 
 
 class Frozen(BaseModel):

@@ -14,20 +14,24 @@ import math
 import re
 from dataclasses import dataclass, replace
 
-from components.sizing import memory as mem
-from components.sizing.catalog import Catalog, GpuEntry, InstanceEntry, NodePrice
-from components.sizing.errors import PlanningError
-from components.sizing.mix import Split, cheapest_mix
-from components.sizing.parallelism import tensor_parallel_is_valid, valid_tensor_parallel, why_tensor_parallel_invalid
-from components.sizing.plan import DeploymentPlan, MemorySplit, MixPlan, MixPool, Rejection
-from components.sizing.throughput import (
+from llmfleet.components.sizing import memory as mem
+from llmfleet.components.sizing.catalog import Catalog, GpuEntry, InstanceEntry, NodePrice
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.mix import Split, cheapest_mix
+from llmfleet.components.sizing.parallelism import (
+    tensor_parallel_is_valid,
+    valid_tensor_parallel,
+    why_tensor_parallel_invalid,
+)
+from llmfleet.components.sizing.plan import DeploymentPlan, MemorySplit, MixPlan, MixPool, Rejection
+from llmfleet.components.sizing.throughput import (
     Device,
     Workload,
     largest_batch_within,
     output_tokens_per_s,
     time_per_output_token_s,
 )
-from components.sizing.types import ConcurrencyLoad, Engine, ModelRequest, Quantization, RegionRequest
+from llmfleet.components.sizing.types import ConcurrencyLoad, Engine, ModelRequest, Quantization, RegionRequest
 
 MAX_PIPELINE_STAGES = 4
 """Nodes one replica may span (beyond that, inter-node latency dominates)."""

@@ -7,14 +7,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from components.traffic.balancer import DnsProvider as DnsProvider
-    from components.traffic.balancer import GlobalLoadBalancer as GlobalLoadBalancer
-    from components.traffic.balancer import GlobalLoadBalancerArgs as GlobalLoadBalancerArgs
-    from components.traffic.balancer import HealthCheck as HealthCheck
-    from components.traffic.balancer import RegionEndpoint as RegionEndpoint
+    from llmfleet.components.traffic.balancer import DnsProvider as DnsProvider
+    from llmfleet.components.traffic.balancer import GlobalLoadBalancer as GlobalLoadBalancer
+    from llmfleet.components.traffic.balancer import GlobalLoadBalancerArgs as GlobalLoadBalancerArgs
+    from llmfleet.components.traffic.balancer import HealthCheck as HealthCheck
+    from llmfleet.components.traffic.balancer import RegionEndpoint as RegionEndpoint
 
 _EXPORTS = {
-    name: "components.traffic.balancer"
+    name: "llmfleet.components.traffic.balancer"
     for name in ("DnsProvider", "GlobalLoadBalancer", "GlobalLoadBalancerArgs", "HealthCheck", "RegionEndpoint")
 }
 
@@ -23,5 +23,5 @@ __all__ = ["DnsProvider", "GlobalLoadBalancer", "GlobalLoadBalancerArgs", "Healt
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'components.traffic' has no attribute {name!r}")
+        raise AttributeError(f"module 'llmfleet.components.traffic' has no attribute {name!r}")
     return getattr(import_module(_EXPORTS[name]), name)

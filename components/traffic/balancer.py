@@ -16,9 +16,9 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from components.traffic import clouddns, route53
-from components.traffic.failover import estimate_failover
-from components.traffic.regions import latency_region
+from llmfleet.components.traffic import clouddns, route53
+from llmfleet.components.traffic.failover import estimate_failover
+from llmfleet.components.traffic.regions import latency_region
 
 
 class DnsProvider(StrEnum):

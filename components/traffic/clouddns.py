@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_gcp as gcp
 
-from components.traffic.failover import CLOUD_DNS_CHECK_TIMEOUT_S
-from components.traffic.regions import CLOUD_DNS_SOURCE_REGIONS
+from llmfleet.components.traffic.failover import CLOUD_DNS_CHECK_TIMEOUT_S
+from llmfleet.components.traffic.regions import CLOUD_DNS_SOURCE_REGIONS
 
 if TYPE_CHECKING:
-    from components.traffic.balancer import HealthCheck, RegionEndpoint
+    from llmfleet.components.traffic.balancer import HealthCheck, RegionEndpoint
 
 HTTPS_PORT = 443
 

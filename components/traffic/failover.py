@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from components.sizing.errors import PlanningError
-from components.sizing.plan import FailoverEstimate
+from llmfleet.components.sizing.errors import PlanningError
+from llmfleet.components.sizing.plan import FailoverEstimate
 
 DnsProviderName = Literal["route53", "clouddns"]
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_aws as aws
 
-from components.traffic.regions import ROUTE53_CHECKER_REGIONS, latency_region
+from llmfleet.components.traffic.regions import ROUTE53_CHECKER_REGIONS, latency_region
 
 if TYPE_CHECKING:
-    from components.traffic.balancer import HealthCheck, RegionEndpoint
+    from llmfleet.components.traffic.balancer import HealthCheck, RegionEndpoint
 
 HTTPS_PORT = 443
 NEAREST_LABEL = "nearest"

@@ -14,7 +14,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
-from infra.errors import USER_ERRORS
+from llmfleet.infra.errors import USER_ERRORS
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 import typer
 
-from infra.commands.common import user_errors_exit_2
-from infra.config import PROJECT_ROOT
-from infra.errors import UsageError
-from loadtests import gate
-from loadtests.run import SuiteRun, auto_processes, run_suite, suites, unwritable
+from llmfleet.infra.commands.common import user_errors_exit_2
+from llmfleet.infra.config import PROJECT_ROOT
+from llmfleet.infra.errors import UsageError
+from llmfleet.loadtests import gate
+from llmfleet.loadtests.run import SuiteRun, auto_processes, run_suite, suites, unwritable
 
 COUNTED_SUITES = {"smoke", "gateway"}
 """Suites that end after a set number of requests: no warm-up to exclude."""

@@ -14,13 +14,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from components.queue.costs import QueueCost
-from components.sizing.plan import DeploymentPlan, Plan
-from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
-from infra.commands.progress import stdout_console
-from infra.config import load_stack, stack_path, undefined_secrets
-from infra.planning import build_plan
-from infra.schema.gateway import FallbackSpec, PrioritySpec
+from llmfleet.components.queue.costs import QueueCost
+from llmfleet.components.sizing.plan import DeploymentPlan, Plan
+from llmfleet.infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
+from llmfleet.infra.commands.progress import stdout_console
+from llmfleet.infra.config import load_stack, stack_path, undefined_secrets
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.schema.gateway import FallbackSpec, PrioritySpec
 
 
 class OutputFormat(StrEnum):

@@ -22,13 +22,13 @@ from typing import Annotated, Any, cast
 import typer
 import yaml
 
-from infra.chart_values import values_problems
-from infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
-from infra.commands.progress import RenderProgress
-from infra.config import load_stack
-from infra.errors import UsageError
-from infra.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
-from infra.validate import is_custom_kind, validate_manifest
+from llmfleet.infra.chart_values import values_problems
+from llmfleet.infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
+from llmfleet.infra.commands.progress import RenderProgress
+from llmfleet.infra.config import load_stack
+from llmfleet.infra.errors import UsageError
+from llmfleet.infra.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
+from llmfleet.infra.validate import is_custom_kind, validate_manifest
 
 GLOBAL_DIR = "global"
 INDEX_FILE = "resources.json"

@@ -20,16 +20,16 @@ from typing import Annotated, Protocol
 
 import typer
 
-from infra.commands.common import user_errors_exit_2
-from infra.config import PROJECT_ROOT, DeploymentSpec, load_stack
-from infra.errors import UsageError
-from infra.rollout.deployer import Deployer, DeployFailed
-from infra.rollout.engine import Gate, Rollout, RolloutError
-from infra.rollout.history import Outcome, forward_actions
-from infra.rollout.loadgate import LocustGate
-from infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
-from infra.rollout.revisions import RegionRevision, target_revisions, wave_order
-from infra.schema.rollout import check_steps
+from llmfleet.infra.commands.common import user_errors_exit_2
+from llmfleet.infra.config import PROJECT_ROOT, DeploymentSpec, load_stack
+from llmfleet.infra.errors import UsageError
+from llmfleet.infra.rollout.deployer import Deployer, DeployFailed
+from llmfleet.infra.rollout.engine import Gate, Rollout, RolloutError
+from llmfleet.infra.rollout.history import Outcome, forward_actions
+from llmfleet.infra.rollout.loadgate import LocustGate
+from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
+from llmfleet.infra.rollout.revisions import RegionRevision, target_revisions, wave_order
+from llmfleet.infra.schema.rollout import check_steps
 
 DEFAULT_LOG_DIR = PROJECT_ROOT / ".llmfleet" / "rollouts"
 EXIT_DEPLOY_FAILED = 1
@@ -51,7 +51,7 @@ def parse_steps(text: str) -> list[int]:
 
 
 def check_suite(suite: str) -> None:
-    from loadtests.run import suites
+    from llmfleet.loadtests.run import suites
 
     known = [s for s in suites() if s not in OPEN_LOOP_SUITES]
     if suite not in known:
@@ -76,7 +76,7 @@ def make_deployer(stack: str, target: Mapping[str, RegionRevision]) -> StackDepl
         raise UsageError(
             "llmfleet rollout drives `pulumi up`: install the Pulumi CLI (https://www.pulumi.com/docs/install/)"
         )
-    from infra.rollout.automation import AutomationDeployer
+    from llmfleet.infra.rollout.automation import AutomationDeployer
 
     return AutomationDeployer(stack, target, say=_say)
 

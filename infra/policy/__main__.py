@@ -11,7 +11,7 @@ from pulumi_policy import EnforcementLevel, PolicyPack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, should llmfleet not be installed
 
-from infra.policy.policies import POLICIES  # after the path is set
+from llmfleet.infra.policy.policies import POLICIES  # after the path is set
 
 PolicyPack(
     name="llmfleet",

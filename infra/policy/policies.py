@@ -35,7 +35,7 @@ from pulumi_policy import (
 from pulumi_policy import Secret as PolicySecret
 from pulumi_policy.secret import _DictSecretsProxy, _ListSecretsProxy  # pyright: ignore[reportPrivateUsage]
 
-from infra.policy import rules
+from llmfleet.infra.policy import rules
 
 UNKNOWN_VALUES = frozenset(
     value for name, value in vars(proxy).items() if name.startswith("UNKNOWN_") and isinstance(value, str)

@@ -195,7 +195,7 @@ def gpu_pool(resource_type: str, props: Props) -> GpuPool | None:
 
 @cache
 def _aws_gpu_counts() -> dict[str, int]:
-    from components.sizing.catalog import load_catalog
+    from llmfleet.components.sizing.catalog import load_catalog
 
     return {i.type: i.gpu_count for i in load_catalog().instances.values() if i.cloud == "aws"}
 

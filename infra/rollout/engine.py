@@ -33,10 +33,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from infra.rollout.deployer import Deployer, serving
-from infra.rollout.history import UNFINISHED, Action, History, Outcome, PlanState, forward_actions
-from infra.rollout.log import Record, RolloutLog
-from infra.schema.rollout import check_steps
+from llmfleet.infra.rollout.deployer import Deployer, serving
+from llmfleet.infra.rollout.history import UNFINISHED, Action, History, Outcome, PlanState, forward_actions
+from llmfleet.infra.rollout.log import Record, RolloutLog
+from llmfleet.infra.schema.rollout import check_steps
 
 EXIT_OK = 0
 EXIT_BREACH = 3

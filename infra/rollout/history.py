@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, cast
 
-from infra.rollout.log import Record
+from llmfleet.infra.rollout.log import Record
 
 
 class Outcome(StrEnum):

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from components.gateway.types import REVISION_HEADER
-from infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, EXIT_OK, GateResult
-from infra.schema.slo import Slo
+from llmfleet.components.gateway.types import REVISION_HEADER
+from llmfleet.infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, EXIT_OK, GateResult
+from llmfleet.infra.schema.slo import Slo
 
 WARMUP_SHARE = 0.1
 """The first tenth of each gate run is excluded from the verdict (as `llmfleet loadtest` does)."""
@@ -41,7 +41,7 @@ class LocustGate:
     """More Locust options (e.g. `--llm-output-tokens 64`), appended to each run."""
 
     def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
-        from loadtests.run import SuiteRun, run_suite  # Locust runs in a child process; nothing heavy here
+        from llmfleet.loadtests.run import SuiteRun, run_suite  # Locust runs in a child process; nothing heavy here
 
         self.work_dir.mkdir(parents=True, exist_ok=True)
         slo_path = self.work_dir / "slo.json"

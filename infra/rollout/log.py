@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from infra.rollout.records import record_problem, sequence_problem
+from llmfleet.infra.rollout.records import record_problem, sequence_problem
 
 Record = dict[str, Any]
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from components.fleet import RegionalFleetArgs, Revision
-from components.sizing.plan import DeploymentPlan
-from infra.config import CONFIG_KEY, ConfigError, DeploymentSpec
-from infra.planning import build_plan
-from infra.rollout.revisions import RECORD_KEY, RolloutRecord, region_revision
-from infra.schema.models import ModelSpec
-from infra.schema.regions import RegionSpec
+from llmfleet.components.fleet import RegionalFleetArgs, Revision
+from llmfleet.components.sizing.plan import DeploymentPlan
+from llmfleet.infra.config import CONFIG_KEY, ConfigError, DeploymentSpec
+from llmfleet.infra.planning import build_plan
+from llmfleet.infra.rollout.revisions import RECORD_KEY, RolloutRecord, region_revision
+from llmfleet.infra.schema.models import ModelSpec
+from llmfleet.infra.schema.regions import RegionSpec
 
 
 def with_revisions(

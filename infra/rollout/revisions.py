@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.config import DeploymentSpec
-from infra.rollout.deployer import ModelRevision, revision_id
+from llmfleet.infra.config import DeploymentSpec
+from llmfleet.infra.rollout.deployer import ModelRevision, revision_id
 
 if TYPE_CHECKING:
-    from components.sizing.plan import DeploymentPlan
+    from llmfleet.components.sizing.plan import DeploymentPlan
 
 RECORD_KEY = "llmfleet:rollout"
 """Stack config key (a JSON object) holding the RolloutRecord."""
@@ -51,7 +51,7 @@ def wave_order(spec: DeploymentSpec) -> list[str]:
 
 def region_revision(deployments: Sequence[DeploymentPlan]) -> tuple[str, tuple[ModelRevision, ...]]:
     """The revision id of one region's planned deployments, and what it was derived from."""
-    from components.inference.service import engine_spec
+    from llmfleet.components.inference.service import engine_spec
 
     models: list[ModelRevision] = []
     for d in deployments:
@@ -73,7 +73,7 @@ def region_revision(deployments: Sequence[DeploymentPlan]) -> tuple[str, tuple[M
 
 def target_revisions(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -> dict[str, RegionRevision]:
     """Region key -> the revision the stack file describes there (plans the stack: may raise PlanningError)."""
-    from infra.planning import build_plan
+    from llmfleet.infra.planning import build_plan
 
     plan = build_plan(stack, spec, base_dir)
     revisions: dict[str, RegionRevision] = {}

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import Field, model_validator
 
-from infra.schema.base import Section
+from llmfleet.infra.schema.base import Section
 
 if TYPE_CHECKING:
     import pulumi
 
-    from components.gateway import GatewayArgs, RateLimit
+    from llmfleet.components.gateway import GatewayArgs, RateLimit
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$"
@@ -245,7 +245,7 @@ class GatewaySpec(Section):
         `models` is left empty: the RegionalFleet fills it with the region's InferenceServices.
         `health_path`: the global load balancer's health-check path, the one path open without credentials.
         """
-        from components.gateway import (
+        from llmfleet.components.gateway import (
             AcmeIssuer,
             Fallback,
             FallbackProvider,
@@ -292,6 +292,6 @@ class GatewaySpec(Section):
 
 
 def _limit(limits: RateLimits) -> RateLimit:
-    from components.gateway import RateLimit
+    from llmfleet.components.gateway import RateLimit
 
     return RateLimit(requests_per_minute=limits.requests_per_minute, tokens_per_minute=limits.tokens_per_minute)

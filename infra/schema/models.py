@@ -4,9 +4,16 @@ from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from components.sizing.types import KvCacheDtype, LoraAdapter, ModelArchitecture, Overrides, Quantization, TargetLoad
-from infra.schema.base import Section
-from infra.schema.routing import RoutingSpec
+from llmfleet.components.sizing.types import (
+    KvCacheDtype,
+    LoraAdapter,
+    ModelArchitecture,
+    Overrides,
+    Quantization,
+    TargetLoad,
+)
+from llmfleet.infra.schema.base import Section
+from llmfleet.infra.schema.routing import RoutingSpec
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"
 NO_SCALE_TO_ZERO = (

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import Field, model_validator
 
-from infra.schema.base import Section
+from llmfleet.infra.schema.base import Section
 
 if TYPE_CHECKING:
     import pulumi
 
-    from components.observability import ObservabilityArgs
-    from components.sizing.plan import DeploymentPlan
-    from infra.schema.slo import Slo
+    from llmfleet.components.observability import ObservabilityArgs
+    from llmfleet.components.sizing.plan import DeploymentPlan
+    from llmfleet.infra.schema.slo import Slo
 
 SECRET_KEY = r"^[A-Za-z][A-Za-z0-9_-]*$"
 """A Pulumi config key inside the `llmfleet:` namespace (the part after `llmfleet:`)."""
@@ -112,8 +112,8 @@ class ObservabilitySpec(Section):
         """
         if not self.enabled:
             return None
-        from components.observability import AlertThresholds, ObservabilityArgs, SloTargets
-        from infra.config import CONFIG_KEY, ConfigError
+        from llmfleet.components.observability import AlertThresholds, ObservabilityArgs, SloTargets
+        from llmfleet.infra.config import CONFIG_KEY, ConfigError
 
         alerts = self.alerts
         for plan in deployments:

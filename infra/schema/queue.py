@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
-from components.queue.types import MAX_ATTEMPTS_RANGE, MAX_JOB_TIMEOUT_S
-from infra.schema.base import Section
-from infra.schema.gateway import DNS_LABEL, SECRET_KEY, GatewaySpec
-from infra.schema.regions import RegionSpec
+from llmfleet.components.queue.types import MAX_ATTEMPTS_RANGE, MAX_JOB_TIMEOUT_S
+from llmfleet.infra.schema.base import Section
+from llmfleet.infra.schema.gateway import DNS_LABEL, SECRET_KEY, GatewaySpec
+from llmfleet.infra.schema.regions import RegionSpec
 
 if TYPE_CHECKING:
     import pulumi
 
-    from components.queue.costs import WorkerPoolPlan
-    from components.queue.types import QueueConfig
+    from llmfleet.components.queue.costs import WorkerPoolPlan
+    from llmfleet.components.queue.types import QueueConfig
 
 PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}|@sha256:[0-9a-f]{64})$")
 
@@ -133,7 +133,7 @@ class QueueSpec(Section):
     ) -> QueueConfig | None:
         """The fleet's queue for one region (None where the queue is not served); `secrets` holds the gateway's
         and the queue's resolved secrets by stack key; `pool`: the region's planned worker pool (with spot_pool)."""
-        from components.queue.types import QueueConfig, QueueSettings, WorkerSettings
+        from llmfleet.components.queue.types import QueueConfig, QueueSettings, WorkerSettings
 
         if self.regions is not None and region_key not in self.regions:
             return None

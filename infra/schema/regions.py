@@ -4,7 +4,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from infra.schema.base import Section
+from llmfleet.infra.schema.base import Section
 
 
 class ClusterSpec(Section):

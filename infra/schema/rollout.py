@@ -12,7 +12,7 @@ from itertools import pairwise
 
 from pydantic import Field, field_validator
 
-from infra.schema.base import Section
+from llmfleet.infra.schema.base import Section
 
 DEFAULT_STEPS = (5, 25, 100)
 

@@ -14,9 +14,9 @@ from typing import Any, Self
 
 from pydantic import Field, model_validator
 
-from components.routing.picker import RoutingOptions, ScorerWeights
-from components.sizing.types import Quantization
-from infra.schema.base import Section
+from llmfleet.components.routing.picker import RoutingOptions, ScorerWeights
+from llmfleet.components.sizing.types import Quantization
+from llmfleet.infra.schema.base import Section
 
 
 class ScorersSpec(Section):

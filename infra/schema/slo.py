@@ -2,7 +2,7 @@
 
 from pydantic import Field
 
-from infra.schema.base import Section
+from llmfleet.infra.schema.base import Section
 
 
 class Slo(Section):

@@ -16,20 +16,20 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import Field, model_validator
 
-from components.traffic.regions import (
+from llmfleet.components.traffic.regions import (
     AWS_LATENCY_REGION,
     CLOUD_DNS_MIN_INTERVAL_S,
     CLOUD_DNS_SOURCE_REGIONS,
     ROUTE53_CHECKER_REGIONS,
     ROUTE53_MIN_CHECKER_REGIONS,
 )
-from infra.schema.base import Section
-from infra.schema.gateway import DNS_NAME
+from llmfleet.infra.schema.base import Section
+from llmfleet.infra.schema.gateway import DNS_NAME
 
 if TYPE_CHECKING:
-    from components.sizing.plan import FailoverEstimate
-    from components.traffic import GlobalLoadBalancerArgs
-    from infra.schema.regions import RegionSpec
+    from llmfleet.components.sizing.plan import FailoverEstimate
+    from llmfleet.components.traffic import GlobalLoadBalancerArgs
+    from llmfleet.infra.schema.regions import RegionSpec
 
 ROUTE53_ZONE_ID = r"^Z[A-Z0-9]{1,31}$"
 CLOUD_DNS_ZONE_NAME = r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -162,7 +162,7 @@ class LoadBalancerSpec(Section):
 
     def to_args(self, regions: list[RegionSpec], hostname: str, gcp_project: str | None) -> GlobalLoadBalancerArgs:
         """The GlobalLoadBalancer's arguments: every region's gateway at `<region key>.<hostname>`."""
-        from components.traffic import DnsProvider, GlobalLoadBalancerArgs, HealthCheck, RegionEndpoint
+        from llmfleet.components.traffic import DnsProvider, GlobalLoadBalancerArgs, HealthCheck, RegionEndpoint
 
         check = self.health_check
         endpoints: list[RegionEndpoint] = []
@@ -190,7 +190,7 @@ class LoadBalancerSpec(Section):
 
     def failover(self) -> FailoverEstimate:
         """The worst-case failover these settings imply, with the stack's budget."""
-        from components.traffic.failover import estimate_failover
+        from llmfleet.components.traffic.failover import estimate_failover
 
         check = self.health_check
         return estimate_failover(
@@ -199,7 +199,7 @@ class LoadBalancerSpec(Section):
 
     def require_within_budget(self, field: str) -> FailoverEstimate:
         """The estimate, or a PlanningError naming the fields to change when it exceeds the budget."""
-        from components.traffic.failover import require_within_budget
+        from llmfleet.components.traffic.failover import require_within_budget
 
         estimate = self.failover()
         require_within_budget(estimate, self.health_check.interval_s, self.health_check.failure_threshold, field)

@@ -1,6 +1,6 @@
 """Regenerate infra/chart_values/<chart>.json: what each pinned Helm chart accepts as values.
 
-    python -m infra.vendor.chart_values --mirrors DIR
+    python -m llmfleet.infra.vendor.chart_values --mirrors DIR
 
 DIR holds bare git repositories named `<owner>+<name>/repo` (what `git clone --bare` gives, renamed) of
 each chart's upstream; the tag and path come from components/pins.yaml. For a chart with a
@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import yaml
 
-from components import pins
+from llmfleet.components import pins
 
 OUT = Path(__file__).resolve().parent.parent / "chart_values"
 OPEN, LEAF = "*", "."

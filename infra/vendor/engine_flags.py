@@ -1,8 +1,8 @@
 """Regenerate components/inference/data/<engine>-<version>.json: the flags and metric names the pinned
 engine release accepts and exports, read from that release's source.
 
-    python -m infra.vendor.engine_flags vllm WHEEL_OR_SDIST     # pip download vllm==<pin> --no-deps
-    python -m infra.vendor.engine_flags llama.cpp ARG_CPP SERVER_CPP [...]   # files at the pinned build tag
+    python -m llmfleet.infra.vendor.engine_flags vllm WHEEL_OR_SDIST     # pip download vllm==<pin> --no-deps
+    python -m llmfleet.infra.vendor.engine_flags llama.cpp ARG_CPP SERVER_CPP [...]   # files at the pinned build tag
 
 vLLM: `vllm serve`'s parser is make_arg_parser (vllm/entrypoints/openai/cli_args.py): the frontend
 dataclasses' fields (`--<field-with-dashes>`, booleans also `--no-...`) plus every literal flag of an

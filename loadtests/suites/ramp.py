@@ -5,8 +5,8 @@ locust -f loadtests/suites/ramp.py --headless -u 64 -t 10m --host URL --llm-mode
 
 import math
 
-from loadtests.shapes import CommonOptionsShape
-from loadtests.user import ChatUser
+from llmfleet.loadtests.shapes import CommonOptionsShape
+from llmfleet.loadtests.user import ChatUser
 
 
 class RampUser(ChatUser):

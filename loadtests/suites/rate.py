@@ -7,7 +7,7 @@ generator concurrency); --llm-max-inflight caps requests in flight per user.
     locust -f loadtests/suites/rate.py --headless -u 4 -t 5m --host URL --llm-model NAME --llm-rate 8
 """
 
-from loadtests.user import OpenLoopChatUser
+from llmfleet.loadtests.user import OpenLoopChatUser
 
 
 class PoissonUser(OpenLoopChatUser):

@@ -7,7 +7,7 @@ from typing import Any
 
 from locust import events
 
-from loadtests.user import ChatUser
+from llmfleet.loadtests.user import ChatUser
 
 SMOKE_REQUESTS = 10
 

@@ -6,8 +6,8 @@ queues draining).
     locust -f loadtests/suites/spike.py --headless -u 64 -t 9m --host URL --llm-model NAME
 """
 
-from loadtests.shapes import CommonOptionsShape
-from loadtests.user import ChatUser
+from llmfleet.loadtests.shapes import CommonOptionsShape
+from llmfleet.loadtests.user import ChatUser
 
 
 class SpikeUser(ChatUser):

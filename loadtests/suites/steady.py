@@ -3,7 +3,7 @@
 locust -f loadtests/suites/steady.py --headless -u 16 -r 16 -t 5m --host URL --llm-model NAME
 """
 
-from loadtests.user import ChatUser
+from llmfleet.loadtests.user import ChatUser
 
 
 class SteadyUser(ChatUser):

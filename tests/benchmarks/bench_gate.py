@@ -37,10 +37,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from raw_client import command as raw_command  # noqa: E402
 
-from infra.schema.slo import Slo  # noqa: E402
-from loadtests.run import auto_processes  # noqa: E402
-from loadtests.samples import read_samples  # noqa: E402
-from loadtests.stats import summarize  # noqa: E402
+from llmfleet.infra.schema.slo import Slo  # noqa: E402
+from llmfleet.loadtests.run import auto_processes  # noqa: E402
+from llmfleet.loadtests.samples import read_samples  # noqa: E402
+from llmfleet.loadtests.stats import summarize  # noqa: E402
 
 TTFT_MS, ITL_MS, OUTPUT_TOKENS = 200, 20, 64
 REFERENCE_USERS = 8
@@ -52,7 +52,7 @@ SLO = Slo(ttft_p95_ms=250, tpot_p95_ms=30, e2e_p99_ms=5000, error_rate=0.01, goo
 @contextlib.contextmanager
 def server(kind: str, guidellm: str | None) -> Iterator[str]:
     if kind == "emulator":
-        command = [sys.executable, "-m", "loadtests.emulator", "--port", "0", "--ttft-ms", str(TTFT_MS)]
+        command = [sys.executable, "-m", "llmfleet.loadtests.emulator", "--port", "0", "--ttft-ms", str(TTFT_MS)]
         command += ["--itl-ms", str(ITL_MS), "--output-tokens", str(OUTPUT_TOKENS)]
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, preexec_fn=_priority)
         assert process.stdout is not None

@@ -42,8 +42,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from raw_client import command as raw_command  # noqa: E402
 
-from loadtests.samples import RequestSample, read_samples  # noqa: E402
-from loadtests.stats import summarize  # noqa: E402
+from llmfleet.loadtests.samples import RequestSample, read_samples  # noqa: E402
+from llmfleet.loadtests.stats import summarize  # noqa: E402
 
 TTFT_MS = 500.0
 ITL_MS = 20.0
@@ -176,7 +176,7 @@ class CpuTrace:
 class EmulatorProcess:
     def __init__(self, ttft_ms: float, itl_ms: float) -> None:
         self.ttft_ms, self.itl_ms = ttft_ms, itl_ms
-        command = [sys.executable, "-m", "loadtests.emulator", "--port", "0"]
+        command = [sys.executable, "-m", "llmfleet.loadtests.emulator", "--port", "0"]
         command += ["--ttft-ms", f"{ttft_ms:g}", "--itl-ms", f"{itl_ms:g}", "--output-tokens", str(OUTPUT_TOKENS)]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None

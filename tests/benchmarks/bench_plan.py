@@ -25,9 +25,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, when run as a script
 
-from components.sizing.catalog import load_catalog
-from infra.config import parse_deployment
-from infra.planning import build_plan
+from llmfleet.components.sizing.catalog import load_catalog
+from llmfleet.infra.config import parse_deployment
+from llmfleet.infra.planning import build_plan
 
 MODELS: list[dict[str, Any]] = [
     {"name": "chat-8b", "model": "llama-3.1-8b", "quantization": "bf16", "max_model_len": 8192},

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from queue_fakes import FakeQueue, FakeStore  # noqa: E402
 
-from loadtests.emulator import Emulator, EmulatorConfig  # noqa: E402
-from queueworker.worker import Worker, WorkerConfig  # noqa: E402
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig  # noqa: E402
+from llmfleet.queueworker.worker import Worker, WorkerConfig  # noqa: E402
 
 
 def job(i: int, tokens: int) -> bytes:

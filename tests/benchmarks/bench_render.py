@@ -38,7 +38,7 @@ SMALL_GPUS = ["L4", "A10G"]
 
 def generated_stack(regions: int, directory: Path) -> Path:
     """The dev stack spread over `regions` catalog regions (AWS and GCP alternately); its path."""
-    from components.sizing.catalog import load_catalog
+    from llmfleet.components.sizing.catalog import load_catalog
 
     catalog = load_catalog()
     pairs = itertools.zip_longest(
@@ -71,8 +71,8 @@ def measure(stack_file: Path, warmup_file: Path, out: Path) -> dict[str, Any]:
     The timed render runs untraced (tracemalloc slows Python several-fold); the heap peak comes from a
     second, traced render of the same stack.
     """
-    from infra.commands.render import write_render
-    from infra.offline import run_program
+    from llmfleet.infra.commands.render import write_render
+    from llmfleet.infra.offline import run_program
 
     write_render(run_program(stack_file=warmup_file), out / "warmup")
     rss_before = _rss_peak_mib()

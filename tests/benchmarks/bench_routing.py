@@ -41,12 +41,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, when run as a script
 
-from loadtests.conversations import SharedPrefixPrompts
-from loadtests.emulator import Emulator, EmulatorConfig
-from loadtests.prefix_cache import PrefixCache, chat_tokens
-from loadtests.prompts import ChatPrompt, chat_body
-from loadtests.stats import percentile
-from loadtests.stream import StreamMeter
+from llmfleet.loadtests.conversations import SharedPrefixPrompts
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.loadtests.prefix_cache import PrefixCache, chat_tokens
+from llmfleet.loadtests.prompts import ChatPrompt, chat_body
+from llmfleet.loadtests.stats import percentile
+from llmfleet.loadtests.stream import StreamMeter
 
 Router = Callable[[ChatPrompt], int]
 
@@ -161,7 +161,7 @@ def run(router: Spread | PrefixAffinity, urls: Sequence[str], args: argparse.Nam
 
 def render_picker_config() -> str:
     """The picker configuration `llmfleet render` produces for the dev stack (its chat model's pool)."""
-    from infra.offline import run_program
+    from llmfleet.infra.offline import run_program
 
     for _, release in run_program("dev").helm_releases():
         if release["chart"] == "inferencepool":
