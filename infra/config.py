@@ -22,8 +22,8 @@ from llmfleet.infra.schema.observability import ObservabilitySpec
 from llmfleet.infra.schema.queue import QueueSpec
 from llmfleet.infra.schema.regions import RegionSpec
 from llmfleet.infra.schema.rollout import RolloutSpec
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.infra.schema.traffic import LoadBalancerSpec
+from llmfleet.values import Slo
 
 if TYPE_CHECKING:
     import pulumi

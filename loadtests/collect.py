@@ -47,12 +47,12 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from llmfleet.infra.config import ConfigError
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.loadtests import gate
 from llmfleet.loadtests.gate import DRAIN_MARGIN_S, request_timeout_s
 from llmfleet.loadtests.run import die_with_parent, unwritable
 from llmfleet.loadtests.samples import RequestSample, timed_out_sample, write_samples
 from llmfleet.loadtests.stats import percentile
+from llmfleet.values import ExitCode, Slo
 
 logger = logging.getLogger("llmfleet.loadtest")
 
@@ -482,7 +482,7 @@ def _install(environment: Environment, **_: Any) -> None:
         problem = _check_before_load(environment)
         if problem:
             logger.error("%s", problem)
-            sys.exit(2)  # bad input, before any load: the same exit code as `llmfleet loadtest`'s
+            sys.exit(ExitCode.USAGE)  # bad input, before any load: the same exit code as `llmfleet loadtest`'s
         env_events.quitting.add_listener(collector._on_quitting)
         if isinstance(runner, MasterRunner):
             env_events.worker_report.add_listener(collector._on_worker_report)

@@ -39,7 +39,6 @@ import yaml
 from pydantic import ValidationError
 
 from llmfleet.infra.config import ConfigError, load_stack
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.loadtests.samples import RequestSample
 from llmfleet.loadtests.stats import (
     Distribution,
@@ -51,10 +50,7 @@ from llmfleet.loadtests.stats import (
     tpot_s,
     within,
 )
-
-EXIT_PASS = 0
-EXIT_BREACH = 3
-EXIT_INVALID = 4
+from llmfleet.values import ExitCode, Slo
 
 DEFAULT_MIN_SAMPLES = 20
 RATE_SHORTFALL = 0.1
@@ -127,10 +123,10 @@ class Verdict:
         return self.valid and all(check.passed for check in self.checks)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if not self.valid:
-            return EXIT_INVALID
-        return EXIT_PASS if self.passed else EXIT_BREACH
+            return ExitCode.INVALID
+        return ExitCode.OK if self.passed else ExitCode.BREACH
 
     @property
     def breaches(self) -> list[Check]:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from llmfleet.infra.config import ConfigError, load_stack
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.loadtests import gate
-from llmfleet.loadtests.gate import EXIT_BREACH, EXIT_INVALID, EXIT_PASS, RunInfo, evaluate, load_slo
+from llmfleet.loadtests.gate import RunInfo, evaluate, load_slo
 from llmfleet.loadtests.samples import RequestSample
+from llmfleet.values import ExitCode, Slo
 
 SLO = Slo(ttft_p95_ms=200, tpot_p95_ms=20, e2e_p99_ms=1000, error_rate=0.1, goodput_ratio=0.5)
 
@@ -64,7 +64,7 @@ def checks_by_metric(verdict: gate.Verdict) -> dict[str, gate.Check]:
 
 def test_a_run_well_inside_the_slo_passes_with_one_check_per_target() -> None:
     verdict = evaluate(steady(), SLO, RUN)
-    assert verdict.exit_code == EXIT_PASS, verdict
+    assert verdict.exit_code == ExitCode.OK, verdict
     checks = checks_by_metric(verdict)
     assert set(checks) == {"ttft_ms", "tpot_ms", "e2e_ms", "error_rate", "goodput_ratio"}
     assert checks["ttft_ms"].observed == pytest.approx(100)
@@ -82,7 +82,7 @@ def test_exactly_at_every_threshold_passes() -> None:
     assert checks["ttft_ms"].observed == pytest.approx(200)
     assert checks["e2e_ms"].observed == pytest.approx(1000)
     assert checks["error_rate"].observed == pytest.approx(0.1)
-    assert verdict.exit_code == EXIT_PASS, verdict
+    assert verdict.exit_code == ExitCode.OK, verdict
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_exactly_at_every_threshold_passes() -> None:
 def test_just_past_a_latency_threshold_breaches(metric: str, kwargs: dict[str, float]) -> None:
     tokens = 51 if metric == "e2e_ms" else 11  # 150 + 50 * 19.9 = 1145 ms > 1000 with TPOT inside
     verdict = evaluate(steady(40, tokens=tokens, **kwargs), SLO, RUN)
-    assert verdict.exit_code == EXIT_BREACH
+    assert verdict.exit_code == ExitCode.BREACH
     # Every request misses that target, so none counts towards goodput either.
     assert {c.metric for c in verdict.breaches} == {metric, "goodput_ratio"}
 
@@ -118,7 +118,7 @@ def test_error_rate_and_goodput_breach() -> None:
 
 def test_zero_samples_never_pass() -> None:
     verdict = evaluate([], SLO, RunInfo(started_at=0, ended_at=10, min_samples=0))
-    assert verdict.exit_code == EXIT_INVALID
+    assert verdict.exit_code == ExitCode.INVALID
     assert not verdict.valid and "too few samples" in verdict.reasons[0]
     assert not any(c.passed for c in verdict.checks)  # NaN observed fails every check
     json.dumps(verdict.to_json(), allow_nan=False)  # NaN is written as null
@@ -126,7 +126,7 @@ def test_zero_samples_never_pass() -> None:
 
 def test_all_requests_failed_is_a_breach_not_a_pass() -> None:
     verdict = evaluate([sample(11 + i * 0.1, ok=False) for i in range(30)], SLO, RUN)
-    assert verdict.exit_code == EXIT_BREACH
+    assert verdict.exit_code == ExitCode.BREACH
     checks = checks_by_metric(verdict)
     assert checks["ttft_ms"].observed is not None and math.isnan(checks["ttft_ms"].observed)
     assert not checks["ttft_ms"].passed and checks["ttft_ms"].n == 0
@@ -136,24 +136,24 @@ def test_the_warmup_is_excluded() -> None:
     cold = [sample(10 + i * 0.05, ttft_ms=5000) for i in range(20)]  # 10.0 .. 10.95 s: in the 1 s warm-up
     warm = [sample(11 + i * 0.1) for i in range(30)]
     verdict = evaluate(cold + warm, SLO, RunInfo(started_at=10, ended_at=20, warmup_s=1, min_samples=20))
-    assert verdict.exit_code == EXIT_PASS, verdict
+    assert verdict.exit_code == ExitCode.OK, verdict
     assert verdict.metrics["run"]["samples_in_warmup"] == 20
     assert checks_by_metric(verdict)["ttft_ms"].n == 30
-    assert evaluate(cold + warm, SLO, RUN).exit_code == EXIT_BREACH  # without the warm-up it breaches
+    assert evaluate(cold + warm, SLO, RUN).exit_code == ExitCode.BREACH  # without the warm-up it breaches
 
 
 def test_too_few_samples_after_the_warmup_is_invalid() -> None:
     verdict = evaluate(steady(19), SLO, RUN)
-    assert verdict.exit_code == EXIT_INVALID
+    assert verdict.exit_code == ExitCode.INVALID
     assert verdict.reasons == ["too few samples after the warm-up: 19 < 20"]
-    assert evaluate(steady(20), SLO, RUN).exit_code == EXIT_PASS
+    assert evaluate(steady(20), SLO, RUN).exit_code == ExitCode.OK
 
 
 def test_an_overloaded_generator_is_invalid_even_when_latencies_pass() -> None:
     overloaded = RunInfo(started_at=10, ended_at=20, generator_overloaded=True)
     verdict = evaluate(steady(), SLO, overloaded)
     assert all(c.passed for c in verdict.checks)
-    assert verdict.exit_code == EXIT_INVALID and "overloaded" in verdict.reasons[0]
+    assert verdict.exit_code == ExitCode.INVALID and "overloaded" in verdict.reasons[0]
 
 
 def test_open_loop_judges_latency_from_the_due_time_and_the_achieved_rate() -> None:
@@ -162,13 +162,13 @@ def test_open_loop_judges_latency_from_the_due_time_and_the_achieved_rate() -> N
     verdict = evaluate(queued, SLO, RunInfo(started_at=10, ended_at=20, target_rate=10))
     checks = checks_by_metric(verdict)
     assert checks["ttft_from_due_ms"].observed == pytest.approx(400)  # 300 queued + 100 TTFT
-    assert verdict.exit_code == EXIT_BREACH
+    assert verdict.exit_code == ExitCode.BREACH
     # Arrivals are counted by due time: queueing (the server's doing) does not lower the achieved rate.
     assert verdict.metrics["run"]["achieved_rate"] == pytest.approx(10)
     # Half the arrivals: the generator fell behind, the run says nothing about the server.
     sparse = [sample(10 + i * 0.2, scheduled=10 + i * 0.2) for i in range(50)]
     short = evaluate(sparse, SLO, RunInfo(started_at=10, ended_at=20, target_rate=10))
-    assert short.exit_code == EXIT_INVALID and "below the target" in short.reasons[0]
+    assert short.exit_code == ExitCode.INVALID and "below the target" in short.reasons[0]
     # A Poisson count a little under the target over a short window is not a shortfall.
     assert gate.rate_shortfall(arrived=85, window_s=10, target_rate=10) is None
     assert gate.rate_shortfall(arrived=60, window_s=10, target_rate=10) is not None
@@ -211,9 +211,9 @@ def test_an_accepted_values_check_keeps_the_issue_schema(tmp_path: Path) -> None
         {"metric": "gateway.status_with_wrong_key", "stat": "value", "op": "in", "threshold": [401, 403]}
         | {"observed": 401, "n": 1, "pass": True}
     ]
-    assert gate.Verdict.read(path).checks == [refused] and gate.Verdict.read(path).exit_code == EXIT_PASS
+    assert gate.Verdict.read(path).checks == [refused] and gate.Verdict.read(path).exit_code == ExitCode.OK
     served = gate.Check("gateway.status_with_wrong_key", "value", "in", [401, 403], 200, 1, passed=False)
-    assert gate.Verdict(checks=[served]).exit_code == EXIT_BREACH
+    assert gate.Verdict(checks=[served]).exit_code == ExitCode.BREACH
 
 
 def test_load_slo_from_a_stack_a_file_or_defaults(tmp_path: Path) -> None:
@@ -257,7 +257,7 @@ def test_a_missing_slo_file_or_stack_is_a_config_error(tmp_path: Path) -> None:
 def test_a_check_with_no_applicable_sample_passes_and_says_so() -> None:
     one_token = steady(tokens=1)  # classifiers and routers answer one token: TPOT is undefined
     verdict = evaluate(one_token, SLO, RUN)
-    assert verdict.exit_code == EXIT_PASS, verdict
+    assert verdict.exit_code == ExitCode.OK, verdict
     tpot = checks_by_metric(verdict)["tpot_ms"]
     assert (tpot.passed, tpot.applicable, tpot.observed, tpot.n) == (True, False, None, 0)
     assert tpot.to_json()["applicable"] is False and "applicable" not in checks_by_metric(verdict)["ttft_ms"].to_json()
@@ -275,18 +275,18 @@ def unreached(start: float) -> RequestSample:
 
 def test_a_server_never_reached_is_invalid_not_a_breach() -> None:
     verdict = evaluate([unreached(11 + i * 0.1) for i in range(30)], SLO, RUN)
-    assert verdict.exit_code == EXIT_INVALID
+    assert verdict.exit_code == ExitCode.INVALID
     assert any("never reached" in reason for reason in verdict.reasons), verdict.reasons
     # Reached once: the refusals are real failures of a server that exists, a breach.
     partly = [unreached(11 + i * 0.1) for i in range(30)] + steady(10)
     verdict = evaluate(partly, SLO, RUN)
-    assert verdict.exit_code == EXIT_BREACH and not verdict.reasons, verdict
+    assert verdict.exit_code == ExitCode.BREACH and not verdict.reasons, verdict
 
 
 def test_a_starved_generator_never_gives_a_latency_breach() -> None:
     limit_ms = gate.GENERATOR_LAG_SHARE * SLO.ttft_p95_ms  # 10 ms of lag against a 200 ms target
     within = RunInfo(started_at=10, ended_at=20, min_samples=20, generator_lag_p95_ms=limit_ms)
-    assert evaluate(steady(ttft_ms=240), SLO, within).exit_code == EXIT_BREACH  # lag at the limit: valid
+    assert evaluate(steady(ttft_ms=240), SLO, within).exit_code == ExitCode.BREACH  # lag at the limit: valid
     starved = RunInfo(
         started_at=10, ended_at=20, min_samples=20, generator_lag_p95_ms=limit_ms * 1.01, generator_lag_max_ms=50
     )
@@ -294,12 +294,12 @@ def test_a_starved_generator_never_gives_a_latency_breach() -> None:
     # probes understate what a response waits).
     for ttft_ms in (240, 2000):
         verdict = evaluate(steady(ttft_ms=ttft_ms), SLO, starved)
-        assert verdict.exit_code == EXIT_INVALID, (ttft_ms, verdict)
+        assert verdict.exit_code == ExitCode.INVALID, (ttft_ms, verdict)
         assert any("starved" in reason and "ttft_ms" in reason for reason in verdict.reasons), verdict.reasons
     # An error-rate breach is the server's: it stands.
     failing = steady(30) + [sample(12, ok=False) for _ in range(10)]
-    assert evaluate(failing, SLO, starved).exit_code == EXIT_BREACH
+    assert evaluate(failing, SLO, starved).exit_code == ExitCode.BREACH
     # The lag only adds to TTFT and E2E: a pass stands, unless TPOT is within worst lag / (n_out - 1) of
     # its target (10 ms + 50 / 10 = 15 <= 20 stands; 16 ms + 5 > 20 does not).
-    assert evaluate(steady(tpot_ms=10), SLO, starved).exit_code == EXIT_PASS
-    assert evaluate(steady(tpot_ms=16), SLO, starved).exit_code == EXIT_INVALID
+    assert evaluate(steady(tpot_ms=10), SLO, starved).exit_code == ExitCode.OK
+    assert evaluate(steady(tpot_ms=16), SLO, starved).exit_code == ExitCode.INVALID

@@ -16,9 +16,9 @@ from llmfleet.components.loadgen import SLO_PATH, SUITES, LoadGenerator, LoadGen
 from llmfleet.infra.commands.loadtest import SINGLE_PROCESS_SUITES
 from llmfleet.infra.manifests import to_manifest
 from llmfleet.infra.offline import RecordedResource, RecordingMocks
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.infra.validate import validate_manifest
 from llmfleet.loadtests.run import suites
+from llmfleet.values import Slo
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "registry.example.com/llmfleet-loadtest:1"

@@ -19,12 +19,12 @@ import pytest
 from locust_harness import generator_fell_behind
 
 from llmfleet.components.gateway.types import REVISION_HEADER
-from llmfleet.infra.rollout.engine import EXIT_BREACH, Rollout
+from llmfleet.infra.rollout.engine import Rollout
 from llmfleet.infra.rollout.history import Outcome
 from llmfleet.infra.rollout.loadgate import LocustGate
 from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
+from llmfleet.values import ExitCode, Slo
 
 OLD, NEW = "aaaa0001", "bbbb0002"
 REGIONS = ["gcp-europe-west4", "aws-us-east-1"]
@@ -282,8 +282,8 @@ def test_a_ttft_breach_in_the_second_region_rolls_back_there_and_in_the_first(fl
     result = start(rollout, [50, 100])
     if stopped_by_a_busy_machine(result, log, fleet):
         return
-    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, EXIT_BREACH)
-    assert gates(log) == [(REGIONS[0], 50, 0), (REGIONS[0], 100, 0), (REGIONS[1], 50, EXIT_BREACH)]
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, ExitCode.BREACH)
+    assert gates(log) == [(REGIONS[0], 50, 0), (REGIONS[0], 100, 0), (REGIONS[1], 50, ExitCode.BREACH)]
     assert ("remove", REGIONS[0], OLD) in fleet.history, "the first region had been promoted"
     assert [fleet.weights(r) for r in REGIONS] == [{OLD: 100}, {OLD: 100}]
     assert set(fleet.emulators) == {(r, OLD) for r in REGIONS}
@@ -330,8 +330,8 @@ def test_a_slow_revision_at_a_5_percent_step_is_caught_at_that_step(fleet_factor
     result = start(rollout, [5, 25, 100])
     if stopped_by_a_busy_machine(result, log, fleet):
         return
-    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, EXIT_BREACH)
-    assert gates(log) == [(REGIONS[0], 5, EXIT_BREACH)], "caught at 5%: no real traffic beyond 5% saw it"
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, ExitCode.BREACH)
+    assert gates(log) == [(REGIONS[0], 5, ExitCode.BREACH)], "caught at 5%: no real traffic beyond 5% saw it"
     assert (result.report["region"], result.report["step"]) == (REGIONS[0], 5)
     assert fleet.served(REGIONS[0], OLD) == 0, "the gate's load all went to the new revision"
     assert [fleet.weights(r) for r in REGIONS] == [{OLD: 100}, {OLD: 100}]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from llmfleet.infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, GateResult, Rollout, RolloutError
+from llmfleet.infra.rollout.engine import GateResult, Rollout, RolloutError
 from llmfleet.infra.rollout.history import Outcome
 from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
+from llmfleet.values import ExitCode
 
 OLD, NEW = "0ld0ld00", "5ca1ab1e"
 REGIONS = ["aws-eu-west-1", "gcp-us-central1", "aws-us-east-1"]
@@ -135,7 +136,7 @@ def test_every_step_is_logged_before_it_is_taken(tmp_path: Path) -> None:
 def test_breach_in_the_second_region_rolls_back_it_and_the_first(tmp_path: Path) -> None:
     rollout, deployer, gate, _ = make(tmp_path, lambda region, step, _: 3 if region == REGIONS[1] and step == 25 else 0)
     result = start(rollout)
-    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, EXIT_BREACH)
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, ExitCode.BREACH)
     assert deployer.state == {r: {OLD: 100} for r in REGIONS}
     assert result.report["region"] == REGIONS[1] and result.report["step"] == 25
     assert result.report["failed_checks"][0]["metric"] == "ttft"
@@ -148,7 +149,7 @@ def test_breach_in_the_second_region_rolls_back_it_and_the_first(tmp_path: Path)
 def test_keep_promoted_leaves_regions_that_passed(tmp_path: Path) -> None:
     rollout, deployer, _, _ = make(tmp_path, lambda region, step, _: 3 if region == REGIONS[1] else 0)
     result = start(rollout, keep_promoted=True)
-    assert result.exit_code == EXIT_BREACH
+    assert result.exit_code == ExitCode.BREACH
     assert deployer.state == {REGIONS[0]: {NEW: 100}, REGIONS[1]: {OLD: 100}, REGIONS[2]: {OLD: 100}}
 
 
@@ -165,7 +166,7 @@ def test_two_invalid_runs_stop_at_the_last_passed_split_and_resume_continues(tmp
         tmp_path, lambda region, step, _: 7 if flaky["on"] and region == REGIONS[1] and step == 25 else 0
     )
     result = start(rollout)
-    assert (result.outcome, result.exit_code) == (Outcome.STOPPED, EXIT_INVALID)
+    assert (result.outcome, result.exit_code) == (Outcome.STOPPED, ExitCode.INVALID)
     assert deployer.state[REGIONS[0]] == {NEW: 100}
     assert deployer.state[REGIONS[1]] == {OLD: 95, NEW: 5}, "back to the split that passed"
     assert deployer.state[REGIONS[2]] == {OLD: 100}
@@ -256,7 +257,7 @@ def test_crash_during_a_rollback_is_finished_by_resume(tmp_path: Path) -> None:
         start(rollout, [50, 100])
     deployer.crash_on_call = None
     result = rollout.resume()
-    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, EXIT_BREACH)
+    assert (result.outcome, result.exit_code) == (Outcome.ROLLED_BACK, ExitCode.BREACH)
     assert deployer.state == {r: {OLD: 100} for r in REGIONS}
 
 

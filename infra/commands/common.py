@@ -1,4 +1,4 @@
-"""What every `llmfleet` command shares: the exit code for bad input and the stack-selection options.
+"""What every `llmfleet` command shares: bad input exits 2 (`ExitCode.USAGE`) and the stack-selection options.
 
 Kept apart from infra/cli.py, which imports every command module, so a command (or a test) can import
 these without importing the whole CLI first.
@@ -15,11 +15,10 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 
 from llmfleet.infra.errors import USER_ERRORS
+from llmfleet.values import ExitCode
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-EXIT_INVALID_INPUT = 2
 
 StackOption = Annotated[str | None, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.<name>.yaml).")]
 StackFileOption = Annotated[
@@ -36,6 +35,6 @@ def user_errors_exit_2(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except USER_ERRORS as exc:
             print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(EXIT_INVALID_INPUT) from None
+            raise typer.Exit(ExitCode.USAGE) from None
 
     return wrapper

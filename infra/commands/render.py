@@ -29,6 +29,7 @@ from llmfleet.infra.config import load_stack
 from llmfleet.infra.errors import UsageError
 from llmfleet.infra.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
 from llmfleet.infra.validate import is_custom_kind, validate_manifest
+from llmfleet.values import ExitCode
 
 GLOBAL_DIR = "global"
 INDEX_FILE = "resources.json"
@@ -171,7 +172,7 @@ def register(app: typer.Typer) -> None:
                 summary = write_render(run, out)
         except OfflineProgramError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            raise typer.Exit(ExitCode.FAILED) from None
         regions = ", ".join(f"{region} {count}" for region, count in sorted(summary.regions.items()))
         typer.echo(
             f"rendered stack {run.stack} to {out}: {summary.objects} Kubernetes objects "
@@ -182,7 +183,7 @@ def register(app: typer.Typer) -> None:
             print(f"{len(summary.problems)} schema problems:", file=sys.stderr)
             for problem in summary.problems:
                 print(f"  {problem}", file=sys.stderr)
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.FAILED)
         typer.echo(
             f"all {summary.objects} objects valid (core kinds: Kubernetes schemas; custom: vendored CRDs) "
             f"and the values of {summary.helm_releases} Helm releases known to their pinned charts"

@@ -30,10 +30,9 @@ from llmfleet.infra.rollout.loadgate import LocustGate
 from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
 from llmfleet.infra.rollout.revisions import RegionRevision, target_revisions, wave_order
 from llmfleet.infra.schema.rollout import check_steps
+from llmfleet.values import ExitCode
 
 DEFAULT_LOG_DIR = PROJECT_ROOT / ".llmfleet" / "rollouts"
-EXIT_DEPLOY_FAILED = 1
-"""`pulumi up` failed mid-rollout (not the SLO's verdict): resume or abort from the log."""
 OPEN_LOOP_SUITES = {"rate", "failover"}
 """Suites that need a target rate or a failure to inject: not gates a rollout can run on its own."""
 
@@ -165,7 +164,7 @@ def register(app: typer.Typer) -> None:
         except DeployFailed as exc:
             typer.echo(f"error: {exc}", err=True)
             typer.echo(f"the log ({log.path}) keeps the step: rerun with --resume to retry it or --abort", err=True)
-            raise typer.Exit(EXIT_DEPLOY_FAILED) from None
+            raise typer.Exit(ExitCode.FAILED) from None  # `pulumi up` failed, not the SLO: resume or abort
         if result.report:
             print(json.dumps(result.report, indent=2), file=sys.stderr)
         typer.echo(f"rollout of stack {name}: {result.outcome} (log {log.path})")

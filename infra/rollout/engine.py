@@ -37,12 +37,12 @@ from llmfleet.infra.rollout.deployer import Deployer, serving
 from llmfleet.infra.rollout.history import UNFINISHED, Action, History, Outcome, PlanState, forward_actions
 from llmfleet.infra.rollout.log import Record, RolloutLog
 from llmfleet.infra.schema.rollout import check_steps
+from llmfleet.values import ExitCode
 
-EXIT_OK = 0
-EXIT_BREACH = 3
-EXIT_INVALID = 4
 GATE_ATTEMPTS = 2
 """An invalid gate run (exit 4) is retried once; a second one stops the rollout."""
+GATE_VERDICTS: dict[int, str] = {ExitCode.OK: "pass", ExitCode.BREACH: "SLO BREACHED"}
+"""How the log reads a gate's exit code; any other code is an invalid run."""
 
 
 class RolloutError(Exception):
@@ -127,7 +127,7 @@ class Rollout:
             regions = [r for r in order if previous[r] != target[r]]
             if not regions:
                 self.say("every region already serves the target revision: nothing to roll out")
-                return Result(Outcome.PROMOTED, EXIT_OK)
+                return Result(Outcome.PROMOTED, ExitCode.OK)
             if preview is not None:
                 preview()
             rollout = uuid.uuid4().hex[:12]
@@ -176,7 +176,7 @@ class Rollout:
                 self._reconcile(history, set())
                 return self._resume_plan(self._history(), history.active)
             keep = bool(history.start["keep_promoted"]) if keep_promoted is None else keep_promoted
-            return self._roll_back(history, "abort", Outcome.ABORTED, EXIT_OK, {}, keep)
+            return self._roll_back(history, "abort", Outcome.ABORTED, ExitCode.OK, {}, keep)
 
     # -- shared state ----------------------------------------------------------------------------
 
@@ -248,7 +248,7 @@ class Rollout:
         actions: Sequence[Action],
         *,
         outcome: Outcome | None = None,
-        exit_code: int = EXIT_OK,
+        exit_code: int = ExitCode.OK,
         report: Mapping[str, Any] | None = None,
     ) -> Result:
         """Log a new plan, then take it."""
@@ -289,7 +289,7 @@ class Rollout:
         if record["phase"] == "forward":
             last = plan.actions[-1]
             held_at = last.percent if last.kind == "step" else 100
-            return self._end(Result(Outcome.PROMOTED if held_at == 100 else Outcome.HELD, EXIT_OK), held_at)
+            return self._end(Result(Outcome.PROMOTED if held_at == 100 else Outcome.HELD, ExitCode.OK), held_at)
         return self._end(Result(Outcome(record["outcome"]), int(record["exit_code"]), dict(record["report"])))
 
     def _apply(self, start: Record, action: Action) -> None:
@@ -317,11 +317,11 @@ class Rollout:
                 self.deployer.deploy_revision(region, revision)
         self.deployer.set_weights(region, _split(old, new, action.percent))
         endpoint = self.deployer.endpoints()[region]
-        result = GateResult(EXIT_INVALID)
+        result = GateResult(ExitCode.INVALID)
         for attempt in range(1, GATE_ATTEMPTS + 1):
             result = self.gate.run(region, endpoint, action.percent, attempt, new)
-            if result.exit_code not in (EXIT_OK, EXIT_BREACH):
-                result = GateResult(EXIT_INVALID, result.verdict)
+            if result.exit_code not in (ExitCode.OK, ExitCode.BREACH):
+                result = GateResult(ExitCode.INVALID, result.verdict)
             self.log.append(
                 {
                     "type": "gate",
@@ -332,22 +332,22 @@ class Rollout:
                     "verdict": dict(result.verdict),
                 }
             )
-            verdict = {EXIT_OK: "pass", EXIT_BREACH: "SLO BREACHED", EXIT_INVALID: "run invalid"}[result.exit_code]
+            verdict = GATE_VERDICTS.get(result.exit_code, "run invalid")
             self.say(f"gate {region} at {action.percent}% (attempt {attempt}): {verdict}")
-            if result.exit_code != EXIT_INVALID:
+            if result.exit_code != ExitCode.INVALID:
                 break
-        return None if result.exit_code == EXIT_OK else result
+        return None if result.exit_code == ExitCode.OK else result
 
     def _after_failed_gate(
         self, history: History, plan: PlanState, index: int, action: Action, result: GateResult
     ) -> Result:
         report = failure_report(action, result)
-        if result.exit_code == EXIT_BREACH:
+        if result.exit_code == ExitCode.BREACH:
             keep = bool(history.start["keep_promoted"])
-            return self._roll_back(self._history(), "breach", Outcome.ROLLED_BACK, EXIT_BREACH, report, keep)
+            return self._roll_back(self._history(), "breach", Outcome.ROLLED_BACK, ExitCode.BREACH, report, keep)
         passed = [a.percent for a in plan.actions[:index] if a.kind == "step" and a.region == action.region]
         settle = Action("settle", action.region, passed[-1] if passed else 0)
-        return self._run_plan("stop", [settle], outcome=Outcome.STOPPED, exit_code=EXIT_INVALID, report=report)
+        return self._run_plan("stop", [settle], outcome=Outcome.STOPPED, exit_code=ExitCode.INVALID, report=report)
 
     def _roll_back(
         self,

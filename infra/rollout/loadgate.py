@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from llmfleet.components.gateway.types import REVISION_HEADER
-from llmfleet.infra.rollout.engine import EXIT_BREACH, EXIT_INVALID, EXIT_OK, GateResult
-from llmfleet.infra.schema.slo import Slo
+from llmfleet.infra.rollout.engine import GateResult
+from llmfleet.values import ExitCode, Slo
 
 WARMUP_SHARE = 0.1
 """The first tenth of each gate run is excluded from the verdict (as `llmfleet loadtest` does)."""
@@ -73,7 +73,7 @@ def run_id() -> str:
 def combine(verdicts: Mapping[str, GateResult]) -> GateResult:
     """One result for a region: breach beats invalid beats pass; checks and figures keyed by model."""
     codes = {result.exit_code for result in verdicts.values()}
-    code = EXIT_BREACH if EXIT_BREACH in codes else EXIT_INVALID if EXIT_INVALID in codes else EXIT_OK
+    code = next((c for c in (ExitCode.BREACH, ExitCode.INVALID) if c in codes), ExitCode.OK)
     if len(verdicts) == 1:
         return GateResult(code, next(iter(verdicts.values())).verdict)
     checks = [

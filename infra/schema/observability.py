@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from llmfleet.components.observability import ObservabilityArgs
     from llmfleet.components.sizing.plan import DeploymentPlan
-    from llmfleet.infra.schema.slo import Slo
+    from llmfleet.values import Slo
 
 SECRET_KEY = r"^[A-Za-z][A-Za-z0-9_-]*$"
 """A Pulumi config key inside the `llmfleet:` namespace (the part after `llmfleet:`)."""

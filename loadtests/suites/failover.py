@@ -30,11 +30,11 @@ from locust import events
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.loadtests import gate
 from llmfleet.loadtests.collect import collector_of
 from llmfleet.loadtests.samples import RequestSample
 from llmfleet.loadtests.user import ChatUser
+from llmfleet.values import Slo
 
 logger = logging.getLogger("llmfleet.loadtest")
 COMMAND_TIMEOUT_S = 120

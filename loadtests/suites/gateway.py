@@ -28,11 +28,11 @@ from typing import Any
 from locust import events
 from locust.exception import StopUser
 
-from llmfleet.infra.schema.slo import Slo
 from llmfleet.loadtests import gate
 from llmfleet.loadtests.prompts import ChatPrompt
 from llmfleet.loadtests.samples import RequestSample
 from llmfleet.loadtests.user import ChatUser
+from llmfleet.values import Slo
 
 COMPARE: dict[str, Callable[[float, Any], bool]] = {
     "==": operator.eq,
