@@ -304,9 +304,21 @@ def run_program(
     """
     name, spec = load_stack(stack, stack_file)
     config, secret_keys = stack_config(stack_file or stack_path(name))
-    run = contextvars.copy_context().run(_run_in_context, name, config, secret_keys, program or PROGRAM, on_resource)
+    run = contextvars.copy_context().run(
+        _run_in_context, name, config, secret_keys, program or PROGRAM, on_resource, PROJECT
+    )
     run.region_keys = [region.key for region in spec.regions]
     return run
+
+
+def run_project(program: Path, project: str, stack: str = "dev", config: dict[str, str] | None = None) -> OfflineRun:
+    """Run any Pulumi Python program (a folder with __main__.py, or a file) under RecordingMocks.
+
+    For a program that is not ours (a user's project importing the components, e.g. examples/): no
+    llmfleet stack file is read; `config` is the program's config as `<project>:<key>` -> value. A
+    folder is run as Pulumi runs it: its directory first on sys.path, so its own packages import.
+    """
+    return contextvars.copy_context().run(_run_in_context, stack, dict(config or {}), [], program, None, project)
 
 
 def _run_in_context(
@@ -315,6 +327,7 @@ def _run_in_context(
     secret_keys: list[str],
     program: Path,
     on_resource: Callable[[str], None] | None = None,
+    project: str = PROJECT,
 ) -> OfflineRun:
     log = _LogCollector()
     logger = logging.getLogger(f"llmfleet.offline.{id(log)}")
@@ -324,7 +337,7 @@ def _run_in_context(
     set_all_config(config, secret_keys)
     mocks = RecordingMocks(on_resource)
     pulumi.runtime.set_mocks(
-        mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=RecordingMonitor(mocks)
+        mocks, project=project, stack=stack, preview=False, logger=logger, monitor=RecordingMonitor(mocks)
     )
     try:
         _sync_await(run_pulumi_func(lambda: _run_path(program)))
