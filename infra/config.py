@@ -44,15 +44,37 @@ class ConfigError(Exception):
 class DeploymentSpec(Section):
     """`config: {llmfleet:deployment: ...}` of a stack file."""
 
-    models: list[ModelSpec] = Field(min_length=1)
-    regions: list[RegionSpec] = Field(min_length=1)
-    slo: Slo = Field(default_factory=Slo)
-    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    models: list[ModelSpec] = Field(
+        min_length=1, description="One entry per served model: what it is, how it is quantized, the load it must carry."
+    )
+    regions: list[RegionSpec] = Field(
+        min_length=1, description="Where the models are served; exactly one region has role: primary."
+    )
+    slo: Slo = Field(
+        default_factory=Slo,
+        description="The one SLO the planner (TPOT), the KEDA thresholds (TTFT), the alert rules and the Locust gate "
+        "all read.",
+    )
+    gateway: GatewaySpec = Field(
+        default_factory=GatewaySpec,
+        description="Each region's API gateway (Envoy Gateway + AI Gateway): hostname, TLS, tenants, limits, fallback.",
+    )
     load_balancer: LoadBalancerSpec | None = Field(default=None, description="Global DNS; None: no global name.")
-    observability: ObservabilitySpec = Field(default_factory=ObservabilitySpec)
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    observability: ObservabilitySpec = Field(
+        default_factory=ObservabilitySpec,
+        description="Each region's monitoring (kube-prometheus-stack, dcgm-exporter, alert rules, dashboards).",
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        description="How `llmfleet rollout` moves the stack to a new revision: region order, steps, the gate's load "
+        "test.",
+    )
     queue: QueueSpec | None = Field(default=None, description="Async queue (SQS / Pub/Sub) per region; None: off.")
-    namespace: str = Field(default="llmfleet", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str = Field(
+        default="llmfleet",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Kubernetes namespace of the model servers in every region.",
+    )
     gcp_project: str | None = Field(default=None, description="GCP project for gcp regions.")
     huggingface_token_secret: str | None = Field(
         default=None,

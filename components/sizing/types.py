@@ -66,13 +66,15 @@ class ModelArchitecture(Frozen):
         None, gt=0, description="Parameters used per token, billions (MoE only; defaults to params_b)."
     )
     layers: int = Field(gt=0, description="num_hidden_layers")
-    hidden_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0, description="hidden_size")
     attention_heads: int = Field(gt=0, description="num_attention_heads")
     kv_heads: int = Field(gt=0, description="num_key_value_heads (equal to attention_heads without GQA)")
-    head_dim: int = Field(gt=0)
+    head_dim: int = Field(gt=0, description="head_dim (hidden_size / num_attention_heads where config.json omits it)")
     max_context: int = Field(gt=0, description="max_position_embeddings")
-    vocab_size: int = Field(default=32_000, gt=0)
-    tied_embeddings: bool = False
+    vocab_size: int = Field(default=32_000, gt=0, description="vocab_size")
+    tied_embeddings: bool = Field(
+        default=False, description="tie_word_embeddings: the output layer reuses the input embeddings (counted once)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -93,9 +95,9 @@ class ModelArchitecture(Frozen):
 class ConcurrencyLoad(Frozen):
     """Closed-loop load: this many sequences in flight at once, per region."""
 
-    concurrent_sequences: int = Field(gt=0)
-    prompt_tokens: int = Field(default=1024, gt=0)
-    output_tokens: int = Field(default=256, gt=0)
+    concurrent_sequences: int = Field(gt=0, description="Sequences in flight at once in the region (closed loop).")
+    prompt_tokens: int = Field(default=1024, gt=0, description="Prompt tokens per request.")
+    output_tokens: int = Field(default=256, gt=0, description="Output tokens per request.")
     cached_prompt_share: float = Field(
         default=0.0,
         ge=0,
@@ -108,9 +110,11 @@ class ConcurrencyLoad(Frozen):
 class ThroughputLoad(Frozen):
     """Open-loop load: this many output tokens per second, per region."""
 
-    output_tokens_per_s: float = Field(gt=0)
-    prompt_tokens: int = Field(default=1024, gt=0)
-    output_tokens: int = Field(default=256, gt=0)
+    output_tokens_per_s: float = Field(
+        gt=0, description="Output tokens per second the region must generate (open loop)."
+    )
+    prompt_tokens: int = Field(default=1024, gt=0, description="Prompt tokens per request.")
+    output_tokens: int = Field(default=256, gt=0, description="Output tokens per request.")
     cached_prompt_share: float = Field(
         default=0.0,
         ge=0,
@@ -128,11 +132,17 @@ class Overrides(Frozen):
 
     gpu: str | None = Field(default=None, description="GPU catalog id, e.g. H100.")
     instance_type: str | None = Field(default=None, description="Instance or machine type, e.g. p5.48xlarge.")
-    tensor_parallel: int | None = Field(default=None, gt=0)
-    pipeline_parallel: int | None = Field(default=None, gt=0)
-    replicas: int | None = Field(default=None, ge=0)
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    max_num_batched_tokens: int | None = Field(default=None, gt=0)
+    tensor_parallel: int | None = Field(
+        default=None,
+        gt=0,
+        description="Tensor-parallel degree (GPUs per pipeline stage); must divide the attention heads.",
+    )
+    pipeline_parallel: int | None = Field(default=None, gt=0, description="Pipeline stages (nodes per replica).")
+    replicas: int | None = Field(default=None, ge=0, description="Replicas, instead of the ones the load needs.")
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="vLLM --gpu-memory-utilization (default: the pinned engine version's)."
+    )
+    max_num_batched_tokens: int | None = Field(default=None, gt=0, description="vLLM --max-num-batched-tokens.")
     engine_version: str | None = Field(default=None, description="vLLM (or llama.cpp server) image tag.")
 
 

@@ -68,7 +68,8 @@ class AcmeSpec(Section):
     server: str = Field(
         default="https://acme-v02.api.letsencrypt.org/directory",
         pattern=r"^https://",
-        description="ACME directory URL (Let's Encrypt staging: https://acme-staging-v02.api.letsencrypt.org/directory).",
+        description="ACME directory URL (Let's Encrypt staging: "
+        "https://acme-staging-v02.api.letsencrypt.org/directory).",
     )
 
 
@@ -80,7 +81,11 @@ class TlsSpec(Section):
     behind `kubectl port-forward`), never on a cloud cluster.
     """
 
-    mode: Literal["secret", "cert-manager", "none"] = "secret"
+    mode: Literal["secret", "cert-manager", "none"] = Field(
+        default="secret",
+        description="secret: a kubernetes.io/tls Secret you create; cert-manager (needs hostname); none: plain HTTP "
+        "on port 80, local regions only.",
+    )
     secret_name: str = Field(
         default="llmfleet-gateway-tls",
         pattern=DNS_LABEL,
@@ -111,7 +116,9 @@ class TlsSpec(Section):
 class FallbackSpec(Section):
     """A hosted API used, at lower priority, when a region's own backends fail."""
 
-    provider: Literal["openai", "anthropic"]
+    provider: Literal["openai", "anthropic"] = Field(
+        description="openai, or anthropic through its OpenAI-compatible endpoint."
+    )
     api_key_secret: str = Field(pattern=SECRET_KEY, description="Secret stack config key holding the provider key.")
     models: dict[str, str] = Field(
         min_length=1, description="Served model name -> the provider's model to use instead (only these fall back)."
@@ -136,15 +143,25 @@ class GatewaySpec(Section):
         pattern=DNS_NAME,
         description="Public name clients use (each region also answers on `<region key>.<hostname>`).",
     )
-    tls: TlsSpec = Field(default_factory=TlsSpec)
+    tls: TlsSpec = Field(default_factory=TlsSpec, description="Where the HTTPS certificate comes from.")
     allow_anonymous: bool = Field(default=False, description="Serve without authentication (limits per client IP).")
-    tenants: list[TenantSpec] = Field(default_factory=list[TenantSpec])
+    tenants: list[TenantSpec] = Field(
+        default_factory=list[TenantSpec],
+        description="API clients, each with its key (or the JWT's tenant claim) and optional limits of its own.",
+    )
     default_limits: RateLimits = Field(
         default_factory=lambda: RateLimits(requests_per_minute=60, tokens_per_minute=60_000),
         description="Limits of every tenant without its own (and of each client IP when anonymous).",
     )
-    jwt: JwtSpec | None = None
-    fallback: FallbackSpec | None = None
+    jwt: JwtSpec | None = Field(
+        default=None,
+        description="Authenticate JWTs from one issuer instead of API keys (tenants then carry no api_key_secret).",
+    )
+    fallback: FallbackSpec | None = Field(
+        default=None,
+        description="A hosted API as a lower-priority backend for the listed models when the region's own servers "
+        "fail.",
+    )
     priority: PrioritySpec | None = Field(
         default=None, description="Hybrid routing by x-llmfleet-priority; needs `fallback` (the hosted provider)."
     )

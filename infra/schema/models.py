@@ -60,12 +60,31 @@ class ModelSpec(Section):
     architecture: ModelArchitecture | None = Field(default=None, description="A custom or fine-tuned model's shape.")
     hf_config: str | None = Field(default=None, description="Path to a HuggingFace config.json to read the shape from.")
     hf_repo: str | None = Field(default=None, description="Weights repository (default: the catalog's).")
-    quantization: Quantization = Quantization.BF16
-    kv_cache_dtype: KvCacheDtype = KvCacheDtype.AUTO
+    quantization: Quantization = Field(
+        default=Quantization.BF16,
+        description="Weights format: bf16, fp16, fp8 (quantized by vLLM on load, or a pre-quantized hf_repo), int8, "
+        "awq, gptq (vLLM; these need hf_repo), or GGUF q4_k_m, q5_k_m, q8_0 (llama.cpp's server).",
+    )
+    kv_cache_dtype: KvCacheDtype = Field(
+        default=KvCacheDtype.AUTO, description="vLLM --kv-cache-dtype: auto (the model's dtype) or an fp8 variant."
+    )
     max_model_len: int | None = Field(default=None, gt=0, description="Default: min(model context, 8192).")
-    load: Annotated[TargetLoad, Field(union_mode="left_to_right")]
-    overrides: Overrides = Field(default_factory=Overrides)
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    load: Annotated[
+        TargetLoad,
+        Field(
+            union_mode="left_to_right",
+            description="The target per region: concurrent_sequences (closed loop) or output_tokens_per_s (open "
+            "loop), with the request lengths.",
+        ),
+    ]
+    overrides: Overrides = Field(
+        default_factory=Overrides,
+        description="Pins, each optional; the planner checks a pinned choice and says why it cannot work instead of "
+        "choosing another.",
+    )
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="KEDA's replica bounds around the planned replicas."
+    )
     adapters: list[LoraAdapter] = Field(
         default_factory=list[LoraAdapter],
         description="LoRA fine-tunes served by this model's replicas, each under its own name (vLLM only).",
@@ -80,7 +99,11 @@ class ModelSpec(Section):
         description="With mixed_gpus: deploy the mix when it is cheaper than the best single type (two node pools "
         "and two Deployments behind the model's route, weighted by capacity; vLLM models only).",
     )
-    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    routing: RoutingSpec = Field(
+        default_factory=RoutingSpec,
+        description="Prefix- and load-aware routing through an InferencePool and its endpoint picker "
+        "(docs/routing.md).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:

@@ -72,13 +72,17 @@ class ObservabilitySpec(Section):
     )
     retention: str = Field(default="15d", pattern=DURATION, description="How long samples are kept, e.g. 15d.")
     storage_gib: int = Field(default=20, ge=2, le=10_000, description="Prometheus volume per region, GiB.")
-    remote_write: RemoteWriteSpec | None = None
+    remote_write: RemoteWriteSpec | None = Field(
+        default=None,
+        description="Optional central store (Mimir, Thanos receive, managed Prometheus) every region's Prometheus "
+        "writes to.",
+    )
     grafana_admin_secret: str | None = Field(
         default=None,
         pattern=SECRET_KEY,
         description="Secret stack config key holding Grafana's admin password; none: the chart generates one.",
     )
-    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec, description="Alert thresholds the SLO does not state.")
     chart_values: dict[str, Any] = Field(
         default_factory=dict[str, Any],
         description="Escape hatch: deep-merged into the kube-prometheus-stack values, e.g. Alertmanager "

@@ -10,7 +10,10 @@ from llmfleet.infra.schema.base import Section
 class ClusterSpec(Section):
     """How the region's Kubernetes cluster is obtained (created by default)."""
 
-    mode: Literal["create", "existing"] = "create"
+    mode: Literal["create", "existing"] = Field(
+        default="create",
+        description="create: llmfleet creates the cluster (EKS or GKE); existing: a cluster from kubeconfig_secret.",
+    )
     kubeconfig_secret: str | None = Field(
         default=None,
         description="existing: name of a secret stack config key holding the kubeconfig "
@@ -22,13 +25,26 @@ class ClusterSpec(Section):
 class RegionSpec(Section):
     """One cloud region (`local`: a kind/minikube cluster from the current kubeconfig, no GPUs)."""
 
-    cloud: Literal["aws", "gcp", "local"]
-    region: str = Field(min_length=1)
-    role: Literal["primary", "secondary"] = "secondary"
-    capacity_type: Literal["on-demand", "spot"] = "on-demand"
+    cloud: Literal["aws", "gcp", "local"] = Field(
+        description="aws, gcp, or local (an existing kind/minikube cluster, no GPUs)."
+    )
+    region: str = Field(
+        min_length=1, description="A region the instance catalog lists for that cloud (`local` for cloud: local)."
+    )
+    role: Literal["primary", "secondary"] = Field(
+        default="secondary",
+        description="Exactly one primary (the last resort of global failover, the last rollout wave); the rest "
+        "secondary.",
+    )
+    capacity_type: Literal["on-demand", "spot"] = Field(
+        default="on-demand",
+        description="on-demand or spot GPU nodes; a type is planned only where the cited price source sells it so.",
+    )
     allowed_gpus: list[str] | None = Field(default=None, description="GPU catalog ids this region may use.")
     models: list[str] | None = Field(default=None, description="Served model names for this region (default: all).")
-    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    cluster: ClusterSpec = Field(
+        default_factory=ClusterSpec, description="How the region's cluster is obtained (created by default)."
+    )
 
     @model_validator(mode="after")
     def _local_is_existing(self) -> Self:

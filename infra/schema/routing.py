@@ -44,7 +44,7 @@ class RoutingSpec(Section):
     regions: list[str] | None = Field(
         default=None, description="Region keys (<cloud>-<region>) where it is on; default: every region."
     )
-    scorers: ScorersSpec = Field(default_factory=ScorersSpec)
+    scorers: ScorersSpec = Field(default_factory=ScorersSpec, description="Weights of the endpoint picker's scorers.")
     picker_replicas: int = Field(default=1, ge=1, le=5, description="Endpoint picker replicas (active-passive).")
     chart_values: dict[str, Any] = Field(
         default_factory=dict[str, Any], description="Deep-merged into the inferencepool chart values."

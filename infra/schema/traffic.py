@@ -67,7 +67,10 @@ class LoadBalancerSpec(Section):
         "gateways' listeners and certificates serve). Not the zone apex (it is a CNAME on route53).",
     )
     ttl: int = Field(default=60, ge=1, le=86_400, description="Seconds resolvers may cache the answer.")
-    health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
+    health_check: HealthCheckSpec = Field(
+        default_factory=HealthCheckSpec,
+        description="What DNS health checks probe and how often (the gateway opens `path` without credentials).",
+    )
     failover_budget_s: int = Field(
         gt=0, description="Longest tolerated worst-case failover; the plan fails when the settings imply more."
     )
