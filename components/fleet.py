@@ -121,7 +121,9 @@ class RegionalFleet(pulumi.ComponentResource):
     mix_services: dict[str, list[InferenceService]]
     """Served model name -> both parts' services, for models deployed as a GPU mix."""
     canary_services: dict[str, InferenceService]
-    """Served model name -> its second revision's service (empty outside a rollout)."""
+    """Served model name -> its second revision's service (empty outside a rollout; a GPU mix: its first part's)."""
+    canary_mix_services: dict[str, list[InferenceService]]
+    """Served model name -> both parts' services of its second revision, where that revision is a GPU mix."""
     inference_pools: dict[str, InferencePool]
     """Pool name (`<model>[-<revision>]`, one for both parts of a GPU mix) -> its InferencePool (routed models only)."""
     gateway: Gateway | None
@@ -159,12 +161,18 @@ class RegionalFleet(pulumi.ComponentResource):
             if plan.parts:
                 self.mix_services[plan.model] = services
         self.canary_services = {}
+        self.canary_mix_services = {}
         if args.canary is not None:
-            mixed = sorted({d.model for d in args.canary.deployments if d.parts} | set(self.mix_services))
-            if mixed:
-                raise ValueError(f"{name}: a canary revision of models deployed as a GPU mix is not supported: {mixed}")
             for plan in args.canary.deployments:
-                self.canary_services[plan.model] = self._service(name, args, plan, args.canary.id)
+                # The canary revision is deployed as its plan says: a GPU mix as a mix of its own (its parts on the
+                # pools of their GPU types, a pool added where the first revision has none of that type).
+                for part in plan.deployed:
+                    if object_name(part) not in self.pools:
+                        self.pools[object_name(part)] = self._pool(name, args, part)
+                services = [self._service(name, args, part, args.canary.id) for part in plan.deployed]
+                self.canary_services[plan.model] = services[0]
+                if plan.parts:
+                    self.canary_mix_services[plan.model] = services
         # More concerns: one line each here, after the services they read.
         self.gateway = self._gateway(name, args)
         self.observability = self._observability(name, args)
@@ -357,7 +365,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 model,
                 s.service_name,
                 s.port,
-                self._canary(model, args.canary, routed=model in args.routing),
+                self._canary(model, args, args.canary, routed=model in args.routing),
                 revision=args.revision,
                 pool=s.pool_name if model in args.routing else None,
                 split=self._split(model, args),
@@ -372,7 +380,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 s.service_name,
                 s.port,
                 # Adapters keep the Service route (round robin), also when their base model has a pool.
-                self._canary(plan.model, args.canary, routed=False),
+                self._canary(plan.model, args, args.canary, routed=False),
                 revision=args.revision,
                 split=self._split(plan.model, args),
             )
@@ -390,25 +398,37 @@ class RegionalFleet(pulumi.ComponentResource):
         )
         return Gateway(f"{name}-gateway", gateway_args, opts=self.kubernetes_opts())
 
-    def _split(self, model: str, args: RegionalFleetArgs) -> tuple[SplitBackend, ...]:
-        """A GPU mix's parts at the gateway, weighted by the plan's share of capacity (percent, whole numbers)."""
-        plan = next(d for d in args.deployments if d.model == model)
+    def _split(self, model: str, args: RegionalFleetArgs, canary: Revision | None = None) -> tuple[SplitBackend, ...]:
+        """A GPU mix's parts at the gateway (the canary revision's with `canary`), weighted by the plan's share of
+        capacity (percent, whole numbers)."""
+        deployments, mixes = (
+            (args.deployments, self.mix_services)
+            if canary is None
+            else (
+                canary.deployments,
+                self.canary_mix_services,
+            )
+        )
+        plan = next(d for d in deployments if d.model == model)
         if not plan.parts or plan.mix is None:
             return ()
-        services = self.mix_services[model]
+        services = mixes[model]
         weights = [round(100 * pool.weight) for pool in plan.mix.pools]
         return tuple(
             SplitBackend(part.part or "", s.service_name, weight, s.port)
             for part, s, weight in zip(plan.parts, services, weights, strict=True)
         )
 
-    def _canary(self, model: str, canary: Revision | None, *, routed: bool) -> CanaryBackend | None:
+    def _canary(
+        self, model: str, args: RegionalFleetArgs, canary: Revision | None, *, routed: bool
+    ) -> CanaryBackend | None:
         """The model's second revision at the gateway, with its share of the requests."""
         service = self.canary_services.get(model)
         if canary is None or service is None:
             return None
-        pool = service.object_name if routed else None
-        return CanaryBackend(canary.id, service.service_name, canary.weight, service.port, pool=pool)
+        pool = service.pool_name if routed else None
+        split = self._split(model, args, canary)
+        return CanaryBackend(canary.id, service.service_name, canary.weight, service.port, pool=pool, split=split)
 
     def _routing(self, name: str, args: RegionalFleetArgs) -> dict[str, InferencePool]:
         """Each revision of a routed model as an InferencePool with its endpoint picker, after the gateway
@@ -423,7 +443,8 @@ class RegionalFleet(pulumi.ComponentResource):
                 if model not in args.routing:
                     continue
                 # A GPU mix: one pool selecting both parts' pods (the picker weighs them by queue and KV cache).
-                parts = [*self.mix_services.get(model, [])][1:] if services is self.services else []
+                mixes = self.mix_services if services is self.services else self.canary_mix_services
+                parts = [*mixes.get(model, [])][1:]
                 pools[service.pool_name] = InferencePool(
                     f"{name}-{service.pool_name}-inference-pool",
                     InferencePoolArgs(

@@ -12,15 +12,17 @@ import yaml
 from test_sizing_mix import CATALOG, ETA, US_EAST_1, request
 from typer.testing import CliRunner
 
-from llmfleet.components.gateway import CanaryBackend, ModelBackend, SplitBackend, health
+from llmfleet.components.gateway import ModelBackend, SplitBackend, health
 from llmfleet.components.inference.vllm import args as vllm_args
+from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.components.sizing.planner import plan_deployment
 from llmfleet.components.sizing.types import Quantization
 from llmfleet.infra.cli import app
 from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack
 from llmfleet.infra.offline import OfflineRun, run_program
 from llmfleet.infra.planning import build_plan
-from llmfleet.infra.rollout.revisions import region_revision
+from llmfleet.infra.rollout.revisions import RECORD_KEY, RolloutRecord, region_revision, target_revisions
+from llmfleet.infra.schema.models import ModelSpec
 from llmfleet.infra.validate import validate_manifest
 
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -214,11 +216,122 @@ def test_the_rollout_revision_follows_the_deployed_parts(tmp_path: Path) -> None
     assert region_revision(deployed)[0] != region_revision(advice)[0]
 
 
-def test_a_canary_beside_weighted_parts_is_refused() -> None:
+def test_the_health_check_reaches_either_part() -> None:
     parts = (SplitBackend("l40s", "chat-l40s", 60), SplitBackend("a10g", "chat-a10g", 40))
-    assert ModelBackend("chat", "chat-l40s", split=parts).split == parts
     # The region's health check (with global load balancing) reaches either part.
     spec = health.backend_spec([ModelBackend("chat", "chat-l40s", split=parts), ModelBackend("x", "x")], "ns")
     assert len(spec["endpoints"]) == 3  # each part, and the other model's Service (hostnames are Outputs)
-    with pytest.raises(ValueError, match="canary beside a GPU mix"):
-        ModelBackend("chat", "chat-l40s", canary=CanaryBackend("b", "chat-b", 10), split=parts)
+
+
+# A rollout beside a deployed mix: the canary revision is deployed as the plan of ITS settings says (a mix of its
+# own, or one type), and each revision's share of the requests is split over its parts by their capacity.
+REGION = "aws-us-east-1"
+OLD = "0ld0ld00"
+
+
+def rollout_run(tmp_path: Path, old: dict[str, Any], weight: int, **current: Any) -> tuple[OfflineRun, str, Plans]:
+    """The mixed stack mid-rollout: the stack file's revision (`current` settings) at 100 - weight, an older
+    revision with the `old` settings at `weight`."""
+    data = mixed_70b(**current)
+    name, spec = load_stack(None, write(data, tmp_path))
+    new = target_revisions(name, spec)[REGION].id
+    old_model = {**spec.models[0].model_dump(mode="json", exclude_defaults=True), **old}
+    record = RolloutRecord().with_revision(REGION, OLD, [old_model])
+    record = record.with_revision(REGION, new, [spec.models[0].model_dump(mode="json", exclude_defaults=True)])
+    data["config"][RECORD_KEY] = record.with_weights(REGION, {OLD: weight, new: 100 - weight}).model_dump(mode="json")
+    (current_plan,) = build_plan(name, spec).deployments
+    (old_plan,) = build_plan(
+        name, spec.model_copy(update={"models": [ModelSpec.model_validate(old_model)]})
+    ).deployments
+    return run_program(stack_file=write(data, tmp_path)), new, {new: current_plan, OLD: old_plan}
+
+
+Plans = dict[str, DeploymentPlan]
+
+
+def route_rules(run: OfflineRun) -> dict[str, list[dict[str, Any]]]:
+    (route,) = objects(run, "AIGatewayRoute").values()
+    return {r["name"]: r["backendRefs"] for r in route["spec"]["rules"]}
+
+
+def served_by(run: OfflineRun, refs: list[dict[str, Any]]) -> dict[str, int]:
+    """backendRefs -> {Service the Backend points at: weight}."""
+    backends = objects(run, "Backend")
+    return {backends[r["name"]]["spec"]["endpoints"][0]["fqdn"]["hostname"].split(".")[0]: r["weight"] for r in refs}
+
+
+def capacity_percent(plan: DeploymentPlan) -> dict[str, int]:
+    assert plan.mix is not None
+    return {part.part or "": round(100 * pool.weight) for part, pool in zip(plan.parts, plan.mix.pools, strict=True)}
+
+
+def test_a_canary_mix_beside_a_mix_takes_its_share_split_by_capacity(tmp_path: Path) -> None:
+    run, new, plans = rollout_run(tmp_path, {"hf_repo": "acme/llama-3.3-70b-old"}, 10)
+    assert all(p.parts for p in plans.values()), "both revisions are deployed as a mix"
+    deployments = objects(run, "Deployment")
+    for revision, plan in plans.items():
+        for part in plan.parts:
+            deployment = deployments[f"chat-{part.part}-{revision}"]
+            assert deployment["spec"]["replicas"] == part.replicas
+    assert "chat" not in deployments and not any(n.startswith("chat-" + OLD) for n in deployments)
+    rules = route_rules(run)
+    # The weighted rule goes to the Services (exact weights): revision percent x the part's share of capacity.
+    share = {new: 90, OLD: 10}
+    expected = {
+        f"chat-{part}-{revision}": share[revision] * percent
+        for revision, plan in plans.items()
+        for part, percent in capacity_percent(plan).items()
+    }
+    assert served_by(run, rules["chat"]) == expected and len(expected) == 4
+    old_total = sum(w for n, w in expected.items() if n.endswith(OLD))
+    assert old_total * 9 == pytest.approx(sum(expected.values()) - old_total, rel=0.02), "the canary gets 10%"
+    # A request pinned to a revision goes to that revision's one pool, which selects both of its parts and no other.
+    releases = {r["name"]: r for _, r in run.helm_releases(redacted=False)}
+    for revision, plan in plans.items():
+        assert rules[f"chat-{revision}"] == [{**POOL, "name": f"chat-{revision}"}]
+        selected = releases[f"chat-{revision}"]["values"]["inferencePool"]["modelServers"]["matchLabels"]
+        pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items() if n.startswith("chat-")}
+        chosen = sorted(n for n, labels in pods.items() if selected.items() <= labels.items())
+        assert chosen == sorted(f"chat-{p.part}-{revision}" for p in plan.parts)
+    assert [p for _, m in run.kubernetes_objects() for p in validate_manifest(m)] == []
+    # The engines' key reaches every backend a rule names.
+    credentials = next(m for m in objects(run, "BackendSecurityPolicy").values() if m["spec"].get("type") == "APIKey")
+    targeted = {t["name"] for t in credentials["spec"]["targetRefs"]}
+    named = {ref["name"] for refs in rules.values() for ref in refs}
+    assert named <= targeted
+
+
+def test_without_a_pool_each_pinned_revision_weights_its_own_parts(tmp_path: Path) -> None:
+    no_pool = {"routing": {"prefix_aware": False}}
+    run, new, plans = rollout_run(tmp_path, {"hf_repo": "acme/llama-3.3-70b-old", **no_pool}, 25, **no_pool)
+    rules = route_rules(run)
+    for revision, plan in plans.items():
+        pinned = served_by(run, rules[f"chat-{revision}"])
+        assert pinned == {f"chat-{p}-{revision}": w for p, w in capacity_percent(plan).items()}
+    weighted = served_by(run, rules["chat"])
+    assert sum(w for n, w in weighted.items() if n.endswith(OLD)) * 3 == pytest.approx(
+        sum(w for n, w in weighted.items() if n.endswith(new)), rel=0.02
+    )
+    assert not objects(run, "InferencePool")
+    assert [p for _, m in run.kubernetes_objects() for p in validate_manifest(m)] == []
+
+
+def test_a_single_type_canary_beside_a_mix_gets_a_pool_of_its_type(tmp_path: Path) -> None:
+    # The older revision did not deploy the mix: it runs on the single type, on a node pool of its own.
+    run, new, plans = rollout_run(tmp_path, {"deploy_mix": False}, 50)
+    single = plans[OLD]
+    assert not single.parts and plans[new].parts
+    # One GPU node group per object (the single type may be one of the mix's types: it still gets its own).
+    groups = [r.inputs for r in run.by_type(EKS_NODE_GROUP) if r.inputs.get("taints")]
+    assert sorted(g["instanceTypes"][0] for g in groups) == sorted(
+        [single.instance_type, *(p.instance_type for p in plans[new].parts)]
+    )
+    deployment = objects(run, "Deployment")[f"chat-{OLD}"]
+    selector = deployment["spec"]["template"]["spec"]["nodeSelector"]
+    assert [g["instanceTypes"][0] for g in groups if selector.items() <= g["labels"].items()] == [single.instance_type]
+    weighted = served_by(run, route_rules(run)["chat"])
+    assert weighted == {
+        f"chat-{OLD}": 50 * 100,
+        **{f"chat-{p}-{new}": 50 * w for p, w in capacity_percent(plans[new]).items()},
+    }
+    assert [p for _, m in run.kubernetes_objects() for p in validate_manifest(m)] == []

@@ -5,6 +5,7 @@ the SLO targets are drawn; the cost panel prices the plan's nodes; the name read
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -159,3 +160,63 @@ def test_the_metric_list_follows_the_exporters_conventions() -> None:
             assert not name.endswith("_total"), name
     # vLLM's v1 names; the old ones match nothing on current servers.
     assert "vllm:gpu_cache_usage_perc" not in KNOWN and "vllm:num_preemptions" not in KNOWN
+
+
+def test_a_deployed_mix_is_priced_part_by_part(tmp_path: Path) -> None:
+    """Each part's pods at its own instance type's node price (the plan's), not the single type's: promtool
+    evaluates the panel's query over pods of both parts."""
+    from test_mix_deploy import mixed_70b, write
+
+    name, spec = load_stack(None, write(mixed_70b(), tmp_path))
+    (plan,) = build_plan(name, spec).deployments
+    assert len(plan.parts) == 2 and {p.instance_type for p in plan.parts} != {plan.instance_type}
+    cost = next(b for b in dashboards(spec.namespace, [plan], SLO) if b.uid == "llmfleet-cost")
+    (per_hour,) = cost.panels[1].queries
+    for part in plan.parts:
+        assert f"* {node_usd_per_hour(part):g}" in per_hour.expr
+    # The parts' node prices differ, so pricing every pod at one type's price would miss the expected total below.
+    assert node_usd_per_hour(plan.parts[0]) != node_usd_per_hour(plan.parts[1])
+    planned = next(q.expr for q in cost.panels[0].queries if q.legend == "chat (planned)")
+    tokens_per_hour = sum(p.replicas * p.output_tokens_per_s_per_replica for p in plan.parts) * 3600
+    assert planned == f"vector({round(sum(p.usd_per_hour for p in plan.parts) / tokens_per_hour * 1e6, 4):g})"
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is required in CI: apt-get install prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    # Three pods of the first part (one of them of a rollout's second revision), one of the second.
+    pods = [
+        (plan.parts[0], "a", ""),
+        (plan.parts[0], "b", ""),
+        (plan.parts[0], "c", "-0a1b2c3d"),
+        (plan.parts[1], "d", ""),
+    ]
+    series = [
+        {
+            "series": f'vllm:num_requests_running{{namespace="{spec.namespace}",model_name="chat",'
+            f'service="chat-{part.part}{revision}",pod="{pod}"}}',
+            "values": "1x5",
+        }
+        for part, pod, revision in pods
+    ]
+    expected = sum(
+        math.ceil(n / part.replicas_per_node) * float(f"{node_usd_per_hour(part):g}")
+        for part, n in ((plan.parts[0], 3), (plan.parts[1], 1))
+    )
+    test = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {"expr": per_hour.expr, "eval_time": "2m", "exp_samples": [{"labels": "{}", "value": expected}]}
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "cost_test.yaml"
+    path.write_text(yaml.safe_dump(test))
+    done = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

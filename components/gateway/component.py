@@ -198,21 +198,10 @@ class Gateway(pulumi.ComponentResource):
             routes.client_traffic_policy_spec(names),
         )
         for model in args.models:
-            backend = names.backend(model.model)
-            spec = routes.backend_spec(model.service_name, args.namespace, model.port)
-            self._custom(f"{model.model}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
-            spec = routes.ai_service_backend_spec(backend)
-            self._custom(f"{model.model}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
-            for part in model.split if model.pool is None else ():
-                backend, role = names.backend(model.model, part.part), f"{model.model}-{part.part}"
-                spec = routes.backend_spec(part.service_name, args.namespace, part.port)
-                self._custom(f"{role}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
-                spec = routes.ai_service_backend_spec(backend)
-                self._custom(f"{role}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
-            if model.canary is not None:
-                canary, role = model.canary, f"{model.model}-{model.canary.revision}"
-                backend = names.backend(model.model, canary.revision)
-                spec = routes.backend_spec(canary.service_name, args.namespace, canary.port)
+            # The model's own, its GPU mix parts' and its canary revision's (or the canary's parts').
+            for suffix, service_name, port in routes.model_backends(model):
+                backend, role = names.backend(model.model, suffix), routes.join(model.model, suffix)
+                spec = routes.backend_spec(service_name, args.namespace, port)
                 self._custom(f"{role}-backend", "Backend", ENVOY_GATEWAY_API, backend, spec)
                 spec = routes.ai_service_backend_spec(backend)
                 self._custom(f"{role}-aibackend", "AIServiceBackend", AI_GATEWAY_API, backend, spec)
@@ -286,9 +275,9 @@ class Gateway(pulumi.ComponentResource):
 
     def _engine_key(self, secret: pulumi.Input[str]) -> None:
         """Every model's AIServiceBackends and InferencePools (canaries too) get the engines' key from one policy."""
-        backends = [self._names.backend(m.model) for m in self._args.models]
-        backends += [self._names.backend(m.model, m.canary.revision) for m in self._args.models if m.canary]
-        backends += [self._names.backend(m.model, p.part) for m in self._args.models if not m.pool for p in m.split]
+        backends = [
+            self._names.backend(m.model, suffix) for m in self._args.models for suffix, *_ in routes.model_backends(m)
+        ]
         # Requests routed through an InferencePool skip the AIServiceBackends: the policy targets the pools too.
         pools = [m.pool for m in self._args.models if m.pool] + [
             m.canary.pool for m in self._args.models if m.canary and m.canary.pool

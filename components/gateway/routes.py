@@ -24,6 +24,7 @@ from llmfleet.components.gateway.types import (
     TENANT_HEADER,
     TOTAL_TOKENS_KEY,
     ModelBackend,
+    SplitBackend,
     Tls,
 )
 
@@ -210,17 +211,11 @@ def route_spec(
         refs: list[dict[str, Any]] = [{"name": names.backend(backend.model), "priority": 0}]
         if backend.pool is not None and backend.canary is None:
             refs = [pool_ref(backend.pool)]
+        elif backend.canary is not None:
+            refs = canary_refs(names, backend)
         elif backend.split:
             # A GPU mix without a pool: each part by the weight of its capacity (same priority).
-            refs = [
-                {"name": names.backend(backend.model, part.part), "priority": 0, "weight": part.weight}
-                for part in backend.split
-            ]
-        elif backend.canary is not None:
-            # Weighted split between the two revisions (same priority); a weight of 0 takes no requests.
-            canary = backend.canary
-            refs[0]["weight"] = 100 - canary.weight
-            refs.append({"name": names.backend(backend.model, canary.revision), "priority": 0, "weight": canary.weight})
+            refs = revision_refs(names, backend.model, None, backend.split, 1)
         if backend.model in fallback_models:
             refs.append({"name": names.fallback, "priority": 1, "modelNameOverride": fallback_models[backend.model]})
         rules.append(
@@ -250,6 +245,54 @@ def route_spec(
     }
 
 
+def revision_refs(
+    names: Names, model: str, revision: str | None, split: Sequence[SplitBackend], share: int, unit: int = 1
+) -> list[dict[str, Any]]:
+    """One revision's backendRefs carrying `share` of the model's requests: its Backend (weight share x unit), or,
+    deployed as a GPU mix, each part's Backend weighted share x the part's share of the mix's capacity."""
+    if not split:
+        return [{"name": names.backend(model, revision), "priority": 0, "weight": share * unit}]
+    return [
+        {"name": names.backend(model, join(revision, part.part)), "priority": 0, "weight": share * part.weight}
+        for part in split
+    ]
+
+
+def canary_refs(names: Names, backend: ModelBackend) -> list[dict[str, Any]]:
+    """The weighted rule of a model with a canary: each revision by its weight (same priority; 0 takes no requests).
+
+    A revision deployed as a GPU mix splits its share over its parts in proportion to their capacity, so both
+    revisions' parts share one rule: the weights are products (revision percent x part percent), and a revision
+    on one type counts 100 for its whole share. Without a mix they stay the revisions' percents.
+    """
+    canary = backend.canary
+    assert canary is not None
+    unit = 100 if backend.split or canary.split else 1
+    return [
+        *revision_refs(names, backend.model, None, backend.split, 100 - canary.weight, unit),
+        *revision_refs(names, backend.model, canary.revision, canary.split, canary.weight, unit),
+    ]
+
+
+def join(*parts: str | None) -> str:
+    """`a-b` of the parts given (a Backend's name suffix: revision, GPU mix part, or both)."""
+    return "-".join(p for p in parts if p)
+
+
+def model_backends(model: ModelBackend) -> list[tuple[str | None, pulumi.Input[str], int]]:
+    """Every Backend the model's rules name, as (name suffix after the model, Service, port): the model's own; its
+    GPU mix parts' where a rule weights them (no pool, or a canary beside it); the canary revision's, or its parts'."""
+    found: list[tuple[str | None, pulumi.Input[str], int]] = [(None, model.service_name, model.port)]
+    if model.pool is None or model.canary is not None:
+        found += [(part.part, part.service_name, part.port) for part in model.split]
+    canary = model.canary
+    if canary is not None:
+        found += [(join(canary.revision, p.part), p.service_name, p.port) for p in canary.split] or [
+            (canary.revision, canary.service_name, canary.port)
+        ]
+    return found
+
+
 def pool_ref(pool: str) -> dict[str, Any]:
     """A rule's only backendRef: the InferencePool (its endpoint picker chooses the replica)."""
     return {"group": INFERENCE_POOL_GROUP, "kind": INFERENCE_POOL_KIND, "name": pool}
@@ -262,12 +305,17 @@ def pinned_revision_rules(names: Names, backend: ModelBackend, request_timeout_s
     if canary is None:
         return []
 
-    def target(backend_name: str, pool: str | None) -> dict[str, Any]:
-        return pool_ref(pool) if pool is not None else {"name": backend_name, "priority": 0}
+    def target(revision: str | None, split: Sequence[SplitBackend], pool: str | None) -> list[dict[str, Any]]:
+        # A GPU mix's pool selects both parts' pods; without a pool its parts are weighted by capacity.
+        if pool is not None:
+            return [pool_ref(pool)]
+        if split:
+            return revision_refs(names, backend.model, revision, split, 1)
+        return [{"name": names.backend(backend.model, revision), "priority": 0}]
 
-    pinned = [(canary.revision, target(names.backend(backend.model, canary.revision), canary.pool))]
+    pinned = [(canary.revision, target(canary.revision, canary.split, canary.pool))]
     if backend.revision is not None:
-        pinned.insert(0, (backend.revision, target(names.backend(backend.model), backend.pool)))
+        pinned.insert(0, (backend.revision, target(None, backend.split, backend.pool)))
     return [
         {
             "name": f"{backend.model}-{revision}",
@@ -279,10 +327,10 @@ def pinned_revision_rules(names: Names, backend: ModelBackend, request_timeout_s
                     ]
                 }
             ],
-            "backendRefs": [backend_ref],
+            "backendRefs": backend_refs,
             "timeouts": {"request": f"{request_timeout_s}s"},
         }
-        for revision, backend_ref in pinned
+        for revision, backend_refs in pinned
     ]
 
 

@@ -128,6 +128,19 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class SplitBackend:
+    """One part of a model served from two GPU types (a deployed mix), with its share of the requests."""
+
+    part: str
+    """The part's name (its GPU); names its Backend objects (`<gateway>-<model>-<part>`)."""
+    service_name: pulumi.Input[str]
+    """The part's ClusterIP Service, in the gateway's namespace."""
+    weight: int
+    """Relative share of the model's requests: the part's share of the mix's capacity, from the plan."""
+    port: int = 8000
+
+
+@dataclass(frozen=True)
 class CanaryBackend:
     """A second revision of a model beside the first, taking a share of its requests (`llmfleet rollout`)."""
 
@@ -140,23 +153,13 @@ class CanaryBackend:
     port: int = 8000
     pool: str | None = None
     """The canary revision's own InferencePool, if it has one: requests pinned to the revision go through it."""
+    split: tuple[SplitBackend, ...] = ()
+    """The canary revision deployed as a GPU mix of its own: its parts, weighted by capacity within its share
+    (`service_name` is then its first part's)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.weight <= 100:
             raise ValueError(f"canary {self.revision}: weight {self.weight} is not a percentage (0-100)")
-
-
-@dataclass(frozen=True)
-class SplitBackend:
-    """One part of a model served from two GPU types (a deployed mix), with its share of the requests."""
-
-    part: str
-    """The part's name (its GPU); names its Backend objects (`<gateway>-<model>-<part>`)."""
-    service_name: pulumi.Input[str]
-    """The part's ClusterIP Service, in the gateway's namespace."""
-    weight: int
-    """Relative share of the model's requests: the part's share of the mix's capacity, from the plan."""
-    port: int = 8000
 
 
 @dataclass(frozen=True)
@@ -180,9 +183,5 @@ class ModelBackend:
     weight the split goes to the Services (exact weights) and only revision-pinned requests use the
     pools; a pool cannot share its rule with the hosted fallback."""
     split: tuple[SplitBackend, ...] = ()
-    """A model served from two GPU types without a pool: its parts, weighted by capacity (the pool, when there is
-    one, selects both parts' pods itself). Not with a canary."""
-
-    def __post_init__(self) -> None:
-        if self.split and self.canary is not None:
-            raise ValueError(f"model {self.model}: a canary beside a GPU mix's weighted parts is not supported")
+    """A model served from two GPU types: its parts, weighted by capacity. Without a canary the pool, when there is
+    one, selects both parts' pods itself; with one, each revision's share is split over its parts."""

@@ -422,9 +422,11 @@ def _gateway(slo: SloTargets) -> Dashboard:
 
 
 def _serving_pods(plan: DeploymentPlan, ns: str) -> str:
-    """Number of the model's server pods up (scraped), from a gauge every pod exports."""
+    """Number of the model's server pods up (scraped), from a gauge every pod exports; for a part of a GPU mix, that
+    part's pods only (its Service `<model>-<part>`, `-<revision>` appended during a rollout)."""
     if plan.engine is Engine.VLLM:
-        gauge = f'vllm:num_requests_running{{namespace="{ns}",model_name="{plan.model}"}}'
+        part = f',service=~"{plan.model}-{plan.part}(-[0-9a-f]+)?"' if plan.part else ""
+        gauge = f'vllm:num_requests_running{{namespace="{ns}",model_name="{plan.model}"{part}}}'
     else:
         gauge = f'llamacpp:requests_processing{{namespace="{ns}",service="{plan.model}"}}'
     return f"count(count by (pod) ({gauge}))"
@@ -443,20 +445,39 @@ def node_usd_per_hour(plan: DeploymentPlan) -> float:
     return plan.usd_per_hour / plan.nodes if plan.nodes else 0.0
 
 
+def _usd_per_hour(plan: DeploymentPlan, ns: str) -> str:
+    """Nodes in use: the pods up, packed replicas_per_node to a node, each at the plan's node price. A deployed GPU
+    mix sums its parts, each at its own instance type's price in the region and capacity type (a part with no pod up
+    counts 0 rather than hiding the other's cost)."""
+    if not plan.parts:
+        return f"ceil({_serving_pods(plan, ns)} / {plan.replicas_per_node}) * {node_usd_per_hour(plan):g}"
+    return " + ".join(
+        f"(ceil({_serving_pods(part, ns)} / {part.replicas_per_node}) * {node_usd_per_hour(part):g} or vector(0))"
+        for part in plan.parts
+    )
+
+
+def planned_usd_per_million(plan: DeploymentPlan) -> float:
+    """The plan's $ per million output tokens at the load it was sized for; a deployed mix's from its parts'
+    prices and rates (the plan's own figure is the single type's it beat)."""
+    if not plan.parts:
+        return plan.usd_per_million_output_tokens
+    tokens_per_hour = sum(p.replicas * p.output_tokens_per_s_per_replica for p in plan.parts) * 3600
+    return round(sum(p.usd_per_hour for p in plan.parts) / tokens_per_hour * 1e6, 4) if tokens_per_hour else 0.0
+
+
 def _cost(ns: str, deployments: Sequence[DeploymentPlan]) -> Dashboard:
     per_million: list[Query] = []
     per_hour: list[Query] = []
     for plan in deployments:
-        price = node_usd_per_hour(plan)
-        if not price:
+        if not any(node_usd_per_hour(part) for part in plan.deployed):
             continue
-        # Nodes in use: the pods up, packed replicas_per_node to a node, each at the plan's node price.
-        usd_per_hour = f"ceil({_serving_pods(plan, ns)} / {plan.replicas_per_node}) * {price:g}"
+        usd_per_hour = _usd_per_hour(plan, ns)
         per_hour.append(Query(usd_per_hour, plan.model))
         per_million.append(
             Query(f"({usd_per_hour}) / (3600 * {_generated_per_s(plan, ns)}) * 1e6", f"{plan.model} (measured)")
         )
-        per_million.append(Query(f"vector({plan.usd_per_million_output_tokens:g})", f"{plan.model} (planned)"))
+        per_million.append(Query(f"vector({planned_usd_per_million(plan):g})", f"{plan.model} (planned)"))
     return Dashboard(
         "llmfleet-cost",
         "llmfleet / Cost",

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from llmfleet.components.fleet import RegionalFleetArgs, Revision
+from llmfleet.components.inference import waiting_requests_threshold
+from llmfleet.components.inference.engine import object_name
 from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.infra.config import CONFIG_KEY, ConfigError, DeploymentSpec
 from llmfleet.infra.planning import build_plan
@@ -53,4 +55,13 @@ def with_revisions(
         if sorted(d.model for d in second) != sorted(d.model for d in main):
             raise ConfigError(f"{RECORD_KEY}: {region.key} revisions {order} serve different models")
         canary = Revision(order[1], second, recorded[order[1]].weight)
+        # A GPU mix in one revision only (deploy_mix turned on or off, or a split over other types) has parts
+        # the stack file's thresholds do not name: each scales on its own queue, with its own threshold.
+        output_tokens = {m.name: m.load.output_tokens for m in spec.models}
+        thresholds = {
+            object_name(part): waiting_requests_threshold(part, output_tokens[d.model], spec.slo.ttft_p95_ms)
+            for d in [*main, *second]
+            for part in d.deployed
+        }
+        args = replace(args, queue_thresholds={**thresholds, **args.queue_thresholds})
     return replace(args, deployments=main, revision=order[0], canary=canary)
