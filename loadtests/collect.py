@@ -46,7 +46,6 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from llmfleet.infra.config import ConfigError
 from llmfleet.loadtests import gate
 from llmfleet.loadtests.gate import DRAIN_MARGIN_S, request_timeout_s
 from llmfleet.loadtests.run import die_with_parent, unwritable
@@ -76,11 +75,20 @@ _BEACON = (
 """The beacon process: CLOCK_MONOTONIC stamps (perf_counter, the same clock in every process on Linux)."""
 
 
+LLM_STACK_MOVED = (
+    "give the stack's SLO as a file, --llm-slo FILE (its slo: block copied as is), "
+    "or run `llmfleet loadtest --stack NAME`, which reads the stack"
+)
+
+
 @events.init_command_line_parser.add_listener
 def _add_gate_options(parser: Any, **_: Any) -> None:
     group = parser.add_argument_group("llmfleet SLO gate")
-    group.add_argument("--llm-stack", default=None, help="Stack whose SLO gates the run (stacks/Pulumi.<name>.yaml).")
-    group.add_argument("--llm-slo", default=None, help="SLO file (YAML/JSON, the stack's slo: schema).")
+    group.add_argument(
+        "--llm-slo", default=None, help="SLO file (YAML/JSON: the stack's slo: block, bare or under slo:)."
+    )
+    # Stack files are the operator side's (`llmfleet loadtest --stack`); kept only to say what replaced it.
+    group.add_argument("--llm-stack", default=None, help=f"Not read by the suites: {LLM_STACK_MOVED}.")
     group.add_argument("--llm-report", default=None, help="Write the JSON verdict here.")
     group.add_argument("--llm-samples", default=None, help="Write every raw sample here (JSON lines).")
     group.add_argument("--llm-warmup", type=float, default=0.0, help="Seconds at the start excluded from the gate.")
@@ -378,7 +386,7 @@ class SampleCollector:
             generator_lag_p95_ms=lag_p95_ms,
             generator_lag_max_ms=lag_max_ms,
         )
-        slo = self.slo or gate.load_slo(getattr(options, "llm_stack", None), _path(getattr(options, "llm_slo", None)))
+        slo = self.slo or gate.load_slo(_path(getattr(options, "llm_slo", None)))
         verdict = self.evaluate(self.samples, slo, run)
         verdict.metrics["generator"] = {
             "cpu_overloaded": cpu_overloaded,
@@ -451,9 +459,11 @@ def _check_before_load(environment: Environment) -> str | None:
     """Master/local, before any load: the SLO loads and the report can be written; else what is wrong."""
     options = environment.parsed_options
     collector = collector_of(environment)
+    if getattr(options, "llm_stack", None):
+        return f"--llm-stack {options.llm_stack}: {LLM_STACK_MOVED}"
     try:
-        collector.slo = gate.load_slo(getattr(options, "llm_stack", None), _path(getattr(options, "llm_slo", None)))
-    except ConfigError as exc:
+        collector.slo = gate.load_slo(_path(getattr(options, "llm_slo", None)))
+    except gate.SloFileError as exc:
         return str(exc)
     for flag, value in (
         ("--llm-report", getattr(options, "llm_report", None)),

@@ -21,8 +21,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from llmfleet.infra.errors import UsageError
-from llmfleet.loadtests.prompts import SINGLE_TOKEN_WORDS, ChatPrompt
+from llmfleet.loadtests.prompts import SINGLE_TOKEN_WORDS, ChatPrompt, WorkloadError
 
 
 def system_prompt(group: int, tokens: int) -> str:
@@ -52,7 +51,7 @@ class SharedPrefixPrompts:
             ("output tokens", output_tokens),
         ):
             if value < 1:
-                raise UsageError(f"shared-prefix workload: {name} must be at least 1 (got {value})")
+                raise WorkloadError(f"shared-prefix workload: {name} must be at least 1 (got {value})")
         self.groups = groups
         self.prefix_tokens = prefix_tokens
         self.turns = turns

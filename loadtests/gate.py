@@ -1,4 +1,4 @@
-"""The SLO gate: raw samples + the stack's SLO -> a verdict with an exit code (0 pass, 3 breach, 4 invalid).
+"""The SLO gate: raw samples + an SLO -> a verdict with an exit code (0 pass, 3 breach, 4 invalid).
 
 `evaluate(samples, slo, run)` is a pure function; Locust's master calls it when a run ends
 (loadtests/collect.py), the rollout command can call it on any samples, and `loadtests.run.run_suite`
@@ -38,7 +38,6 @@ from typing import Any, cast
 import yaml
 from pydantic import ValidationError
 
-from llmfleet.infra.config import ConfigError, load_stack
 from llmfleet.loadtests.samples import RequestSample
 from llmfleet.loadtests.stats import (
     Distribution,
@@ -181,33 +180,34 @@ class RunInfo:
         return self.started_at + self.warmup_s
 
 
-def load_slo(stack: str | None = None, path: Path | None = None) -> Slo:
-    """The SLO of stack NAME (stacks/Pulumi.NAME.yaml), or of a YAML/JSON file with the `slo:` schema.
+class SloFileError(ValueError):
+    """An SLO file cannot be read or holds no valid SLO (the message names the file and the field): exit 2."""
+
+
+def load_slo(path: Path | None = None) -> Slo:
+    """The SLO of a YAML/JSON file with the `slo:` schema; None: the schema's defaults.
 
     The file holds the Slo fields at the top level, or under `slo:` (a stack's block copied as is).
-    Neither given: the schema's defaults. Bad input raises ConfigError naming the field.
+    Reading a stack file is the command's job (`llmfleet loadtest --stack`): the load tests take values.
+    Bad input raises SloFileError naming the field.
     """
-    if stack is not None and path is not None:
-        raise ConfigError("give --stack or --slo, not both")
-    if stack is not None:
-        return load_stack(stack)[1].slo
     if path is None:
         return Slo()
     try:
         document = yaml.safe_load(path.read_text())  # JSON is YAML
     except OSError as exc:
-        raise ConfigError(f"--slo {path}: cannot read the SLO file ({exc.strerror})") from None
+        raise SloFileError(f"--slo {path}: cannot read the SLO file ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--slo {path}: not valid YAML or JSON: {exc}") from None
+        raise SloFileError(f"--slo {path}: not valid YAML or JSON: {exc}") from None
     if isinstance(document, dict) and set(cast(dict[str, Any], document)) == {"slo"}:
         document = cast(dict[str, Any], document)["slo"]
     if not isinstance(document, dict):
-        raise ConfigError(f"--slo {path}: expected a mapping of SLO fields ({', '.join(Slo.model_fields)})")
+        raise SloFileError(f"--slo {path}: expected a mapping of SLO fields ({', '.join(Slo.model_fields)})")
     try:
         return Slo.model_validate(document)
     except ValidationError as exc:
         problems = [f"slo.{'.'.join(str(p) for p in e['loc'])}: {_message(e['type'], e['msg'])}" for e in exc.errors()]
-        raise ConfigError(f"--slo {path}: invalid SLO\n  " + "\n  ".join(problems)) from None
+        raise SloFileError(f"--slo {path}: invalid SLO\n  " + "\n  ".join(problems)) from None
 
 
 def _message(kind: str, msg: str) -> str:

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from llmfleet.infra.errors import UsageError
-
 _WORDS = (
     "the of and to in is that for it as was with be by on not he this are or his from at which but have an "
     "they you were her she there one all we their been has when who will more no if out so said what up its "
@@ -32,6 +30,12 @@ _WORDS = (
     "our over man me even most made after also did many before must through back years where much your way "
     "well down should because each just those people how too little state good very make world still own see"
 )
+
+
+class WorkloadError(ValueError):
+    """A workload option or dataset is wrong (the message names it and what is allowed): bad input, exit 2."""
+
+
 SINGLE_TOKEN_WORDS = tuple(_WORDS.split())
 """Frequent words that are a single token (with their leading space) in the common BPE vocabularies."""
 
@@ -61,7 +65,7 @@ class SyntheticPrompts:
 
     def __init__(self, prompt_tokens: int = 128, output_tokens: int = 128, *, seed: int = 0) -> None:
         if prompt_tokens < 1 or output_tokens < 1:
-            raise UsageError(
+            raise WorkloadError(
                 f"prompt and output lengths must be at least 1 token (got {prompt_tokens}, {output_tokens})"
             )
         self.prompt_tokens = prompt_tokens
@@ -83,7 +87,7 @@ class DatasetPrompts:
         self.path = path
         self.prompts = [_parse_line(path, n, line, default_output_tokens) for n, line in _lines(path)]
         if not self.prompts:
-            raise UsageError(f"{path}: the dataset has no requests (one JSON object per line)")
+            raise WorkloadError(f"{path}: the dataset has no requests (one JSON object per line)")
         self._cycle = itertools.cycle(self.prompts)
 
     def next(self) -> ChatPrompt:
@@ -97,7 +101,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"--dataset {path}: cannot read it ({exc.strerror})") from None
+        raise WorkloadError(f"--dataset {path}: cannot read it ({exc.strerror})") from None
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             yield number, line
@@ -108,26 +112,26 @@ def _parse_line(path: Path, number: int, line: str, default_output_tokens: int) 
     try:
         raw: object = json.loads(line)
     except ValueError as exc:
-        raise UsageError(f"{where}: not valid JSON ({exc.msg})") from None
+        raise WorkloadError(f"{where}: not valid JSON ({exc.msg})") from None
     if not isinstance(raw, dict):
-        raise UsageError(f"{where}: each line must be a JSON object with `messages` or `prompt`")
+        raise WorkloadError(f"{where}: each line must be a JSON object with `messages` or `prompt`")
     record = cast(dict[str, Any], raw)
     max_tokens = record.get("max_tokens", default_output_tokens)
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise UsageError(f"{where}: max_tokens must be a positive integer (got {max_tokens!r})")
+        raise WorkloadError(f"{where}: max_tokens must be a positive integer (got {max_tokens!r})")
     if "messages" in record:
         messages = record["messages"]
         if not isinstance(messages, list) or not messages:
-            raise UsageError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
+            raise WorkloadError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
         for i, message in enumerate(cast(list[Any], messages)):
             if not (
                 isinstance(message, dict)
                 and isinstance(message.get("role"), str)
                 and isinstance(message.get("content"), str)
             ):
-                raise UsageError(f"{where}: messages[{i}] needs string `role` and `content`")
+                raise WorkloadError(f"{where}: messages[{i}] needs string `role` and `content`")
         return ChatPrompt(cast(list[dict[str, str]], messages), max_tokens)
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt:
-        raise UsageError(f"{where}: give `messages` (a list) or `prompt` (a non-empty string)")
+        raise WorkloadError(f"{where}: give `messages` (a list) or `prompt` (a non-empty string)")
     return ChatPrompt([{"role": "user", "content": prompt}], max_tokens)

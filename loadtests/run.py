@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmfleet.loadtests import gate
+from llmfleet.values import Slo
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 DRAIN_MARGIN_S = 60.0
@@ -61,15 +62,17 @@ class SuiteRun:
     """Open-loop suites: total requests per second."""
     processes: int = 1
     """Locust processes generating load (>1: one master and that many workers on this machine)."""
-    stack: str | None = None
-    slo: Path | None = None
-    """The SLO of --stack, or this file; neither: the schema's defaults."""
+    slo: Slo = field(default_factory=Slo)
+    """What the gate judges the run on (the caller reads it from a stack or a file); written beside the report."""
     api_key_env: str = "LLM_API_KEY"
     extra: Sequence[str] = field(default_factory=tuple[str, ...])
     """More Locust options, passed unchanged (e.g. suite options like --llm-output-tokens)."""
 
     def html_report(self) -> Path:
         return self.report.with_suffix(".html")
+
+    def slo_file(self) -> Path:
+        return self.report.with_suffix(".slo.json")
 
     def command(self) -> list[str]:
         command = [
@@ -78,15 +81,12 @@ class SuiteRun:
             *("-t", f"{self.duration_s:g}s", "--html", str(self.html_report())),
             *("--llm-model", self.model, "--llm-api-key-env", self.api_key_env),
             *("--llm-report", str(self.report), "--llm-warmup", f"{self.warmup_s:g}"),
+            *("--llm-slo", str(self.slo_file())),
         ]
         if self.rate is not None:
             command += ["--llm-rate", f"{self.rate:g}"]
         if self.processes > 1:
             command += ["--processes", str(self.processes), *master_port_options()]
-        if self.stack is not None:
-            command += ["--llm-stack", self.stack]
-        if self.slo is not None:
-            command += ["--llm-slo", str(self.slo)]
         return command + list(self.extra)
 
 
@@ -138,7 +138,8 @@ def run_suite(run: SuiteRun) -> gate.Verdict:
     """
     run.report.parent.mkdir(parents=True, exist_ok=True)
     run.report.unlink(missing_ok=True)
-    drain_s = gate.request_timeout_s(gate.load_slo(run.stack, run.slo)) + gate.DRAIN_MARGIN_S
+    run.slo_file().write_text(run.slo.model_dump_json())
+    drain_s = gate.request_timeout_s(run.slo) + gate.DRAIN_MARGIN_S
     limit = run.duration_s + drain_s + DRAIN_MARGIN_S
     try:
         done = subprocess.run(run.command(), check=False, timeout=limit, preexec_fn=die_with_parent)

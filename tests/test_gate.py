@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from llmfleet.infra.config import ConfigError, load_stack
 from llmfleet.loadtests import gate
 from llmfleet.loadtests.gate import RunInfo, evaluate, load_slo
 from llmfleet.loadtests.samples import RequestSample
@@ -216,8 +215,7 @@ def test_an_accepted_values_check_keeps_the_issue_schema(tmp_path: Path) -> None
     assert gate.Verdict(checks=[served]).exit_code == ExitCode.BREACH
 
 
-def test_load_slo_from_a_stack_a_file_or_defaults(tmp_path: Path) -> None:
-    assert load_slo("prod") == load_stack("prod")[1].slo
+def test_load_slo_from_a_file_or_defaults(tmp_path: Path) -> None:
     assert load_slo() == Slo()
     bare = tmp_path / "slo.yaml"
     bare.write_text("ttft_p95_ms: 300\n")
@@ -240,15 +238,13 @@ def test_load_slo_from_a_stack_a_file_or_defaults(tmp_path: Path) -> None:
 def test_a_bad_slo_file_names_the_field(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "slo.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    with pytest.raises(gate.SloFileError, match=message.replace("[", r"\[")):
         load_slo(path=path)
 
 
-def test_a_missing_slo_file_or_stack_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+def test_a_missing_slo_file_is_an_slo_file_error(tmp_path: Path) -> None:
+    with pytest.raises(gate.SloFileError, match="cannot read"):
         load_slo(path=tmp_path / "absent.yaml")
-    with pytest.raises(ConfigError, match="no such stack file"):
-        load_slo("no-such-stack")
 
 
 # Issue 13: checks that do not apply, a server never reached, a starved generator.

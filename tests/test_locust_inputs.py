@@ -8,11 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from llmfleet.infra.cli import app
-from llmfleet.infra.commands.loadtest import endpoint_from_outputs, parse_duration, stack_endpoint
+from llmfleet.infra.commands.loadtest import endpoint_from_outputs, load_slo, parse_duration, stack_endpoint
+from llmfleet.infra.config import load_stack
 from llmfleet.infra.errors import UsageError
-from llmfleet.loadtests.prompts import SINGLE_TOKEN_WORDS, DatasetPrompts, SyntheticPrompts, chat_body
+from llmfleet.loadtests.prompts import SINGLE_TOKEN_WORDS, DatasetPrompts, SyntheticPrompts, WorkloadError, chat_body
 from llmfleet.loadtests.run import SuiteRun, suites
 from llmfleet.loadtests.samples import RequestSample, read_samples, write_samples
+from llmfleet.values import Slo
 
 
 def test_synthetic_prompts_have_the_set_lengths_and_never_repeat() -> None:
@@ -43,7 +45,7 @@ def test_dataset_prompts_cycle_and_errors_name_the_line(tmp_path: Path) -> None:
         ("{not json", "bad.jsonl:2: not valid JSON"),
     ):
         bad.write_text('{"prompt": "ok"}\n' + line + "\n")
-        with pytest.raises(UsageError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(WorkloadError, match=expected.replace("[", r"\[").replace("]", r"\]")):
             DatasetPrompts(bad)
 
 
@@ -64,12 +66,24 @@ def test_every_suite_is_known_to_the_command() -> None:
 def test_locust_command_carries_every_option(tmp_path: Path) -> None:
     command = SuiteRun(
         suite="rate", host="http://h", model="m", api_key_env="K", users=4, rate=2.5, duration_s=90, warmup_s=9,
-        processes=2, stack=None, slo=tmp_path / "slo.yaml", report=tmp_path / "v.json", extra=["--llm-timeout", "5"],
+        processes=2, slo=Slo(ttft_p95_ms=300), report=tmp_path / "v.json", extra=["--llm-timeout", "5"],
     ).command()  # fmt: skip
     joined = " ".join(command)
+    assert f"--llm-slo {tmp_path / 'v.slo.json'}" in joined  # the SLO value, written beside the report by run_suite
     for part in ("-u 4", "-r 4", "-t 90s", "--llm-rate 2.5", "--processes 2", "--llm-warmup 9", "--llm-api-key-env K"):
         assert part in joined, part
     assert f"--html {tmp_path / 'v.html'}" in joined and joined.endswith("--llm-timeout 5")
+
+
+def test_the_command_reads_the_stack_and_hands_the_load_tests_its_slo(tmp_path: Path) -> None:
+    assert load_slo("prod", None) == load_stack("prod")[1].slo != Slo()
+    assert load_slo(None, None) == Slo()
+    path = tmp_path / "slo.yaml"
+    path.write_text("slo: {ttft_p95_ms: 250}\n")
+    assert load_slo(None, path).ttft_p95_ms == 250
+    path.write_text("ttft_p95_ms: 0\n")
+    with pytest.raises(UsageError, match=r"slo\.ttft_p95_ms: Input should be greater than 0"):
+        load_slo(None, path)
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llmfleet.infra.errors import UsageError
 from llmfleet.loadtests.conversations import SharedPrefixPrompts, system_prompt
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 from llmfleet.loadtests.prefix_cache import PrefixCache, chat_tokens
-from llmfleet.loadtests.prompts import ChatPrompt, chat_body
+from llmfleet.loadtests.prompts import ChatPrompt, WorkloadError, chat_body
 from llmfleet.loadtests.stats import prefix_cache_hit_share, summarize
 from llmfleet.loadtests.stream import StreamMeter, measure_response
 from tests.locust_harness import run_locust
@@ -86,7 +85,7 @@ def test_conversations_share_their_group_prefix_and_resend_history() -> None:
     firsts = {other.next().messages[0]["content"] for _ in range(30)}
     assert firsts == {system_prompt(g, 50) for g in range(3)}
     assert system_prompt(0, 50) != system_prompt(1, 50)
-    with pytest.raises(UsageError, match="turns must be at least 1"):
+    with pytest.raises(WorkloadError, match="turns must be at least 1"):
         SharedPrefixPrompts(groups=1, turns=0)
 
 

@@ -22,10 +22,11 @@ from urllib.parse import urlsplit
 import typer
 
 from llmfleet.infra.commands.common import user_errors_exit_2
-from llmfleet.infra.config import PROJECT_ROOT
+from llmfleet.infra.config import PROJECT_ROOT, load_stack
 from llmfleet.infra.errors import UsageError
 from llmfleet.loadtests import gate
 from llmfleet.loadtests.run import SuiteRun, auto_processes, run_suite, suites, unwritable
+from llmfleet.values import Slo
 
 COUNTED_SUITES = {"smoke", "gateway"}
 """Suites that end after a set number of requests: no warm-up to exclude."""
@@ -47,6 +48,16 @@ def parse_duration(text: str, option: str) -> float:
         raise UsageError(f"{option} {text!r}: use a duration like 90s, 5m or 1h30m")
     hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
     return hours * 3600 + minutes * 60 + seconds
+
+
+def load_slo(stack: str | None, path: Path | None) -> Slo:
+    """The SLO of --stack (its stack file), of the --slo file, or the defaults: the load tests take the value."""
+    if stack is not None:
+        return load_stack(stack)[1].slo  # a bad stack raises ConfigError naming the field: exit 2
+    try:
+        return gate.load_slo(path)
+    except gate.SloFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def stack_endpoint(stack: str) -> str:
@@ -161,7 +172,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give --stack or --slo, not both")
         if users < 1:
             raise UsageError(f"--users {users}: must be at least 1")
-        slo_value = gate.load_slo(stack, slo)  # a bad SLO fails now (exit 2), before any load is sent
+        slo_value = load_slo(stack, slo)  # a bad SLO fails now (exit 2), before any load is sent
         if processes.strip() == "auto":
             process_count = 1 if suite in SINGLE_PROCESS_SUITES else auto_processes(users, slo_value.tpot_p95_ms)
         elif processes.strip().isdigit() and int(processes) >= 1:
@@ -204,8 +215,7 @@ def register(app: typer.Typer) -> None:
             users=users,
             rate=rate,
             processes=process_count,
-            stack=stack,
-            slo=slo,
+            slo=slo_value,
             api_key_env=api_key_env,
             extra=tuple(ctx.args),
         )

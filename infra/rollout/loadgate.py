@@ -44,8 +44,6 @@ class LocustGate:
         from llmfleet.loadtests.run import SuiteRun, run_suite  # Locust runs in a child process; nothing heavy here
 
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        slo_path = self.work_dir / "slo.json"
-        slo_path.write_text(self.slo.model_dump_json())
         verdicts: dict[str, GateResult] = {}
         for model in self.models[region]:
             run = SuiteRun(
@@ -56,7 +54,7 @@ class LocustGate:
                 duration_s=self.duration_s,
                 warmup_s=self.duration_s * WARMUP_SHARE,
                 users=self.users,
-                slo=slo_path,
+                slo=self.slo,
                 api_key_env=self.api_key_env,
                 extra=(*self.locust_args, "--llm-header", f"{REVISION_HEADER}: {revision}"),
             )
