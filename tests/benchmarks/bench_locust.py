@@ -264,4 +264,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import benchdoc  # tests/benchmarks/, beside this script: --write-docs records the output
+
+    benchdoc.run("locust", main)

@@ -74,4 +74,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import benchdoc  # tests/benchmarks/, beside this script: --write-docs records the output
+
+    benchdoc.run("queue-worker", main)
