@@ -393,6 +393,7 @@ class SampleCollector:
             "late_start_share": late_share,
             "loop_lag_p95_ms": lag_p95_ms,
             "loop_lag_max_ms": lag_max_ms,
+            "send_delay_p95_ms": _send_delay_p95_ms(self.samples, started_at + warmup_s),
             "starved": lag_p95_ms is not None and lag_p95_ms > gate.lag_limit_ms(slo),
             "processes": self.processes,
             "request_timeout_s": self.request_timeout_s(),
@@ -497,3 +498,10 @@ def _install(environment: Environment, **_: Any) -> None:
         if isinstance(runner, MasterRunner):
             env_events.worker_report.add_listener(collector._on_worker_report)
             runner.register_message(SAMPLES_MESSAGE, collector._on_samples_message)
+
+
+def _send_delay_p95_ms(samples: list[RequestSample], start: float) -> float | None:
+    """p95 of the time from a user deciding to send to its request starting on the connection (over the
+    judged window): the generator's own delay, kept out of every latency (loadtests/wire.py), shown here."""
+    delays = [s.send_delay_s * 1000 for s in samples if s.send_delay_s is not None and s.started_at >= start]
+    return percentile(delays, 95) if delays else None

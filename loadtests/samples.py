@@ -51,6 +51,9 @@ class RequestSample:
     usage_contradicted: int | None = None
     """The `usage.completion_tokens` the stream disproved (fewer than the token-bearing chunks received);
     output_tokens is then the stream's count."""
+    send_delay_s: float | None = None
+    """From the user deciding to send to the request starting on its connection (started_at): the
+    generator's own delay before the server could see the request (loadtests/wire.py); None if not measured."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

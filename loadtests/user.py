@@ -57,6 +57,7 @@ from requests.exceptions import SSLError as RequestsSSLError
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
+from llmfleet.loadtests import wire
 from llmfleet.loadtests.collect import LATE_START_S, collector_of
 from llmfleet.loadtests.conversations import SharedPrefixPrompts
 from llmfleet.loadtests.prompts import ChatPrompt, DatasetPrompts, PromptSource, SyntheticPrompts, chat_body
@@ -175,6 +176,7 @@ class ChatUser(HttpUser):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.collector = collector_of(self.environment)
+        wire.install(self.client)  # t0 is when a request goes on its connection, not when the user decided
         self.model: str = options.llm_model
         if not self.model:
             logger.error("--llm-model is required (the served model name)")
@@ -262,11 +264,12 @@ class ChatUser(HttpUser):
         headers_sent = {**self.extra_headers, **(self.auth_headers if headers is None else headers)}
         response_headers: Mapping[str, str] = {}
         with self.collector.in_flight():
-            started_at = time.perf_counter()
-            ticket = self.collector.open_request(started_at, scheduled_at, prompt.max_tokens)
+            decided_at = time.perf_counter()
+            ticket = self.collector.open_request(decided_at, scheduled_at, prompt.max_tokens)
             deadline = gevent.Timeout(
                 self.request_timeout_s, RequestTimeout(f"no complete answer within {self.request_timeout_s:g}s")
             )
+            wire.arm()
             try:
                 with (
                     deadline,
@@ -281,6 +284,7 @@ class ChatUser(HttpUser):
                     ) as response,
                 ):
                     response_headers = response.headers
+                    started_at = wire.sent_at() or decided_at  # t0: when the request went on its connection
                     if self.stream:
                         sample = _read_stream(response, started_at, scheduled_at, prompt.max_tokens)
                     else:
@@ -297,6 +301,7 @@ class ChatUser(HttpUser):
                             sample.unreached = _is_unreached(response.error)
                     self._report(response, sample, name)
             except RequestTimeout as exc:  # before the response headers: Locust has not reported it
+                started_at = wire.sent_at() or decided_at
                 sample = timed_out_sample(started_at, scheduled_at, prompt.max_tokens, _describe(exc), self.stream)
                 self.environment.events.request.fire(
                     request_type="POST",
@@ -308,6 +313,7 @@ class ChatUser(HttpUser):
                 )
             finally:
                 self.collector.close_request(ticket)
+        sample.send_delay_s = sample.started_at - decided_at
         self._pace(sample, response_headers)
         if record:
             self.collector.record(sample)
