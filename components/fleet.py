@@ -288,40 +288,18 @@ class RegionalFleet(pulumi.ComponentResource):
         """The workers' spot node pool when the plan sized one (cloud resources, the region's provider)."""
         if args.queue is None or args.queue.pool is None:
             return None
-        cluster = self.cluster
         return WorkerPool(
             f"{name}-queue-pool",
-            WorkerPoolArgs(
-                pool=args.queue.pool,
-                kind=args.cluster_kind,
-                cluster_name=cluster.cluster_name,
-                node_role_arn=cluster.node_role_arn,
-                subnet_ids=cluster.private_subnet_ids,
-                location=cluster.location,
-                gcp_project=args.gcp_project,
-                node_service_account=cluster.node_service_account,
-                node_prerequisites=cluster.node_prerequisites,
-            ),
+            WorkerPoolArgs(pool=args.queue.pool, cluster=self.cluster),
             opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _pool(self, name: str, args: RegionalFleetArgs, plan: DeploymentPlan) -> GpuNodePool:
         """The nodes of one deployment, with the device plugin where the image lacks one (nothing is
         created on an existing cluster). Cloud resources inherit the region's cloud provider."""
-        cluster = self.cluster
         return GpuNodePool(
             f"{name}-{object_name(plan)}-pool",
-            GpuNodePoolArgs(
-                deployment=plan,
-                cluster_name=cluster.cluster_name,
-                kind=args.cluster_kind,
-                node_role_arn=cluster.node_role_arn,
-                subnet_ids=cluster.private_subnet_ids,
-                location=cluster.location,
-                node_service_account=cluster.node_service_account,
-                gcp_project=args.gcp_project,
-                node_prerequisites=cluster.node_prerequisites,
-            ),
+            GpuNodePoolArgs(deployment=plan, cluster=self.cluster),
             opts=self.kubernetes_opts(),
         )
 

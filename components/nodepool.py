@@ -17,7 +17,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from llmfleet.components import pins
-from llmfleet.components.cluster import ClusterKind
+from llmfleet.components.cluster import Cluster, ClusterKind, EksNodes, GkeNodes, nodes_of
 from llmfleet.components.cluster.eks import launch_template_ref, node_launch_template
 from llmfleet.components.cluster.gke import NODE_SCOPES
 from llmfleet.components.helm import pinned_release
@@ -45,7 +45,6 @@ DEVICE_PLUGIN_NAMESPACE = "kube-system"
 HELM_RELEASE_NAME_MAX = 53
 
 _FIRST_TYPE = "llmfleet:compute:GpuNodePool"
-_DEFAULT_KIND = {"aws": ClusterKind.eks, "gcp": ClusterKind.gke, "local": ClusterKind.existing}
 
 
 @dataclass
@@ -53,27 +52,9 @@ class GpuNodePoolArgs:
     deployment: DeploymentPlan
     """The plan entry: instance types, GPU, counts, capacity type. The only source of sizes."""
 
-    cluster_name: pulumi.Input[str]
-    """Name of the cluster the pool joins (Cluster.cluster_name)."""
-
-    kind: ClusterKind | None = None
-    """Cluster kind; None follows the plan's cloud (aws: eks, gcp: gke, local: existing)."""
-
-    node_role_arn: pulumi.Input[str] | None = None
-    """eks: IAM role of the nodes (Cluster.node_role_arn)."""
-
-    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]] | None = None
-    """eks: subnets the nodes go in (Cluster.private_subnet_ids)."""
-
-    location: pulumi.Input[str] | None = None
-    """gke: the cluster's location (Cluster.location)."""
-
-    node_service_account: pulumi.Input[str] | None = None
-    """gke: email of the nodes' service account (Cluster.node_service_account); required, so no pool runs as
-    the Compute Engine default account."""
-
-    gcp_project: str | None = None
-    """gke: project of the cluster; None takes the gcp provider's."""
+    cluster: Cluster | EksNodes | GkeNodes | None
+    """The cluster the pool joins: the `Cluster` component (its `nodes`), or for a cluster made elsewhere its
+    `EksNodes` / `GkeNodes`; None (or an existing `Cluster`) adds no nodes to a cluster llmfleet did not make."""
 
     node_locations: Sequence[str] | None = None
     """gke: zones for the pool; None takes the cluster's. GKE rejects a pool whose accelerator is missing
@@ -88,9 +69,6 @@ class GpuNodePoolArgs:
 
     extra_labels: Mapping[str, str] = field(default_factory=dict[str, str])
     """More node labels (the model and accelerator labels are always set)."""
-
-    node_prerequisites: Sequence[pulumi.Resource] = ()
-    """What must exist before nodes can join (Cluster.node_prerequisites); the node groups wait for it."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +152,10 @@ class GpuNodePool(pulumi.ComponentResource):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_FIRST_TYPE)]))
         super().__init__("llmfleet:nodepool:GpuNodePool", name, None, opts)
         plan = args.deployment
-        self.kind = args.kind or _DEFAULT_KIND[plan.cloud]
+        nodes = nodes_of(args.cluster)
+        cloud = "aws" if isinstance(nodes, EksNodes) else "gcp" if isinstance(nodes, GkeNodes) else None
+        if cloud is not None and plan.cloud != cloud:
+            raise ValueError(f"{name}: deployment {plan.model} is planned for {plan.cloud}, the cluster is on {cloud}")
         has_gpu = plan.gpu is not None
         self.pools = []
         self.device_plugin = None
@@ -182,7 +163,8 @@ class GpuNodePool(pulumi.ComponentResource):
             [k8s.core.v1.TolerationArgs(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")] if has_gpu else []
         )
 
-        if self.kind is ClusterKind.existing:
+        if nodes is None:
+            self.kind = ClusterKind.existing
             self.node_selector = {}
         else:
             # The model's name; each part of a GPU mix has a pool of its own (`<model>-<part>`), so its pods
@@ -190,25 +172,25 @@ class GpuNodePool(pulumi.ComponentResource):
             self.node_selector = {MODEL_LABEL: object_name(plan)}
             counts = node_counts(plan)
             labels = {**args.extra_labels, **self.node_selector, ACCELERATOR_LABEL: accelerator_label(plan)}
-            if self.kind is ClusterKind.eks:
-                self._eks(name, args, counts, labels)
+            if isinstance(nodes, EksNodes):
+                self.kind = ClusterKind.eks
+                self._eks(name, args, nodes, counts, labels)
             else:
-                self._gke(name, args, counts, labels)
+                self.kind = ClusterKind.gke
+                self._gke(name, args, nodes, counts, labels)
         self.register_outputs({"node_selector": self.node_selector, "pools": len(self.pools)})
 
-    def _eks(self, name: str, args: GpuNodePoolArgs, counts: NodeCounts, labels: dict[str, str]) -> None:
+    def _eks(
+        self, name: str, args: GpuNodePoolArgs, nodes: EksNodes, counts: NodeCounts, labels: dict[str, str]
+    ) -> None:
         plan = args.deployment
-        if args.node_role_arn is None or args.subnet_ids is None:
-            raise ValueError(
-                f"GpuNodePoolArgs for {name}: an EKS pool needs node_role_arn and subnet_ids (from Cluster)"
-            )
         ami_type = plan.ami_type or CPU_AMI_TYPE
         template = node_launch_template(f"{name}-lt", args.disk_size_gib, {}, pulumi.ResourceOptions(parent=self))
         group = aws.eks.NodeGroup(
             f"{name}-nodegroup",
-            cluster_name=args.cluster_name,
-            node_role_arn=args.node_role_arn,
-            subnet_ids=args.subnet_ids,
+            cluster_name=nodes.cluster_name,
+            node_role_arn=nodes.node_role_arn,
+            subnet_ids=nodes.subnet_ids,
             ami_type=ami_type,
             # Several types: when one has no capacity (common for GPUs, worse for spot) EC2 takes the next.
             instance_types=[plan.instance_type, *plan.fallback_instance_types],
@@ -225,7 +207,7 @@ class GpuNodePool(pulumi.ComponentResource):
             # The cluster autoscaler owns the live size after creation; don't reset it on every update.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=list(args.node_prerequisites),
+                depends_on=list(nodes.prerequisites),
                 ignore_changes=["scalingConfig.desiredSize"],
             ),
         )
@@ -262,12 +244,10 @@ class GpuNodePool(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _gke(self, name: str, args: GpuNodePoolArgs, counts: NodeCounts, labels: dict[str, str]) -> None:
+    def _gke(
+        self, name: str, args: GpuNodePoolArgs, nodes: GkeNodes, counts: NodeCounts, labels: dict[str, str]
+    ) -> None:
         plan = args.deployment
-        if args.location is None or args.node_service_account is None:
-            raise ValueError(
-                f"GpuNodePoolArgs for {name}: a GKE pool needs location and node_service_account (from Cluster)"
-            )
         types = [plan.instance_type, *plan.fallback_instance_types]
         for index, machine_type in enumerate(types):
             primary = index == 0
@@ -281,19 +261,19 @@ class GpuNodePool(pulumi.ComponentResource):
             self.pools.append(
                 gcp.container.NodePool(
                     f"{name}-pool" if primary else f"{name}-fallback-{index}",
-                    cluster=args.cluster_name,
-                    location=args.location,
-                    project=args.gcp_project,
+                    cluster=nodes.cluster_name,
+                    location=nodes.location,
+                    project=nodes.project,
                     node_locations=list(args.node_locations) if args.node_locations else None,
                     autoscaling=autoscaling,
                     management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=True),
-                    node_config=self._gke_node_config(args, machine_type, labels),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.node_prerequisites)),
+                    node_config=self._gke_node_config(args, nodes, machine_type, labels),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(nodes.prerequisites)),
                 )
             )
 
     def _gke_node_config(
-        self, args: GpuNodePoolArgs, machine_type: str, labels: dict[str, str]
+        self, args: GpuNodePoolArgs, nodes: GkeNodes, machine_type: str, labels: dict[str, str]
     ) -> gcp.container.NodePoolNodeConfigArgs:
         plan = args.deployment
         accelerators: list[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs] | None = None
@@ -325,7 +305,7 @@ class GpuNodePool(pulumi.ComponentResource):
             labels=labels,
             spot=plan.capacity_type == "spot",
             disk_size_gb=args.disk_size_gib,
-            service_account=args.node_service_account,
+            service_account=nodes.node_service_account,
             oauth_scopes=NODE_SCOPES,
             workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
         )

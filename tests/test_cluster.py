@@ -15,7 +15,7 @@ import pytest
 from test_inference import args_for, gguf_plan, make_plan
 
 import llmfleet.infra.offline as offline
-from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind, ReleaseChannel
+from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind, EksNodes, GkeNodes, ReleaseChannel
 from llmfleet.components.cluster.component import NAME_LIMITS, default_cluster_name
 from llmfleet.components.cluster.eks import NODE_POLICIES, subnet_cidrs
 from llmfleet.components.cluster.eks_addons import (
@@ -122,8 +122,8 @@ def test_eks_cluster_network_iam_irsa_and_providers(recording_mocks: RecordingMo
         ClusterArgs(kind=ClusterKind.eks, api_access_cidrs=CIDRS, region="us-east-1", kubernetes_version="1.33"),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
-    assert cluster.node_role_arn is not None and cluster.oidc_provider_arn is not None
-    assert cluster.private_subnet_ids is not None and cluster.network is None
+    assert isinstance(cluster.nodes, EksNodes) and cluster.oidc_provider_arn is not None
+    assert cluster.network is None
 
     def check(values: list[Any]) -> None:
         mocks = recording_mocks
@@ -186,7 +186,7 @@ def test_eks_cluster_network_iam_irsa_and_providers(recording_mocks: RecordingMo
         assert kubeconfig["clusters"][0]["cluster"]["server"] == eks.outputs["endpoint"]
 
     return pulumi.Output.all(
-        cluster.kubeconfig, cluster.oidc_provider_arn, cluster.private_subnet_ids, cluster.provider.urn
+        cluster.kubeconfig, cluster.oidc_provider_arn, cluster.nodes.subnet_ids, cluster.provider.urn
     ).apply(check)
 
 
@@ -256,7 +256,8 @@ def test_gke_cluster_is_vpc_native_with_workload_identity(recording_mocks: Recor
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
-    assert cluster.node_role_arn is None and cluster.location is not None
+    assert isinstance(cluster.nodes, GkeNodes) and cluster.location is not None
+    assert cluster.nodes.project == "acme-llm", "GKE pools are created in the cluster's project"
 
     def check(values: list[Any]) -> None:
         mocks = recording_mocks
@@ -393,7 +394,8 @@ def test_eks_enforces_network_policies_before_any_node_or_workload(recording_moc
         waits_for = mocks.dependencies[k8s_provider.urn]
         assert {system.urn, *(a.urn for a in addons.values())} <= waits_for, f"{k8s_provider.urn} waits for {waits_for}"
 
-    return pulumi.Output.all(cluster.provider.urn, *[r.urn for r in cluster.node_prerequisites]).apply(check)
+    assert isinstance(cluster.nodes, EksNodes)
+    return pulumi.Output.all(cluster.provider.urn, *[r.urn for r in cluster.nodes.prerequisites]).apply(check)
 
 
 def _settle(build: Callable[[], object]) -> None:
@@ -537,15 +539,14 @@ def test_kubeconfigs_carry_no_credentials() -> None:
 # --- GPU node pools ----------------------------------------------------------------------------
 
 
-def _pool_on_eks(plan: DeploymentPlan, **changes: Any) -> GpuNodePool:
-    fields: dict[str, Any] = {
-        "deployment": plan,
-        "cluster_name": "c1",
-        "kind": ClusterKind.eks,
-        "node_role_arn": "arn:aws:iam::123456789012:role/nodes",
-        "subnet_ids": ["subnet-a", "subnet-b"],
-    }
-    return GpuNodePool(f"aws-us-east-1-{plan.model}-pool", GpuNodePoolArgs(**(fields | changes)))
+EKS_NODES = EksNodes(
+    cluster_name="c1", node_role_arn="arn:aws:iam::123456789012:role/nodes", subnet_ids=["subnet-a", "subnet-b"]
+)
+GKE_NODES = GkeNodes(cluster_name="c1", location="us-central1", node_service_account="nodes@p.iam.gserviceaccount.com")
+
+
+def _pool_on_eks(plan: DeploymentPlan) -> GpuNodePool:
+    return GpuNodePool(f"aws-us-east-1-{plan.model}-pool", GpuNodePoolArgs(deployment=plan, cluster=EKS_NODES))
 
 
 @pulumi.runtime.test
@@ -577,31 +578,29 @@ def test_eks_pool_device_plugin_follows_the_ami(recording_mocks: RecordingMocks)
 
 @pulumi.runtime.test
 def test_existing_cluster_pool_creates_nothing(recording_mocks: RecordingMocks) -> Any:
-    # A local plan defaults to an existing cluster; a GPU plan can be pointed at one explicitly.
-    cpu = GpuNodePool("local-local-tiny-pool", GpuNodePoolArgs(deployment=gguf_plan(), cluster_name="kind"))
-    gpu = GpuNodePool(
-        "local-local-chat-pool", GpuNodePoolArgs(deployment=make_plan(), cluster_name="kind", kind=ClusterKind.existing)
-    )
+    # An existing Cluster, or none at all: llmfleet adds no nodes to a cluster it did not make.
+    kind = Cluster("local-local", ClusterArgs(kind=ClusterKind.existing, region="local"))
+    assert kind.nodes is None
+    cpu = GpuNodePool("local-local-tiny-pool", GpuNodePoolArgs(deployment=gguf_plan(), cluster=kind))
+    gpu = GpuNodePool("local-local-chat-pool", GpuNodePoolArgs(deployment=make_plan(), cluster=None))
     assert cpu.kind is gpu.kind is ClusterKind.existing
     assert cpu.node_selector == {} and cpu.tolerations == [] and cpu.pools == []
     # GPU pods still tolerate the usual GPU taint, in case the cluster's GPU nodes carry it.
     assert gpu.node_selector == {} and [t.key for t in gpu.tolerations] == [GPU_TAINT_KEY] and gpu.pools == []
 
     def check(_: Any) -> None:
-        created = [r.urn for r in recording_mocks.resources if r.custom]
+        created = [r.urn for r in recording_mocks.resources if r.custom and not r.type.startswith("pulumi:providers:")]
         assert created == [], f"an existing cluster gets no nodes from llmfleet: {created}"
 
     return pulumi.Output.all(gpu.urn, cpu.urn).apply(check)
 
 
 def test_pool_inputs_are_checked(recording_mocks: RecordingMocks) -> None:
-    with pytest.raises(ValueError, match="node_role_arn and subnet_ids"):
-        _pool_on_eks(make_plan(), node_role_arn=None)
     gke_plan = make_plan(cloud="gcp", region="us-central1", gpu="L4", accelerator="nvidia-l4", ami_type=None)
-    with pytest.raises(ValueError, match="node_service_account"):
-        GpuNodePool(
-            "gcp-x", GpuNodePoolArgs(deployment=gke_plan, cluster_name="c1", kind=ClusterKind.gke, location="l")
-        )
+    with pytest.raises(ValueError, match="planned for gcp, the cluster is on aws"):
+        GpuNodePool("gcp-x", GpuNodePoolArgs(deployment=gke_plan, cluster=EKS_NODES))
+    with pytest.raises(ValueError, match="planned for aws, the cluster is on gcp"):
+        GpuNodePool("aws-x", GpuNodePoolArgs(deployment=make_plan(), cluster=GKE_NODES))
     with pytest.raises(ValueError, match="api_access_cidrs: required"):
         Cluster("aws-y", ClusterArgs(kind=ClusterKind.eks, region="us-east-1"))
     with pytest.raises(PlanningError, match=r"0 <= min \(3\) <= nodes \(2\)"):
@@ -631,13 +630,7 @@ def test_gke_fallback_with_another_gpu_gets_its_own_pool_and_label(recording_moc
     )
     pool = GpuNodePool(
         "gcp-us-central1-chat-pool",
-        GpuNodePoolArgs(
-            deployment=plan,
-            cluster_name="c1",
-            kind=ClusterKind.gke,
-            location="us-central1",
-            node_service_account="nodes@p.iam.gserviceaccount.com",
-        ),
+        GpuNodePoolArgs(deployment=plan, cluster=GKE_NODES),
     )
     assert pool.node_selector == {"llmfleet.dev/model": "chat"}, "the selector must match every fallback pool"
 

@@ -9,6 +9,7 @@ from llmfleet.components.cluster.args import ClusterArgs, ClusterKind
 from llmfleet.components.cluster.eks import create_eks
 from llmfleet.components.cluster.eks_addons import gp3_storage_class
 from llmfleet.components.cluster.gke import create_gke
+from llmfleet.components.cluster.nodes import EksNodes, GkeNodes
 
 NAME_LIMITS = {ClusterKind.eks: 100, ClusterKind.gke: 40}
 """Longest cluster name each cloud accepts (EKS CreateCluster: 100; GKE: 40)."""
@@ -39,10 +40,9 @@ class Cluster(pulumi.ComponentResource):
     """Kubeconfig (secret). Created clusters authenticate through an exec plugin (see the README);
     existing clusters return what was given, or "" when the ambient kubeconfig is used."""
     cluster_name: pulumi.Output[str]
-    node_role_arn: pulumi.Output[str] | None
-    """eks: IAM role for the GPU node groups."""
-    private_subnet_ids: pulumi.Output[list[str]] | None
-    """eks: private subnets (one per zone) for the GPU node groups."""
+    nodes: EksNodes | GkeNodes | None
+    """What a node pool joining this cluster needs (GpuNodePoolArgs.cluster reads it): the node role, subnets
+    and prerequisites on eks; location, node service account and project on gke; None on an existing cluster."""
     oidc_provider_arn: pulumi.Output[str] | None
     """eks: IAM OIDC provider for IRSA (service accounts assuming IAM roles)."""
     oidc_issuer: pulumi.Output[str] | None
@@ -50,13 +50,7 @@ class Cluster(pulumi.ComponentResource):
     network: pulumi.Output[str] | None
     """gke: the VPC network id."""
     location: pulumi.Output[str] | None
-    """gke: the cluster's location (its region); GPU node pools use it."""
-    node_service_account: pulumi.Output[str] | None
-    """gke: email of the nodes' dedicated least-privilege service account; GPU node pools run as it."""
-    node_prerequisites: list[pulumi.Resource]
-    """What nodes need before they can join (eks: the node role's policies and the NAT route, else a node
-    group fails with NodeCreationFailure; the VPC CNI add-on, so pods start under the network policy agent).
-    Pass it to GpuNodePoolArgs.node_prerequisites."""
+    """gke: the cluster's location (its region)."""
     storage_class: k8s.storage.v1.StorageClass | None
     """eks: the default StorageClass (gp3, ReadWriteOnce) llmfleet creates; None where the cluster has its
     own default (GKE: standard-rwo) or is not llmfleet's."""
@@ -65,9 +59,8 @@ class Cluster(pulumi.ComponentResource):
         super().__init__("llmfleet:cluster:Cluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.kind = args.kind
-        self.node_role_arn = self.private_subnet_ids = self.oidc_provider_arn = self.oidc_issuer = None
-        self.network = self.location = self.node_service_account = None
-        self.node_prerequisites = []
+        self.nodes = self.oidc_provider_arn = self.oidc_issuer = None
+        self.network = self.location = None
         self.storage_class = None
         # What every Kubernetes workload waits for, through the provider (see below).
         workload_prerequisites: list[pulumi.Resource] = []
@@ -77,11 +70,14 @@ class Cluster(pulumi.ComponentResource):
             eks = create_eks(name, args, physical_name, child)
             self.cluster_name = eks.cluster.name
             self.kubeconfig = eks.kubeconfig
-            self.node_role_arn = eks.node_role_arn
-            self.private_subnet_ids = eks.private_subnet_ids
+            self.nodes = EksNodes(
+                cluster_name=self.cluster_name,
+                node_role_arn=eks.node_role_arn,
+                subnet_ids=eks.private_subnet_ids,
+                prerequisites=eks.node_prerequisites,
+            )
             self.oidc_provider_arn = eks.oidc_provider_arn
             self.oidc_issuer = eks.oidc_issuer
-            self.node_prerequisites = eks.node_prerequisites
             workload_prerequisites = [eks.system_pool, *eks.addons]
         elif args.kind is ClusterKind.gke:
             gke = create_gke(name, args, physical_name, child)
@@ -89,8 +85,13 @@ class Cluster(pulumi.ComponentResource):
             self.kubeconfig = gke.kubeconfig
             self.network = gke.network
             self.location = gke.location
-            self.node_service_account = gke.node_service_account
-            self.node_prerequisites = gke.node_prerequisites
+            self.nodes = GkeNodes(
+                cluster_name=self.cluster_name,
+                location=gke.location,
+                node_service_account=gke.node_service_account,
+                project=args.gcp_project,
+                prerequisites=gke.node_prerequisites,
+            )
             workload_prerequisites = [gke.system_pool]
         else:
             self.cluster_name = pulumi.Output.from_input(args.cluster_name or name)
@@ -110,3 +111,8 @@ class Cluster(pulumi.ComponentResource):
         self.register_outputs(
             {"cluster_name": self.cluster_name, "kubeconfig": self.kubeconfig, "kind": self.kind.value}
         )
+
+
+def nodes_of(cluster: Cluster | EksNodes | GkeNodes | None) -> EksNodes | GkeNodes | None:
+    """Where a pool's nodes join: a Cluster's `nodes`, or an attachment point given for a cluster made elsewhere."""
+    return cluster.nodes if isinstance(cluster, Cluster) else cluster

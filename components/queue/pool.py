@@ -8,7 +8,6 @@ service account and the GKE metadata server (Workload Identity, which the worker
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -16,7 +15,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from llmfleet.components.cluster import ClusterKind
+from llmfleet.components.cluster import Cluster, EksNodes, GkeNodes, nodes_of
 from llmfleet.components.cluster.eks import launch_template_ref, node_launch_template
 from llmfleet.components.cluster.gke import NODE_SCOPES
 from llmfleet.components.queue.costs import WorkerPoolPlan
@@ -32,18 +31,8 @@ DISK_GIB = 30
 @dataclass
 class WorkerPoolArgs:
     pool: WorkerPoolPlan
-    kind: ClusterKind
-    cluster_name: pulumi.Input[str]
-    node_role_arn: pulumi.Input[str] | None = None
-    """eks: the nodes' IAM role (Cluster.node_role_arn)."""
-    subnet_ids: pulumi.Input[Sequence[str]] | None = None
-    """eks: the cluster's private subnets."""
-    location: pulumi.Input[str] | None = None
-    """gke: the cluster's location."""
-    gcp_project: str | None = None
-    node_service_account: pulumi.Input[str] | None = None
-    """gke: the cluster's node service account (Cluster.node_service_account)."""
-    node_prerequisites: Sequence[pulumi.Resource] = ()
+    cluster: Cluster | EksNodes | GkeNodes
+    """The cluster the pool joins (an eks or gke `Cluster`, or its `EksNodes` / `GkeNodes`)."""
 
 
 class WorkerPool(pulumi.ComponentResource):
@@ -55,17 +44,18 @@ class WorkerPool(pulumi.ComponentResource):
         labels = {POOL_LABEL: POOL_VALUE}
         self.node_selector = labels
         self.tolerations = [k8s.core.v1.TolerationArgs(key=TAINT_KEY, operator="Exists", effect="NoSchedule")]
-        after = pulumi.ResourceOptions(parent=self, depends_on=list(args.node_prerequisites))
+        nodes = nodes_of(args.cluster)
+        if nodes is None:
+            raise ValueError(f"{name}: the queue's worker pool needs a cluster llmfleet creates (eks or gke)")
+        after = pulumi.ResourceOptions(parent=self, depends_on=list(nodes.prerequisites))
         types = [args.pool.instance_type, *args.pool.fallback_instance_types]
-        if args.kind == ClusterKind.eks:
-            if args.node_role_arn is None or args.subnet_ids is None:
-                raise ValueError(f"{name}: an EKS worker pool needs node_role_arn and subnet_ids (from Cluster)")
+        if isinstance(nodes, EksNodes):
             template = node_launch_template(f"{name}-lt", DISK_GIB, {}, pulumi.ResourceOptions(parent=self))
             aws.eks.NodeGroup(
                 f"{name}-nodegroup",
-                cluster_name=args.cluster_name,
-                node_role_arn=args.node_role_arn,
-                subnet_ids=args.subnet_ids,
+                cluster_name=nodes.cluster_name,
+                node_role_arn=nodes.node_role_arn,
+                subnet_ids=nodes.subnet_ids,
                 ami_type=AMI_TYPE,
                 instance_types=types,
                 capacity_type="SPOT",
@@ -81,14 +71,12 @@ class WorkerPool(pulumi.ComponentResource):
                     after, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
                 ),
             )
-        elif args.kind == ClusterKind.gke:
-            if args.location is None or args.node_service_account is None:
-                raise ValueError(f"{name}: a GKE worker pool needs location and node_service_account (from Cluster)")
+        else:
             gcp.container.NodePool(
                 f"{name}-pool",
-                cluster=args.cluster_name,
-                location=args.location,
-                project=args.gcp_project,
+                cluster=nodes.cluster_name,
+                location=nodes.location,
+                project=nodes.project,
                 autoscaling=gcp.container.NodePoolAutoscalingArgs(
                     total_min_node_count=0, total_max_node_count=args.pool.max_nodes, location_policy="ANY"
                 ),
@@ -101,7 +89,7 @@ class WorkerPool(pulumi.ComponentResource):
                         gcp.container.NodePoolNodeConfigTaintArgs(key=TAINT_KEY, value="true", effect="NO_SCHEDULE")
                     ],
                     disk_size_gb=DISK_GIB,
-                    service_account=args.node_service_account,
+                    service_account=nodes.node_service_account,
                     oauth_scopes=NODE_SCOPES,
                     workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
                         mode="GKE_METADATA"
@@ -109,6 +97,4 @@ class WorkerPool(pulumi.ComponentResource):
                 ),
                 opts=after,
             )
-        else:
-            raise ValueError(f"{name}: the queue's worker pool needs a cluster llmfleet creates (eks or gke)")
         self.register_outputs({"max_nodes": args.pool.max_nodes, "instance_type": args.pool.instance_type})
