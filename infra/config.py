@@ -240,7 +240,7 @@ def _branch_the_user_wrote(errors: list[ErrorDetails]) -> list[ErrorDetails]:
 def _describe(error: ErrorDetails) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown field (check the spelling; see the README's stack reference)"
+        message = "unknown field (check the spelling; see docs/stack-reference.md)"
     elif error["type"] == "missing":
         message = "required field is missing"
     got = error.get("input")

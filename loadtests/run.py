@@ -30,7 +30,7 @@ DRAIN_MARGIN_S = 60.0
 
 CHUNKS_PER_PROCESS = 2300.0
 """Token chunks per second one Locust process reads before its own delay grows: measured by
-tests/benchmarks/bench_locust.py (README: at 96 users, 2,306 chunks/s, median TTFT error +11.5 ms; at
+tests/benchmarks/bench_locust.py (docs/benchmarks.md: at 96 users, 2,306 chunks/s, median TTFT error +11.5 ms; at
 192 users, 4,472 chunks/s, +43.9 ms). `--processes auto` sizes workers from it."""
 
 

@@ -1,5 +1,6 @@
 """What `llmfleet plan` must catch before anything is paid for: gated weights without a token, secrets the
-stack names but does not define, and every YAML example of the README planned as a user would copy it."""
+stack names but does not define, and every YAML example of the README and the stack docs planned as a user
+would copy it."""
 
 import re
 import textwrap
@@ -14,7 +15,11 @@ from llmfleet.components.sizing.catalog import load_catalog
 from llmfleet.infra.cli import app
 from llmfleet.infra.config import PROJECT_ROOT, STACKS_DIR
 
-README = PROJECT_ROOT / "README.md"
+DOCUMENTED = [
+    PROJECT_ROOT / "README.md",
+    *(PROJECT_ROOT / "docs" / page for page in ("stack-files.md", "gateway.md", "observability.md")),
+]
+"""The pages whose YAML blocks are stack files or sections of one (the README's, moved to docs/)."""
 
 
 def plan(tmp_path: Path, deployment: dict[str, Any], **secrets: str) -> tuple[int, str, str]:
@@ -77,7 +82,7 @@ def test_secrets_named_but_not_set_are_reported_with_the_command_that_sets_them(
 
 
 def readme_yaml_blocks() -> list[str]:
-    return re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+    return [block for page in DOCUMENTED for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)]
 
 
 def test_readme_yaml_blocks_are_found() -> None:

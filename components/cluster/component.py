@@ -37,7 +37,7 @@ class Cluster(pulumi.ComponentResource):
     provider: k8s.Provider
     """Kubernetes provider for the cluster: pass it to every Kubernetes resource of the region."""
     kubeconfig: pulumi.Output[str]
-    """Kubeconfig (secret). Created clusters authenticate through an exec plugin (see the README);
+    """Kubeconfig (secret). Created clusters authenticate through an exec plugin (docs/design.md);
     existing clusters return what was given, or "" when the ambient kubeconfig is used."""
     cluster_name: pulumi.Output[str]
     nodes: EksNodes | GkeNodes | None

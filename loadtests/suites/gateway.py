@@ -4,7 +4,7 @@ One user runs the checks in order, then the run ends; each becomes a check in th
 - no API key -> 401; a wrong key -> 401 or 403; the valid key -> a successful completion. A wrong
   key passes with either refusal: Envoy Gateway's API-key auth answers 401 for a missing and for an
   unknown key alike (Envoy's api_key_auth filter docs: "invalid or not exists" -> 401, 403 only for a
-  valid key whose client is not allowed; see README "API gateway"), while other gateways and
+  valid key whose client is not allowed; see docs/gateway.md), while other gateways and
   OpenAI-style servers answer 403. The check is `observed in [401, 403]` (op "in");
 - with --llm-expect-rpm R: small requests sent back to back with the limit key get a 429 after at
   most R admitted (a gateway that never refuses, or refuses early, fails);
