@@ -1,6 +1,7 @@
 """docs/stack-reference.md is what `python -m llmfleet.infra.docs` writes from the stack schema, and says
 something about every key."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,42 @@ def test_a_stale_file_fails_the_check(tmp_path: Path, monkeypatch: pytest.Monkey
     stale.write_text(docs.render_reference().replace("Served model name", "Model name"))
     monkeypatch.setattr(docs, "REFERENCE", stale)
     assert docs.main(["--check"]) == 1
+
+
+ROOT = docs.PROJECT_ROOT
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").rglob("README.md"))]
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {slug(m.group(1)) for m in re.finditer(r"^#+ (.+)$", text, re.M)}
+
+
+def links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)  # code spans: regex patterns and commands, not links
+    return [m.group(1) for m in re.finditer(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:", m.group(1))]
+
+
+def test_slugs_are_githubs() -> None:
+    assert slug("`llmfleet plan`") == "llmfleet-plan"
+    assert slug("Measured: the gate against a raw-socket client") == "measured-the-gate-against-a-raw-socket-client"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_and_anchor_resolves(page: Path) -> None:
+    broken: list[str] = []
+    for target in links(page):
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path) if path else page
+        if not file.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{target}: no heading #{anchor}")
+    assert broken == [], "moved or renamed? fix the links"
