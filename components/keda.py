@@ -19,7 +19,7 @@ CHART_VERSION = _PIN.version
 """KEDA's chart versions follow its releases (components/pins.yaml). The ScaledObject fields the
 services use (prometheus trigger, AverageValue, activationThreshold,
 advanced.horizontalPodAutoscalerConfig) are validated against the CRD of the same release, vendored in
-infra/crds/keda.sh_scaledobjects.yaml."""
+infra/render/crds/keda.sh_scaledobjects.yaml."""
 NAMESPACE = "keda"
 
 

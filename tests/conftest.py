@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmfleet.infra.offline import RecordingMocks
+from llmfleet.infra.render.offline import RecordingMocks
 
 StackWriter = Callable[..., Path]
 

@@ -1,4 +1,4 @@
-"""Helm values checked against the pinned charts (infra/chart_values/, infra/chart_values.py)."""
+"""Helm values checked against the pinned charts (infra/render/chart_values/, infra/render/chart_values.py)."""
 
 from typing import Any
 
@@ -10,7 +10,7 @@ from llmfleet.components.gateway.install import envoy_gateway_values
 from llmfleet.components.observability.dcgm import dcgm_values
 from llmfleet.components.observability.stack import RemoteWrite, stack_values
 from llmfleet.components.routing.picker import ScorerWeights, chart_values
-from llmfleet.infra.chart_values import _vendored, values_problems
+from llmfleet.infra.render.chart_values import _vendored, values_problems
 
 
 def test_every_pinned_chart_has_vendored_values_from_its_pinned_release() -> None:
@@ -18,7 +18,7 @@ def test_every_pinned_chart_has_vendored_values_from_its_pinned_release() -> Non
     for pin in pins.table().charts:
         document = vendored.get((pin.name, pin.version))
         assert document is not None, (
-            f"{pin.id}: run python -m llmfleet.infra.vendor.chart_values (see infra/chart_values/README.md)"
+            f"{pin.id}: run python -m llmfleet.infra.vendor.chart_values (see infra/render/chart_values/README.md)"
         )
         source = document["source"]
         assert (source["repo"], source["tag"], source["path"]) == (pin.source.repo, pin.source.tag, pin.source.path)

@@ -14,7 +14,7 @@ import pulumi_gcp as gcp
 import pytest
 from test_inference import args_for, gguf_plan, make_plan
 
-import llmfleet.infra.offline as offline
+import llmfleet.infra.render.offline as offline
 from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind, EksNodes, GkeNodes, ReleaseChannel
 from llmfleet.components.cluster.component import NAME_LIMITS, default_cluster_name
 from llmfleet.components.cluster.eks import NODE_POLICIES, subnet_cidrs
@@ -42,9 +42,9 @@ from llmfleet.components.nodepool import (
 )
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.plan import DeploymentPlan
-from llmfleet.infra.manifests import to_manifest
-from llmfleet.infra.offline import RecordedResource, RecordingMocks
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.manifests import to_manifest
+from llmfleet.infra.render.offline import RecordedResource, RecordingMocks
+from llmfleet.infra.render.validate import validate_manifest
 
 
 class DependencyMocks(RecordingMocks):

@@ -1,4 +1,4 @@
-"""The vendored CRDs (infra/crds/) are the pinned releases' (components/pins.yaml crd_sets), file by file."""
+"""The vendored CRDs (infra/render/crds/) are the pinned releases' (components/pins.yaml crd_sets), file by file."""
 
 import re
 from functools import cache
@@ -10,7 +10,7 @@ import yaml
 from test_gateway import full_args, render
 
 from llmfleet.components import pins
-from llmfleet.infra.validate import CRD_DIR, validate_against_crd, validate_manifest
+from llmfleet.infra.render.validate import CRD_DIR, validate_against_crd, validate_manifest
 
 README = CRD_DIR / "README.md"
 COLUMNS = ["file", "set", "served", "repo", "tag", "commit", "path", "licence"]

@@ -13,8 +13,8 @@ import pytest
 
 from llmfleet.components import pins
 from llmfleet.infra.config import PROJECT_ROOT
-from llmfleet.infra.offline import OfflineRun, run_project
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.offline import OfflineRun, run_project
+from llmfleet.infra.render.validate import validate_manifest
 
 EXAMPLE = PROJECT_ROOT / "examples" / "existing-cluster"
 

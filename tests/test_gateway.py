@@ -1,7 +1,7 @@
 """The Gateway component under Pulumi mocks: every object validates, limits match, keys stay secret.
 
 Each test renders one region's gateway offline, rebuilds the Kubernetes objects from the recorded
-inputs and checks them against the vendored CRDs (infra/validate.py) plus the CRDs' CEL rules that
+inputs and checks them against the vendored CRDs (infra/render/validate.py) plus the CRDs' CEL rules that
 plain JSON-schema validation cannot evaluate.
 """
 
@@ -38,7 +38,7 @@ from llmfleet.components.gateway.install import (
     REDIS_URL,
 )
 from llmfleet.components.gateway.routes import ENVOY_PROXY_LABEL
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.validate import validate_manifest
 
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 SIG_KEY = "4dabf18193072939515e22adb298388d"

@@ -1,6 +1,6 @@
 """The CRDs' CEL rules (`x-kubernetes-validations`) on every custom resource the gateway emits.
 
-infra/validate.py checks the schema's shape only; the API server also evaluates these rules and
+infra/render/validate.py checks the schema's shape only; the API server also evaluates these rules and
 rejects an object that breaks one (e.g. a Backend mixing fqdn and ip endpoints). Here each rule is
 evaluated with a CEL implementation (common-expression-language) at the schema node it sits on,
 after filling the schema's defaults as the API server does first. Transition rules (`oldSelf`) need
@@ -20,7 +20,7 @@ import yaml
 from test_gateway import NAME, TENANTS, Recorder, full_args, render
 
 from llmfleet.components.gateway import JwtAuth, RateLimit, Tenant, Tls
-from llmfleet.infra.validate import CRD_DIR
+from llmfleet.infra.render.validate import CRD_DIR
 
 Schema = dict[str, Any]
 

@@ -18,8 +18,8 @@ from test_gateway_cel import check_rules
 from llmfleet.components.gateway import CanaryBackend, ModelBackend, PriorityRouting
 from llmfleet.components.gateway.types import MODEL_HEADER, PRIORITY_HEADER, REVISION_HEADER
 from llmfleet.infra.config import ConfigError, load_stack
-from llmfleet.infra.offline import run_program
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.offline import run_program
+from llmfleet.infra.render.validate import validate_manifest
 
 FALLBACK = f"{NAME}-fallback"
 QUALITY = {"chat": "gpt-4o", "code": "gpt-4.1"}

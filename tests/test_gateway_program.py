@@ -28,9 +28,9 @@ from llmfleet.components.gateway.types import (
     TOTAL_TOKENS_KEY,
 )
 from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack
-from llmfleet.infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
+from llmfleet.infra.render.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
+from llmfleet.infra.render.validate import validate_manifest
 from llmfleet.infra.schema.gateway import RateLimits
-from llmfleet.infra.validate import validate_manifest
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 GATEWAY_TYPE = "llmfleet:gateway:Gateway"

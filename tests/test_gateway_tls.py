@@ -2,7 +2,7 @@
 
 Graph tests under Pulumi mocks (the recorder of test_gateway.py, plus each resource's dependencies) and the
 `gateway.tls` stack settings. Every object, the ClusterIssuer included, validates against its schema
-(cert-manager's CRDs of the pinned release are vendored in infra/crds/); its solver's parentRefs are
+(cert-manager's CRDs of the pinned release are vendored in infra/render/crds/); its solver's parentRefs are
 also checked against the Gateway API ParentReference schema they share with HTTPRoute.
 """
 
@@ -21,7 +21,7 @@ from llmfleet.components.gateway.certificates import CERT_MANAGER_NAMESPACE, CER
 from llmfleet.components.gateway.routes import GATEWAY_API
 from llmfleet.components.gateway.types import LETS_ENCRYPT_STAGING
 from llmfleet.infra.config import parse_deployment
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.validate import validate_manifest
 
 ISSUER = "letsencrypt"
 ACME = AcmeIssuer("ops@example.com", LETS_ENCRYPT_STAGING)

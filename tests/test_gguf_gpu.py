@@ -9,8 +9,8 @@ import yaml
 
 from llmfleet.components import pins
 from llmfleet.infra.config import STACKS_DIR, load_stack
-from llmfleet.infra.offline import run_program
 from llmfleet.infra.planning import build_plan
+from llmfleet.infra.render.offline import run_program
 
 
 def test_a_70b_gguf_stack_runs_llama_cpp_on_one_gpu(tmp_path: Path) -> None:

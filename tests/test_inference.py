@@ -1,7 +1,7 @@
 """InferenceService: engine arguments from the plan, probes, rollout, cache, secrets, KEDA scaling.
 
 Components run under the offline engine's RecordingMocks; every object they create must also pass the
-schema validation the API server would apply (infra.validate).
+schema validation the API server would apply (infra.render.validate).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.plan import DeploymentPlan, MemorySplit
 from llmfleet.components.sizing.types import Engine, KvCacheDtype, Quantization
 from llmfleet.infra.config import ConfigError, parse_deployment
-from llmfleet.infra.manifests import to_manifest
-from llmfleet.infra.offline import RecordedResource, RecordingMocks, RecordingMonitor
 from llmfleet.infra.planning import build_plan
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.manifests import to_manifest
+from llmfleet.infra.render.offline import RecordedResource, RecordingMocks, RecordingMonitor
+from llmfleet.infra.render.validate import validate_manifest
 
 PROMETHEUS = "http://prometheus.monitoring.svc:9090"
 

@@ -1,5 +1,5 @@
 """LoadGenerator: the in-cluster Locust master and workers, rendered under the offline engine's
-RecordingMocks; every object must pass the schema validation the API server applies (infra.validate)."""
+RecordingMocks; every object must pass the schema validation the API server applies (infra.render.validate)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from llmfleet.components import pins
 from llmfleet.components.loadgen import SLO_PATH, SUITES, LoadGenerator, LoadGeneratorArgs
 from llmfleet.infra.commands.loadtest import SINGLE_PROCESS_SUITES
-from llmfleet.infra.manifests import to_manifest
-from llmfleet.infra.offline import RecordedResource, RecordingMocks
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.manifests import to_manifest
+from llmfleet.infra.render.offline import RecordedResource, RecordingMocks
+from llmfleet.infra.render.validate import validate_manifest
 from llmfleet.loadtests.run import suites
 from llmfleet.values import Slo
 

@@ -25,9 +25,9 @@ from llmfleet.components.observability.component import SCRAPE_KEY_SECRET
 from llmfleet.components.observability.monitors import SCRAPE_KEY
 from llmfleet.components.sizing.types import Engine
 from llmfleet.infra.config import load_stack
-from llmfleet.infra.offline import OfflineRun, RecordedResource, RecordingMocks, run_program
 from llmfleet.infra.planning import build_plan
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.offline import OfflineRun, RecordedResource, RecordingMocks, run_program
+from llmfleet.infra.render.validate import validate_manifest
 
 OBSERVABILITY = "llmfleet:observability:Observability"
 FLEET = "llmfleet:fleet:RegionalFleet"

@@ -19,8 +19,8 @@ from llmfleet.components.observability.stack import (
     stack_values,
 )
 from llmfleet.infra.config import PROJECT_ROOT, ConfigError, load_stack, parse_deployment
-from llmfleet.infra.offline import run_program
 from llmfleet.infra.planning import build_plan
+from llmfleet.infra.render.offline import run_program
 
 PREFIX = "llmfleet:deployment.observability"
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import StackWriter, one_region_stack
 
 from llmfleet.infra.config import ConfigError
-from llmfleet.infra.manifests import region_of
-from llmfleet.infra.offline import REDACTED, SECRET_PLACEHOLDER, OfflineProgramError, RecordingMocks, run_program
+from llmfleet.infra.render.manifests import region_of
+from llmfleet.infra.render.offline import REDACTED, SECRET_PLACEHOLDER, OfflineProgramError, RecordingMocks, run_program
 
 # A small program in the shape of the real one: config -> per-region provider -> component -> children.
 PROGRAM = textwrap.dedent(

@@ -18,9 +18,9 @@ from pulumi_policy.deserialize import deserialize_properties, serialize_properti
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from llmfleet.infra.config import load_stack
-from llmfleet.infra.offline import OfflineRun, RecordedResource, run_program
 from llmfleet.infra.policy import policies, rules
 from llmfleet.infra.policy.rules import Resource, Secret
+from llmfleet.infra.render.offline import OfflineRun, RecordedResource, run_program
 
 PACK_DIR = Path(policies.__file__).resolve().parent
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-import llmfleet.infra.offline as offline
+import llmfleet.infra.render.offline as offline
 from llmfleet.components.inference import waiting_requests_threshold
 from llmfleet.components.keda import CHART_VERSION as KEDA_CHART_VERSION
 from llmfleet.components.nodepool import ACCELERATOR_LABEL, GPU_TAINT_KEY, MODEL_LABEL
@@ -26,8 +26,8 @@ from llmfleet.components.sizing.catalog import load_catalog
 from llmfleet.components.sizing.plan import DeploymentPlan, Plan
 from llmfleet.components.sizing.types import Engine
 from llmfleet.infra.config import STACKS_DIR, ConfigError, DeploymentSpec, load_stack
-from llmfleet.infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, RecordingMocks, run_program
 from llmfleet.infra.planning import build_plan
+from llmfleet.infra.render.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, RecordingMocks, run_program
 from llmfleet.infra.schema.regions import RegionSpec
 
 SHIPPED = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))

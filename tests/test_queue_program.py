@@ -20,9 +20,9 @@ from llmfleet.components.queue.aws import KEDA_SQS_ACTIONS, WORKER_SQS_ACTIONS
 from llmfleet.components.queue.pool import POOL_LABEL, POOL_VALUE, TAINT_KEY
 from llmfleet.components.queue.types import WORKER_SERVICE_ACCOUNT
 from llmfleet.infra.config import ConfigError, load_stack
-from llmfleet.infra.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
 from llmfleet.infra.planning import build_plan
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
+from llmfleet.infra.render.validate import validate_manifest
 
 AWS, GCP, LOCAL = "aws-us-east-1", "gcp-us-central1", "local-kind"
 QUEUE = {

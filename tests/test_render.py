@@ -1,5 +1,5 @@
 """`llmfleet render`, the issue's offline proof: each shipped stack renders, and every object it would
-apply validates against its schema (core kinds: kubernetes-validate; custom resources: infra/crds/).
+apply validates against its schema (core kinds: kubernetes-validate; custom resources: infra/render/crds/).
 
 One render per stack (module-scoped); the tests read the files it wrote, as a user would.
 """
@@ -28,8 +28,8 @@ from llmfleet.components import pins
 from llmfleet.infra.cli import app
 from llmfleet.infra.commands.render import GLOBAL_DIR, INDEX_FILE, OUTPUTS_FILE, RenderSummary, write_render
 from llmfleet.infra.config import STACKS_DIR
-from llmfleet.infra.offline import REDACTED, SECRET_PLACEHOLDER, OfflineRun, run_program
-from llmfleet.infra.validate import is_custom_kind, validate_manifest
+from llmfleet.infra.render.offline import REDACTED, SECRET_PLACEHOLDER, OfflineRun, run_program
+from llmfleet.infra.render.validate import is_custom_kind, validate_manifest
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 

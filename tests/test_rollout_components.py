@@ -15,7 +15,7 @@ from test_inference import make_plan, serve
 
 from llmfleet.components.gateway import CanaryBackend, GatewayArgs, ModelBackend
 from llmfleet.components.gateway.routes import Names, route_spec
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.validate import validate_manifest
 
 
 def test_a_revision_runs_beside_the_first_under_its_own_names() -> None:

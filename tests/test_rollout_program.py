@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from llmfleet.infra.config import ConfigError, load_stack, stack_path
-from llmfleet.infra.offline import OfflineRun, run_program
+from llmfleet.infra.render.offline import OfflineRun, run_program
 from llmfleet.infra.rollout.revisions import RECORD_KEY, RolloutRecord, target_revisions
 
 REGION = "aws-us-east-1"

@@ -30,8 +30,8 @@ from llmfleet.components.routing.picker import (
     plugins_config,
 )
 from llmfleet.infra.config import ConfigError, load_stack, parse_deployment, stack_path
-from llmfleet.infra.offline import OfflineRun, run_program
-from llmfleet.infra.validate import validate_manifest
+from llmfleet.infra.render.offline import OfflineRun, run_program
+from llmfleet.infra.render.validate import validate_manifest
 
 CHART = Path(__file__).parent / "data" / "inferencepool-v1.5.0"
 POOL = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}

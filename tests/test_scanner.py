@@ -24,7 +24,7 @@ import yaml
 
 from llmfleet.infra.commands.render import write_render
 from llmfleet.infra.config import PROJECT_ROOT, STACKS_DIR
-from llmfleet.infra.offline import run_program
+from llmfleet.infra.render.offline import run_program
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 ALLOWLIST = Path(__file__).with_name("checkov_allowlist.yaml")

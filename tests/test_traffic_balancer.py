@@ -17,7 +17,7 @@ from llmfleet.components.traffic import (
     RegionEndpoint,
 )
 from llmfleet.components.traffic.regions import CLOUD_DNS_SOURCE_REGIONS, ROUTE53_CHECKER_REGIONS
-from llmfleet.infra.offline import RecordedResource, RecordingMocks
+from llmfleet.infra.render.offline import RecordedResource, RecordingMocks
 
 DOMAIN = "llm.example.com"
 ZONE = "Z0123456789ABCDEFGHIJ"

@@ -7,7 +7,7 @@ from typing import Any
 
 from conftest import StackWriter, one_region_stack
 
-from llmfleet.infra.offline import OfflineRun, RecordedResource, run_program
+from llmfleet.infra.render.offline import OfflineRun, RecordedResource, run_program
 
 HOSTNAME = "llm.example.com"
 

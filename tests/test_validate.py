@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from llmfleet.infra.validate import CRD_DIR, known_custom_kinds, validate_manifest
+from llmfleet.infra.render.validate import CRD_DIR, known_custom_kinds, validate_manifest
 
 DEPLOYMENT: dict[str, Any] = {
     "apiVersion": "apps/v1",

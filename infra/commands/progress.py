@@ -17,7 +17,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from llmfleet.infra.manifests import region_of
+from llmfleet.infra.render.manifests import region_of
 
 PIPED_WIDTH = 120
 """Table width when stdout is not a terminal and COLUMNS is unset: readable in a log or a pager."""

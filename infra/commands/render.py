@@ -6,7 +6,7 @@ Layout of --out DIR:
   DIR/global/...                             objects whose Pulumi name carries no region key
   DIR/resources.json                         every resource: type, name, urn, parent, provider, inputs
   DIR/outputs.json                           the stack outputs
-Secrets are "[secret]" everywhere. Every object is validated (infra/validate.py); problems are listed
+Secrets are "[secret]" everywhere. Every object is validated (infra/render/validate.py); problems are listed
 on stderr and the exit code is 1. Invalid input (stack, options) exits 2; the program failing exits 1.
 """
 
@@ -22,13 +22,13 @@ from typing import Annotated, Any, cast
 import typer
 import yaml
 
-from llmfleet.infra.chart_values import values_problems
 from llmfleet.infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from llmfleet.infra.commands.progress import RenderProgress
 from llmfleet.infra.config import load_stack
 from llmfleet.infra.errors import UsageError
-from llmfleet.infra.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
-from llmfleet.infra.validate import is_custom_kind, validate_manifest
+from llmfleet.infra.render.chart_values import values_problems
+from llmfleet.infra.render.offline import REDACTED, OfflineProgramError, OfflineRun, run_program
+from llmfleet.infra.render.validate import is_custom_kind, validate_manifest
 from llmfleet.values import ExitCode
 
 GLOBAL_DIR = "global"

@@ -1,4 +1,4 @@
-"""Regenerate infra/chart_values/<chart>.json: what each pinned Helm chart accepts as values.
+"""Regenerate infra/render/chart_values/<chart>.json: what each pinned Helm chart accepts as values.
 
     python -m llmfleet.infra.vendor.chart_values --mirrors DIR
 
@@ -24,7 +24,7 @@ import yaml
 
 from llmfleet.components import pins
 
-OUT = Path(__file__).resolve().parent.parent / "chart_values"
+OUT = Path(__file__).resolve().parent.parent / "render" / "chart_values"
 OPEN, LEAF = "*", "."
 Tree = dict[str, Any]
 
@@ -57,7 +57,7 @@ CHARTS = [
         open={
             "config.envoyGateway": "templates/envoy-gateway-config.yaml merges it into the EnvoyGateway "
             "configuration and renders it whole (toYaml): its keys are the EnvoyGateway API's "
-            "(api/v1alpha1), checked by infra/chart_values.py against the json names listed here"
+            "(api/v1alpha1), checked by infra/render/chart_values.py against the json names listed here"
         },
     ),
     ChartSource("ai-gateway-crds"),
@@ -231,7 +231,7 @@ def merge(a: Tree, b: Tree) -> Tree:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Regenerate infra/chart_values/ from the pinned charts.")
+    parser = argparse.ArgumentParser(description="Regenerate infra/render/chart_values/ from the pinned charts.")
     parser.add_argument("--mirrors", type=Path, required=True)
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)

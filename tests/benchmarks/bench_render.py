@@ -72,7 +72,7 @@ def measure(stack_file: Path, warmup_file: Path, out: Path) -> dict[str, Any]:
     second, traced render of the same stack.
     """
     from llmfleet.infra.commands.render import write_render
-    from llmfleet.infra.offline import run_program
+    from llmfleet.infra.render.offline import run_program
 
     write_render(run_program(stack_file=warmup_file), out / "warmup")
     rss_before = _rss_peak_mib()

@@ -161,7 +161,7 @@ def run(router: Spread | PrefixAffinity, urls: Sequence[str], args: argparse.Nam
 
 def render_picker_config() -> str:
     """The picker configuration `llmfleet render` produces for the dev stack (its chat model's pool)."""
-    from llmfleet.infra.offline import run_program
+    from llmfleet.infra.render.offline import run_program
 
     for _, release in run_program("dev").helm_releases():
         if release["chart"] == "inferencepool":

@@ -1,7 +1,7 @@
 """The offline engine: run the real Pulumi program under Pulumi's mocks and record what it would create.
 
 No Pulumi CLI and no cloud: `run_program` executes infra/__main__.py against `RecordingMocks`, which
-answers every registration with realistic outputs (infra/mock_outputs.py) and records each resource's
+answers every registration with realistic outputs (infra/render/mock_outputs.py) and records each resource's
 type, name, URN, parent, provider and inputs, and which input paths were secret. `llmfleet render` and
 the graph tests read the resulting `OfflineRun`.
 
@@ -34,7 +34,7 @@ from pulumi.runtime.sync_await import _sync_await  # pyright: ignore[reportPriva
 
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.infra.config import PROJECT_ROOT, ConfigError, load_stack, stack_path
-from llmfleet.infra.mock_outputs import mock_call, mock_outputs
+from llmfleet.infra.render.mock_outputs import mock_call, mock_outputs
 
 PROJECT = "llmfleet"
 PROGRAM = PROJECT_ROOT / "infra" / "__main__.py"
@@ -240,7 +240,7 @@ class OfflineRun:
 
     def region_of(self, resource: RecordedResource) -> str | None:
         """The region a resource belongs to (its name starts with the region key), None for global ones."""
-        from llmfleet.infra.manifests import region_of
+        from llmfleet.infra.render.manifests import region_of
 
         return region_of(resource.name, self.region_keys)
 
@@ -252,7 +252,7 @@ class OfflineRun:
 
     def kubernetes_objects(self, redacted: bool = True) -> list[tuple[RecordedResource, dict[str, Any]]]:
         """(resource, manifest) for every Kubernetes object, custom resources included."""
-        from llmfleet.infra.manifests import to_manifest
+        from llmfleet.infra.render.manifests import to_manifest
 
         found: list[tuple[RecordedResource, dict[str, Any]]] = []
         for resource in self.resources:
@@ -263,7 +263,7 @@ class OfflineRun:
 
     def helm_releases(self, redacted: bool = True) -> list[tuple[RecordedResource, dict[str, Any]]]:
         """(resource, {name, namespace, chart, repository, version, values}) for every Helm release/chart."""
-        from llmfleet.infra.manifests import to_helm_release
+        from llmfleet.infra.render.manifests import to_helm_release
 
         found: list[tuple[RecordedResource, dict[str, Any]]] = []
         for resource in self.resources:

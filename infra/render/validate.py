@@ -3,7 +3,7 @@
 Core kinds (Deployment, Service, ...) use the OpenAPI schemas the `kubernetes-validate` package ships
 for KUBERNETES_VERSION, in its strict flavour so an unknown (misspelt) field is an error. Custom
 resources use `spec.versions[name==<version>].schema.openAPIV3Schema` of the CRDs vendored in
-infra/crds/ (see infra/crds/README.md), turned into JSON Schema:
+infra/render/crds/ (see infra/render/crds/README.md), turned into JSON Schema:
 - `x-kubernetes-int-or-string` accepts an integer or a string;
 - `nullable: true` accepts null;
 - `x-kubernetes-preserve-unknown-fields` keeps an object open; every other object with `properties`
