@@ -6,10 +6,14 @@ Known answers below are written from the reference, not computed from the data f
 
 from __future__ import annotations
 
+import csv
+import io
+
 import pydantic
 import pytest
 import yaml
 
+from llmfleet.components.sizing import gcp_prices
 from llmfleet.components.sizing.catalog import DATA_DIR, Catalog, InstanceEntry, ModelEntry, load_catalog
 
 # Reference section 4: KV cache per token in fp16, KiB (Gemma-2 is the plain-formula upper bound).
@@ -251,7 +255,9 @@ def test_every_instance_gpu_is_in_the_gpu_catalog(catalog: Catalog) -> None:
 
 def test_cloud_specific_node_settings(catalog: Catalog) -> None:
     for instance in catalog.instances.values():
-        assert instance.regions and instance.vcpu > 0 and instance.ram_gib > 0, instance.type
+        # Planned somewhere, or listed in prices.yaml with no region (its source gives no node price: a4-highgpu-8g).
+        assert instance.regions or catalog.region_prices(instance) == {}, instance.type
+        assert instance.vcpu > 0 and instance.ram_gib > 0, instance.type
         if instance.cloud != "local":
             assert instance.usd_per_hour > 0, instance.type
         if instance.cloud == "aws":
@@ -388,3 +394,69 @@ def test_throughput_points_from_the_reference(catalog: Catalog) -> None:
     assert points[("llama-3.1-8b", "L40S", 1, None)].output_tokens_per_s == 1642
     for point in catalog.throughput_calibration:
         assert (point.itl_ms is not None) == (point.concurrency is not None), point.source.ref
+
+
+# --- GCP prices: generated from the cited SkyPilot rows ------------------------------------------------------------
+
+GCP_REGIONS = ["asia-east1", "asia-northeast1", "asia-south1", "europe-west4", "us-central1", "us-east1", "us-east4"]
+
+
+def test_gcp_prices_are_what_the_cited_rows_give() -> None:
+    """prices.yaml's gcp: section is exactly what gcp_prices.py makes of the vendored SkyPilot rows: no GCP price is
+    typed by hand, and a changed row or a hand edit fails here."""
+    rows = gcp_prices.read_rows(gcp_prices.EXCERPT)
+    generated = yaml.safe_load(gcp_prices.gcp_section(rows, gcp_prices.gcp_machines()))["gcp"]
+    committed = yaml.safe_load(gcp_prices.PRICES.read_text())["gcp"]
+    assert generated == committed
+    assert (
+        gcp_prices.replace_section(
+            gcp_prices.PRICES.read_text(), gcp_prices.gcp_section(rows, gcp_prices.gcp_machines())
+        )
+        == gcp_prices.PRICES.read_text()
+    )
+
+
+def test_every_gcp_gpu_type_and_region_the_catalog_plans_has_a_cited_price(catalog: Catalog) -> None:
+    source = catalog.prices.sources["gcp"]
+    gpu_types = [i for i in catalog.instances.values() if i.cloud == "gcp" and i.gpu]
+    assert len(gpu_types) == 19
+    for instance in gpu_types:
+        table = catalog.region_prices(instance)
+        assert table is not None, f"{instance.type}: not in prices.yaml"
+        assert instance.regions == sorted(table), instance.type
+        for region in instance.regions:
+            price = catalog.price(instance, region)
+            assert price.on_demand or price.spot, (instance.type, region)
+            assert source.commit[:8] in price.source and region in price.source, (instance.type, region)
+        if instance.regions:  # the list price in instances.yaml is the table's, not a second figure
+            assert table[instance.price_region].on_demand == pytest.approx(instance.usd_per_hour, abs=1e-5)
+    # The shapes users rent are planned in the stacks' GCP regions (a4-highgpu-8g alone has no cited node price).
+    planned = {i.type for i in gpu_types if i.regions}
+    assert planned == {i.type for i in gpu_types} - {"a4-highgpu-8g"}
+    assert {r for i in gpu_types for r in i.regions} >= set(GCP_REGIONS)
+
+
+def test_gcp_node_price_adds_vm_and_gpu_rows_per_zone() -> None:
+    """Known answers written by hand: a zone needs both rows; 0.0 or an empty cell is no price; the region takes the
+    cheapest zone; a machine family maps to its accelerator name and the row of its GPU count."""
+    header = (
+        "InstanceType,vCPUs,MemoryGiB,AcceleratorName,AcceleratorCount,GpuInfo,Region,AvailabilityZone,Price,SpotPrice"
+    )
+    lines = [
+        "a3-highgpu-2g,52.0,468.0,,,,r1,r1-a,2.0,0.5",
+        "a3-highgpu-2g,52.0,468.0,,,,r1,r1-b,2.0,0.4",
+        "a3-highgpu-2g,52.0,468.0,,,,r1,r1-c,2.0,0.1",  # no GPU row in r1-c: not a zone of the machine
+        "a3-highgpu-2g,52.0,468.0,,,,r2,r2-a,0.0,0.0",  # priced 0.0: not listed
+        "a3-highgpu-2g,52.0,468.0,,,,r3,r3-a,3.0,",  # no spot price
+        ",,,H100,2,{},r1,r1-a,8.0,2.0",
+        ",,,H100,2,{},r1,r1-b,8.0,2.5",
+        ",,,H100,2,{},r2,r2-a,8.0,2.0",
+        ",,,H100,2,{},r3,r3-a,9.0,1.0",
+        ",,,H100,1,{},r1,r1-a,4.0,1.0",  # another GPU count
+        ",,,H100-MEGA,2,{},r1,r1-a,1.0,1.0",  # another accelerator
+    ]
+    rows = list(csv.DictReader(io.StringIO("\n".join([header, *lines]))))
+    prices = gcp_prices.machine_prices(rows, "a3-highgpu-2g", 2)
+    assert sorted(prices) == ["r1", "r3"]
+    assert (prices["r1"].on_demand, prices["r1"].spot) == (10.0, 2.5)  # r1-a 0.5 + 2.0 = 2.5 < r1-b 0.4 + 2.5 = 2.9
+    assert (prices["r3"].on_demand, prices["r3"].spot) == (12.0, None)
