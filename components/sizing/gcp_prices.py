@@ -149,7 +149,7 @@ def replace_section(prices_yaml: str, section: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description="GCP prices per region and capacity type from SkyPilot's GCP catalog")
     parser.add_argument("vms_csv", type=Path, help="SkyPilot's catalogs/v8/gcp/vms.csv (or the project's excerpt)")
     parser.add_argument("--write", action="store_true", help=f"rewrite the gcp: section of {PRICES}")
     args = parser.parse_args(argv)
