@@ -24,8 +24,8 @@ from llmfleet.components.sizing.plan import DeploymentPlan, Plan
 from llmfleet.components.traffic import GlobalLoadBalancer
 from llmfleet.infra.config import CURRENT_KUBECONFIG, ConfigError, DeploymentSpec, from_pulumi_config, require_secret
 from llmfleet.infra.planning import build_plan
-from llmfleet.infra.rollout.program import with_revisions
-from llmfleet.infra.rollout.revisions import RolloutRecord
+from llmfleet.infra.program.revision_args import with_revisions
+from llmfleet.infra.program.revisions import RolloutRecord
 from llmfleet.infra.schema.regions import RegionSpec
 
 """`cluster.kubeconfig_secret: local` means the current kubeconfig ($KUBECONFIG or ~/.kube/config)."""

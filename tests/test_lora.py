@@ -14,8 +14,8 @@ from llmfleet.components.sizing.catalog import load_catalog
 from llmfleet.components.sizing.types import LoraAdapter
 from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack, parse_deployment
 from llmfleet.infra.planning import build_plan
+from llmfleet.infra.program.revisions import region_revision
 from llmfleet.infra.render.offline import run_program
-from llmfleet.infra.rollout.revisions import region_revision
 
 ADAPTERS = [
     {"name": "support-bot", "hf_repo": "acme/llama-3.1-8b-support-lora", "rank": 16},

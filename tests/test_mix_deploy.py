@@ -20,9 +20,9 @@ from llmfleet.components.sizing.types import Quantization
 from llmfleet.infra.cli import app
 from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack
 from llmfleet.infra.planning import build_plan
+from llmfleet.infra.program.revisions import RECORD_KEY, RolloutRecord, region_revision, target_revisions
 from llmfleet.infra.render.offline import OfflineRun, run_program
 from llmfleet.infra.render.validate import validate_manifest
-from llmfleet.infra.rollout.revisions import RECORD_KEY, RolloutRecord, region_revision, target_revisions
 from llmfleet.infra.schema.models import ModelSpec
 
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

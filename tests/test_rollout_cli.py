@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from llmfleet.infra.cli import app
 from llmfleet.infra.commands import rollout as command
 from llmfleet.infra.config import ConfigError, load_stack, parse_deployment, stack_path
+from llmfleet.infra.program.revisions import RolloutRecord, target_revisions, wave_order
 from llmfleet.infra.rollout.engine import GateResult
-from llmfleet.infra.rollout.revisions import RolloutRecord, target_revisions, wave_order
 
 runner = CliRunner()
 PROD_WAVES = ["aws-us-west-2", "gcp-us-central1", "aws-us-east-1"]

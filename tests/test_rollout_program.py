@@ -6,6 +6,9 @@ writes mid-rollout: the stack file's revision at 75% and an older fp8 revision a
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,8 @@ import pytest
 import yaml
 
 from llmfleet.infra.config import ConfigError, load_stack, stack_path
-from llmfleet.infra.render.offline import OfflineRun, run_program
-from llmfleet.infra.rollout.revisions import RECORD_KEY, RolloutRecord, target_revisions
+from llmfleet.infra.program.revisions import RECORD_KEY, RolloutRecord, target_revisions
+from llmfleet.infra.render.offline import PROGRAM, OfflineRun, run_program
 
 REGION = "aws-us-east-1"
 OLD = "0ld0ld00"
@@ -90,3 +93,24 @@ def test_without_a_record_the_names_stay_plain_and_a_third_revision_is_refused(t
         record = record.with_revision(REGION, revision, dev_models())
     with pytest.raises(ConfigError, match="a region serves at most two"):
         run_with(tmp_path, record.with_weights(REGION, {"a1": 100}))
+
+
+def test_the_program_never_loads_the_rollout_tool() -> None:
+    """Revisions are the program's side (infra/program/); the rollout tool (infra/rollout/) is the operator's.
+
+    A fresh interpreter imports every llmfleet module infra/__main__.py and infra/program/ import, so an
+    import of the tool anywhere below them (not only in those files) shows up in sys.modules."""
+    program_files = [PROGRAM, *sorted((PROGRAM.parent / "program").glob("*.py"))]
+    imported = sorted(
+        {
+            node.module
+            for path in program_files
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmfleet.")
+        }
+    )
+    assert "llmfleet.infra.program.revisions" in imported, imported  # the walk sees the program's imports
+    probe = f"import importlib, sys\nfor m in {imported!r}: importlib.import_module(m)\n"
+    probe += "print(sorted(m for m in sys.modules if m.startswith('llmfleet.infra.rollout')))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    assert result.stdout.strip() == "[]", f"the program loads the rollout tool: {result.stdout}"

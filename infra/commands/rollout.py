@@ -23,12 +23,12 @@ import typer
 from llmfleet.infra.commands.common import user_errors_exit_2
 from llmfleet.infra.config import PROJECT_ROOT, DeploymentSpec, load_stack
 from llmfleet.infra.errors import UsageError
+from llmfleet.infra.program.revisions import RegionRevision, target_revisions, wave_order
 from llmfleet.infra.rollout.deployer import Deployer, DeployFailed
 from llmfleet.infra.rollout.engine import Gate, Rollout, RolloutError
 from llmfleet.infra.rollout.history import Outcome, forward_actions
 from llmfleet.infra.rollout.loadgate import LocustGate
 from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
-from llmfleet.infra.rollout.revisions import RegionRevision, target_revisions, wave_order
 from llmfleet.infra.schema.rollout import check_steps
 from llmfleet.values import ExitCode
 

@@ -17,8 +17,8 @@ from typing import Any, cast
 from pulumi import automation as auto
 
 from llmfleet.infra.config import PROJECT_ROOT, ConfigError
+from llmfleet.infra.program.revisions import RECORD_KEY, RegionRevision, RolloutRecord
 from llmfleet.infra.rollout.deployer import DeployFailed, Weights
-from llmfleet.infra.rollout.revisions import RECORD_KEY, RegionRevision, RolloutRecord
 
 GATEWAY_ENDPOINTS_OUTPUT = "gateway_endpoints"
 """The program's output: region key -> that region's gateway URL."""

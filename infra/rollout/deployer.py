@@ -1,4 +1,7 @@
-"""What a rollout needs from the infrastructure, as a small protocol, and how revisions are named.
+"""What a rollout needs from the infrastructure, as a small protocol.
+
+Revisions and their ids are the program's (infra/program/revisions.py); the rollout tool moves traffic
+between them and reaches the stack only through a Deployer.
 
 The rollout engine only ever calls a `Deployer`: the real one drives Pulumi's Automation API
 (`infra/rollout/automation.py`); tests use one that starts emulators on loopback. Every method is
@@ -8,35 +11,8 @@ after a crash `--resume` repeats the step that was logged but may not have been 
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
 from typing import Protocol
-
-REVISION_ID_LENGTH = 8
-"""Hex characters of the revision id: short enough for Kubernetes names, 2^32 values."""
-
-
-@dataclass(frozen=True)
-class ModelRevision:
-    """What makes one served model's revision: change any of these and the revision id changes."""
-
-    model: str
-    """Served model name."""
-    image: str
-    """Engine container image (pinned)."""
-    engine_args: tuple[str, ...]
-    """Engine arguments, in order."""
-    model_version: str
-    """Weights: repository (and revision) or catalog id."""
-    quantization: str
-
-
-def revision_id(models: Sequence[ModelRevision]) -> str:
-    """A region's revision id: a hash of what its models are served with, independent of listing order."""
-    canonical = json.dumps(sorted((asdict(m) for m in models), key=lambda m: m["model"]), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_ID_LENGTH]
 
 
 class DeployFailed(Exception):

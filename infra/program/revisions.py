@@ -8,25 +8,52 @@
   The Pulumi program reads it with `RolloutRecord.from_pulumi_config()`; no record: one revision,
   the stack file's.
 - `wave_order` is the stack's region order for waves.
+- `ModelRevision` / `revision_id`: what makes a served model's revision and the id hashed from it.
+The program is built from these; the rollout tool (infra/rollout/) imports them, never the reverse.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmfleet.infra.config import DeploymentSpec
-from llmfleet.infra.rollout.deployer import ModelRevision, revision_id
 
 if TYPE_CHECKING:
     from llmfleet.components.sizing.plan import DeploymentPlan
 
 RECORD_KEY = "llmfleet:rollout"
 """Stack config key (a JSON object) holding the RolloutRecord."""
+
+REVISION_ID_LENGTH = 8
+"""Hex characters of the revision id: short enough for Kubernetes names, 2^32 values."""
+
+
+@dataclass(frozen=True)
+class ModelRevision:
+    """What makes one served model's revision: change any of these and the revision id changes."""
+
+    model: str
+    """Served model name."""
+    image: str
+    """Engine container image (pinned)."""
+    engine_args: tuple[str, ...]
+    """Engine arguments, in order."""
+    model_version: str
+    """Weights: repository (and revision) or catalog id."""
+    quantization: str
+
+
+def revision_id(models: Sequence[ModelRevision]) -> str:
+    """A region's revision id: a hash of what its models are served with, independent of listing order."""
+    canonical = json.dumps(sorted((asdict(m) for m in models), key=lambda m: m["model"]), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:REVISION_ID_LENGTH]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from llmfleet.components.inference.engine import object_name
 from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.infra.config import CONFIG_KEY, ConfigError, DeploymentSpec
 from llmfleet.infra.planning import build_plan
-from llmfleet.infra.rollout.revisions import RECORD_KEY, RolloutRecord, region_revision
+from llmfleet.infra.program.revisions import RECORD_KEY, RolloutRecord, region_revision
 from llmfleet.infra.schema.models import ModelSpec
 from llmfleet.infra.schema.regions import RegionSpec
 
