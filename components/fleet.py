@@ -20,7 +20,14 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind
-from llmfleet.components.gateway import CanaryBackend, Gateway, GatewayArgs, ModelBackend, SplitBackend
+from llmfleet.components.gateway import (
+    CanaryBackend,
+    Gateway,
+    GatewayArgs,
+    GatewaySettings,
+    ModelBackend,
+    SplitBackend,
+)
 from llmfleet.components.inference import InferenceService, InferenceServiceArgs, ModelCache
 from llmfleet.components.inference.engine import object_name
 from llmfleet.components.inference.hardening import API_KEY_SECRET_KEY
@@ -86,9 +93,9 @@ class RegionalFleetArgs:
     """How the services keep downloaded weights (SINGLE_NODE for kind/minikube)."""
     engine_args: Mapping[str, Sequence[str]] = field(default_factory=dict[str, Sequence[str]])
     """Escape hatch: served model name -> extra engine flags."""
-    gateway: GatewayArgs | None = None
-    """The API gateway in front of the services (its models, namespace and pod selector are filled in
-    here); None: no gateway, the services are reachable in the cluster only."""
+    gateway: GatewaySettings | None = None
+    """The API gateway in front of the services: its settings; the fleet adds the namespace, the models'
+    services, the pod selector and the engine key. None: no gateway, the services are reachable in the cluster only."""
     observability: ObservabilityArgs | None = None
     """Prometheus, Grafana, dcgm-exporter, monitors, SLO alerts and dashboards for the region (its namespace,
     deployments and queue thresholds are filled in here); None: bring your own at `prometheus_url`."""
@@ -366,7 +373,7 @@ class RegionalFleet(pulumi.ComponentResource):
             for adapter in plan.adapters
             if (s := self.services.get(plan.model)) is not None
         ]
-        gateway_args = replace(
+        gateway_args = GatewayArgs.of(
             args.gateway,
             namespace=self.namespace.metadata.name,
             models=models,

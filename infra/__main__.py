@@ -110,7 +110,6 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
         gateway=spec.gateway.to_args(
             secrets.gateway,
             region.key,
-            spec.namespace,
             # DNS health checkers send no credentials: the gateway opens their path, and only theirs.
             health_path=spec.load_balancer.health_check.path if spec.load_balancer else None,
         ),

@@ -8,7 +8,7 @@ plain JSON-schema validation cannot evaluate.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from llmfleet.components.gateway import (
     FallbackProvider,
     Gateway,
     GatewayArgs,
+    GatewaySettings,
     JwtAuth,
     ModelBackend,
     RateLimit,
@@ -604,3 +605,21 @@ def test_existing_controllers_skip_the_install() -> None:
     recorder, _ = render(full_args(install_controllers=False, tls=tls))
     assert recorder.by_kind("Release") == []
     assert not any(r.name.endswith("-redis") for r in recorder.resources)
+
+
+def test_gateway_args_are_the_settings_plus_the_wiring() -> None:
+    # Every settings field reaches the args as given (a field `of` forgot would come back at its default).
+    settings = full_args(request_timeout_s=120, replicas=3, install_controllers=False, allow_anonymous=True)
+    args = GatewayArgs.of(
+        settings,
+        namespace="serving",
+        models=MODELS[:1],
+        inference_pod_selector={"app": "x"},
+        engine_key_secret="key",
+        metrics_namespace="prom",
+    )
+    for f in fields(GatewaySettings):
+        expected = "prom" if f.name == "metrics_namespace" else getattr(settings, f.name)
+        assert getattr(args, f.name) == expected, f.name
+    assert (args.namespace, args.models, args.engine_key_secret) == ("serving", MODELS[:1], "key")
+    assert args.inference_pod_selector == {"app": "x"}

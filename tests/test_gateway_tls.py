@@ -201,11 +201,11 @@ HOSTED = {"hostname": "api.example.com"}
 
 def test_stack_acme_creates_the_issuer_and_installs_cert_manager_by_default() -> None:
     tls = {"mode": "cert-manager", "acme": {"email": "ops@example.com"}}
-    args = parse_deployment(stack(**HOSTED, tls=tls), "test").gateway.to_args({}, "aws-us-east-1", "llmfleet")
+    args = parse_deployment(stack(**HOSTED, tls=tls), "test").gateway.to_args({}, "aws-us-east-1")
     assert args.tls.cluster_issuer == "llmfleet-acme" and args.tls.install_cert_manager is True
     assert args.tls.acme == AcmeIssuer("ops@example.com", "https://acme-v02.api.letsencrypt.org/directory")
     tls = {"mode": "cert-manager", "cluster_issuer": "corp-ca", "install_cert_manager": False}
-    args = parse_deployment(stack(**HOSTED, tls=tls), "test").gateway.to_args({}, "aws-us-east-1", "llmfleet")
+    args = parse_deployment(stack(**HOSTED, tls=tls), "test").gateway.to_args({}, "aws-us-east-1")
     assert (args.tls.cluster_issuer, args.tls.acme, args.tls.install_cert_manager) == ("corp-ca", None, False)
 
 

@@ -1,6 +1,6 @@
 """The per-region API gateway: Envoy Gateway + Envoy AI Gateway with auth, token-aware limits and fallback."""
 
-from llmfleet.components.gateway.component import Gateway, GatewayArgs
+from llmfleet.components.gateway.component import Gateway, GatewayArgs, GatewaySettings
 from llmfleet.components.gateway.types import (
     AcmeIssuer,
     CanaryBackend,
@@ -22,6 +22,7 @@ __all__ = [
     "FallbackProvider",
     "Gateway",
     "GatewayArgs",
+    "GatewaySettings",
     "JwtAuth",
     "ModelBackend",
     "PriorityRouting",

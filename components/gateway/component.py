@@ -9,7 +9,7 @@ NetworkPolicy that makes the gateway the only way in (isolation.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pulumi
@@ -49,13 +49,12 @@ from llmfleet.components.gateway.types import (
 
 
 @dataclass
-class GatewayArgs:
-    namespace: pulumi.Input[str]
-    """Namespace of the InferenceServices; the Gateway, route, policies and key Secrets go here too.
+class GatewaySettings:
+    """What a gateway enforces, as the stack states it: who may call, how much, TLS, names, fallback.
 
-    Pass the Namespace resource's name Output so every object waits for the namespace to exist."""
-    models: Sequence[ModelBackend]
-    """The region's served models and their ClusterIP Services."""
+    `RegionalFleetArgs.gateway` takes these; the fleet adds what only it knows (namespace, the services,
+    the engine key) and builds the `GatewayArgs` once."""
+
     tenants: Sequence[Tenant] = ()
     """API-key tenants (or JWT tenants with their own limits)."""
     default_limits: RateLimit = field(
@@ -85,19 +84,54 @@ class GatewayArgs:
     """GET path answered without credentials, for DNS health checkers (they send no headers): 200 while a one-token
     completion of every model through this gateway succeeds (the health prober; JWT and closed gateways: while
     any model's engine answers its own /health); None: no unauthenticated path at all."""
-    inference_pod_selector: Mapping[str, str] | None = None
-    """Labels of the inference pods; given, NetworkPolicies admit only the gateway (and Prometheus) to them and
-    let them reach only DNS and public HTTPS (the weights download)."""
     metrics_namespace: str | None = "monitoring"
-    """Namespace of the Prometheus allowed to scrape the inference pods (None: no scrape is admitted)."""
-    engine_key_secret: pulumi.Input[str] | None = None
-    """Name of a Secret in `namespace` whose `apiKey` the engines require on their API: the AI Gateway adds it
-    to every request it sends them (a BackendSecurityPolicy), so only the gateway can call them. None: the
-    engines take requests without a key (the NetworkPolicy is then the only guard)."""
+    """Namespace of the Prometheus allowed to scrape the inference pods (None: no scrape is admitted). A
+    RegionalFleet with its own monitoring uses that monitoring's namespace."""
     install_controllers: bool = True
     """Install Envoy Gateway, the AI Gateway and Redis (False when the cluster already runs them)."""
     envoy_gateway_values: Mapping[str, Any] | None = None
     """Escape hatch: deep-merged into the Envoy Gateway chart values."""
+
+
+@dataclass(kw_only=True)
+class GatewayArgs(GatewaySettings):
+    """A gateway's settings and what it fronts: the namespace, the models' services, the engines' key."""
+
+    namespace: pulumi.Input[str]
+    """Namespace of the InferenceServices; the Gateway, route, policies and key Secrets go here too.
+
+    Pass the Namespace resource's name Output so every object waits for the namespace to exist."""
+    models: Sequence[ModelBackend]
+    """The region's served models and their ClusterIP Services."""
+    inference_pod_selector: Mapping[str, str] | None = None
+    """Labels of the inference pods; given, NetworkPolicies admit only the gateway (and Prometheus) to them and
+    let them reach only DNS and public HTTPS (the weights download)."""
+    engine_key_secret: pulumi.Input[str] | None = None
+    """Name of a Secret in `namespace` whose `apiKey` the engines require on their API: the AI Gateway adds it
+    to every request it sends them (a BackendSecurityPolicy), so only the gateway can call them. None: the
+    engines take requests without a key (the NetworkPolicy is then the only guard)."""
+
+    @classmethod
+    def of(
+        cls,
+        settings: GatewaySettings,
+        *,
+        namespace: pulumi.Input[str],
+        models: Sequence[ModelBackend],
+        inference_pod_selector: Mapping[str, str] | None,
+        engine_key_secret: pulumi.Input[str] | None,
+        metrics_namespace: str | None,
+    ) -> GatewayArgs:
+        """`settings` (each field as is: tenants keep their secret Outputs) with what the gateway fronts."""
+        given: dict[str, Any] = {f.name: getattr(settings, f.name) for f in fields(GatewaySettings)}
+        given["metrics_namespace"] = metrics_namespace
+        return cls(
+            **given,
+            namespace=namespace,
+            models=models,
+            inference_pod_selector=inference_pod_selector,
+            engine_key_secret=engine_key_secret,
+        )
 
 
 class Gateway(pulumi.ComponentResource):

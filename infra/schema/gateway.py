@@ -18,7 +18,7 @@ from llmfleet.infra.schema.base import Section
 if TYPE_CHECKING:
     import pulumi
 
-    from llmfleet.components.gateway import GatewayArgs, RateLimit
+    from llmfleet.components.gateway import GatewaySettings, RateLimit
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$"
@@ -254,19 +254,17 @@ class GatewaySpec(Section):
         self,
         secrets: Mapping[str, pulumi.Output[str]],
         region_key: str,
-        namespace: str,
         health_path: str | None = None,
-    ) -> GatewayArgs:
-        """The Gateway component's arguments for one region, `secrets` resolved from `secret_refs()`.
-
-        `models` is left empty: the RegionalFleet fills it with the region's InferenceServices.
+    ) -> GatewaySettings:
+        """The gateway's settings for one region, `secrets` resolved from `secret_refs()`: the RegionalFleet
+        builds the Gateway's arguments from them and the region's InferenceServices.
         `health_path`: the global load balancer's health-check path, the one path open without credentials.
         """
         from llmfleet.components.gateway import (
             AcmeIssuer,
             Fallback,
             FallbackProvider,
-            GatewayArgs,
+            GatewaySettings,
             JwtAuth,
             PriorityRouting,
             Tenant,
@@ -274,9 +272,7 @@ class GatewaySpec(Section):
         )
 
         jwt = self.jwt
-        return GatewayArgs(
-            namespace=namespace,
-            models=(),
+        return GatewaySettings(
             tenants=[
                 Tenant(
                     t.name,
