@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmfleet.loadtests import gate
+from llmfleet.loadtests import capacity, gate
 from llmfleet.values import Slo
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -28,17 +28,16 @@ DRAIN_MARGIN_S = 60.0
 """Beyond the run time and the bounded drain (request timeout), how long Locust gets to start and end."""
 
 
-CHUNKS_PER_PROCESS = 2300.0
-"""Token chunks per second one Locust process reads before its own delay grows: measured by
-tests/benchmarks/bench_locust.py (docs/benchmarks.md: at 96 users, 2,306 chunks/s, median TTFT error +11.5 ms; at
-192 users, 4,472 chunks/s, +43.9 ms). `--processes auto` sizes workers from it."""
-
-
-def auto_processes(users: int, tpot_target_ms: float, cpus: int | None = None) -> int:
+def auto_processes(
+    users: int, tpot_target_ms: float, cpus: int | None = None, chunks_per_process: float | None = None
+) -> int:
     """Local Locust processes for `users` streams, each expected at 1000/tpot_target_ms chunks/s (a server
     just meeting the SLO; a faster one sends more, and the gate's loop-lag check then calls the run
-    invalid rather than blaming the server), at most one per CPU."""
-    needed = math.ceil(users * (1000 / tpot_target_ms) / CHUNKS_PER_PROCESS)
+    invalid rather than blaming the server), at most one per CPU. `chunks_per_process`: what one
+    process reads on this machine, measured and cached by loadtests/capacity.py when not given."""
+    if chunks_per_process is None:
+        chunks_per_process = capacity.chunks_per_process()
+    needed = math.ceil(users * (1000 / tpot_target_ms) / chunks_per_process)
     return max(1, min(needed, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 

@@ -62,14 +62,14 @@ def test_llmfleet_loadtest_exits_0_3_4_and_writes_both_reports(tmp_path: Path) -
 
 
 def test_processes_auto_sizes_workers_from_the_measured_capacity(tmp_path: Path) -> None:
-    from llmfleet.loadtests.run import CHUNKS_PER_PROCESS, auto_processes
+    from llmfleet.loadtests.run import auto_processes
 
-    # 20 ms TPOT target: 50 chunks/s per user; one process reads CHUNKS_PER_PROCESS of them.
-    per_process = int(CHUNKS_PER_PROCESS / 50)
-    assert auto_processes(per_process, 20, cpus=8) == 1
-    assert auto_processes(per_process + 1, 20, cpus=8) == 2
-    assert auto_processes(10_000, 20, cpus=8) == 8  # never more than one per CPU
-    assert auto_processes(1, 60, cpus=1) == 1
+    # 20 ms TPOT target: 50 chunks/s per user; one process reads 2,300 of them (46 users).
+    assert auto_processes(46, 20, cpus=8, chunks_per_process=2300) == 1
+    assert auto_processes(47, 20, cpus=8, chunks_per_process=2300) == 2
+    assert auto_processes(47, 20, cpus=8, chunks_per_process=4600) == 1  # a faster machine: fewer processes
+    assert auto_processes(10_000, 20, cpus=8, chunks_per_process=2300) == 8  # never more than one per CPU
+    assert auto_processes(1, 60, cpus=1, chunks_per_process=2300) == 1
     command = [str(LLMFLEET), "loadtest", "--suite", "steady", "--model", "m", "--host", "http://127.0.0.1:9"]
     done = subprocess.run(
         [*command, "--report", str(tmp_path / "v.json"), "--processes", "many"],

@@ -24,7 +24,7 @@ import typer
 from llmfleet.infra.commands.common import user_errors_exit_2
 from llmfleet.infra.config import PROJECT_ROOT, load_stack
 from llmfleet.infra.errors import UsageError
-from llmfleet.loadtests import gate
+from llmfleet.loadtests import capacity, gate
 from llmfleet.loadtests.run import SuiteRun, auto_processes, run_suite, suites, unwritable
 from llmfleet.values import Slo
 
@@ -130,6 +130,16 @@ def check_report(report: Path) -> None:
             raise UsageError(f"--report {report}: {path} {problem}")
 
 
+def _auto_processes(users: int, tpot_target_ms: float) -> int:
+    """--processes auto from this machine's measured per-process capacity (measured on first use, cached)."""
+    if not capacity.cache_path().exists() and not os.environ.get(capacity.ENV_OVERRIDE):
+        typer.echo("--processes auto: measuring one Locust process on this machine (once, ~10 s)", err=True)
+    try:
+        return auto_processes(users, tpot_target_ms)
+    except (ValueError, capacity.CalibrationError) as exc:
+        raise UsageError(f"--processes auto: {exc}; give --processes N") from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("loadtest", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     @user_errors_exit_2
@@ -174,7 +184,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--users {users}: must be at least 1")
         slo_value = load_slo(stack, slo)  # a bad SLO fails now (exit 2), before any load is sent
         if processes.strip() == "auto":
-            process_count = 1 if suite in SINGLE_PROCESS_SUITES else auto_processes(users, slo_value.tpot_p95_ms)
+            process_count = 1 if suite in SINGLE_PROCESS_SUITES else _auto_processes(users, slo_value.tpot_p95_ms)
         elif processes.strip().isdigit() and int(processes) >= 1:
             process_count = int(processes)
         else:

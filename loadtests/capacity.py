@@ -1,0 +1,169 @@
+"""How many streamed token chunks per second one Locust process reads on this machine: measured, cached.
+
+`--processes auto` sizes local workers from this figure (`loadtests/run.py` `auto_processes`). It is
+measured, not assumed: a machine twice as fast, or a CI runner half as fast, changes it. Calibration
+runs the steady suite in one Locust process against a loopback emulator streaming at a real pace
+(CALIBRATION_USERS streams, a chunk every CALIBRATION_ITL_MS, each read on its own wake-up) and
+divides the token chunks read over a window after Locust's start-up by the CPU time the process
+spent in it: chunks per CPU-second, the process's cost, which another process's load on a shared
+machine does not change much (wall-clock rates there measure the machine's load). A process at
+100% of a CPU has no slack left for what it reads late, so it is given USABLE_SHARE of that
+(tests/benchmarks/bench_locust.py: the TTFT error grew from +11.5 ms at 2,306 chunks/s to +43.9 ms
+at 4,472), and never more than one process per CPU is started.
+
+The result is cached per machine in `$XDG_CACHE_HOME/llmfleet/locust-capacity.json` (~/.cache when
+unset), keyed by host name, CPU count, Python and Locust versions, for CACHE_DAYS; the environment
+variable LLMFLEET_LOCUST_CHUNKS_PER_S sets it instead (e.g. a CI runner that should not calibrate).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+from llmfleet.loadtests.samples import RequestSample, read_samples
+
+ENV_OVERRIDE = "LLMFLEET_LOCUST_CHUNKS_PER_S"
+CACHE_DAYS = 7.0
+CALIBRATION_S = 6.0
+CALIBRATION_WARMUP_S = 2.0
+CALIBRATION_USERS = 24
+CALIBRATION_ITL_MS = 5
+CALIBRATION_TOKENS = 32
+"""24 streams at a chunk every 5 ms: 4,800 chunks/s offered, each chunk its own read, as at a real
+server's pace (a faster pace batches chunks per read and makes each look cheaper). Answers are short,
+so the per-request cost (preparing, sending, recording the sample) is spread over few chunks: the
+figure errs low for the longer answers of most gates, i.e. towards more processes."""
+USABLE_SHARE = 0.5
+"""Share of a whole CPU's worth of chunks one process is given (bench_locust: its delay grows near saturation)."""
+MIN_CHUNKS_PER_S = 50.0
+"""A calibration reading below this (a machine too busy to measure) is not trusted or cached: it is
+raised to this floor for the run, which then asks for as many processes as CPUs allow."""
+
+
+class CalibrationError(RuntimeError):
+    """The calibration run produced no measurement (Locust or the emulator failed)."""
+
+
+def cache_path() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache"
+    return base / "llmfleet" / "locust-capacity.json"
+
+
+def machine_key() -> str:
+    """What the measurement depends on: the machine, its CPUs, the interpreter and Locust."""
+    return f"{platform.node()}|{os.cpu_count()}|{platform.python_version()}|locust {version('locust')}"
+
+
+def chunks_per_process(
+    *, calibrate: Callable[[], float] | None = None, path: Path | None = None, now: float | None = None
+) -> float:
+    """Token chunks/s one Locust process is given: the override, the cached measurement, or a new one."""
+    override = os.environ.get(ENV_OVERRIDE, "").strip()
+    if override:
+        try:
+            value = float(override)
+        except ValueError:
+            value = 0.0
+        if value <= 0:
+            raise ValueError(f"{ENV_OVERRIDE}={override!r}: expected a positive number of chunks per second")
+        return value
+    path = path or cache_path()
+    now = time.time() if now is None else now
+    key = machine_key()
+    try:
+        cached = json.loads(path.read_text())
+        if cached["key"] == key and now - float(cached["measured_at"]) < CACHE_DAYS * 86400:
+            return float(cached["chunks_per_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache, another machine's, stale or unreadable: measure
+    per_cpu_s = (calibrate or calibrate_chunks_per_cpu_second)()
+    usable = per_cpu_s * USABLE_SHARE
+    if usable < MIN_CHUNKS_PER_S:
+        return MIN_CHUNKS_PER_S
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"key": key, "measured_at": now, "chunks_per_cpu_s": per_cpu_s, "chunks_per_s": usable}
+        path.write_text(json.dumps(record, indent=2) + "\n")
+    except OSError:
+        pass  # an unwritable cache only means measuring again next time
+    return usable
+
+
+def calibrate_chunks_per_cpu_second() -> float:
+    """Run the calibration (about CALIBRATION_S + Locust's start-up): token chunks one Locust process
+    reads per second of its own CPU time, at a realistic pace (a chunk every CALIBRATION_ITL_MS per
+    stream, each its own wake-up). CPU time, not wall time: on a shared machine a process waiting for
+    a CPU reads nothing but spends nothing, so the figure is the process's cost, not the machine's load."""
+    from llmfleet.loadtests.run import SuiteRun, die_with_parent  # run imports this module
+    from llmfleet.values import Slo
+
+    emulator = [sys.executable, "-m", "llmfleet.loadtests.emulator", "--port", "0", "--ttft-ms", "0"]
+    emulator += ["--itl-ms", str(CALIBRATION_ITL_MS), "--output-tokens", str(CALIBRATION_TOKENS)]
+    server = subprocess.Popen(emulator, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().partition(" on ")[2].split(" ")[0].strip()
+        if not url:
+            raise CalibrationError("the calibration emulator did not start")
+        with tempfile.TemporaryDirectory(prefix="llmfleet-calibrate-") as folder:
+            samples_path = Path(folder) / "samples.jsonl"
+            run = SuiteRun(
+                suite="steady",
+                host=url,
+                model="calibration",
+                report=Path(folder) / "verdict.json",
+                duration_s=CALIBRATION_S,
+                users=CALIBRATION_USERS,
+                slo=Slo(ttft_p95_ms=60_000, tpot_p95_ms=60_000, e2e_p99_ms=60_000, error_rate=0.99, goodput_ratio=0.01),
+                extra=("--llm-output-tokens", str(CALIBRATION_TOKENS), "--llm-prompt-tokens", "8"),
+            )
+            run.slo_file().write_text(run.slo.model_dump_json())
+            command = [*run.command(), "--llm-samples", str(samples_path)]
+            locust = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            )
+            try:
+                time.sleep(CALIBRATION_WARMUP_S)  # Locust's start-up (imports) spends CPU reading nothing
+                window = (time.perf_counter(), _cpu_seconds(locust.pid))
+                time.sleep(CALIBRATION_S - CALIBRATION_WARMUP_S - 1.0)  # ends before the run stops
+                window_end = (time.perf_counter(), _cpu_seconds(locust.pid))
+                locust.wait(timeout=CALIBRATION_S + 120)
+            finally:
+                locust.kill()
+                locust.wait(timeout=10)
+            samples = read_samples(samples_path) if samples_path.exists() else []
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    chunks = sum(1 for s in samples for t in s.token_chunk_times if window[0] <= t <= window_end[0])
+    cpu_s = window_end[1] - window[1]
+    if chunks == 0 or cpu_s <= 0:
+        raise CalibrationError(f"the calibration run measured nothing ({chunks} chunks in {cpu_s:.2f} CPU s)")
+    return chunks / cpu_s
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; perf_counter shares its clock, CLOCK_MONOTONIC)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def chunk_rate(samples: list[RequestSample], warmup_s: float) -> float | None:
+    """Token chunks read per second between the warm-up's end and the last chunk (None: none read)."""
+    times = [t for s in samples for t in s.token_chunk_times]
+    if not times:
+        return None
+    start = min(s.started_at for s in samples) + warmup_s
+    end = max(times)
+    window = [t for t in times if t >= start]
+    return len(window) / (end - start) if end > start and window else None

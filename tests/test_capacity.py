@@ -1,0 +1,92 @@
+"""loadtests/capacity.py: `--processes auto` sizes workers from a measured, cached per-process capacity."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmfleet.loadtests import capacity
+from llmfleet.loadtests.capacity import ENV_OVERRIDE, USABLE_SHARE, chunk_rate, chunks_per_process
+from llmfleet.loadtests.samples import RequestSample
+
+
+class Calibration:
+    def __init__(self, rate: float) -> None:
+        self.rate, self.calls = rate, 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.rate
+
+
+@pytest.fixture(autouse=True)
+def _no_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_OVERRIDE, raising=False)
+
+
+def test_measured_once_then_read_from_the_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "capacity.json"
+    calibrate = Calibration(6000.0)
+    assert chunks_per_process(calibrate=calibrate, path=cache, now=1000.0) == 6000.0 * USABLE_SHARE
+    assert chunks_per_process(calibrate=calibrate, path=cache, now=2000.0) == 6000.0 * USABLE_SHARE
+    assert calibrate.calls == 1
+    assert json.loads(cache.read_text())["chunks_per_cpu_s"] == 6000.0
+
+
+def test_another_machine_or_a_stale_reading_is_measured_again(tmp_path: Path) -> None:
+    cache = tmp_path / "capacity.json"
+    cache.write_text(json.dumps({"key": "another machine", "measured_at": 1000.0, "chunks_per_s": 99999.0}))
+    calibrate = Calibration(4000.0)
+    assert chunks_per_process(calibrate=calibrate, path=cache, now=1000.0) == 2000.0
+    stale = 1000.0 + capacity.CACHE_DAYS * 86400 + 1
+    assert chunks_per_process(calibrate=Calibration(8000.0), path=cache, now=stale) == 4000.0
+
+
+def test_a_broken_cache_is_measured_again_and_an_unusable_reading_is_not_kept(tmp_path: Path) -> None:
+    cache = tmp_path / "capacity.json"
+    cache.write_text("{not json")
+    assert chunks_per_process(calibrate=Calibration(10.0), path=cache, now=1.0) == capacity.MIN_CHUNKS_PER_S
+    assert cache.read_text() == "{not json"  # a machine too busy to measure: nothing cached
+
+
+def test_the_environment_overrides_and_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calibrate = Calibration(6000.0)
+    monkeypatch.setenv(ENV_OVERRIDE, "1234")
+    assert chunks_per_process(calibrate=calibrate, path=tmp_path / "c.json") == 1234.0
+    assert calibrate.calls == 0
+    monkeypatch.setenv(ENV_OVERRIDE, "fast")
+    with pytest.raises(ValueError, match=ENV_OVERRIDE):
+        chunks_per_process(calibrate=calibrate, path=tmp_path / "c.json")
+
+
+def test_chunk_rate_counts_chunks_after_the_warm_up() -> None:
+    sample = RequestSample(started_at=0.0, ended_at=4.0, ok=True, token_chunk_times=[0.5, 1.5, 2.0, 3.0, 4.0])
+    assert chunk_rate([sample], warmup_s=1.0) == pytest.approx(4 / 3.0)
+    assert chunk_rate([RequestSample(started_at=0.0, ended_at=1.0, ok=False)], warmup_s=0.0) is None
+
+
+def test_a_real_calibration_reads_a_plausible_rate() -> None:
+    """One Locust process against the loopback emulator: a minimum, not a timing figure (chunks per
+    CPU-second are thousands on this machine; a busy machine slows the run, not the per-chunk cost)."""
+    rate = capacity.calibrate_chunks_per_cpu_second()
+    assert rate > 100.0, rate
+
+
+def test_a_bad_override_is_a_usage_error_before_any_load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV_OVERRIDE, "fast")
+    llmfleet = Path(sys.executable).parent / "llmfleet"
+    command = [str(llmfleet), "loadtest", "--suite", "steady", "--model", "m", "--host", "http://127.0.0.1:9"]
+    done = subprocess.run(
+        [*command, "--processes", "auto", "--report", str(tmp_path / "v.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert ENV_OVERRIDE in done.stderr and "--processes N" in done.stderr
+    assert not (tmp_path / "v.json").exists()
