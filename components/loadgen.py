@@ -1,7 +1,8 @@
 """`LoadGenerator`: an SLO gate run inside a cluster, on Locust's own distributed mode.
 
 A gate at hundreds or thousands of concurrent streams does not belong on a CI runner: one Locust
-process reads about 2,300 token chunks/s before its own delay reaches the figures (docs/loadtesting.md).
+process reads only so many token chunks/s before its own delay reaches the figures (measured per machine by
+loadtests/capacity.py; docs/loadtesting.md).
 This component runs one llmfleet suite next to a region's gateway as Kubernetes workloads:
 
 - `Job {name}-master`: `locust -f <suite> --master --headless --expect-workers N ...`, the same
