@@ -28,6 +28,7 @@ from llmfleet.components.gateway import (
     ModelBackend,
     SplitBackend,
 )
+from llmfleet.components.gateway.shadow import CREDENTIAL_KEY
 from llmfleet.components.inference import InferenceService, InferenceServiceArgs, ModelCache
 from llmfleet.components.inference.engine import object_name
 from llmfleet.components.inference.hardening import API_KEY_SECRET_KEY
@@ -58,6 +59,8 @@ class Revision:
     """Its plan entries: the same served models as `deployments`, served differently."""
     weight: int
     """Percent of each model's requests it takes at the gateway."""
+    shadow: int = 0
+    """Shadow stage: percent of each model's requests copied to it, the copies' answers dropped (weight 0)."""
 
 
 @dataclass
@@ -287,7 +290,11 @@ class RegionalFleet(pulumi.ComponentResource):
             f"{name}-engine-key-secret",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=ENGINE_KEY_SECRET, namespace=self.namespace.metadata.name),
             type="Opaque",
-            string_data={API_KEY_SECRET_KEY: pulumi.Output.secret(key.result)},
+            # `credential`: the same key as the header value Envoy Gateway injects into shadow copies.
+            string_data={
+                API_KEY_SECRET_KEY: pulumi.Output.secret(key.result),
+                CREDENTIAL_KEY: pulumi.Output.secret(pulumi.Output.concat("Bearer ", key.result)),
+            },
             opts=self.kubernetes_opts(),
         )
 
@@ -413,7 +420,9 @@ class RegionalFleet(pulumi.ComponentResource):
             return None
         pool = service.pool_name if routed else None
         split = self._split(model, args, canary)
-        return CanaryBackend(canary.id, service.service_name, canary.weight, service.port, pool=pool, split=split)
+        return CanaryBackend(
+            canary.id, service.service_name, canary.weight, service.port, pool=pool, split=split, shadow=canary.shadow
+        )
 
     def _routing(self, name: str, args: RegionalFleetArgs) -> dict[str, InferencePool]:
         """Each revision of a routed model as an InferencePool with its endpoint picker, after the gateway

@@ -513,7 +513,7 @@ def test_limits_match_the_stack(full: tuple[Recorder, dict[str, Any]]) -> None:
 def test_clients_cannot_claim_another_tenant(full: tuple[Recorder, dict[str, Any]]) -> None:
     recorder, _ = full
     spec = recorder.one("ClientTrafficPolicy").inputs["spec"]
-    assert spec["headers"]["earlyRequestHeaders"]["remove"] == ["x-tenant-id"]
+    assert "x-tenant-id" in spec["headers"]["earlyRequestHeaders"]["remove"]
 
 
 # --- fallback -----------------------------------------------------------------------------------

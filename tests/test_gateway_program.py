@@ -191,6 +191,9 @@ def test_inference_services_are_reachable_only_through_the_gateway(stack: Stack)
         }
         assert targets == {n for n in model_backend_names if not n.endswith("-fallback")} | pools, key
         secret = credentials["spec"]["apiKey"]["secretRef"]["name"]
+        # Shadow mode's copies carry the same key, as the header value Envoy Gateway's credential injection reads.
+        (engine_secret,) = [m for _, m in stack.region_objects(key, "Secret") if m["metadata"]["name"] == secret]
+        assert engine_secret["stringData"]["credential"] == f"Bearer {engine_secret['stringData']['apiKey']}", key
         keyed = 0
         for _, deployment in stack.region_objects(key, "Deployment"):
             if not _is_inference(deployment):

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from llmfleet.components.gateway import auth, certificates, fallback, health, limits, priority, routes
+from llmfleet.components.gateway import auth, certificates, fallback, health, limits, priority, routes, shadow
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy
 from llmfleet.components.gateway.prober_deploy import (
@@ -109,7 +109,8 @@ class GatewayArgs(GatewaySettings):
     engine_key_secret: pulumi.Input[str] | None = None
     """Name of a Secret in `namespace` whose `apiKey` the engines require on their API: the AI Gateway adds it
     to every request it sends them (a BackendSecurityPolicy), so only the gateway can call them. None: the
-    engines take requests without a key (the NetworkPolicy is then the only guard)."""
+    engines take requests without a key (the NetworkPolicy is then the only guard). In shadow mode (a canary with
+    `shadow`) the Secret's `credential` must hold `Bearer <key>`: the mirrored copies carry it (shadow.py)."""
 
     @classmethod
     def of(
@@ -250,6 +251,31 @@ class Gateway(pulumi.ComponentResource):
             spec["rules"] += priority.priority_rules(names, spec["rules"], args.priority.quality_models)
             priority.check_rule_count(len(spec["rules"]))
         self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)
+        self._shadow(spec["rules"])
+
+    def _shadow(self, model_rules: list[dict[str, Any]]) -> None:
+        """While a canary is shadowed: the copies' route and credential, and the mirror policies (shadow.py)."""
+        args, names = self._args, self._names
+        shadows = [
+            shadow.Shadow(m.model, m.canary.revision, m.canary.shadow)
+            for m in args.models
+            if m.canary is not None and m.canary.shadow
+        ]
+        if not shadows:
+            return
+        key = args.engine_key_secret
+        if key is not None:  # the copies need the engines' key, which the client never had
+            spec = shadow.credential_filter_spec(key)
+            self._custom("shadow-credential", "HTTPRouteFilter", ENVOY_GATEWAY_API, shadow.filter_name(names), spec)
+        spec = shadow.shadow_route_spec(names, self._listeners, shadows, credential=key is not None)
+        self._custom("shadow-route", "HTTPRoute", GATEWAY_API, shadow.route_name(names), spec)
+        listeners, tls = self._listeners, bool(args.tls.secret_name)
+        spec = pulumi.Output.from_input(args.namespace).apply(
+            lambda namespace: shadow.patch_policy_spec(
+                namespace, names, listeners, tls, model_rules, shadows, credential=key is not None
+            )
+        )
+        self._custom("shadow-mirror", "EnvoyPatchPolicy", ENVOY_GATEWAY_API, shadow.route_name(names), spec)
 
     def _https_redirect(self) -> None:
         spec = certificates.https_redirect_route_spec(self._names.gateway)

@@ -21,6 +21,7 @@ from llmfleet.components.gateway.types import (
     INFERENCE_POOL_KIND,
     MODEL_HEADER,
     REVISION_HEADER,
+    SHADOW_HEADER,
     TENANT_HEADER,
     TOTAL_TOKENS_KEY,
     ModelBackend,
@@ -163,10 +164,11 @@ def gateway_annotations(tls: Tls) -> dict[str, str]:
 
 
 def client_traffic_policy_spec(names: Names) -> dict[str, Any]:
-    """Drop a client-sent tenant header before auth sets it, so nobody spends another tenant's budget."""
+    """Drop a client-sent tenant header before auth sets it, so nobody spends another tenant's budget, and the
+    shadow header, so no client reaches the shadow route (shadow.py)."""
     return {
         "targetRefs": [ref("Gateway", names.gateway)],
-        "headers": {"earlyRequestHeaders": {"remove": [TENANT_HEADER]}},
+        "headers": {"earlyRequestHeaders": {"remove": [TENANT_HEADER, SHADOW_HEADER]}},
         "connection": {"bufferLimit": BUFFER_LIMIT},
     }
 

@@ -19,6 +19,9 @@ MODEL_HEADER = "x-ai-eg-model"
 REVISION_HEADER = "x-llmfleet-revision"
 """While a model has a canary, a request carrying `x-llmfleet-revision: <id>` goes to that revision only
 (the rollout gate pins its load to the revision under test); other requests follow the weights."""
+SHADOW_HEADER = "x-llmfleet-shadow"
+"""Matched by the shadow route only (components/gateway/shadow.py); removed from every client request, so no
+client can reach that route."""
 PRIORITY_HEADER = "x-llmfleet-priority"
 """With priority routing, `cost` keeps a request on the region's servers, `quality` sends it to the hosted frontier
 model first; `balanced`, another value or none takes the default route (components/gateway/priority.py)."""
@@ -156,10 +159,22 @@ class CanaryBackend:
     split: tuple[SplitBackend, ...] = ()
     """The canary revision deployed as a GPU mix of its own: its parts, weighted by capacity within its share
     (`service_name` is then its first part's)."""
+    shadow: int = 0
+    """Shadow stage of a rollout: percent of the model's requests copied to the canary, the copies' responses
+    dropped (components/gateway/shadow.py); only while the canary takes no requests itself (`weight` 0)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.weight <= 100:
             raise ValueError(f"canary {self.revision}: weight {self.weight} is not a percentage (0-100)")
+        if not 0 <= self.shadow <= 100:
+            raise ValueError(f"canary {self.revision}: shadow {self.shadow} is not a percentage (0-100)")
+        if self.shadow and self.split:  # an Envoy mirror policy names one cluster: one part could be mirrored only
+            raise ValueError(f"canary {self.revision}: a revision deployed as a GPU mix cannot be shadowed")
+        if self.shadow and self.weight:
+            raise ValueError(
+                f"canary {self.revision}: shadowed at {self.shadow}% while taking {self.weight}% of the requests; "
+                "the shadow stage comes before the canary steps (weight 0)"
+            )
 
 
 @dataclass(frozen=True)
