@@ -83,7 +83,6 @@ AWS_PRICES = {
 
 # Figures the reference marks UNVERIFIED (or gives as '~'): the catalog must keep them flagged.
 UNVERIFIED_PRICES = ["g2-standard-24", "g2-standard-48", "g2-standard-96", "a2-ultragpu-1g", "a4-highgpu-8g"]
-UNVERIFIED_REGIONS = ["n2-standard-8", "m7i.2xlarge"][:1]  # m7i's regions now come from prices.yaml
 UNVERIFIED_GPUS = ["A10G", "L4", "B200"]
 
 GIB = 2**30
@@ -171,9 +170,8 @@ def test_model_sources_are_their_config_json(catalog: Catalog) -> None:
 def test_reference_unverified_figures_stay_flagged(catalog: Catalog) -> None:
     for instance_type in UNVERIFIED_PRICES:
         assert not catalog.instances[instance_type].price_source.verified, instance_type
-    for instance_type in UNVERIFIED_REGIONS:
-        source = catalog.instances[instance_type].regions_source
-        assert source is not None and not source.verified, instance_type
+    # Regions are no longer typed by hand: every cloud type is planned where prices.yaml (a pinned file) prices it.
+    assert [i.type for i in catalog.instances.values() if catalog.region_prices(i) is None] == ["local-cpu"]
     for gpu in UNVERIFIED_GPUS:
         assert not catalog.gpus[gpu].source.verified, gpu
     # Reference: GCP prices come from the SkyPilot catalog and are UNVERIFIED against Google's list.
@@ -398,7 +396,16 @@ def test_throughput_points_from_the_reference(catalog: Catalog) -> None:
 
 # --- GCP prices: generated from the cited SkyPilot rows ------------------------------------------------------------
 
-GCP_REGIONS = ["asia-east1", "asia-northeast1", "asia-south1", "europe-west4", "us-central1", "us-east1", "us-east4"]
+GCP_REGIONS = [
+    "asia-east1",
+    "asia-northeast1",
+    "asia-south1",
+    "europe-west4",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-west4",
+]
 
 
 def test_gcp_prices_are_what_the_cited_rows_give() -> None:
@@ -416,11 +423,11 @@ def test_gcp_prices_are_what_the_cited_rows_give() -> None:
     )
 
 
-def test_every_gcp_gpu_type_and_region_the_catalog_plans_has_a_cited_price(catalog: Catalog) -> None:
+def test_every_gcp_type_and_region_the_catalog_plans_has_a_cited_price(catalog: Catalog) -> None:
     source = catalog.prices.sources["gcp"]
-    gpu_types = [i for i in catalog.instances.values() if i.cloud == "gcp" and i.gpu]
-    assert len(gpu_types) == 19
-    for instance in gpu_types:
+    gcp_types = [i for i in catalog.instances.values() if i.cloud == "gcp"]
+    assert len(gcp_types) == 22  # 19 GPU machine types and the 3 n2-standard CPU types
+    for instance in gcp_types:
         table = catalog.region_prices(instance)
         assert table is not None, f"{instance.type}: not in prices.yaml"
         assert instance.regions == sorted(table), instance.type
@@ -431,9 +438,9 @@ def test_every_gcp_gpu_type_and_region_the_catalog_plans_has_a_cited_price(catal
         if instance.regions:  # the list price in instances.yaml is the table's, not a second figure
             assert table[instance.price_region].on_demand == pytest.approx(instance.usd_per_hour, abs=1e-5)
     # The shapes users rent are planned in the stacks' GCP regions (a4-highgpu-8g alone has no cited node price).
-    planned = {i.type for i in gpu_types if i.regions}
-    assert planned == {i.type for i in gpu_types} - {"a4-highgpu-8g"}
-    assert {r for i in gpu_types for r in i.regions} >= set(GCP_REGIONS)
+    planned = {i.type for i in gcp_types if i.regions}
+    assert planned == {i.type for i in gcp_types} - {"a4-highgpu-8g"}
+    assert {r for i in gcp_types for r in i.regions} >= set(GCP_REGIONS)
 
 
 def test_gcp_node_price_adds_vm_and_gpu_rows_per_zone() -> None:

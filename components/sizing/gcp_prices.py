@@ -7,7 +7,8 @@ and per region:
 
 - on_demand: the lowest VM + GPU `Price` over the zones listing both (the same in every zone of a region);
 - spot: the lowest VM + GPU `SpotPrice` over the zones listing both (SkyPilot's choice too); None where none does;
-- a price of 0 or an empty cell is "not listed" (the a4-highgpu-8g VM rows carry 0.0: such a type is not priced).
+- a price of 0 or an empty cell is "not listed" (the a4-highgpu-8g VM rows carry 0.0: such a type is not priced);
+- a CPU machine type (n2-standard-*) is its VM row alone.
 
 Regenerate `prices.yaml`'s `gcp:` section from a copy of the file (the project holds an excerpt of it, the rows of
 its machine types in the regions it plans, in `data/skypilot/`):
@@ -82,15 +83,17 @@ def _lowest(pairs: list[tuple[float | None, float | None]]) -> tuple[float, floa
 
 
 def machine_prices(rows: list[dict[str, str]], machine: str, gpu_count: int) -> dict[str, GcpPrice]:
-    """Region -> price of one `machine` node (VM + its `gpu_count` GPUs), from the catalog's rows."""
-    family = machine.rsplit("-", 1)[0]
-    accelerator = ACCELERATOR[family]
+    """Region -> price of one `machine` node (VM + its `gpu_count` GPUs; a CPU type, 0 GPUs: its VM row alone)."""
     vm = _by_zone(r for r in rows if r["InstanceType"] == machine)
-    gpu = _by_zone(
-        r
-        for r in rows
-        if not r["InstanceType"] and r["AcceleratorName"] == accelerator and int(r["AcceleratorCount"]) == gpu_count
-    )
+    if gpu_count:
+        accelerator = ACCELERATOR[machine.rsplit("-", 1)[0]]
+        gpu = _by_zone(
+            r
+            for r in rows
+            if not r["InstanceType"] and r["AcceleratorName"] == accelerator and int(r["AcceleratorCount"]) == gpu_count
+        )
+    else:
+        gpu = {zone: ZonePrice(0.0, 0.0) for zone in vm}
     found: dict[str, GcpPrice] = {}
     for region in sorted({region for region, _ in vm}):
         zones = sorted(zone for r, zone in vm if r == region and (r, zone) in gpu)
@@ -108,13 +111,9 @@ def machine_prices(rows: list[dict[str, str]], machine: str, gpu_count: int) -> 
 
 
 def gcp_machines() -> dict[str, int]:
-    """The catalog's GCP GPU machine types (instances.yaml) -> their GPU count."""
+    """The catalog's GCP machine types (instances.yaml) -> their GPU count (0: a CPU type, priced by its VM row)."""
     data = yaml.safe_load((DATA_DIR / "instances.yaml").read_text())
-    return {
-        e["type"]: int(e["gpu_count"])
-        for e in data["entries"]
-        if e["cloud"] == "gcp" and e.get("gpu") and e["type"].rsplit("-", 1)[0] in ACCELERATOR
-    }
+    return {e["type"]: int(e["gpu_count"]) for e in data["entries"] if e["cloud"] == "gcp"}
 
 
 def gcp_section(rows: list[dict[str, str]], machines: Mapping[str, int]) -> str:
@@ -135,7 +134,7 @@ def gcp_section(rows: list[dict[str, str]], machines: Mapping[str, int]) -> str:
                 f"{number(p.vm.on_demand)}/{number(p.vm.spot)}",
                 f"{number(p.gpus.on_demand)}/{number(p.gpus.spot)}",
             )
-            parts = f"VM {vm} + GPUs {gpus}"
+            parts = f"VM {vm} + GPUs {gpus}" if machines[machine] else f"VM {vm}, no GPU"
             lines.append(f"    {region}: {{on_demand: {number(p.on_demand)}, spot: {number(p.spot)}}}  # {parts}")
     return "\n".join(lines) + "\n"
 
