@@ -212,7 +212,14 @@ def start(rollout: Rollout, steps: list[int]):
 
 
 def gates(log: RolloutLog) -> list[tuple[str, int, int]]:
-    return [(r["region"], r["percent"], r["exit_code"]) for r in log.current() if r["type"] == "gate"]
+    """Each gated step's deciding attempt. An invalid attempt the engine retried at the same step (its load
+    generator fell behind on a busy machine: GATE_ATTEMPTS) decided nothing, so it is left out."""
+    attempts = [(r["region"], r["percent"], r["exit_code"]) for r in log.current() if r["type"] == "gate"]
+    return [
+        (region, step, code)
+        for i, (region, step, code) in enumerate(attempts)
+        if not (code == ExitCode.INVALID and any(later[:2] == (region, step) for later in attempts[i + 1 :]))
+    ]
 
 
 def stopped_by_a_busy_machine(result, log: RolloutLog, fleet) -> bool:
