@@ -198,7 +198,12 @@ def test_loadtest_without_report_writes_to_the_cache_dir(tmp_path: Path) -> None
             env=env,
         )
     reports = sorted((tmp_path / "cache" / "llmfleet" / "reports").glob("smoke-*"))
-    assert [p.suffix for p in reports] == [".html", ".json"], (done.stdout, done.stderr)
+    # The verdict, Locust's HTML report, and the SLO the verdict was judged on (SuiteRun.slo_file).
+    assert ["".join(p.suffixes[-2:]) if p.name.endswith(".slo.json") else p.suffix for p in reports] == [
+        ".html",
+        ".json",
+        ".slo.json",
+    ], (done.stdout, done.stderr)
     assert str(reports[1]) in done.stdout
     assert not any(p.name != "cache" for p in tmp_path.iterdir()), "nothing written in the working directory"
 
