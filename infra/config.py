@@ -140,6 +140,8 @@ class DeploymentSpec(Section):
         if self.load_balancer is not None:
             self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)
+        if self.gateway.cascade is not None:
+            self.gateway.cascade.check_stack({r.key: self.served_in(r) for r in self.regions})
         if self.queue is not None:
             served = {r.key: [m.name for m in self.models_in(r)] for r in self.regions}
             self.queue.check_stack(self.regions, self.gateway, self.gateway.request_timeout_s, served)
@@ -181,6 +183,10 @@ class DeploymentSpec(Section):
             for m in self.models_in(region)
             if m.routing.enabled(m.quantization, self.has_fallback(m.name), region.key)
         }
+
+    def served_in(self, region: RegionSpec) -> list[str]:
+        """The names the region's gateway routes: its models and their LoRA adapters."""
+        return [name for m in self.models_in(region) for name in (m.name, *(a.name for a in m.adapters))]
 
     def models_in(self, region: RegionSpec) -> list[ModelSpec]:
         """The models a region serves, in stack order."""

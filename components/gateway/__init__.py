@@ -4,6 +4,7 @@ from llmfleet.components.gateway.component import Gateway, GatewayArgs, GatewayS
 from llmfleet.components.gateway.types import (
     AcmeIssuer,
     CanaryBackend,
+    Cascade,
     Fallback,
     FallbackProvider,
     JwtAuth,
@@ -18,6 +19,7 @@ from llmfleet.components.gateway.types import (
 __all__ = [
     "AcmeIssuer",
     "CanaryBackend",
+    "Cascade",
     "Fallback",
     "FallbackProvider",
     "Gateway",

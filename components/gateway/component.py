@@ -16,7 +16,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from llmfleet.components.gateway import auth, certificates, fallback, health, limits, priority, routes, shadow
+from llmfleet.components.gateway import (
+    auth,
+    cascade,
+    certificates,
+    fallback,
+    health,
+    limits,
+    priority,
+    routes,
+    shadow,
+)
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy
 from llmfleet.components.gateway.prober_deploy import (
@@ -32,12 +42,14 @@ from llmfleet.components.gateway.routes import (
     GATEWAY_API,
     HTTP_PORT,
     HTTPS_PORT,
+    MAX_RULES_PER_ROUTE,
     Names,
 )
 from llmfleet.components.gateway.types import (
     INFERENCE_POOL_GROUP,
     INFERENCE_POOL_KIND,
     AcmeIssuer,
+    Cascade,
     Fallback,
     JwtAuth,
     ModelBackend,
@@ -46,6 +58,7 @@ from llmfleet.components.gateway.types import (
     Tenant,
     Tls,
 )
+from llmfleet.components.helm import pinned_release
 
 
 @dataclass
@@ -69,6 +82,8 @@ class GatewaySettings:
     """Hosted API used at lower priority when the region's backends fail."""
     priority: PriorityRouting | None = None
     """Hybrid routing by `x-llmfleet-priority` (needs `fallback`: its provider serves the hosted models)."""
+    cascade: Cascade | None = None
+    """The cheap-then-strong cascade: vLLM's semantic router chooses the model of requests naming its auto model."""
     tls: Tls = field(default_factory=Tls)
     """The HTTPS listener's certificate Secret (and its cert-manager issuer, if any: installed and created
     here unless Tls says they exist)."""
@@ -160,6 +175,7 @@ class Gateway(pulumi.ComponentResource):
         )
         if args.tls.cluster_issuer and args.tls.install_cert_manager:
             ready.append(certificates.install_cert_manager(name, self, after=ready))
+        self._ready = ready
         self._after = pulumi.ResourceOptions(parent=self, depends_on=ready)
         hostnames = routes.listener_hostnames(args.hostname, args.region_hostname)
         self._listeners = routes.serving_listeners(args.tls, hostnames)
@@ -174,6 +190,8 @@ class Gateway(pulumi.ComponentResource):
         self._traffic_policy()
         if args.fallback is not None:
             self._fallback(args.fallback)
+        if args.cascade is not None:
+            self._cascade(args.cascade)
         if args.health_path is not None:
             self._health(args.health_path)
         if args.engine_key_secret is not None:
@@ -214,9 +232,10 @@ class Gateway(pulumi.ComponentResource):
     def _routes(self, hostnames: list[str | None]) -> None:
         args, names = self._args, self._names
         self._custom("class", "GatewayClass", GATEWAY_API, names.gateway, routes.gateway_class_spec())
-        self._custom(
-            "proxy", "EnvoyProxy", ENVOY_GATEWAY_API, names.gateway, routes.envoy_proxy_spec(names, args.replicas)
-        )
+        proxy = routes.envoy_proxy_spec(names, args.replicas)
+        if args.cascade is not None:
+            proxy["filterOrder"] = cascade.filter_order()
+        self._custom("proxy", "EnvoyProxy", ENVOY_GATEWAY_API, names.gateway, proxy)
         self._custom(
             "gateway",
             "Gateway",
@@ -250,6 +269,15 @@ class Gateway(pulumi.ComponentResource):
                 raise ValueError(f"models {pooled} are served through an InferencePool: not in priority.quality_models")
             spec["rules"] += priority.priority_rules(names, spec["rules"], args.priority.quality_models)
             priority.check_rule_count(len(spec["rules"]))
+        if args.cascade is not None:
+            self._check_cascade(args.cascade)
+            spec["rules"].append(cascade.auto_rule(names, spec["rules"], args.cascade, args.request_timeout_s))
+            if len(spec["rules"]) > MAX_RULES_PER_ROUTE:
+                raise ValueError(
+                    f"the model route would have {len(spec['rules'])} rules with the cascade's "
+                    f"{args.cascade.auto_model!r} rule (the AIGatewayRoute CRD allows {MAX_RULES_PER_ROUTE}): "
+                    "serve fewer models in the region or drop priority routing"
+                )
         self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)
         self._shadow(spec["rules"])
 
@@ -313,6 +341,8 @@ class Gateway(pulumi.ComponentResource):
             spec["rateLimit"] = {"global": {"rules": rules}}
         if self._args.fallback is not None:
             spec.update(fallback.retry_policy())
+        if self._args.cascade is not None:
+            spec["requestBuffer"] = cascade.request_buffer()
         if len(spec) > 1:
             self._custom("traffic-policy", "BackendTrafficPolicy", ENVOY_GATEWAY_API, self._names.route, spec)
 
@@ -332,6 +362,43 @@ class Gateway(pulumi.ComponentResource):
         self._custom("fallback-aibackend", "AIServiceBackend", AI_GATEWAY_API, names.fallback, spec)
         spec = fallback.backend_security_policy_spec(names)
         self._custom("fallback-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, names.fallback, spec)
+
+    def _check_cascade(self, settings: Cascade) -> None:
+        served = [m.model for m in self._args.models]
+        for role, model in (("cheap_model", settings.cheap_model), ("strong_model", settings.strong_model)):
+            if model not in served:
+                raise ValueError(f"cascade.{role}: {model!r} is not served in this region (served: {served})")
+        if settings.cheap_model == settings.strong_model:
+            raise ValueError("cascade: cheap_model and strong_model are the same model")
+        if settings.auto_model in served:
+            raise ValueError(f"cascade.auto_model: {settings.auto_model!r} is a served model's name")
+
+    def _cascade(self, settings: Cascade) -> None:
+        """The router (its pinned chart, in the gateway's namespace) and its ext_proc on the serving listeners."""
+        names = self._names
+        router = pinned_release(
+            f"{names.base}-cascade-router",
+            chart=cascade.ROUTER_CHART.name,
+            version=cascade.ROUTER_CHART.version,
+            namespace=self._args.namespace,
+            values=cascade.router_values(names, settings),
+            release_name=cascade.router_release_name(names),
+            # The router downloads its classifier models before it listens (the chart allows 60 minutes).
+            timeout_s=cascade.ROUTER_INSTALL_TIMEOUT_S,
+            opts=self._after,
+        )
+        spec = cascade.extension_policy_spec(names, self._listeners, settings)
+        k8s.apiextensions.CustomResource(
+            f"{names.base}-cascade",
+            api_version=ENVOY_GATEWAY_API,
+            kind="EnvoyExtensionPolicy",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=cascade.router_release_name(names), namespace=self._args.namespace
+            ),
+            spec=spec,
+            # After the router is up: with fail_open false a policy ahead of it would fail every request.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._ready, router]),
+        )
 
     def _engine_key(self, secret: pulumi.Input[str]) -> None:
         """Every model's AIServiceBackends and InferencePools (canaries too) get the engines' key from one policy."""

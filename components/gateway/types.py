@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import pulumi
 
@@ -90,6 +91,40 @@ class PriorityRouting:
 
     quality_models: Mapping[str, str] = field(default_factory=dict[str, str])
     """Served model name -> the provider's frontier model that `quality` requests go to first."""
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The cheap-then-strong cascade: requests naming `auto_model` are sent to the cheap or the strong model by
+    vLLM's semantic router (components/gateway/cascade.py), on its `complexity` signal."""
+
+    cheap_model: str
+    """Served model that takes every `auto_model` request the router does not escalate."""
+    strong_model: str
+    """Served model that takes the escalated ones."""
+    hard_examples: Sequence[str]
+    """Prompts typical of what needs the strong model (the signal's `hard` candidates)."""
+    easy_examples: Sequence[str]
+    """Prompts the cheap model handles (its `easy` candidates)."""
+    auto_model: str = "auto"
+    """The model name clients send to let the router choose."""
+    threshold: float = 0.1
+    """A prompt is `hard` when its similarity to the hard examples exceeds that to the easy ones by more than
+    this (`easy` below minus it, `medium` between): the complexity rule's threshold, default v0.3.0's."""
+    escalate_medium: bool = False
+    """Also send `medium` prompts to the strong model."""
+    fail_open: bool = True
+    """When the router fails or times out, let the request through (an `auto` request then goes to the cheap
+    model, other requests are untouched); False: answer 5xx to every request on the gateway."""
+    replicas: int = 2
+    cpu: str = "1"
+    """The router pod's CPU request (the chart's default)."""
+    memory: str = "3Gi"
+    """Its memory request (the chart's default)."""
+    memory_limit: str = "7Gi"
+    """Its memory limit (the chart's default)."""
+    values: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Escape hatch: deep-merged into the chart values llmfleet sets."""
 
 
 LETS_ENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"

@@ -9,7 +9,7 @@ are added. Keys never appear in the stack file: a tenant names a secret stack co
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -18,7 +18,7 @@ from llmfleet.infra.schema.base import Section
 if TYPE_CHECKING:
     import pulumi
 
-    from llmfleet.components.gateway import GatewaySettings, RateLimit
+    from llmfleet.components.gateway import Cascade, GatewaySettings, RateLimit
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$"
@@ -135,6 +135,116 @@ class PrioritySpec(Section):
     )
 
 
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?$"
+"""A Kubernetes resource quantity as the router's requests take it (`1`, `500m`, `3Gi`)."""
+
+
+class CascadeSpec(Section):
+    """The cheap-then-strong cascade (docs/patterns.md): requests naming `auto_model` are sent to `cheap_model` or,
+    when vLLM's semantic router (v0.3.0) scores the prompt as hard, to `strong_model`."""
+
+    cheap_model: str = Field(description="Served model taking every `auto_model` request not escalated.")
+    strong_model: str = Field(description="Served model taking the escalated ones (served in every region too).")
+    auto_model: str = Field(
+        default="auto",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,62}$",
+        description="The model name clients send to let the router choose (not a served model's name).",
+    )
+    escalate_on: Literal["hard", "medium"] = Field(
+        default="hard",
+        description="hard: only prompts the router scores hard go to strong_model; medium: medium and hard ones.",
+    )
+    threshold: float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="Margin of similarity to the hard over the easy examples above which a prompt is hard (below "
+        "minus it: easy; between: medium). The router's complexity-rule threshold; 0.1 is its default.",
+    )
+    hard_examples: list[str] = Field(
+        default_factory=lambda: [
+            "prove this result step by step",
+            "design the system and compare the trade-offs of each option",
+            "find the root cause of this failure and explain the fix",
+            "write a detailed analysis with several parts",
+        ],
+        min_length=1,
+        max_length=64,
+        description="Prompts typical of what needs the strong model (the router embeds them at start).",
+    )
+    easy_examples: list[str] = Field(
+        default_factory=lambda: [
+            "what is the capital of France",
+            "fix the grammar of this sentence",
+            "summarise this in one line",
+            "translate this word into Spanish",
+        ],
+        min_length=1,
+        max_length=64,
+        description="Prompts the cheap model handles well.",
+    )
+    fail_open: bool = Field(
+        default=True,
+        description="true: when the router fails, requests pass (an `auto_model` request goes to cheap_model); "
+        "false: every request on the gateway fails while the router is down.",
+    )
+    replicas: int = Field(default=2, ge=1, le=10, description="Router pods per region.")
+    cpu: str = Field(default="1", pattern=QUANTITY, description="CPU request of each router pod (the chart's).")
+    memory: str = Field(default="3Gi", pattern=QUANTITY, description="Memory request of each router pod (the chart's).")
+    memory_limit: str = Field(default="7Gi", pattern=QUANTITY, description="Memory limit of each router pod.")
+    router_values: dict[str, Any] = Field(
+        default_factory=dict[str, Any],
+        description="Escape hatch: deep-merged into the semantic-router chart values llmfleet sets (checked against "
+        "the chart's values at render).",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if self.cheap_model == self.strong_model:
+            raise ValueError("cheap_model and strong_model: name two different served models")
+        for name in ("hard_examples", "easy_examples"):
+            if any(not text.strip() for text in getattr(self, name)):
+                raise ValueError(f"{name}: an example prompt is empty")
+        return self
+
+    def check_stack(self, served: dict[str, list[str]]) -> None:
+        """`served`: region key -> the names its gateway routes."""
+        every = sorted({name for names in served.values() for name in names})
+        if self.auto_model in every:
+            raise ValueError(
+                f"gateway.cascade.auto_model: {self.auto_model!r} is a served model's name; choose another (e.g. auto)"
+            )
+        for field_name in ("cheap_model", "strong_model"):
+            model = getattr(self, field_name)
+            missing = sorted(region for region, names in served.items() if model not in names)
+            if model not in every:
+                raise ValueError(f"gateway.cascade.{field_name}: unknown served name {model!r}; defined: {every}")
+            if missing:
+                raise ValueError(
+                    f"gateway.cascade.{field_name}: {model!r} is not served in {missing}; the cascade runs in every "
+                    "region's gateway, so serve it there (regions[].models)"
+                )
+
+    def to_cascade(self) -> Cascade:
+        from llmfleet.components.gateway import Cascade
+
+        return Cascade(
+            cheap_model=self.cheap_model,
+            strong_model=self.strong_model,
+            hard_examples=tuple(self.hard_examples),
+            easy_examples=tuple(self.easy_examples),
+            auto_model=self.auto_model,
+            threshold=self.threshold,
+            escalate_medium=self.escalate_on == "medium",
+            fail_open=self.fail_open,
+            replicas=self.replicas,
+            cpu=self.cpu,
+            memory=self.memory,
+            memory_limit=self.memory_limit,
+            values=dict(self.router_values),
+        )
+
+
 class GatewaySpec(Section):
     """The per-region API gateway: auth, per-tenant limits, TLS, timeouts and the optional fallback."""
 
@@ -164,6 +274,10 @@ class GatewaySpec(Section):
     )
     priority: PrioritySpec | None = Field(
         default=None, description="Hybrid routing by x-llmfleet-priority; needs `fallback` (the hosted provider)."
+    )
+    cascade: CascadeSpec | None = Field(
+        default=None,
+        description="The cheap-then-strong cascade on vLLM's semantic router (docs/patterns.md); off when absent.",
     )
     request_timeout_s: int = Field(
         default=600, ge=30, le=3600, description="Longest request, streamed or not, before the gateway gives up."
@@ -290,6 +404,7 @@ class GatewaySpec(Section):
             if self.fallback
             else None,
             priority=PriorityRouting(dict(self.priority.quality_models)) if self.priority else None,
+            cascade=self.cascade.to_cascade() if self.cascade else None,
             tls=Tls(
                 secret_name=None if self.tls.mode == "none" else self.tls.secret_name,
                 cluster_issuer=self.tls.issuer,

@@ -48,6 +48,9 @@ class ChartSource:
     open: dict[str, str] = field(default_factory=dict[str, str])
     """Paths passed on whole by a template this script cannot follow (a variable), with the reason."""
     licence: str = "Apache-2.0"
+    defaults: tuple[str, ...] = ()
+    """Top-level values whose chart defaults are vendored as-is (`defaults`): Helm merges llmfleet's value into
+    them, so a test checks the merged result (the semantic router's `config`)."""
 
 
 CHARTS = [
@@ -87,6 +90,15 @@ CHARTS = [
     ChartSource("dcgm-exporter"),
     ChartSource("keda"),
     ChartSource("nvidia-device-plugin"),
+    ChartSource(
+        "semantic-router",
+        open={
+            "config": "the router's own configuration (templates/configmap.yaml renders it whole as config.yaml): "
+            "llmfleet checks it with the config models of the vllm-sr wheel of the same release "
+            "(tests/test_gateway_cascade.py), not as chart values"
+        },
+        defaults=("config",),
+    ),
 ]
 
 
@@ -126,8 +138,14 @@ WITH_TOYAML = re.compile(
 )
 
 
+def first_document(text: str) -> Any:
+    """A values file's first YAML document: what Helm reads (its YAML decoder takes the first document of a
+    stream); the semantic router's values.yaml at v0.3.0 holds 41, the rest are its end-to-end profiles."""
+    return next(iter(yaml.safe_load_all(text)), None)
+
+
 def chart_tree(mirrors: Path, repo: str, tag: str, path: str, values_file: str = "values.yaml") -> Tree:
-    values: Any = yaml.safe_load(git(mirrors, repo, "show", f"{tag}:{path}/{values_file}")) or {}
+    values: Any = first_document(git(mirrors, repo, "show", f"{tag}:{path}/{values_file}")) or {}
     tree = cast(Tree, tree_of(values)) if values else {}
     add_template_refs(tree, mirrors, repo, tag, f"{path}/templates")
     return tree
@@ -183,6 +201,9 @@ def build(mirrors: Path, source: ChartSource) -> dict[str, Any]:
         document["schema"] = json.loads(git(mirrors, repo, "show", f"{tag}:{path}/values.schema.json"))
         return document
     tree = chart_tree(mirrors, repo, tag, path, source.values_file)
+    if source.defaults:
+        values = first_document(git(mirrors, repo, "show", f"{tag}:{path}/{source.values_file}"))
+        document["defaults"] = {key: values[key] for key in source.defaults}
     document["file"] = f"{path}/{source.values_file} and {path}/templates/ (.Values references)"
     subcharts: list[dict[str, str]] = []
     for sub in source.subcharts:
