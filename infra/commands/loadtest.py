@@ -24,7 +24,7 @@ import typer
 from llmfleet.infra.commands.common import user_errors_exit_2
 from llmfleet.infra.config import PROJECT_ROOT, load_stack
 from llmfleet.infra.errors import UsageError
-from llmfleet.loadtests import capacity, gate
+from llmfleet.loadtests import capacity, gate, incluster
 from llmfleet.loadtests.run import SuiteRun, auto_processes, run_suite, suites, unwritable
 from llmfleet.values import Slo
 
@@ -140,13 +140,52 @@ def _auto_processes(users: int, tpot_target_ms: float) -> int:
         raise UsageError(f"--processes auto: {exc}; give --processes N") from None
 
 
+IN_CLUSTER_FIXED = ("suite", "model", "host", "stack", "slo", "users", "rate", "duration", "warmup", "processes")
+"""What a deployed LoadGenerator defines: with --in-cluster they would be ignored silently, so they are errors."""
+
+
+def _from_command_line(ctx: typer.Context, parameter: str) -> bool:
+    source = ctx.get_parameter_source(parameter)  # typer ships its own click: compared by name
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _in_cluster(ctx: typer.Context, name: str, namespace: str, context: str | None, report: Path | None) -> int:
+    """`--in-cluster NAME`: rerun the deployed LoadGenerator NAME and gate on its verdict (loadtests/incluster.py)."""
+    given = [f"--{p}" for p in IN_CLUSTER_FIXED if _from_command_line(ctx, p)]
+    if given or ctx.args:
+        fixed = ", ".join(given + list(ctx.args))
+        raise UsageError(f"--in-cluster {name}: {fixed} come from the deployed LoadGenerator; change its args instead")
+    report = report if report is not None else default_report(f"in-cluster-{name}")
+    check_report(report)
+    try:
+        kubectl = incluster.Kubectl(namespace=namespace, context=context, executable=incluster.find_kubectl())
+        done = incluster.run_in_cluster(name, kubectl, say=lambda line: typer.echo(line, err=True))
+    except incluster.InClusterError as exc:
+        raise UsageError(str(exc)) from None
+    log_path = report.with_suffix(".log")
+    log_path.write_text(done.log)
+    if done.verdict is not None and done.problem is None:
+        verdict = gate.Verdict.from_json(done.verdict)
+    else:
+        verdict = gate.Verdict(checks=[], valid=False, reasons=[done.problem or "no verdict"])
+    verdict.write(report)
+    for reason in verdict.reasons:
+        typer.echo(f"invalid run: {reason}", err=True)
+    for check in verdict.breaches:
+        typer.echo(f"SLO breached: {check.metric} {check.stat} {check.observed} {check.op} {check.threshold}", err=True)
+    typer.echo(f"verdict: exit {verdict.exit_code}; {report} and the master's log {log_path}")
+    return int(verdict.exit_code)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("loadtest", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     @user_errors_exit_2
     def loadtest(
         ctx: typer.Context,
-        suite: Annotated[str, typer.Option("--suite", help="smoke, steady, rate, ramp, spike, gateway, failover.")],
-        model: Annotated[str, typer.Option("--model", help="Served model name.")],
+        suite: Annotated[
+            str | None, typer.Option("--suite", help="smoke, steady, rate, ramp, spike, gateway, failover.")
+        ] = None,
+        model: Annotated[str | None, typer.Option("--model", help="Served model name.")] = None,
         report: Annotated[
             Path | None,
             typer.Option(
@@ -173,8 +212,27 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option("--processes", help="Locust processes (1: no workers; auto: sized from users, SLO and CPUs)."),
         ] = "1",
+        in_cluster: Annotated[
+            str | None,
+            typer.Option(
+                "--in-cluster",
+                help="Run a deployed LoadGenerator of this name again (its suite, users and SLO) through kubectl.",
+            ),
+        ] = None,
+        namespace: Annotated[
+            str, typer.Option("--namespace", help="--in-cluster: the LoadGenerator's namespace.")
+        ] = "llmfleet-loadtest",
+        kube_context: Annotated[
+            str | None, typer.Option("--kube-context", help="--in-cluster: the kubectl context (default: current).")
+        ] = None,
     ) -> None:
         """Run a Locust suite headless and gate it on the SLO: exit 0 pass, 3 breached, 4 invalid."""
+        if in_cluster is not None:
+            raise typer.Exit(_in_cluster(ctx, in_cluster, namespace, kube_context, report))
+        if suite is None:
+            raise UsageError("--suite is required (or --in-cluster NAME to run a deployed LoadGenerator)")
+        if model is None:
+            raise UsageError("--model is required: the served model name")
         known = suites()
         if suite not in known:
             raise UsageError(f"--suite {suite!r}: unknown suite; choose one of {known}")
