@@ -31,6 +31,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from llmfleet.components import pins
+from llmfleet.components.hardening import container_hardening, pod_hardening
 
 LOCUST_IMAGE = pins.image("locust")
 """The base the load generator's image is built on (loadtests/Dockerfile's LOCUST_IMAGE)."""
@@ -246,11 +247,7 @@ def _container(
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu, "memory": memory}
         ),
-        security_context=k8s.core.v1.SecurityContextArgs(
-            allow_privilege_escalation=False,
-            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            read_only_root_filesystem=True,
-        ),
+        security_context=container_hardening(),
     )
 
 
@@ -262,13 +259,7 @@ def _pod(
     return k8s.core.v1.PodSpecArgs(
         containers=[container],
         restart_policy="Never",
-        automount_service_account_token=False,
-        security_context=k8s.core.v1.PodSecurityContextArgs(
-            run_as_non_root=True,
-            run_as_user=RUN_AS,
-            run_as_group=RUN_AS,
-            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-        ),
+        **pod_hardening(RUN_AS),
         volumes=[
             *(volumes or []),
             k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),

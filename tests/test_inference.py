@@ -372,7 +372,7 @@ def test_llama_cpp_serves_gguf_on_cpu() -> None:
     # llama-server writes only to LLAMA_CACHE: an unprivileged uid, a read-only root and a scratch /tmp
     assert pod["securityContext"]["runAsUser"] == pod["securityContext"]["fsGroup"] == 65532
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
-    assert server["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True, "checked for every container of the pod"
     assert {"name": "scratch-0", "mountPath": "/tmp"} in server["volumeMounts"]
     assert server["resources"]["requests"]["cpu"] == "2000m", "half of the 4 vCPUs its one replica per node has"
     spec = objects["ScaledObject/tiny"]["spec"]

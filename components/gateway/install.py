@@ -22,6 +22,7 @@ import pulumi_random as random
 
 from llmfleet.components import pins
 from llmfleet.components.gateway.types import INFERENCE_POOL_GROUP, INFERENCE_POOL_KIND
+from llmfleet.components.hardening import container_hardening, pod_hardening
 from llmfleet.components.helm import merge_values, pinned_release
 from llmfleet.components.routing.pins import INFERENCE_CRDS_MANIFEST
 
@@ -201,15 +202,9 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                 spec=k8s.core.v1.PodSpecArgs(
-                    automount_service_account_token=False,
-                    # The image's redis user; its entrypoint drops privileges only when started as root.
-                    security_context=k8s.core.v1.PodSecurityContextArgs(
-                        run_as_user=REDIS_UID,
-                        run_as_group=REDIS_UID,
-                        fs_group=REDIS_UID,  # the config file (mode 0440) is then group-readable by Redis
-                        run_as_non_root=True,
-                        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                    ),
+                    # The image's redis user (its entrypoint drops privileges only when started as root); the
+                    # config file (mode 0440) is group-readable by it through the fsGroup.
+                    **pod_hardening(REDIS_UID),
                     volumes=[
                         k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
                         k8s.core.v1.VolumeArgs(name="config", secret=config),
@@ -221,11 +216,7 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
                             # A first argument ending in .conf is Redis's config file (the image's entrypoint).
                             args=[f"{REDIS_CONFIG_DIR}/{REDIS_CONFIG_KEY}", "--save", "", "--appendonly", "no"],
                             ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                allow_privilege_escalation=False,
-                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                read_only_root_filesystem=True,
-                            ),
+                            security_context=container_hardening(),
                             volume_mounts=[
                                 k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data"),
                                 k8s.core.v1.VolumeMountArgs(name="config", mount_path=REDIS_CONFIG_DIR, read_only=True),

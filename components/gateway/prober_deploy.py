@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from llmfleet.components import pins
 from llmfleet.components.gateway.isolation import DNS_NAMESPACE, NAMESPACE_LABEL
 from llmfleet.components.gateway.routes import Names, envoy_pod_selector
+from llmfleet.components.hardening import container_hardening, pod_hardening
 
 PROBER_IMAGE = pins.image("health-prober")
 PROBER_SOURCE = Path(__file__).with_name("prober.py")
@@ -97,14 +98,7 @@ def deploy_prober(
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
                 spec=k8s.core.v1.PodSpecArgs(
-                    automount_service_account_token=False,
-                    security_context=k8s.core.v1.PodSecurityContextArgs(
-                        run_as_user=PROBER_UID,
-                        run_as_group=PROBER_UID,
-                        fs_group=PROBER_UID,  # the key file (mode 0440) is group-readable by the prober
-                        run_as_non_root=True,
-                        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                    ),
+                    **pod_hardening(PROBER_UID),  # the key file (mode 0440) is group-readable through the fsGroup
                     volumes=volumes,
                     containers=[
                         k8s.core.v1.ContainerArgs(
@@ -113,11 +107,7 @@ def deploy_prober(
                             command=["python", f"{CODE_DIR}/prober.py"],
                             env=env,
                             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PROBER_PORT)],
-                            security_context=k8s.core.v1.SecurityContextArgs(
-                                allow_privilege_escalation=False,
-                                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                read_only_root_filesystem=True,
-                            ),
+                            security_context=container_hardening(),
                             volume_mounts=mounts,
                             resources=k8s.core.v1.ResourceRequirementsArgs(
                                 requests={"cpu": "50m", "memory": "64Mi"}, limits={"cpu": "500m", "memory": "128Mi"}

@@ -14,6 +14,7 @@ from enum import StrEnum
 import pulumi
 import pulumi_kubernetes as k8s
 
+from llmfleet.components.hardening import container_hardening, pod_hardening
 from llmfleet.components.inference import hardening, llamacpp, vllm
 from llmfleet.components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
 from llmfleet.components.inference.engine import (
@@ -229,9 +230,10 @@ class InferenceService(pulumi.ComponentResource):
                         node_selector=dict(args.node_selector) or None,
                         tolerations=list(args.tolerations) or None,
                         termination_grace_period_seconds=TERMINATION_GRACE_S,
-                        # The engines call no Kubernetes API: no token to steal from a compromised server.
-                        automount_service_account_token=False,
-                        security_context=_pod_security(profile),
+                        # No token to steal from a compromised server; a uid (and the cache volume's group) where
+                        # the image runs as any user (components/inference/hardening.py: what each image allows).
+                        # Re-owning a 100 GiB cache on every start would delay it: only when its root differs.
+                        **pod_hardening(profile.run_as_user, fs_group_change_policy="OnRootMismatch"),
                         topology_spread_constraints=_spread(selector),
                     ),
                 ),
@@ -320,12 +322,7 @@ class InferenceService(pulumi.ComponentResource):
             ports=[k8s.core.v1.ContainerPortArgs(name=PORT_NAME, container_port=PORT, protocol="TCP")],
             resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests or None, limits=resources or None),
             volume_mounts=mounts,
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                read_only_root_filesystem=profile.read_only_root,
-                run_as_non_root=profile.run_as_user is not None or None,
-            ),
+            security_context=container_hardening(read_only_root=profile.read_only_root),
             # Up to the startup budget to download and load the weights, then the usual checks.
             startup_probe=probe(10, math.ceil(startup_s / 10)),
             readiness_probe=probe(5, 3),
@@ -354,20 +351,6 @@ class InferenceService(pulumi.ComponentResource):
             name="model-cache",
             persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name),
         )
-
-
-def _pod_security(profile: hardening.ImageProfile) -> k8s.core.v1.PodSecurityContextArgs:
-    """The runtime's seccomp profile for every engine; a uid (and the cache volume's group) where the image
-    runs as any user (see components/inference/hardening.py for what each image allows)."""
-    uid = profile.run_as_user
-    return k8s.core.v1.PodSecurityContextArgs(
-        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-        run_as_user=uid,
-        run_as_group=uid,
-        fs_group=uid,
-        # Re-owning a 100 GiB cache on every start would delay it: only when the volume's root differs.
-        fs_group_change_policy="OnRootMismatch" if uid is not None else None,
-    )
 
 
 def _spread(selector: Mapping[str, str]) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:

@@ -21,6 +21,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from llmfleet.components.hardening import container_hardening, pod_hardening
 from llmfleet.components.queue import aws as aws_queue
 from llmfleet.components.queue import gcp as gcp_queue
 from llmfleet.components.queue.types import (
@@ -33,6 +34,8 @@ from llmfleet.components.queue.types import (
 )
 
 KEDA_API = "keda.sh/v1alpha1"
+WORKER_UID = 10001
+"""The workers' uid (the image's own non-root user, queueworker/Dockerfile)."""
 WORKER_LABELS = {
     "app.kubernetes.io/name": "llmfleet-queue-worker",
     "app.kubernetes.io/component": "queue-worker",
@@ -216,22 +219,14 @@ class QueueWorkers(pulumi.ComponentResource):
                         tolerations=list(args.tolerations) or None,
                         # SIGTERM stops taking jobs; the ones in flight get their whole timeout to finish.
                         termination_grace_period_seconds=queue.settings.job_timeout_s + 30,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=10001,
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        **pod_hardening(WORKER_UID),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="worker",
                                 image=workers.image,
                                 env=env,
                                 resources=k8s.core.v1.ResourceRequirementsArgs(requests=resources, limits=resources),
-                                security_context=k8s.core.v1.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                                ),
+                                security_context=container_hardening(),
                             )
                         ],
                     ),
