@@ -13,6 +13,7 @@ from llmfleet.components.queue.sizing import plan_worker_pool
 from llmfleet.components.queue.types import POLLING_INTERVAL_S, WorkerSettings
 from llmfleet.components.sizing.calibration import catalog_eta
 from llmfleet.components.sizing.catalog import Catalog, load_catalog
+from llmfleet.components.sizing.cpu_pods import CpuPodsCost, cpu_pods_cost
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.hf_config import HfConfigError, read_hf_config
 from llmfleet.components.sizing.plan import DeploymentPlan, Plan, Totals
@@ -205,6 +206,19 @@ def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -
         totals=totals(deployments),
         failover=failover,
         queue=queue_costs(spec, deployments, catalog),
+        cascade=cascade_costs(spec, catalog),
+    )
+
+
+def cascade_costs(spec: DeploymentSpec, catalog: Catalog) -> tuple[CpuPodsCost, ...]:
+    """The cascade's router pods per cloud region (gateway.cascade: replicas x its CPU and memory requests)."""
+    cascade = spec.gateway.cascade
+    if cascade is None:
+        return ()
+    return tuple(
+        cpu_pods_cost(catalog, r.cloud, r.region, "semantic router", cascade.replicas, cascade.cpu, cascade.memory)
+        for r in spec.regions
+        if r.cloud != "local"  # a laptop's cluster has no price
     )
 
 

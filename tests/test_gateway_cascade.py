@@ -394,3 +394,48 @@ def test_bad_options_exit_2_naming_the_field(
     result = CliRunner().invoke(app, ["plan", "--stack-file", str(path)])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+def test_the_plan_prices_the_router_pods_as_a_share_of_the_cheapest_cpu_node(write_stack: StackWriter) -> None:
+    from llmfleet.components.sizing.catalog import load_catalog
+    from llmfleet.components.sizing.cpu_pods import ALLOCATABLE_SHARE
+    from llmfleet.infra.planning import build_plan
+
+    catalog = load_catalog()
+    _, spec = load_stack(stack_file=write_stack(cascade_stack(replicas=3, cpu="500m", memory="4Gi"), keyA="k"))
+    plan = build_plan("t", spec)
+    assert [(c.cloud, c.region) for c in plan.cascade] == [("aws", "us-east-1"), ("gcp", "us-central1")]
+    for cost in plan.cascade:
+        assert (cost.pods, cost.vcpu_total, cost.memory_gib_total) == (3, 1.5, 12)
+        # Recomputed from the catalog: every CPU-only type's price for the pods; the plan's is the cheapest.
+        prices: dict[str, float] = {}
+        for instance in catalog.instances_in(cost.cloud, cost.region):
+            on_demand = catalog.price(instance, cost.region).on_demand
+            if instance.gpu_count == 0 and on_demand is not None:
+                share = max(0.5 / instance.vcpu, 4 / instance.ram_gib) / ALLOCATABLE_SHARE
+                prices[instance.type] = 3 * share * on_demand
+        assert cost.usd_per_hour == pytest.approx(min(prices.values()), abs=1e-4)
+        assert cost.usd_per_hour == pytest.approx(prices[cost.instance_type], abs=1e-4)
+        assert cost.usd_per_month == pytest.approx(cost.usd_per_hour * 730, abs=0.1)
+    # More router pods cost proportionally more; no cascade, no line.
+    _, spec = load_stack(stack_file=write_stack(cascade_stack(replicas=6, cpu="500m", memory="4Gi"), keyA="k"))
+    assert build_plan("t", spec).cascade[0].usd_per_hour == pytest.approx(2 * plan.cascade[0].usd_per_hour, rel=1e-3)
+    stack = cascade_stack()
+    del stack["gateway"]["cascade"]
+    _, spec = load_stack(stack_file=write_stack(stack, keyA="k"))
+    assert build_plan("t", spec).cascade == ()
+
+
+def test_llmfleet_plan_shows_the_router_cost(write_stack: StackWriter) -> None:
+    import json
+
+    path = write_stack(cascade_stack(), keyA="k")
+    result = CliRunner().invoke(app, ["plan", "--stack-file", str(path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Cascade router aws/us-east-1: 2 pods x (1 CPU, 3Gi) = 2 vCPU, 6 GiB on the system nodes" in text
+    result = CliRunner().invoke(app, ["plan", "--stack-file", str(path), "--format", "json"])
+    assert [c["region"] for c in json.loads(result.output)["cascade"]] == ["us-east-1", "us-central1"]

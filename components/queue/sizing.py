@@ -20,12 +20,9 @@ import math
 
 from llmfleet.components.queue.costs import WorkerPoolPlan, quantity
 from llmfleet.components.sizing.catalog import Catalog, InstanceEntry
+from llmfleet.components.sizing.cpu_pods import ALLOCATABLE_SHARE
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.plan import DeploymentPlan
-
-ALLOCATABLE_SHARE = 0.85
-"""Part of a node's vCPU and memory left for pods once the kubelet, system daemons and eviction reserve are
-taken (EKS and GKE reserve more on small nodes; 15% is a round middle for 8-32 vCPU types)."""
 
 
 def _cpu_types(catalog: Catalog, cloud: str, region: str) -> list[tuple[InstanceEntry, float, bool, str]]:

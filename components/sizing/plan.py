@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmfleet.components.queue.costs import QueueCost
+from llmfleet.components.sizing.cpu_pods import CpuPodsCost
 from llmfleet.components.sizing.types import Engine, KvCacheDtype, LoraAdapter, Quantization
 
 
@@ -181,4 +182,7 @@ class Plan(Frozen):
     )
     queue: tuple[QueueCost, ...] = Field(
         default=(), description="What each region's async queue adds (empty without a `queue` section)."
+    )
+    cascade: tuple[CpuPodsCost, ...] = Field(
+        default=(), description="What each region's cascade router pods add (empty without `gateway.cascade`)."
     )

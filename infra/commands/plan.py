@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmfleet.components.queue.costs import QueueCost
+from llmfleet.components.sizing.cpu_pods import CpuPodsCost
 from llmfleet.components.sizing.plan import DeploymentPlan, Plan
 from llmfleet.infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from llmfleet.infra.commands.progress import stdout_console
@@ -200,6 +201,8 @@ def render_table(plan: Plan, console: Console) -> None:
         )
     for q in plan.queue:
         console.print(queue_line(q))
+    for c in plan.cascade:
+        console.print(cascade_line(c))
 
 
 def hybrid_line(fallback: FallbackSpec, priority: PrioritySpec) -> str:
@@ -210,6 +213,16 @@ def hybrid_line(fallback: FallbackSpec, priority: PrioritySpec) -> str:
         f"Hybrid routing (x-llmfleet-priority): `quality` requests go to {fallback.provider} first ({quality}), "
         f"`balanced` ones when the region's servers fail ({cheap}), `cost` ones never; {fallback.provider} bills "
         "those tokens at its own prices, not priced here (no cited price table)"
+    )
+
+
+def cascade_line(c: CpuPodsCost) -> str:
+    """What the cascade's router adds in a region: its pods' requests, priced as a share of a CPU node."""
+    mark = "" if c.price_verified else "*"
+    return (
+        f"Cascade router {c.cloud}/{c.region}: {counted(c.pods, 'pod')} x ({c.cpu} CPU, {c.memory}) = "
+        f"{c.vcpu_total:g} vCPU, {c.memory_gib_total:g} GiB on the system nodes, ${c.usd_per_hour:,.3f}{mark}/h "
+        f"(${c.usd_per_month:,.2f}{mark}/month) as that share of an on-demand {c.instance_type}"
     )
 
 
