@@ -14,7 +14,6 @@ import pulumi_gcp as gcp
 import pytest
 from test_inference import args_for, gguf_plan, make_plan
 
-import llmfleet.infra.render.offline as offline
 from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind, EksNodes, GkeNodes, ReleaseChannel
 from llmfleet.components.cluster.component import NAME_LIMITS, default_cluster_name
 from llmfleet.components.cluster.eks import NODE_POLICIES, subnet_cidrs
@@ -45,28 +44,6 @@ from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.infra.render.manifests import to_manifest
 from llmfleet.infra.render.offline import RecordedResource, RecordingMocks
 from llmfleet.infra.render.validate import validate_manifest
-
-
-class DependencyMocks(RecordingMocks):
-    """RecordingMocks that also keep, per URN, the URNs a registration waits for (as sent to the engine)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dependencies: dict[str, set[str]] = {}
-
-    def new_resource(self, args: Any) -> Any:
-        request = offline._REQUEST.current  # pyright: ignore[reportPrivateUsage]
-        found = super().new_resource(args)
-        self.dependencies[self.resources[-1].urn] = set(request.dependencies)
-        return found
-
-
-@pytest.fixture
-def recording_mocks() -> DependencyMocks:
-    mocks = DependencyMocks()
-    mocks.install(stack="test")
-    return mocks
-
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\nusers: [{name: me, user: {token: hunter2}}]\n"
 
@@ -369,7 +346,7 @@ def _assert_claim_fits(claim: dict[str, Any], default_class: str, access_modes: 
 
 
 @pulumi.runtime.test
-def test_eks_enforces_network_policies_before_any_node_or_workload(recording_mocks: DependencyMocks) -> Any:
+def test_eks_enforces_network_policies_before_any_node_or_workload(recording_mocks: RecordingMocks) -> Any:
     provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
     cluster = Cluster(
         "aws-us-east-1",
@@ -388,10 +365,10 @@ def test_eks_enforces_network_policies_before_any_node_or_workload(recording_moc
         assert all(a.inputs["clusterName"] == eks.inputs["name"] for a in addons.values())
         # Nodes start with the network policy agent; the GPU pools wait for it too (node_prerequisites).
         system = _only(mocks, "aws:eks/nodeGroup:NodeGroup")
-        assert vpc_cni.urn in mocks.dependencies[system.urn], f"{system.urn} does not wait for {vpc_cni.urn}"
+        assert vpc_cni.urn in system.dependencies, f"{system.urn} does not wait for {vpc_cni.urn}"
         assert vpc_cni.urn in values[1:], "GPU pools must wait for the VPC CNI add-on"
         k8s_provider = _only(mocks, "pulumi:providers:kubernetes")
-        waits_for = mocks.dependencies[k8s_provider.urn]
+        waits_for = k8s_provider.dependencies
         assert {system.urn, *(a.urn for a in addons.values())} <= waits_for, f"{k8s_provider.urn} waits for {waits_for}"
 
     assert isinstance(cluster.nodes, EksNodes)
@@ -404,7 +381,7 @@ def _settle(build: Callable[[], object]) -> None:
     pulumi.runtime.test(lambda: build() and None)()
 
 
-def test_eks_model_cache_binds_to_a_default_gp3_class_with_the_ebs_driver(recording_mocks: DependencyMocks) -> None:
+def test_eks_model_cache_binds_to_a_default_gp3_class_with_the_ebs_driver(recording_mocks: RecordingMocks) -> None:
     def build() -> None:
         provider = aws.Provider("aws-us-east-1-aws", region="us-east-1")
         cluster = Cluster(
@@ -438,7 +415,7 @@ def test_eks_model_cache_binds_to_a_default_gp3_class_with_the_ebs_driver(record
     ]
     assert attached == [EBS_CSI_POLICY_ARN], role.urn
     system = _only(mocks, "aws:eks/nodeGroup:NodeGroup")
-    assert system.urn in mocks.dependencies[driver.urn], "the driver's controller needs nodes to become ACTIVE"
+    assert system.urn in driver.dependencies, "the driver's controller needs nodes to become ACTIVE"
 
     classes = _of_type(mocks, "kubernetes:storage.k8s.io/v1:StorageClass")
     defaults = [c for c in classes if c.inputs["metadata"]["annotations"].get(DEFAULT_CLASS_ANNOTATION) == "true"]
@@ -455,7 +432,7 @@ def test_eks_model_cache_binds_to_a_default_gp3_class_with_the_ebs_driver(record
         _assert_claim_fits(_cache_claim(mocks, model), EKS_DEFAULT_CLASS, EBS_ACCESS_MODES, model)
 
 
-def test_gke_enforces_network_policies_and_its_default_class_serves_the_cache(recording_mocks: DependencyMocks) -> None:
+def test_gke_enforces_network_policies_and_its_default_class_serves_the_cache(recording_mocks: RecordingMocks) -> None:
     def build() -> None:
         provider = gcp.Provider("gcp-us-central1-gcp", project="acme-llm", region="us-central1")
         cluster = Cluster(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_gateway import full_args, render
+from support.gateway import full_args, manifest, render
 
 from llmfleet.components import pins
 from llmfleet.infra.render.validate import CRD_DIR, validate_against_crd, validate_manifest
@@ -91,7 +91,7 @@ def test_every_pinned_set_has_files() -> None:
 @pytest.fixture(scope="module")
 def model_route() -> dict[str, Any]:
     recorder, _ = render(full_args())
-    return recorder.one("AIGatewayRoute").manifest()
+    return manifest(recorder.one("AIGatewayRoute"))
 
 
 def test_why_ai_gateway_v1_1_0_the_model_route_names_its_rules(model_route: dict[str, Any]) -> None:

@@ -8,29 +8,15 @@ plain JSON-schema validation cannot evaluate.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
-from google.protobuf import json_format
-from pulumi.runtime import mocks as pulumi_mocks
+from support.gateway import MODELS, NAME, NAMESPACE, TENANTS, GatewayRender, full_args, manifest, render
 
 from llmfleet.components import pins
-from llmfleet.components.gateway import (
-    Fallback,
-    FallbackProvider,
-    Gateway,
-    GatewayArgs,
-    GatewaySettings,
-    JwtAuth,
-    ModelBackend,
-    RateLimit,
-    Tenant,
-    Tls,
-    prober,
-)
+from llmfleet.components.gateway import GatewayArgs, GatewaySettings, JwtAuth, RateLimit, Tenant, Tls, prober
 from llmfleet.components.gateway.health import HEALTH_CLIENT
 from llmfleet.components.gateway.install import (
     ENVOY_GATEWAY_VERSION,
@@ -39,146 +25,25 @@ from llmfleet.components.gateway.install import (
     REDIS_URL,
 )
 from llmfleet.components.gateway.routes import ENVOY_PROXY_LABEL
+from llmfleet.infra.render.offline import RecordedResource
 from llmfleet.infra.render.validate import validate_manifest
 
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-NAME = "aws-us-east-1-gateway"
-NAMESPACE = "llmfleet"
-
-
-@dataclass
-class Recorded:
-    type: str
-    name: str
-    inputs: dict[str, Any]
-    secret_paths: list[str]
-    parent: str
-
-    def manifest(self) -> dict[str, Any]:
-        """The Kubernetes object this resource would apply (apiVersion/kind from the type token)."""
-        _, group_version, kind = self.type.split(":")
-        obj = {k: v for k, v in self.inputs.items() if k not in ("apiVersion", "kind")}
-        return {"apiVersion": group_version.replace("core/", ""), "kind": kind, **obj}
-
-
-@dataclass
-class Recorder(pulumi.runtime.Mocks):
-    resources: list[Recorded] = field(default_factory=list[Recorded])
-    _secret_paths: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
-    _parents: dict[str, str] = field(default_factory=dict[str, str])
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        inputs = _reveal(args.inputs)
-        self.resources.append(
-            Recorded(args.typ, args.name, inputs, self._secret_paths.get(args.name, []), self._parents[args.name])
-        )
-        if args.typ == "random:index/randomPassword:RandomPassword":  # what the provider would generate
-            return f"{args.name}-id", {**args.inputs, "result": f"{args.name}-generated"}
-        return f"{args.name}-id", args.inputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-    def by_kind(self, kind: str, health: bool = False) -> list[Recorded]:
-        """Kubernetes objects of `kind`: those of the model traffic, or (health=True) of the health route."""
-        return [
-            r
-            for r in self.resources
-            if r.type.startswith("kubernetes:") and r.type.endswith(f":{kind}") and ("-health-" in r.name) == health
-        ]
-
-    def one(self, kind: str, health: bool = False) -> Recorded:
-        found = self.by_kind(kind, health)
-        assert len(found) == 1, f"expected one {kind}, got {[r.name for r in found]}"
-        return found[0]
-
-
-class SecretRecordingMonitor(pulumi_mocks.MockMonitor):
-    """Notes which input paths arrive as secrets (the plain MockResourceArgs unwrap them)."""
-
-    def __init__(self, recorder: Recorder) -> None:
-        super().__init__(recorder)
-        self.recorder = recorder
-
-    def RegisterResource(self, request: Any) -> Any:
-        raw = json_format.MessageToDict(request.object)
-        self.recorder._secret_paths[request.name] = list(_secret_paths(raw, ""))
-        self.recorder._parents[request.name] = request.parent
-        return super().RegisterResource(request)
-
-
-def _reveal(node: Any) -> Any:
-    """Inputs with secret wrappers replaced by their values (to rebuild the manifests)."""
-    if isinstance(node, dict):
-        if node.get(SIG_KEY) == SECRET_SIG:
-            return _reveal(node["value"])
-        return {k: _reveal(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_reveal(v) for v in node]
-    return node
-
-
-def _secret_paths(node: Any, path: str) -> list[str]:
-    if isinstance(node, dict):
-        if node.get(SIG_KEY) == SECRET_SIG:
-            return [path]
-        return [p for k, v in node.items() for p in _secret_paths(v, f"{path}.{k}" if path else k)]
-    if isinstance(node, list):
-        return [p for i, v in enumerate(node) for p in _secret_paths(v, f"{path}[{i}]")]
-    return []
-
-
-def render(args: GatewayArgs) -> tuple[Recorder, dict[str, Any]]:
-    recorder = Recorder()
-    pulumi.runtime.set_mocks(recorder, monitor=SecretRecordingMonitor(recorder), preview=False)
-    outputs: dict[str, Any] = {}
-
-    @pulumi.runtime.test
-    def program() -> pulumi.Output[Any]:
-        gateway = Gateway(NAME, args)
-        return gateway.endpoint.apply(lambda url: outputs.update(endpoint=url))
-
-    program()
-    return recorder, outputs
-
-
-MODELS = [ModelBackend("chat", "chat-vllm"), ModelBackend("code", "code-vllm")]
-TENANTS = [
-    Tenant("acme", api_key="acme-key-123", limits=RateLimit(600, 400_000)),
-    # Plain keys: the component must make them secret whatever the caller passes.
-    Tenant("beta", api_key="beta-key-456"),
-]
-
-
-def full_args(**changes: Any) -> GatewayArgs:
-    args = GatewayArgs(
-        namespace=NAMESPACE,
-        models=MODELS,
-        tenants=TENANTS,
-        default_limits=RateLimit(requests_per_minute=60, tokens_per_minute=50_000),
-        fallback=Fallback(FallbackProvider.OPENAI, "sk-fallback", {"chat": "gpt-4o-mini"}),
-        hostname="api.example.com",
-        region_hostname="aws-us-east-1.api.example.com",
-        tls=Tls(secret_name="api-tls", cluster_issuer="letsencrypt"),
-        inference_pod_selector={"app.kubernetes.io/part-of": "llmfleet"},
-        health_path="/health",
-    )
-    return replace(args, **changes)
+Full = tuple[GatewayRender, dict[str, Any]]
+"""A render and its outputs."""
 
 
 @pytest.fixture(scope="module")
-def full() -> tuple[Recorder, dict[str, Any]]:
+def full() -> Full:
     return render(full_args())
 
 
 # --- every object is valid ----------------------------------------------------------------------
 
 
-def test_every_kubernetes_object_validates_against_its_schema(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_every_kubernetes_object_validates_against_its_schema(full: Full) -> None:
     recorder, _ = full
     objects = [r for r in recorder.resources if r.type.startswith("kubernetes:") and "helm.sh" not in r.type]
-    kinds = {r.manifest()["kind"] for r in objects}
+    kinds = {manifest(r)["kind"] for r in objects}
     assert {
         "GatewayClass",
         "Gateway",
@@ -196,11 +61,11 @@ def test_every_kubernetes_object_validates_against_its_schema(full: tuple[Record
         "Service",
         "Namespace",
     } <= kinds
-    problems = [p for r in objects for p in validate_manifest(r.manifest())]
+    problems = [p for r in objects for p in validate_manifest(manifest(r))]
     assert problems == []
 
 
-def test_cel_rules_the_schema_validator_skips(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_cel_rules_the_schema_validator_skips(full: Full) -> None:
     recorder, _ = full
     for backend in recorder.by_kind("AIServiceBackend"):
         ref = backend.inputs["spec"]["backendRef"]
@@ -218,7 +83,7 @@ def test_cel_rules_the_schema_validator_skips(full: tuple[Recorder, dict[str, An
 # --- routing: every model, only through the gateway ---------------------------------------------
 
 
-def test_route_sends_each_model_to_its_service_with_long_timeouts(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_route_sends_each_model_to_its_service_with_long_timeouts(full: Full) -> None:
     recorder, _ = full
     route = recorder.one("AIGatewayRoute").inputs["spec"]
     by_model = {r["matches"][0]["headers"][0]["value"]: r for r in route["rules"]}
@@ -230,7 +95,7 @@ def test_route_sends_each_model_to_its_service_with_long_timeouts(full: tuple[Re
     assert {c["type"] for c in route["llmRequestCosts"]} >= {"InputToken", "OutputToken", "TotalToken"}
 
 
-def test_only_the_gateway_reaches_the_inference_pods(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_only_the_gateway_reaches_the_inference_pods(full: Full) -> None:
     recorder, _ = full
     policy = next(r for r in recorder.by_kind("NetworkPolicy") if r.name == f"{NAME}-inference-ingress")
     spec = policy.inputs["spec"]
@@ -247,7 +112,9 @@ def test_only_the_gateway_reaches_the_inference_pods(full: tuple[Recorder, dict[
     assert sum(h.endswith(".svc.cluster.local") for h in fqdn) == len(MODELS)
 
 
-def test_https_listeners_for_global_and_regional_names_with_cert_manager(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_https_listeners_for_global_and_regional_names_with_cert_manager(
+    full: Full,
+) -> None:
     recorder, outputs = full
     gateway = recorder.one("Gateway").inputs
     listeners = gateway["spec"]["listeners"]
@@ -273,16 +140,16 @@ def test_plain_http_listener_when_tls_is_off() -> None:
 # --- auth ---------------------------------------------------------------------------------------
 
 
-def test_api_keys_are_secret_inputs_and_named_by_tenant(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_api_keys_are_secret_inputs_and_named_by_tenant(full: Full) -> None:
     recorder, _ = full
     keys = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-api-keys")
-    assert keys.secret_paths == ["stringData"], f"{keys.name}: API keys must arrive as a Pulumi secret"
+    assert keys.secret_fields == {"stringData"}, f"{keys.name}: API keys must arrive as a Pulumi secret"
     assert set(keys.inputs["stringData"]) == {"acme", "beta", HEALTH_CLIENT}, "the tenants and the health prober"
     fallback = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-fallback-key")
-    assert fallback.secret_paths == ["stringData"]
+    assert fallback.secret_fields == {"stringData"}
     assert set(fallback.inputs["stringData"]) == {"apiKey"}
     # No other resource carries a key in plain text.
-    plain = [r.name for r in recorder.resources if r.secret_paths == [] and "key-123" in str(r.inputs)]
+    plain = [r.name for r in recorder.resources if not r.secret_paths and "key-123" in str(r.inputs)]
     assert plain == []
     auth = recorder.one("SecurityPolicy").inputs["spec"]["apiKeyAuth"]
     assert auth["credentialRefs"][0]["name"] == keys.inputs["metadata"]["name"]
@@ -318,7 +185,7 @@ def test_anonymous_only_when_asked_and_then_limited_per_client_ip() -> None:
 # --- health: the one unauthenticated path ------------------------------------------------------
 
 
-def test_health_path_is_open_and_answered_by_the_prober(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_health_path_is_open_and_answered_by_the_prober(full: Full) -> None:
     recorder, _ = full
     route = recorder.one("HTTPRoute", health=True).inputs
     (rule,) = route["spec"]["rules"]
@@ -348,13 +215,13 @@ def test_health_path_is_open_and_answered_by_the_prober(full: tuple[Recorder, di
     assert whole < 2000 and attempt * (traffic["retry"]["numRetries"] + 1) <= whole
 
 
-def _container_env(deployment: Recorded) -> dict[str, str]:
+def _container_env(deployment: RecordedResource) -> dict[str, str]:
     (container,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
 def test_the_prober_calls_every_model_through_the_gateway_with_its_own_secret_key(
-    full: tuple[Recorder, dict[str, Any]],
+    full: Full,
 ) -> None:
     recorder, _ = full
     deployment = recorder.one("Deployment", health=True)
@@ -377,7 +244,8 @@ def test_the_prober_calls_every_model_through_the_gateway_with_its_own_secret_ke
     assert f"{NAME}-health-password" in passwords
     keys = next(r for r in recorder.by_kind("Secret") if r.name == f"{NAME}-api-keys")
     assert keys.inputs["stringData"][HEALTH_CLIENT] == key_secret.inputs["stringData"]["apiKey"]
-    assert key_secret.inputs["stringData"]["apiKey"] == f"{NAME}-health-password-generated"
+    (password,) = [r for r in recorder.resources if r.name == f"{NAME}-health-password"]
+    assert key_secret.inputs["stringData"]["apiKey"] == password.outputs["result"], "the generated password"
     # The code it runs is this repository's prober, on the pinned image.
     code = recorder.one("ConfigMap", health=True).inputs["data"]["prober.py"]
     assert code == (Path(prober.__file__)).read_text()
@@ -385,7 +253,7 @@ def test_the_prober_calls_every_model_through_the_gateway_with_its_own_secret_ke
     assert container["command"] == ["python", "/app/prober.py"]
 
 
-def test_the_prober_is_locked_down(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_the_prober_is_locked_down(full: Full) -> None:
     recorder, _ = full
     pod = recorder.one("Deployment", health=True).inputs["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -412,7 +280,7 @@ def test_the_prober_is_locked_down(full: tuple[Recorder, dict[str, Any]]) -> Non
     assert [p["port"] for p in spec["egress"][1]["ports"]] == [53, 53]
 
 
-def test_the_health_client_is_held_to_no_budget(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_the_health_client_is_held_to_no_budget(full: Full) -> None:
     recorder, _ = full
     rules = recorder.one("BackendTrafficPolicy").inputs["spec"]["rateLimit"]["global"]["rules"]
     default = [r for r in rules if r["clientSelectors"][0]["headers"][0]["type"] == "Distinct"]
@@ -470,7 +338,7 @@ def test_health_path_can_be_renamed_or_turned_off() -> None:
 # --- limits -------------------------------------------------------------------------------------
 
 
-def test_limits_match_the_stack(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_limits_match_the_stack(full: Full) -> None:
     recorder, _ = full
     policy = recorder.one("BackendTrafficPolicy").inputs["spec"]
     assert policy["targetRefs"] == [
@@ -510,7 +378,7 @@ def test_limits_match_the_stack(full: tuple[Recorder, dict[str, Any]]) -> None:
     }
 
 
-def test_clients_cannot_claim_another_tenant(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_clients_cannot_claim_another_tenant(full: Full) -> None:
     recorder, _ = full
     spec = recorder.one("ClientTrafficPolicy").inputs["spec"]
     assert "x-tenant-id" in spec["headers"]["earlyRequestHeaders"]["remove"]
@@ -520,7 +388,7 @@ def test_clients_cannot_claim_another_tenant(full: tuple[Recorder, dict[str, Any
 
 
 def test_fallback_is_lower_priority_with_retries_and_only_for_listed_models(
-    full: tuple[Recorder, dict[str, Any]],
+    full: Full,
 ) -> None:
     recorder, _ = full
     rules = {r["name"]: r for r in recorder.one("AIGatewayRoute").inputs["spec"]["rules"]}
@@ -545,7 +413,9 @@ def test_without_fallback_no_hosted_backend_or_retry() -> None:
 # --- install ------------------------------------------------------------------------------------
 
 
-def test_charts_pinned_and_envoy_gateway_wired_to_ai_gateway_and_redis(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_charts_pinned_and_envoy_gateway_wired_to_ai_gateway_and_redis(
+    full: Full,
+) -> None:
     recorder, _ = full
     releases = {r.name: r.inputs for r in recorder.by_kind("Release")}
     gateway_charts = {f"{NAME}-envoy-gateway", f"{NAME}-ai-gateway-crds", f"{NAME}-ai-gateway"}
@@ -559,7 +429,7 @@ def test_charts_pinned_and_envoy_gateway_wired_to_ai_gateway_and_redis(full: tup
 
 
 def test_redis_needs_a_password_only_the_rate_limit_service_gets_and_runs_unprivileged(
-    full: tuple[Recorder, dict[str, Any]],
+    full: Full,
 ) -> None:
     recorder, _ = full
     (deployment,) = [r for r in recorder.by_kind("Deployment") if r.name.endswith("-redis")]
@@ -591,11 +461,11 @@ def test_redis_needs_a_password_only_the_rate_limit_service_gets_and_runs_unpriv
     assert RATELIMIT_POD_LABELS["app.kubernetes.io/name"] == "envoy-ratelimit"
 
 
-def test_children_are_parented_to_the_component(full: tuple[Recorder, dict[str, Any]]) -> None:
+def test_children_are_parented_to_the_component(full: Full) -> None:
     recorder, _ = full
     (component,) = [r for r in recorder.resources if r.type == "llmfleet:gateway:Gateway"]
     children = [r for r in recorder.resources if r is not component]
-    orphans = [r.name for r in children if not r.parent.endswith(f"llmfleet:gateway:Gateway::{component.name}")]
+    orphans = [r.name for r in children if not (r.parent or "").endswith(f"llmfleet:gateway:Gateway::{component.name}")]
     assert children and orphans == []
     assert all(r.name.startswith(NAME) for r in recorder.resources)
 

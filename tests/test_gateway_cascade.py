@@ -19,8 +19,9 @@ from cli.models import UserConfig  # the vllm-sr 0.3.0 wheel (dev extra): the ro
 from cli.validator import validate_user_config
 from conftest import StackWriter
 from pin_checks import unpinned_releases
-from test_gateway import NAME, NAMESPACE, Recorder, full_args, render
-from test_gateway_cel import check_rules
+from support.cel import check_rules
+from support.gateway import NAME, NAMESPACE, GatewayRender, full_args, render
+from support.gateway import manifest as to_manifest
 from test_gateway_priority import ask
 from typer.testing import CliRunner
 
@@ -49,17 +50,17 @@ CHART = pins.chart("semantic-router")
 ROUTER = f"{NAME}-router"
 
 
-def rendered(cascade: Cascade | None = CASCADE, **changes: Any) -> Recorder:
+def rendered(cascade: Cascade | None = CASCADE, **changes: Any) -> GatewayRender:
     recorder, _ = render(full_args(cascade=cascade, **changes))
     return recorder
 
 
 @pytest.fixture(scope="module")
-def with_cascade() -> Recorder:
+def with_cascade() -> GatewayRender:
     return rendered()
 
 
-def release(recorder: Recorder) -> dict[str, Any]:
+def release(recorder: GatewayRender) -> dict[str, Any]:
     [found] = [r for r in recorder.resources if r.type == "kubernetes:helm.sh/v3:Release" and "router" in r.name]
     return found.inputs
 
@@ -67,12 +68,12 @@ def release(recorder: Recorder) -> dict[str, Any]:
 # --- objects and values -------------------------------------------------------------------------
 
 
-def test_every_new_object_validates_against_the_pinned_crds(with_cascade: Recorder) -> None:
+def test_every_new_object_validates_against_the_pinned_crds(with_cascade: GatewayRender) -> None:
     for kind in ("EnvoyExtensionPolicy", "EnvoyProxy", "BackendTrafficPolicy", "AIGatewayRoute"):
-        manifest = with_cascade.one(kind).manifest()
+        manifest = to_manifest(with_cascade.one(kind))
         assert validate_manifest(manifest) == [], kind
     assert check_rules(with_cascade).broken == []
-    policy = with_cascade.one("EnvoyExtensionPolicy").manifest()
+    policy = to_manifest(with_cascade.one("EnvoyExtensionPolicy"))
     [ext_proc] = policy["spec"]["extProc"]
     assert ext_proc["backendRefs"] == [{"group": "", "kind": "Service", "name": ROUTER, "port": ROUTER_GRPC_PORT}]
     assert ext_proc["failOpen"] is True
@@ -85,11 +86,11 @@ def test_every_new_object_validates_against_the_pinned_crds(with_cascade: Record
 
 def test_fail_open_is_the_stacks_choice() -> None:
     recorder = rendered(Cascade(**{**CASCADE.__dict__, "fail_open": False}))
-    [ext_proc] = recorder.one("EnvoyExtensionPolicy").manifest()["spec"]["extProc"]
+    [ext_proc] = to_manifest(recorder.one("EnvoyExtensionPolicy"))["spec"]["extProc"]
     assert ext_proc["failOpen"] is False
 
 
-def test_the_router_is_the_pinned_chart_with_the_defaults_overridden(with_cascade: Recorder) -> None:
+def test_the_router_is_the_pinned_chart_with_the_defaults_overridden(with_cascade: GatewayRender) -> None:
     inputs = release(with_cascade)
     assert (inputs["chart"], inputs["version"], inputs["name"]) == (CHART.name, CHART.version, ROUTER)
     assert inputs["namespace"] == NAMESPACE
@@ -240,27 +241,27 @@ def insert_ai_gateway(chain: list[str]) -> list[str]:
     return [*chain[:index], AI_GATEWAY_FILTER, *chain[index:]]
 
 
-def listener_chain(recorder: Recorder) -> list[str]:
+def listener_chain(recorder: GatewayRender) -> list[str]:
     """The serving listener's filters as the two controllers would order them, from the rendered objects."""
     filters = ["envoy.filters.http.router"]
-    security = recorder.one("SecurityPolicy").manifest()["spec"]
+    security = to_manifest(recorder.one("SecurityPolicy"))["spec"]
     if "apiKeyAuth" in security:
         filters.append("envoy.filters.http.api_key_auth/securitypolicy")
-    traffic = recorder.one("BackendTrafficPolicy").manifest()["spec"]
+    traffic = to_manifest(recorder.one("BackendTrafficPolicy"))["spec"]
     if "rateLimit" in traffic:
         filters.append("envoy.filters.http.ratelimit")
     if "requestBuffer" in traffic:
         filters.append(BUFFER_FILTER)
     filters += [
-        f"{EXT_PROC_FILTER}/envoyextensionpolicy/{p.manifest()['metadata']['name']}"
+        f"{EXT_PROC_FILTER}/envoyextensionpolicy/{to_manifest(p)['metadata']['name']}"
         for p in recorder.by_kind("EnvoyExtensionPolicy")
     ]
-    proxy = recorder.one("EnvoyProxy").manifest()["spec"]
+    proxy = to_manifest(recorder.one("EnvoyProxy"))["spec"]
     return insert_ai_gateway(envoy_gateway_chain(filters, proxy.get("filterOrder", [])))
 
 
-def test_the_router_runs_after_auth_and_before_the_ai_gateway(with_cascade: Recorder) -> None:
-    assert with_cascade.one("EnvoyProxy").manifest()["spec"]["filterOrder"] == [
+def test_the_router_runs_after_auth_and_before_the_ai_gateway(with_cascade: GatewayRender) -> None:
+    assert to_manifest(with_cascade.one("EnvoyProxy"))["spec"]["filterOrder"] == [
         {"name": EXT_PROC_FILTER, "before": BUFFER_FILTER}
     ]
     assert listener_chain(with_cascade) == [
@@ -273,7 +274,7 @@ def test_the_router_runs_after_auth_and_before_the_ai_gateway(with_cascade: Reco
     ]
 
 
-def test_without_the_filter_order_the_ai_gateway_would_run_first(with_cascade: Recorder) -> None:
+def test_without_the_filter_order_the_ai_gateway_would_run_first(with_cascade: GatewayRender) -> None:
     """The control: Envoy Gateway's default order alone puts the router after the AI Gateway's filter, where its
     rewrite of the model would be lost."""
     proxy = with_cascade.one("EnvoyProxy")
@@ -288,22 +289,22 @@ def test_without_the_filter_order_the_ai_gateway_would_run_first(with_cascade: R
 # --- the route ----------------------------------------------------------------------------------
 
 
-def test_auto_requests_the_router_did_not_rewrite_go_to_the_cheap_model(with_cascade: Recorder) -> None:
-    route = with_cascade.one("AIGatewayRoute").manifest()
+def test_auto_requests_the_router_did_not_rewrite_go_to_the_cheap_model(with_cascade: GatewayRender) -> None:
+    route = to_manifest(with_cascade.one("AIGatewayRoute"))
     # chat (the cheap model) falls back to the hosted API: that ref keeps the provider's model name.
     assert ask(route, "auto") == [(0, f"{NAME}-chat", "chat"), (1, f"{NAME}-fallback", "gpt-4o-mini")]
     # A rewritten request matches its model's own rule, as before.
     assert ask(route, "code") == [(0, f"{NAME}-code", None)]
-    assert with_cascade.one("BackendTrafficPolicy").manifest()["spec"]["requestBuffer"] == {"limit": "50Mi"}
+    assert to_manifest(with_cascade.one("BackendTrafficPolicy"))["spec"]["requestBuffer"] == {"limit": "50Mi"}
 
 
 def test_without_a_cascade_nothing_new_is_rendered() -> None:
     recorder = rendered(None)
     assert recorder.by_kind("EnvoyExtensionPolicy") == []
     assert not [r for r in recorder.resources if r.type == "kubernetes:helm.sh/v3:Release" and "router" in r.name]
-    assert "filterOrder" not in recorder.one("EnvoyProxy").manifest()["spec"]
-    assert "requestBuffer" not in recorder.one("BackendTrafficPolicy").manifest()["spec"]
-    route = recorder.one("AIGatewayRoute").manifest()
+    assert "filterOrder" not in to_manifest(recorder.one("EnvoyProxy"))["spec"]
+    assert "requestBuffer" not in to_manifest(recorder.one("BackendTrafficPolicy"))["spec"]
+    route = to_manifest(recorder.one("AIGatewayRoute"))
     assert "auto" not in {h["value"] for rule in route["spec"]["rules"] for h in rule["matches"][0]["headers"]}
 
 
@@ -318,10 +319,10 @@ def test_a_pooled_cheap_model_takes_unrewritten_auto_requests_on_its_service() -
     """An InferencePool ignores modelNameOverride (AIGatewayRoute CRD): the rule uses the model's Service Backend."""
     pooled = [ModelBackend("chat", "chat-vllm", pool="chat-pool"), ModelBackend("code", "code-vllm")]
     recorder = rendered(models=pooled, fallback=None)
-    route = recorder.one("AIGatewayRoute").manifest()
+    route = to_manifest(recorder.one("AIGatewayRoute"))
     assert validate_manifest(route) == [] and check_rules(recorder).broken == []
     assert ask(route, "auto") == [(0, f"{NAME}-chat", "chat")]
-    assert {b.manifest()["metadata"]["name"] for b in recorder.by_kind("Backend")} >= {f"{NAME}-chat"}
+    assert {to_manifest(b)["metadata"]["name"] for b in recorder.by_kind("Backend")} >= {f"{NAME}-chat"}
 
 
 # --- the stack option ---------------------------------------------------------------------------

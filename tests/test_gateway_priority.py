@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from conftest import StackWriter
-from test_gateway import NAME, full_args, render
-from test_gateway_cel import check_rules
+from support.cel import check_rules
+from support.gateway import NAME, full_args, render
+from support.gateway import manifest as to_route
 
 from llmfleet.components.gateway import CanaryBackend, ModelBackend, PriorityRouting
 from llmfleet.components.gateway.types import MODEL_HEADER, PRIORITY_HEADER, REVISION_HEADER
@@ -27,8 +28,8 @@ QUALITY = {"chat": "gpt-4o", "code": "gpt-4.1"}
 
 def route(**changes: Any) -> dict[str, Any]:
     recorder, _ = render(full_args(priority=PriorityRouting(QUALITY), **changes))
-    [resource] = [r for r in recorder.resources if r.manifest()["kind"] == "AIGatewayRoute"]
-    manifest = resource.manifest()
+    [resource] = recorder.kind("AIGatewayRoute")
+    manifest = to_route(resource)
     assert validate_manifest(manifest) == []
     assert check_rules(recorder).broken == []
     return manifest
@@ -101,8 +102,8 @@ def test_a_revision_pin_beats_a_priority_and_cost_keeps_the_canary_split() -> No
 
 def test_without_priority_routing_the_header_changes_nothing() -> None:
     recorder, _ = render(full_args())
-    [resource] = [r for r in recorder.resources if r.manifest()["kind"] == "AIGatewayRoute"]
-    manifest = resource.manifest()
+    [resource] = recorder.kind("AIGatewayRoute")
+    manifest = to_route(resource)
     assert (
         ask(manifest, "chat", "quality")
         == ask(manifest, "chat")

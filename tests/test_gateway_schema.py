@@ -4,28 +4,10 @@ from typing import Any
 
 import pulumi
 import pytest
+from support.gateway import error_of, stack
 
 from llmfleet.components.gateway import FallbackProvider
-from llmfleet.infra.config import ConfigError, parse_deployment
-
-
-def stack(**gateway: Any) -> dict[str, Any]:
-    return {
-        "models": [
-            {"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}},
-            {"name": "code", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}},
-        ],
-        "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
-        "api_access_cidrs": ["203.0.113.0/24"],
-        "gateway": gateway,
-    }
-
-
-def error_of(**gateway: Any) -> str:
-    with pytest.raises(ConfigError) as caught:
-        parse_deployment(stack(**gateway), "test")
-    return str(caught.value)
-
+from llmfleet.infra.config import parse_deployment
 
 FULL: dict[str, Any] = {
     "hostname": "api.example.com",

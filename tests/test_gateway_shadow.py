@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from envoy_data_plane.envoy.config.route.v3 import RouteConfiguration
-from test_gateway import NAME, NAMESPACE, Recorder, full_args, render
+from support.gateway import NAME, NAMESPACE, GatewayRender, full_args, render
+from support.gateway import manifest as to_manifest
 
 from llmfleet.components.gateway import CanaryBackend, ModelBackend, PriorityRouting, SplitBackend, Tls
 from llmfleet.components.gateway.routes import Names
@@ -38,11 +39,11 @@ def shadowed(share: int = 10, **changes: Any) -> Any:
     return full_args(**{"models": models, "engine_key_secret": KEY_SECRET, **changes})
 
 
-def manifests(recorder: Recorder, kind: str) -> list[dict[str, Any]]:
-    return [r.manifest() for r in recorder.by_kind(kind)]
+def manifests(recorder: GatewayRender, kind: str) -> list[dict[str, Any]]:
+    return [to_manifest(r) for r in recorder.by_kind(kind)]
 
 
-def only(recorder: Recorder, kind: str, name: str) -> dict[str, Any]:
+def only(recorder: GatewayRender, kind: str, name: str) -> dict[str, Any]:
     [found] = [m for m in manifests(recorder, kind) if m["metadata"]["name"] == name]
     return found
 
@@ -110,7 +111,7 @@ def parsed(configuration: dict[str, Any]) -> Any:
     return RouteConfiguration.from_dict(configuration)
 
 
-def patched_configurations(recorder: Recorder) -> list[dict[str, Any]]:
+def patched_configurations(recorder: GatewayRender) -> list[dict[str, Any]]:
     ai_route = only(recorder, "AIGatewayRoute", NAMES.route)
     shadow_route = only(recorder, "HTTPRoute", f"{NAME}-shadow")
     policy = only(recorder, "EnvoyPatchPolicy", f"{NAME}-shadow")
@@ -141,12 +142,12 @@ def mirrors_by_rule(configuration: dict[str, Any]) -> dict[int, list[dict[str, A
 
 
 @pytest.fixture(scope="module")
-def rendered() -> Recorder:
+def rendered() -> GatewayRender:
     recorder, _ = render(shadowed())
     return recorder
 
 
-def test_shadow_objects_validate_against_the_pinned_crds(rendered: Recorder) -> None:
+def test_shadow_objects_validate_against_the_pinned_crds(rendered: GatewayRender) -> None:
     for kind in ("HTTPRouteFilter", "HTTPRoute", "EnvoyPatchPolicy", "ClientTrafficPolicy", "AIGatewayRoute"):
         for manifest in manifests(rendered, kind):
             assert validate_manifest(manifest) == []
@@ -154,7 +155,7 @@ def test_shadow_objects_validate_against_the_pinned_crds(rendered: Recorder) -> 
     assert policy["spec"]["targetRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": NAME}
 
 
-def test_mirror_policies_land_on_the_shadowed_models_real_traffic_only(rendered: Recorder) -> None:
+def test_mirror_policies_land_on_the_shadowed_models_real_traffic_only(rendered: GatewayRender) -> None:
     ai_rules = only(rendered, "AIGatewayRoute", NAMES.route)["spec"]["rules"]
     configurations = patched_configurations(rendered)
     assert len(configurations) == 2  # one per HTTPS listener (hostname and region hostname)
@@ -171,7 +172,7 @@ def test_mirror_policies_land_on_the_shadowed_models_real_traffic_only(rendered:
         assert not mirrors[len(ai_rules)]  # the AI Gateway's route-not-found rule
 
 
-def test_the_mirror_goes_to_the_new_revisions_backend_with_the_engines_key(rendered: Recorder) -> None:
+def test_the_mirror_goes_to_the_new_revisions_backend_with_the_engines_key(rendered: GatewayRender) -> None:
     shadow_route = only(rendered, "HTTPRoute", f"{NAME}-shadow")
     [configuration, _] = patched_configurations(rendered)
     weighted = next(
@@ -197,7 +198,7 @@ def test_the_mirror_goes_to_the_new_revisions_backend_with_the_engines_key(rende
     assert credential["overwrite"] is True
 
 
-def test_no_client_request_reaches_the_shadow_route(rendered: Recorder) -> None:
+def test_no_client_request_reaches_the_shadow_route(rendered: GatewayRender) -> None:
     shadow_route = only(rendered, "HTTPRoute", f"{NAME}-shadow")
     for rule in shadow_route["spec"]["rules"]:
         for match in rule["matches"]:

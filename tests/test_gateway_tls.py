@@ -1,6 +1,6 @@
 """The gateway's certificate from cert-manager: install, ACME ClusterIssuer, port-80 listener and HTTPS redirect.
 
-Graph tests under Pulumi mocks (the recorder of test_gateway.py, plus each resource's dependencies) and the
+Graph tests under Pulumi mocks (the offline engine's recorder, each resource with its dependencies) and the
 `gateway.tls` stack settings. Every object, the ClusterIssuer included, validates against its schema
 (cert-manager's CRDs of the pinned release are vendored in infra/render/crds/); its solver's parentRefs are
 also checked against the Gateway API ParentReference schema they share with HTTPRoute.
@@ -8,15 +8,13 @@ also checked against the Gateway API ParentReference schema they share with HTTP
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import pulumi
 import pytest
-from test_gateway import NAME, NAMESPACE, Recorded, Recorder, SecretRecordingMonitor, full_args
-from test_gateway_schema import error_of, stack
+from support.gateway import NAME, NAMESPACE, GatewayRender, error_of, full_args, manifest, stack
+from support.gateway import render as render_gateway
 
-from llmfleet.components.gateway import AcmeIssuer, Gateway, GatewayArgs, Tls
+from llmfleet.components.gateway import AcmeIssuer, GatewayArgs, Tls
 from llmfleet.components.gateway.certificates import CERT_MANAGER_NAMESPACE, CERT_MANAGER_VERSION, HTTP_LISTENER
 from llmfleet.components.gateway.routes import GATEWAY_API
 from llmfleet.components.gateway.types import LETS_ENCRYPT_STAGING
@@ -30,43 +28,12 @@ SERVING = ["https", "https-1"]
 """The HTTPS listeners of full_args (global and regional hostname)."""
 
 
-@dataclass
-class Graph:
-    recorder: Recorder
-    dependencies: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
-
-    def named(self, name: str) -> Recorded:
-        found = [r for r in self.recorder.resources if r.name == name]
-        assert len(found) == 1, f"expected one resource {name}, got {[r.name for r in found]}"
-        return found[0]
-
-    def kind(self, kind: str) -> list[Recorded]:
-        return [r for r in self.recorder.resources if r.type.startswith("kubernetes:") and r.type.endswith(f":{kind}")]
-
-    def depends_on(self, name: str, other: str) -> bool:
-        return any(urn.endswith(f"::{other}") for urn in self.dependencies[name])
-
-
-class DependencyMonitor(SecretRecordingMonitor):
-    def __init__(self, graph: Graph) -> None:
-        super().__init__(graph.recorder)
-        self.graph = graph
-
-    def RegisterResource(self, request: Any) -> Any:
-        self.graph.dependencies[request.name] = list(request.dependencies)
-        return super().RegisterResource(request)
+Graph = GatewayRender
+"""One Gateway's resources, each with the URNs it waits for."""
 
 
 def render(args: GatewayArgs) -> Graph:
-    graph = Graph(Recorder())
-    pulumi.runtime.set_mocks(graph.recorder, monitor=DependencyMonitor(graph), preview=False)
-
-    @pulumi.runtime.test
-    def program() -> pulumi.Output[str]:
-        return Gateway(NAME, args).endpoint
-
-    program()
-    return graph
+    return render_gateway(args)[0]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +54,7 @@ def test_cert_manager_installed_pinned_with_crds_and_gateway_api_after_envoy_gat
     assert inputs["values"]["config"]["enableGatewayAPI"] is True
     assert inputs["values"]["config"]["kind"] == "ControllerConfiguration"
     # cert-manager looks for the Gateway API CRDs when it starts: Envoy Gateway's chart installs them.
-    assert acme.depends_on(release.name, f"{NAME}-envoy-gateway"), acme.dependencies[release.name]
+    assert acme.depends_on(release.name, f"{NAME}-envoy-gateway"), acme.named(release.name).dependencies
     assert acme.depends_on(release.name, f"{NAME}-cert-manager-namespace")
 
 
@@ -97,7 +64,7 @@ def test_no_cert_manager_install_when_the_cluster_runs_it_or_the_secret_is_provi
     for graph in (running, provided):
         releases = {r.name for r in graph.kind("Release")}
         assert f"{NAME}-envoy-gateway" in releases, "the gateway's own controllers are still installed"
-        assert not any("cert-manager" in r.name for r in graph.recorder.resources), releases
+        assert not any("cert-manager" in r.name for r in graph.resources), releases
     (gateway,) = running.kind("Gateway")
     assert gateway.inputs["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": ISSUER}
     assert running.kind("ClusterIssuer") == [], "no acme: the named issuer already exists"
@@ -141,12 +108,12 @@ def test_cluster_issuer_parent_refs_are_valid_gateway_api_parent_references(acme
 
 
 def test_every_object_validates_against_its_schema(acme: Graph) -> None:
-    objects = [r for r in acme.recorder.resources if r.type.startswith("kubernetes:") and "helm.sh" not in r.type]
-    kinds = {r.manifest()["kind"] for r in objects}
+    objects = [r for r in acme.resources if r.type.startswith("kubernetes:") and "helm.sh" not in r.type]
+    kinds = {manifest(r)["kind"] for r in objects}
     assert kinds >= {"ClusterIssuer", "Gateway", "HTTPRoute", "SecurityPolicy", "Namespace"}
-    assert [p for r in objects for p in validate_manifest(r.manifest())] == []
+    assert [p for r in objects for p in validate_manifest(manifest(r))] == []
     (issuer,) = acme.kind("ClusterIssuer")
-    misspelt = issuer.manifest()
+    misspelt = manifest(issuer)
     misspelt["spec"]["acme"]["privateKeySecretRefs"] = misspelt["spec"]["acme"].pop("privateKeySecretRef")
     assert validate_manifest(misspelt) != [], "cert-manager's schema checks the issuer"
 

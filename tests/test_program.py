@@ -60,8 +60,6 @@ class Stack:
     spec: DeploymentSpec
     plan: Plan
     run: OfflineRun
-    dependencies: dict[str, set[str]]
-    """URN -> URNs it waits for (explicit `depends_on` and its inputs' resources), as sent to the engine."""
 
     def deployments(self, region: RegionSpec) -> list[DeploymentPlan]:
         return [d for d in self.plan.deployments if (d.cloud, d.region) == (region.cloud, region.region)]
@@ -80,19 +78,8 @@ class Stack:
 
 def _run(name: str, stack_file: Path | None = None) -> Stack:
     stack_name, spec = load_stack(None if stack_file else name, stack_file)
-    dependencies: dict[str, set[str]] = {}
-
-    class DependencyRecorder(RecordingMocks):
-        def new_resource(self, args: Any) -> Any:
-            request = offline._REQUEST.current  # the registration being served (set by RecordingMonitor)
-            found = super().new_resource(args)
-            dependencies[self.resources[-1].urn] = set(request.dependencies)
-            return found
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(offline, "RecordingMocks", DependencyRecorder)
-        run = run_program(None if stack_file else name, stack_file)
-    return Stack(stack_name, spec, build_plan(stack_name, spec), run, dependencies)
+    run = run_program(None if stack_file else name, stack_file)
+    return Stack(stack_name, spec, build_plan(stack_name, spec), run)
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -345,11 +332,11 @@ def test_nodes_and_scalers_wait_for_what_they_need(stack: Stack) -> None:
             assert len(prerequisites) == 5, prerequisites
             for plan in stack.deployments(region):
                 for group in _cloud_pools(stack, region, plan):
-                    missing = prerequisites - stack.dependencies[group.urn]
+                    missing = prerequisites - group.dependencies
                     assert not missing, f"{group.urn} does not wait for {missing}"
         (keda,) = [r for r in stack.in_region(key) if r.type == HELM_RELEASE and r.inputs["chart"] == "keda"]
         for scaler in (r for r in stack.in_region(key) if r.type == SCALED_OBJECT):
-            assert keda.urn in stack.dependencies[scaler.urn], f"{scaler.urn} does not wait for KEDA"
+            assert keda.urn in scaler.dependencies, f"{scaler.urn} does not wait for KEDA"
 
 
 def test_created_clusters_enforce_network_policies_and_can_bind_the_model_cache(stack: Stack) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from test_gateway import MODELS, NAME, NAMESPACE, render
+from support.gateway import MODELS, NAME, NAMESPACE, manifest, render
 from test_inference import make_plan, serve
 
 from llmfleet.components.gateway import CanaryBackend, GatewayArgs, ModelBackend
@@ -36,7 +36,7 @@ def test_a_revision_runs_beside_the_first_under_its_own_names() -> None:
 def route_rules(models: list[ModelBackend]) -> list[dict[str, Any]]:
     recorder, _ = render(GatewayArgs(namespace=NAMESPACE, models=models, allow_anonymous=True))
     route = recorder.one("AIGatewayRoute")
-    assert validate_manifest(route.manifest()) == []
+    assert validate_manifest(manifest(route)) == []
     return route.inputs["spec"]["rules"]
 
 
@@ -64,7 +64,7 @@ def test_the_canary_gets_its_own_backend_to_its_service() -> None:
     ai_backends = {r.inputs["metadata"]["name"]: r for r in recorder.by_kind("AIServiceBackend")}
     assert ai_backends[f"{NAME}-chat-bbbb0002"].inputs["spec"]["backendRef"]["name"] == f"{NAME}-chat-bbbb0002"
     for resource in [canary, ai_backends[f"{NAME}-chat-bbbb0002"]]:
-        assert validate_manifest(resource.manifest()) == []
+        assert validate_manifest(manifest(resource)) == []
 
 
 @pytest.mark.parametrize("weight", [-1, 101])

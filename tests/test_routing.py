@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from test_gateway import full_args, render
-from test_gateway_cel import RuleCheck, check_rules, crd_schemas
+from support.cel import RuleCheck, check_rules, crd_schemas
+from support.gateway import full_args, render
 
 from llmfleet.components import pins
 from llmfleet.components.gateway import CanaryBackend, ModelBackend

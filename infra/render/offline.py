@@ -2,13 +2,14 @@
 
 No Pulumi CLI and no cloud: `run_program` executes infra/__main__.py against `RecordingMocks`, which
 answers every registration with realistic outputs (infra/render/mock_outputs.py) and records each resource's
-type, name, URN, parent, provider and inputs, and which input paths were secret. `llmfleet render` and
-the graph tests read the resulting `OfflineRun`.
+type, name, URN, parent, provider, dependencies and inputs, and which input paths were secret.
+`llmfleet render` and the graph tests read the resulting `OfflineRun`; tests of one component install
+the same recorder (`RecordingMocks().install()`): there is no other.
 
 Secrets: Pulumi's deserializer lifts a nested secret up to its top-level property, so the monitor
 request is inspected before deserialization to keep the exact path (`stringData.token`, not
 `stringData`). That needs the recording monitor `RecordingMocks.install` sets up; with plain
-`pulumi.runtime.set_mocks(RecordingMocks())` parents are unknown and secrets are top-level only.
+`pulumi.runtime.set_mocks(RecordingMocks())` parents and dependencies are unknown, secrets top-level only.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class RecordedResource:
     """Plain inputs (camelCase keys, as the provider receives them), secrets unwrapped."""
     secret_paths: frozenset[Path_]
     outputs: dict[str, Any] = field(repr=False)
+    dependencies: frozenset[str] = frozenset()
+    """URNs the registration waits for, as sent to the engine (depends_on, parents' and inputs' resources)."""
 
     @property
     def secret_fields(self) -> set[str]:
@@ -187,8 +190,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         raw_inputs = cast(dict[str, Any], args.inputs)  # pyright: ignore[reportUnknownMemberType]
         request = getattr(_REQUEST, "current", None)
         parent = cast(str, request.parent) if request is not None and request.parent else None
+        dependencies = frozenset[str]()
         if request is not None:
             secret_paths = frozenset(_secret_paths(request.object))
+            dependencies = frozenset(cast(list[str], request.dependencies))
         else:
             secret_paths = frozenset[Path_]((k,) for k, v in raw_inputs.items() if rpc.is_rpc_secret(v))
         inputs = cast(dict[str, Any], _unwrap(raw_inputs))
@@ -206,6 +211,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             inputs=inputs,
             secret_paths=secret_paths,
             outputs=outputs,
+            dependencies=dependencies,
         )
         with self._lock:
             self.resources.append(record)
