@@ -135,6 +135,7 @@ def step(url: str, users: int, processes: int, seconds: float) -> dict[str, obje
         "raw_tpot": (raw.tpot_ms.p50, raw.tpot_ms.p95),
         "n": (metrics["n"], raw.n),
         "lag_p95_ms": metrics["generator"]["loop_lag_p95_ms"],
+        "send_delay_p95_ms": metrics["generator"].get("send_delay_p95_ms"),
         "load": (load_before, load_after),
     }
 
@@ -153,6 +154,7 @@ def row(kind: str, figures: dict[str, object]) -> str:
     assert isinstance(load, tuple)
     valid = "valid" if figures["valid"] else "INVALID"
     lag = figures["lag_p95_ms"]
+    send_delay = figures["send_delay_p95_ms"]
     cells = [
         kind,
         str(figures["users"]),
@@ -165,6 +167,7 @@ def row(kind: str, figures: dict[str, object]) -> str:
         f"{rp[0]:.2f} / {rp[1]:.2f}",
         f"{_pct(gp[0], rp[0])} / {_pct(gp[1], rp[1])}",
         f"{lag:.1f}" if isinstance(lag, float) else "n/a",
+        f"{send_delay:.1f}" if isinstance(send_delay, float) else "n/a",
         f"{load[0]:.2f} -> {load[1]:.2f}",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -172,8 +175,9 @@ def row(kind: str, figures: dict[str, object]) -> str:
 
 HEADER = (
     "| server | users | processes | verdict | gate TTFT p50 / p95 ms | raw TTFT p50 / p95 ms | deviation | "
-    "gate TPOT p50 / p95 ms | raw TPOT p50 / p95 ms | deviation | loop lag p95 ms | load average |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "gate TPOT p50 / p95 ms | raw TPOT p50 / p95 ms | deviation | loop lag p95 ms | send delay p95 ms | "
+    "load average |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
