@@ -301,6 +301,7 @@ def test_auto_requests_the_router_did_not_rewrite_go_to_the_cheap_model(with_cas
 def test_without_a_cascade_nothing_new_is_rendered() -> None:
     recorder = rendered(None)
     assert recorder.by_kind("EnvoyExtensionPolicy") == []
+    assert not [r for r in recorder.by_kind("NetworkPolicy") if "router" in r.name]
     assert not [r for r in recorder.resources if r.type == "kubernetes:helm.sh/v3:Release" and "router" in r.name]
     assert "filterOrder" not in to_manifest(recorder.one("EnvoyProxy"))["spec"]
     assert "requestBuffer" not in to_manifest(recorder.one("BackendTrafficPolicy"))["spec"]
@@ -440,3 +441,21 @@ def test_llmfleet_plan_shows_the_router_cost(write_stack: StackWriter) -> None:
     assert "Cascade router aws/us-east-1: 2 pods x (1 CPU, 3Gi) = 2 vCPU, 6 GiB on the system nodes" in text
     result = CliRunner().invoke(app, ["plan", "--stack-file", str(path), "--format", "json"])
     assert [c["region"] for c in json.loads(result.output)["cascade"]] == ["us-east-1", "us-central1"]
+
+
+def test_only_this_gateways_envoy_pods_reach_the_router(with_cascade: Recorder) -> None:
+    [policy] = [r for r in with_cascade.by_kind("NetworkPolicy") if r.name.endswith("-router-isolation")]
+    manifest = policy.manifest()
+    assert validate_manifest(manifest) == []
+    spec = manifest["spec"]
+    # The chart's selector labels (templates/_helpers.tpl at v0.3.0: instance = release name, app = semantic-router).
+    assert spec["podSelector"]["matchLabels"] == {"app.kubernetes.io/instance": ROUTER, "app": "semantic-router"}
+    envoy, prometheus = spec["ingress"]
+    assert envoy["ports"] == [{"port": ROUTER_GRPC_PORT, "protocol": "TCP"}]
+    [peer] = envoy["from"]
+    assert peer["podSelector"]["matchLabels"] == {"gateway.envoyproxy.io/owning-gateway-name": NAME}
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "envoy-gateway-system"}
+    assert prometheus["ports"] == [{"port": 9190, "protocol": "TCP"}]
+    dns, https = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53} and https["ports"] == [{"port": 443, "protocol": "TCP"}]
+    assert "169.254.0.0/16" in https["to"][0]["ipBlock"]["except"]  # not the metadata service

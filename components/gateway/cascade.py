@@ -38,6 +38,8 @@ ROUTER_IMAGE = pins.image("semantic-router")
 """`<repository>:<tag>`, set as the chart's image.repository and image.tag."""
 ROUTER_GRPC_PORT = 50051
 """The router's ext_proc (gRPC) port: the chart's service.grpc.port and its first listener."""
+ROUTER_METRICS_PORT = 9190
+"""The chart's service.metrics.port (the router's Prometheus metrics)."""
 COMPLEXITY_SIGNAL = "llmfleet_difficulty"
 """The one `complexity` rule the router evaluates; decisions test `<it>:hard` / `<it>:medium`."""
 STRONG_DECISION = "llmfleet-escalate"
@@ -59,6 +61,11 @@ MODELS_VOLUME_LIMIT = "10Gi"
 def router_release_name(names: Names) -> str:
     """The Helm release and its objects' full name: the router's Service is this name."""
     return f"{names.base}-router"
+
+
+def router_pod_labels(names: Names) -> dict[str, str]:
+    """The chart's selector labels of the router pods (templates/_helpers.tpl, `semantic-router.selectorLabels`)."""
+    return {"app.kubernetes.io/instance": router_release_name(names), "app": "semantic-router"}
 
 
 def router_config(cascade: Cascade) -> dict[str, Any]:

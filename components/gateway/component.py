@@ -28,7 +28,7 @@ from llmfleet.components.gateway import (
     shadow,
 )
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
-from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy
+from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy, router_policy
 from llmfleet.components.gateway.prober_deploy import (
     KEY_FILE_KEY,
     PROBER_PORT,
@@ -386,6 +386,17 @@ class Gateway(pulumi.ComponentResource):
             # The router downloads its classifier models before it listens (the chart allows 60 minutes).
             timeout_s=cascade.ROUTER_INSTALL_TIMEOUT_S,
             opts=self._after,
+        )
+        # The chart renders no NetworkPolicy: only this Gateway's Envoy pods reach the router (Prometheus its metrics).
+        router_policy(
+            names.base,
+            names,
+            self._args.namespace,
+            cascade.router_pod_labels(names),
+            cascade.ROUTER_GRPC_PORT,
+            cascade.ROUTER_METRICS_PORT,
+            self._after,
+            self._args.metrics_namespace,
         )
         spec = cascade.extension_policy_spec(names, self._listeners, settings)
         k8s.apiextensions.CustomResource(

@@ -65,6 +65,28 @@ def inference_ingress_policy(
     )
 
 
+def _dns_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_LABEL: DNS_NAMESPACE})
+            )
+        ],
+        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol=protocol) for protocol in ("UDP", "TCP")],
+    )
+
+
+def _public_https_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    return k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+        to=[
+            k8s.networking.v1.NetworkPolicyPeerArgs(
+                ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=list(NOT_PUBLIC))
+            )
+        ],
+        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=443, protocol="TCP")],
+    )
+
+
 def inference_egress_policy(
     name: str,
     names: Names,
@@ -74,29 +96,58 @@ def inference_egress_policy(
 ) -> k8s.networking.v1.NetworkPolicy:
     """What a model server may open: DNS in kube-system, and HTTPS to public addresses (HuggingFace and its
     CDN for the weights). Not the metadata service, not the VPC, not other pods."""
-    dns = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[
-            k8s.networking.v1.NetworkPolicyPeerArgs(
-                namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_LABEL: DNS_NAMESPACE})
-            )
-        ],
-        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=53, protocol=protocol) for protocol in ("UDP", "TCP")],
-    )
-    https = k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-        to=[
-            k8s.networking.v1.NetworkPolicyPeerArgs(
-                ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=list(NOT_PUBLIC))
-            )
-        ],
-        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=443, protocol="TCP")],
-    )
     return k8s.networking.v1.NetworkPolicy(
         f"{name}-inference-egress",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{names.base}-inference-egress", namespace=namespace),
         spec=k8s.networking.v1.NetworkPolicySpecArgs(
             pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(pod_selector)),
             policy_types=["Egress"],
-            egress=[dns, https],
+            egress=[_dns_egress(), _public_https_egress()],
+        ),
+        opts=opts,
+    )
+
+
+def router_policy(
+    name: str,
+    names: Names,
+    namespace: pulumi.Input[str],
+    pod_selector: Mapping[str, str],
+    grpc_port: int,
+    metrics_port: int,
+    opts: pulumi.ResourceOptions,
+    metrics_namespace: str | None = None,
+) -> k8s.networking.v1.NetworkPolicy:
+    """The cascade's router (components/gateway/cascade.py): its ext_proc port from this Gateway's Envoy pods only,
+    its metrics port from Prometheus; out, DNS and public HTTPS (it downloads its classifier models at start)."""
+    envoy_namespace, envoy_labels = envoy_pod_selector(names)
+    envoy = k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_LABEL: envoy_namespace}),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=envoy_labels),
+    )
+    ingress = [
+        k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+            from_=[envoy], ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=grpc_port, protocol="TCP")]
+        )
+    ]
+    if metrics_namespace is not None:
+        prometheus = k8s.networking.v1.NetworkPolicyPeerArgs(
+            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={NAMESPACE_LABEL: metrics_namespace}),
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=PROMETHEUS_POD_LABELS),
+        )
+        ingress.append(
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[prometheus], ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=metrics_port, protocol="TCP")]
+            )
+        )
+    return k8s.networking.v1.NetworkPolicy(
+        f"{name}-router-isolation",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{names.base}-router", namespace=namespace),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(pod_selector)),
+            policy_types=["Ingress", "Egress"],
+            ingress=ingress,
+            egress=[_dns_egress(), _public_https_egress()],
         ),
         opts=opts,
     )
