@@ -16,17 +16,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from llmfleet.components.gateway import (
-    auth,
-    cascade,
-    certificates,
-    fallback,
-    health,
-    limits,
-    priority,
-    routes,
-    shadow,
-)
+import llmfleet.components.gateway.auth as auth
+import llmfleet.components.gateway.cascade as cascade
+import llmfleet.components.gateway.certificates as certificates
+import llmfleet.components.gateway.fallback as fallback
+import llmfleet.components.gateway.health as health
+import llmfleet.components.gateway.limits as limits
+import llmfleet.components.gateway.priority as priority
+import llmfleet.components.gateway.routes as routes
+import llmfleet.components.gateway.shadow as shadow
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy, router_policy
 from llmfleet.components.gateway.prober_deploy import (

@@ -14,8 +14,10 @@ from enum import StrEnum
 import pulumi
 import pulumi_kubernetes as k8s
 
+import llmfleet.components.inference.hardening as hardening
+import llmfleet.components.inference.llamacpp as llamacpp
+import llmfleet.components.inference.vllm as vllm
 from llmfleet.components.hardening import container_hardening, pod_hardening
-from llmfleet.components.inference import hardening, llamacpp, vllm
 from llmfleet.components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
 from llmfleet.components.inference.engine import (
     HEALTH_PATH,
