@@ -24,6 +24,13 @@ from llmfleet.components.sizing.plan import DeploymentPlan, Plan
 from llmfleet.components.traffic import GlobalLoadBalancer
 from llmfleet.infra.config import CURRENT_KUBECONFIG, ConfigError, DeploymentSpec, from_pulumi_config, require_secret
 from llmfleet.infra.planning import build_plan
+from llmfleet.infra.program.args import (
+    gateway_settings,
+    load_balancer_args,
+    observability_args,
+    queue_config,
+    routing_in,
+)
 from llmfleet.infra.program.revision_args import with_revisions
 from llmfleet.infra.program.revisions import RolloutRecord
 from llmfleet.infra.schema.regions import RegionSpec
@@ -107,21 +114,25 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
         hf_token=secrets.hf_token,
         # kind and minikube run one node whose storage has no ReadWriteMany: one claim, shared.
         model_cache=ModelCache.SINGLE_NODE if region.cloud == "local" else ModelCache.PER_REPLICA,
-        gateway=spec.gateway.to_args(
+        gateway=gateway_settings(
+            spec.gateway,
             secrets.gateway,
             region.key,
             # DNS health checkers send no credentials: the gateway opens their path, and only theirs.
             health_path=spec.load_balancer.health_check.path if spec.load_balancer else None,
         ),
-        routing=spec.routing_in(region),
-        observability=spec.observability.to_args(
+        routing=routing_in(spec, region),
+        observability=observability_args(
+            spec.observability,
             cloud=region.cloud,
             region=region.region,
             slo=spec.slo,
             deployments=deployments,
             secrets=secrets.observability,
         ),
-        queue=spec.queue.to_config(region.key, spec.gateway, secrets.gateway | secrets.queue, queue_pool(plan, region))
+        queue=queue_config(
+            spec.queue, region.key, spec.gateway, secrets.gateway | secrets.queue, queue_pool(plan, region)
+        )
         if spec.queue
         else None,
     )
@@ -174,7 +185,7 @@ def global_load_balancer(spec: DeploymentSpec, fleets: list[RegionalFleet]) -> G
     gateways: list[pulumi.Resource] = [f.gateway for f in fleets if f.gateway is not None]
     return GlobalLoadBalancer(
         "global",
-        balancer.to_args(spec.regions, spec.gateway.hostname, spec.gcp_project),
+        load_balancer_args(balancer, spec.regions, spec.gateway.hostname, spec.gcp_project),
         opts=pulumi.ResourceOptions(providers=[provider], depends_on=gateways),
     )
 

@@ -14,7 +14,6 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from llmfleet.components.routing.picker import RoutingOptions
 from llmfleet.infra.schema.base import Section
 from llmfleet.infra.schema.gateway import GatewaySpec
 from llmfleet.infra.schema.models import ModelSpec
@@ -175,14 +174,6 @@ class DeploymentSpec(Section):
         if self.gateway.priority is not None:
             hosted |= set(self.gateway.priority.quality_models)
         return served in hosted
-
-    def routing_in(self, region: RegionSpec) -> dict[str, RoutingOptions]:
-        """Served name -> its routing options, for the models this region routes through an InferencePool."""
-        return {
-            m.name: m.routing.options()
-            for m in self.models_in(region)
-            if m.routing.enabled(m.quantization, self.has_fallback(m.name), region.key)
-        }
 
     def served_in(self, region: RegionSpec) -> list[str]:
         """The names the region's gateway routes: its models and their LoRA adapters."""

@@ -16,12 +16,14 @@ from llmfleet.components.sizing.catalog import Catalog, load_catalog
 from llmfleet.components.sizing.cpu_pods import CpuPodsCost, cpu_pods_cost
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.hf_config import HfConfigError, read_hf_config
-from llmfleet.components.sizing.plan import DeploymentPlan, Plan, Totals
+from llmfleet.components.sizing.plan import DeploymentPlan, FailoverEstimate, Plan, Totals
 from llmfleet.components.sizing.planner import plan_deployment
 from llmfleet.components.sizing.types import ModelArchitecture, ModelRequest, RegionRequest
+from llmfleet.components.traffic.failover import estimate_failover, require_within_budget
 from llmfleet.infra.config import CONFIG_KEY, PROJECT_ROOT, ConfigError, DeploymentSpec
 from llmfleet.infra.schema.models import ModelSpec
 from llmfleet.infra.schema.regions import RegionSpec
+from llmfleet.infra.schema.traffic import LoadBalancerSpec
 
 DEFAULT_MAX_MODEL_LEN = 8192
 """max_model_len when the stack gives none: the model's context, capped to keep KV memory modest."""
@@ -199,7 +201,7 @@ def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -
             deployments.append(planned)
     require_token_for_gated_weights(spec, catalog)  # after sizing: a stack that cannot fit says that first
     balancer = spec.load_balancer
-    failover = balancer.require_within_budget(f"{CONFIG_KEY}.load_balancer") if balancer else None
+    failover = failover_within_budget(balancer) if balancer else None
     return Plan(
         stack=stack,
         deployments=tuple(deployments),
@@ -261,3 +263,14 @@ def queue_costs(spec: DeploymentSpec, deployments: list[DeploymentPlan], catalog
             )
         )
     return tuple(costs)
+
+
+def failover_within_budget(balancer: LoadBalancerSpec) -> FailoverEstimate:
+    """The worst-case failover the `load_balancer:` settings imply, or a PlanningError naming the fields to
+    change when it exceeds the stack's budget."""
+    check = balancer.health_check
+    estimate = estimate_failover(
+        balancer.provider, check.interval_s, check.failure_threshold, balancer.ttl, balancer.failover_budget_s
+    )
+    require_within_budget(estimate, check.interval_s, check.failure_threshold, f"{CONFIG_KEY}.load_balancer")
+    return estimate

@@ -8,6 +8,7 @@ from support.gateway import error_of, stack
 
 from llmfleet.components.gateway import FallbackProvider
 from llmfleet.infra.config import parse_deployment
+from llmfleet.infra.program.args import gateway_settings
 
 FULL: dict[str, Any] = {
     "hostname": "api.example.com",
@@ -38,10 +39,10 @@ def test_defaults_are_closed_and_limited() -> None:
     assert spec.secret_refs() == []
 
 
-def test_to_args_carries_limits_secrets_and_region_hostname() -> None:
+def test_gateway_settings_carry_limits_secrets_and_region_hostname() -> None:
     spec = parse_deployment(stack(**FULL), "test").gateway
     secrets = {key: pulumi.Output.secret(f"value-of-{key}") for key, _ in spec.secret_refs()}
-    args = spec.to_args(secrets, "aws-us-east-1")
+    args = gateway_settings(spec, secrets, "aws-us-east-1")
     assert [t.name for t in args.tenants] == ["acme", "beta"]
     assert args.tenants[0].api_key is secrets["gatewayKeyAcme"]
     assert args.tenants[0].limits is not None and args.tenants[0].limits.requests_per_minute == 600
@@ -58,7 +59,7 @@ def test_plain_http_on_a_local_region_only() -> None:
     data = stack(allow_anonymous=True, tls={"mode": "none"})
     data["regions"] = [{"cloud": "local", "region": "local", "role": "primary", "cluster": {"mode": "existing"}}]
     spec = parse_deployment(data, "test").gateway
-    args = spec.to_args({}, "local-local")
+    args = gateway_settings(spec, {}, "local-local")
     assert args.tls.secret_name is None and args.tls.scheme == "http"
     assert args.health_path is None, "no load balancer: nothing opened without credentials"
 

@@ -19,6 +19,7 @@ from llmfleet.components.gateway.certificates import CERT_MANAGER_NAMESPACE, CER
 from llmfleet.components.gateway.routes import GATEWAY_API
 from llmfleet.components.gateway.types import LETS_ENCRYPT_STAGING
 from llmfleet.infra.config import parse_deployment
+from llmfleet.infra.program.args import gateway_settings
 from llmfleet.infra.render.validate import validate_manifest
 
 ISSUER = "letsencrypt"
@@ -168,11 +169,11 @@ HOSTED = {"hostname": "api.example.com"}
 
 def test_stack_acme_creates_the_issuer_and_installs_cert_manager_by_default() -> None:
     tls = {"mode": "cert-manager", "acme": {"email": "ops@example.com"}}
-    args = parse_deployment(stack(**HOSTED, tls=tls), "test").gateway.to_args({}, "aws-us-east-1")
+    args = gateway_settings(parse_deployment(stack(**HOSTED, tls=tls), "test").gateway, {}, "aws-us-east-1")
     assert args.tls.cluster_issuer == "llmfleet-acme" and args.tls.install_cert_manager is True
     assert args.tls.acme == AcmeIssuer("ops@example.com", "https://acme-v02.api.letsencrypt.org/directory")
     tls = {"mode": "cert-manager", "cluster_issuer": "corp-ca", "install_cert_manager": False}
-    args = parse_deployment(stack(**HOSTED, tls=tls), "test").gateway.to_args({}, "aws-us-east-1")
+    args = gateway_settings(parse_deployment(stack(**HOSTED, tls=tls), "test").gateway, {}, "aws-us-east-1")
     assert (args.tls.cluster_issuer, args.tls.acme, args.tls.install_cert_manager) == ("corp-ca", None, False)
 
 

@@ -20,6 +20,7 @@ from llmfleet.components.observability.stack import (
 )
 from llmfleet.infra.config import PROJECT_ROOT, ConfigError, load_stack, parse_deployment
 from llmfleet.infra.planning import build_plan
+from llmfleet.infra.program.args import observability_args
 from llmfleet.infra.render.offline import run_program
 
 PREFIX = "llmfleet:deployment.observability"
@@ -88,7 +89,7 @@ def _dev() -> tuple[Any, list[Any]]:
     return spec, list(build_plan("dev", spec).deployments)
 
 
-def test_to_args_carries_the_slo_thresholds_and_secrets() -> None:
+def test_observability_args_carry_the_slo_thresholds_and_secrets() -> None:
     spec, deployments = _dev()
     section = parse_deployment(
         stack(
@@ -100,8 +101,8 @@ def test_to_args_carries_the_slo_thresholds_and_secrets() -> None:
         "test",
     ).observability
     token = pulumi.Output.secret("token")
-    args = section.to_args(
-        cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={"rw": token}
+    args = observability_args(
+        section, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={"rw": token}
     )
     assert args is not None
     assert args.slo.ttft_p95_ms == spec.slo.ttft_p95_ms and args.slo.error_rate == spec.slo.error_rate
@@ -111,7 +112,10 @@ def test_to_args_carries_the_slo_thresholds_and_secrets() -> None:
     assert args.grafana_admin_password is None
     assert args.stack_values == {"alertmanager": {"config": {"route": {"receiver": "pager"}}}}
     disabled = parse_deployment(stack(enabled=False), "test").observability
-    assert disabled.to_args(cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={}) is None
+    assert (
+        observability_args(disabled, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={})
+        is None
+    )
 
 
 def test_a_gpu_memory_threshold_vllm_always_exceeds_is_refused() -> None:
@@ -119,7 +123,7 @@ def test_a_gpu_memory_threshold_vllm_always_exceeds_is_refused() -> None:
     reserved = max(d.gpu_memory_utilization for d in deployments if d.gpu) * 100
     section = parse_deployment(stack(alerts={"gpu_memory_percent": reserved}), "test").observability
     with pytest.raises(ConfigError) as caught:
-        section.to_args(cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={})
+        observability_args(section, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={})
     message = str(caught.value)
     assert f"{PREFIX}.alerts.gpu_memory_percent" in message and "at least" in message, message
 

@@ -30,6 +30,7 @@ from llmfleet.components.routing.picker import (
     plugins_config,
 )
 from llmfleet.infra.config import ConfigError, load_stack, parse_deployment, stack_path
+from llmfleet.infra.program.args import routing_in
 from llmfleet.infra.render.offline import OfflineRun, run_program
 from llmfleet.infra.render.validate import validate_manifest
 
@@ -254,17 +255,17 @@ def _deployment(**model: Any) -> dict[str, Any]:
 def test_routing_defaults_and_refusals_name_their_fields() -> None:
     _, spec = load_stack("dev")
     region = spec.regions[0]
-    assert set(spec.routing_in(region)) == {"chat"}, "vLLM: on by default"
+    assert set(routing_in(spec, region)) == {"chat"}, "vLLM: on by default"
     off = parse_deployment(_deployment(routing={"prefix_aware": False}), "t")
-    assert off.routing_in(off.regions[0]) == {}
+    assert routing_in(off, off.regions[0]) == {}
     elsewhere = parse_deployment(_deployment(routing={"regions": ["aws-us-east-1"]}), "t")
-    assert set(elsewhere.routing_in(elsewhere.regions[0])) == {"chat"}
+    assert set(routing_in(elsewhere, elsewhere.regions[0])) == {"chat"}
     with pytest.raises(ConfigError, match=r"models\[0\]\.routing\.regions: unknown region keys \['gcp-x'\]"):
         parse_deployment(_deployment(routing={"regions": ["gcp-x"]}), "t")
     with pytest.raises(ConfigError, match=r"models\[0\]\.routing\.prefix_aware: llama\.cpp"):
         parse_deployment(_deployment(quantization="q4_k_m", routing={"prefix_aware": True}), "t")
     weights = parse_deployment(_deployment(routing={"scorers": {"prefix_cache": 5, "kv_cache_utilization": 0}}), "t")
-    options = weights.routing_in(weights.regions[0])["chat"]
+    options = routing_in(weights, weights.regions[0])["chat"]
     assert options.weights.by_plugin() == {"prefix-cache-scorer": 5, "queue-scorer": 2}
     with pytest.raises(ConfigError, match="scorers"):
         parse_deployment(
@@ -277,7 +278,7 @@ def test_a_fallback_model_keeps_its_service_route_and_asking_for_both_is_refused
     fallback = set(prod.gateway.fallback.models) if prod.gateway.fallback else set()
     assert fallback, "prod has a hosted fallback"
     for region in prod.regions:
-        assert not fallback & set(prod.routing_in(region))
+        assert not fallback & set(routing_in(prod, region))
     spec = _deployment(routing={"prefix_aware": True})
     spec["gateway"]["fallback"] = {
         "provider": "openai",
@@ -295,7 +296,7 @@ def test_a_fallback_model_keeps_its_service_route_and_asking_for_both_is_refused
         parse_deployment(spec, "t")
     spec["models"][0]["routing"] = {}
     quality = parse_deployment(spec, "t")
-    assert quality.routing_in(quality.regions[0]) == {}
+    assert routing_in(quality, quality.regions[0]) == {}
 
 
 def test_the_local_llama_cpp_stack_has_no_pool() -> None:

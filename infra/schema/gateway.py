@@ -8,17 +8,11 @@ are added. Keys never appear in the stack file: a tenant names a secret stack co
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from llmfleet.infra.schema.base import Section
-
-if TYPE_CHECKING:
-    import pulumi
-
-    from llmfleet.components.gateway import Cascade, GatewaySettings, RateLimit
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$"
@@ -225,25 +219,6 @@ class CascadeSpec(Section):
                     "region's gateway, so serve it there (regions[].models)"
                 )
 
-    def to_cascade(self) -> Cascade:
-        from llmfleet.components.gateway import Cascade
-
-        return Cascade(
-            cheap_model=self.cheap_model,
-            strong_model=self.strong_model,
-            hard_examples=tuple(self.hard_examples),
-            easy_examples=tuple(self.easy_examples),
-            auto_model=self.auto_model,
-            threshold=self.threshold,
-            escalate_medium=self.escalate_on == "medium",
-            fail_open=self.fail_open,
-            replicas=self.replicas,
-            cpu=self.cpu,
-            memory=self.memory,
-            memory_limit=self.memory_limit,
-            values=dict(self.router_values),
-        )
-
 
 class GatewaySpec(Section):
     """The per-region API gateway: auth, per-tenant limits, TLS, timeouts and the optional fallback."""
@@ -363,63 +338,3 @@ class GatewaySpec(Section):
         if self.fallback is not None:
             refs.append((self.fallback.api_key_secret, "gateway.fallback.api_key_secret"))
         return refs
-
-    def to_args(
-        self,
-        secrets: Mapping[str, pulumi.Output[str]],
-        region_key: str,
-        health_path: str | None = None,
-    ) -> GatewaySettings:
-        """The gateway's settings for one region, `secrets` resolved from `secret_refs()`: the RegionalFleet
-        builds the Gateway's arguments from them and the region's InferenceServices.
-        `health_path`: the global load balancer's health-check path, the one path open without credentials.
-        """
-        from llmfleet.components.gateway import (
-            AcmeIssuer,
-            Fallback,
-            FallbackProvider,
-            GatewaySettings,
-            JwtAuth,
-            PriorityRouting,
-            Tenant,
-            Tls,
-        )
-
-        jwt = self.jwt
-        return GatewaySettings(
-            tenants=[
-                Tenant(
-                    t.name,
-                    api_key=secrets[t.api_key_secret] if t.api_key_secret else None,
-                    limits=_limit(t.limits) if t.limits else None,
-                )
-                for t in self.tenants
-            ],
-            default_limits=_limit(self.default_limits),
-            jwt=JwtAuth(jwt.issuer, jwt.jwks_uri, tuple(jwt.audiences), jwt.tenant_claim) if jwt else None,
-            allow_anonymous=self.allow_anonymous,
-            fallback=Fallback(
-                FallbackProvider(self.fallback.provider), secrets[self.fallback.api_key_secret], self.fallback.models
-            )
-            if self.fallback
-            else None,
-            priority=PriorityRouting(dict(self.priority.quality_models)) if self.priority else None,
-            cascade=self.cascade.to_cascade() if self.cascade else None,
-            tls=Tls(
-                secret_name=None if self.tls.mode == "none" else self.tls.secret_name,
-                cluster_issuer=self.tls.issuer,
-                acme=AcmeIssuer(self.tls.acme.email, self.tls.acme.server) if self.tls.acme else None,
-                install_cert_manager=self.tls.install_cert_manager,
-            ),
-            hostname=self.hostname,
-            region_hostname=f"{region_key}.{self.hostname}" if self.hostname else None,
-            request_timeout_s=self.request_timeout_s,
-            replicas=self.replicas,
-            health_path=health_path,
-        )
-
-
-def _limit(limits: RateLimits) -> RateLimit:
-    from llmfleet.components.gateway import RateLimit
-
-    return RateLimit(requests_per_minute=limits.requests_per_minute, tokens_per_minute=limits.tokens_per_minute)

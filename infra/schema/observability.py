@@ -8,19 +8,11 @@ stack config key (`pulumi config set --secret llmfleet:<key> ...`) that the prog
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
 from llmfleet.infra.schema.base import Section
-
-if TYPE_CHECKING:
-    import pulumi
-
-    from llmfleet.components.observability import ObservabilityArgs
-    from llmfleet.components.sizing.plan import DeploymentPlan
-    from llmfleet.values import Slo
 
 SECRET_KEY = r"^[A-Za-z][A-Za-z0-9_-]*$"
 """A Pulumi config key inside the `llmfleet:` namespace (the part after `llmfleet:`)."""
@@ -97,61 +89,3 @@ class ObservabilitySpec(Section):
         if self.enabled and self.remote_write and self.remote_write.credentials_secret:
             refs.append((self.remote_write.credentials_secret, "observability.remote_write.credentials_secret"))
         return refs
-
-    def to_args(
-        self,
-        *,
-        cloud: str,
-        region: str,
-        slo: Slo,
-        deployments: Sequence[DeploymentPlan],
-        secrets: Mapping[str, pulumi.Output[str]],
-    ) -> ObservabilityArgs | None:
-        """The Observability component's arguments for one region (None when disabled).
-
-        `secrets` holds the values of `secret_refs()`. The region's `deployments` are checked here
-        (ConfigError when the GPU memory threshold is not above what a model's vLLM reserves: the
-        alert would never stop firing); RegionalFleet fills them, with the namespace and the queue
-        thresholds, into the arguments.
-        """
-        if not self.enabled:
-            return None
-        from llmfleet.components.observability import AlertThresholds, ObservabilityArgs, SloTargets
-        from llmfleet.infra.config import CONFIG_KEY, ConfigError
-
-        alerts = self.alerts
-        for plan in deployments:
-            reserved = plan.gpu_memory_utilization * 100
-            if plan.gpu and alerts.gpu_memory_percent < reserved + GPU_MEMORY_MARGIN_PERCENT:
-                raise ConfigError(
-                    f"{CONFIG_KEY}.observability.alerts.gpu_memory_percent: {alerts.gpu_memory_percent:g} is within "
-                    f"{GPU_MEMORY_MARGIN_PERCENT} points of the {reserved:g}% of GPU memory vLLM reserves for model "
-                    f"{plan.model} (gpu_memory_utilization {plan.gpu_memory_utilization:g}), so it would fire on "
-                    f"every healthy GPU; set it to at least {reserved + GPU_MEMORY_MARGIN_PERCENT:g}"
-                )
-        remote = self.remote_write
-        return ObservabilityArgs(
-            cloud=cloud,
-            region=region,
-            slo=SloTargets(
-                ttft_p95_ms=slo.ttft_p95_ms,
-                tpot_p95_ms=slo.tpot_p95_ms,
-                e2e_p99_ms=slo.e2e_p99_ms,
-                error_rate=slo.error_rate,
-            ),
-            thresholds=AlertThresholds(
-                queue_depth_per_replica=alerts.queue_depth_per_replica,
-                kv_cache_usage_percent=alerts.kv_cache_usage_percent,
-                gpu_memory_percent=alerts.gpu_memory_percent,
-                preemptions_per_minute=alerts.preemptions_per_minute,
-            ),
-            retention=self.retention,
-            storage_gib=self.storage_gib,
-            remote_write_url=remote.url if remote else None,
-            remote_write_username=remote.username if remote else None,
-            remote_write_credential=secrets[remote.credentials_secret]
-            if remote and remote.credentials_secret
-            else None,
-            grafana_admin_password=secrets[self.grafana_admin_secret] if self.grafana_admin_secret else None,
-            stack_values=self.chart_values,
-        )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
@@ -17,12 +16,6 @@ from llmfleet.components.queue.types import MAX_ATTEMPTS_RANGE, MAX_JOB_TIMEOUT_
 from llmfleet.infra.schema.base import Section
 from llmfleet.infra.schema.gateway import DNS_LABEL, SECRET_KEY, GatewaySpec
 from llmfleet.infra.schema.regions import RegionSpec
-
-if TYPE_CHECKING:
-    import pulumi
-
-    from llmfleet.components.queue.costs import WorkerPoolPlan
-    from llmfleet.components.queue.types import QueueConfig
 
 PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}|@sha256:[0-9a-f]{64})$")
 
@@ -123,35 +116,3 @@ class QueueSpec(Section):
     def secret_refs(self) -> list[tuple[str, str]]:
         """(stack secret key, field path) of the queue's own secrets (the tenant key is the gateway's)."""
         return [(self.webhook_secret, "queue.webhook_secret")] if self.webhook_secret else []
-
-    def to_config(
-        self,
-        region_key: str,
-        gateway: GatewaySpec,
-        secrets: Mapping[str, pulumi.Output[str]],
-        pool: WorkerPoolPlan | None = None,
-    ) -> QueueConfig | None:
-        """The fleet's queue for one region (None where the queue is not served); `secrets` holds the gateway's
-        and the queue's resolved secrets by stack key; `pool`: the region's planned worker pool (with spot_pool)."""
-        from llmfleet.components.queue.types import QueueConfig, QueueSettings, WorkerSettings
-
-        if self.regions is not None and region_key not in self.regions:
-            return None
-        tenant = next((t for t in gateway.tenants if t.name == self.tenant), None)
-        key_ref = tenant.api_key_secret if tenant is not None else None
-        return QueueConfig(
-            workers=WorkerSettings(
-                image=self.worker_image,
-                concurrency=self.concurrency,
-                max_workers=pool.workers if pool is not None else self.max_workers,
-            ),
-            settings=QueueSettings(
-                max_attempts=self.max_attempts,
-                job_timeout_s=self.job_timeout_s,
-                retention_days=self.retention_days,
-                result_retention_days=self.result_retention_days,
-            ),
-            api_key=secrets[key_ref] if key_ref else None,
-            webhook_secret=secrets[self.webhook_secret] if self.webhook_secret else None,
-            pool=pool,
-        )

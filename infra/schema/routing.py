@@ -14,7 +14,6 @@ from typing import Any, Self
 
 from pydantic import Field, model_validator
 
-from llmfleet.components.routing.picker import RoutingOptions, ScorerWeights
 from llmfleet.components.sizing.types import Quantization
 from llmfleet.infra.schema.base import Section
 
@@ -49,10 +48,6 @@ class RoutingSpec(Section):
     chart_values: dict[str, Any] = Field(
         default_factory=dict[str, Any], description="Deep-merged into the inferencepool chart values."
     )
-
-    def options(self) -> RoutingOptions:
-        weights = ScorerWeights(self.scorers.prefix_cache, self.scorers.queue, self.scorers.kv_cache_utilization)
-        return RoutingOptions(weights, self.picker_replicas, self.chart_values or None)
 
     def check(self, where: str, quantization: Quantization, has_fallback: bool, region_keys: Sequence[str]) -> None:
         """Cross-field checks (stack order of fields in the message: the one to change first)."""

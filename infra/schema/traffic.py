@@ -27,8 +27,6 @@ from llmfleet.infra.schema.base import Section
 from llmfleet.infra.schema.gateway import DNS_NAME
 
 if TYPE_CHECKING:
-    from llmfleet.components.sizing.plan import FailoverEstimate
-    from llmfleet.components.traffic import GlobalLoadBalancerArgs
     from llmfleet.infra.schema.regions import RegionSpec
 
 ROUTE53_ZONE_ID = r"^Z[A-Z0-9]{1,31}$"
@@ -162,51 +160,6 @@ class LoadBalancerSpec(Section):
                 f"load_balancer.addresses: clouddns needs every region's gateway IP, missing {missing} "
                 "(reserve static IPs, or read them after the first deploy)"
             )
-
-    def to_args(self, regions: list[RegionSpec], hostname: str, gcp_project: str | None) -> GlobalLoadBalancerArgs:
-        """The GlobalLoadBalancer's arguments: every region's gateway at `<region key>.<hostname>`."""
-        from llmfleet.components.traffic import DnsProvider, GlobalLoadBalancerArgs, HealthCheck, RegionEndpoint
-
-        check = self.health_check
-        endpoints: list[RegionEndpoint] = []
-        for region in regions:
-            assert region.cloud != "local"  # check_stack rejects local regions
-            endpoints.append(
-                RegionEndpoint(
-                    key=region.key,
-                    cloud=region.cloud,
-                    region=region.region,
-                    hostname=f"{region.key}.{hostname}",
-                    role=region.role,
-                    address=self.addresses.get(region.key),
-                )
-            )
-        return GlobalLoadBalancerArgs(
-            zone=self.zone,
-            domain=self.domain or hostname,
-            regions=endpoints,
-            provider=DnsProvider(self.provider),
-            ttl=self.ttl,
-            health_check=HealthCheck(check.interval_s, check.failure_threshold, check.path, check.checker_regions),
-            gcp_project=gcp_project if self.provider == "clouddns" else None,
-        )
-
-    def failover(self) -> FailoverEstimate:
-        """The worst-case failover these settings imply, with the stack's budget."""
-        from llmfleet.components.traffic.failover import estimate_failover
-
-        check = self.health_check
-        return estimate_failover(
-            self.provider, check.interval_s, check.failure_threshold, self.ttl, self.failover_budget_s
-        )
-
-    def require_within_budget(self, field: str) -> FailoverEstimate:
-        """The estimate, or a PlanningError naming the fields to change when it exceeds the budget."""
-        from llmfleet.components.traffic.failover import require_within_budget
-
-        estimate = self.failover()
-        require_within_budget(estimate, self.health_check.interval_s, self.health_check.failure_threshold, field)
-        return estimate
 
 
 def _matches(pattern: str, value: str) -> bool:
