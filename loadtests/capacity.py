@@ -1,6 +1,6 @@
 """How many streamed token chunks per second one Locust process reads on this machine: measured, cached.
 
-`--processes auto` sizes local workers from this figure (`loadtests/run.py` `auto_processes`). It is
+`--processes auto` sizes local workers from this figure (`auto_processes` below). It is
 measured, not assumed: a machine twice as fast, or a CI runner half as fast, changes it. Calibration
 runs the steady suite in one Locust process against a loopback emulator streaming at a real pace
 (CALIBRATION_USERS streams, a chunk every CALIBRATION_ITL_MS, each read on its own wake-up) and
@@ -19,6 +19,7 @@ variable LLMFLEET_LOCUST_CHUNKS_PER_S sets it instead (e.g. a CI runner that sho
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -29,7 +30,9 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+from llmfleet.loadtests.run import SuiteRun, die_with_parent
 from llmfleet.loadtests.samples import RequestSample, read_samples
+from llmfleet.values import Slo
 
 ENV_OVERRIDE = "LLMFLEET_LOCUST_CHUNKS_PER_S"
 CACHE_DAYS = 7.0
@@ -99,14 +102,27 @@ def chunks_per_process(
     return usable
 
 
+def auto_processes(
+    users: int, tpot_target_ms: float, cpus: int | None = None, chunks_per_process: float | None = None
+) -> int:
+    """Local Locust processes for `users` streams, each expected at 1000/tpot_target_ms chunks/s (a server
+    just meeting the SLO; a faster one sends more, and the gate's loop-lag check then calls the run
+    invalid rather than blaming the server), at most one per CPU. `chunks_per_process`: what one
+    process reads on this machine, measured and cached here when not given."""
+    per_process = chunks_per_process if chunks_per_process is not None else _measured_chunks_per_process()
+    needed = math.ceil(users * (1000 / tpot_target_ms) / per_process)
+    return max(1, min(needed, cpus if cpus is not None else (os.cpu_count() or 1)))
+
+
+def _measured_chunks_per_process() -> float:
+    return chunks_per_process()  # the module's function: auto_processes' argument of that name shadows it
+
+
 def calibrate_chunks_per_cpu_second() -> float:
     """Run the calibration (about CALIBRATION_S + Locust's start-up): token chunks one Locust process
     reads per second of its own CPU time, at a realistic pace (a chunk every CALIBRATION_ITL_MS per
     stream, each its own wake-up). CPU time, not wall time: on a shared machine a process waiting for
     a CPU reads nothing but spends nothing, so the figure is the process's cost, not the machine's load."""
-    from llmfleet.loadtests.run import SuiteRun, die_with_parent  # run imports this module
-    from llmfleet.values import Slo
-
     emulator = [sys.executable, "-m", "llmfleet.loadtests.emulator", "--port", "0", "--ttft-ms", "0"]
     emulator += ["--itl-ms", str(CALIBRATION_ITL_MS), "--output-tokens", str(CALIBRATION_TOKENS)]
     server = subprocess.Popen(emulator, stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent)

@@ -10,8 +10,6 @@ Locust HTML report goes next to it (`<report>.html`).
 from __future__ import annotations
 
 import ctypes
-import math
-import os
 import signal
 import socket
 import subprocess
@@ -20,25 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmfleet.loadtests import capacity, gate
+from llmfleet.loadtests import gate
 from llmfleet.values import Slo
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 DRAIN_MARGIN_S = 60.0
 """Beyond the run time and the bounded drain (request timeout), how long Locust gets to start and end."""
-
-
-def auto_processes(
-    users: int, tpot_target_ms: float, cpus: int | None = None, chunks_per_process: float | None = None
-) -> int:
-    """Local Locust processes for `users` streams, each expected at 1000/tpot_target_ms chunks/s (a server
-    just meeting the SLO; a faster one sends more, and the gate's loop-lag check then calls the run
-    invalid rather than blaming the server), at most one per CPU. `chunks_per_process`: what one
-    process reads on this machine, measured and cached by loadtests/capacity.py when not given."""
-    if chunks_per_process is None:
-        chunks_per_process = capacity.chunks_per_process()
-    needed = math.ceil(users * (1000 / tpot_target_ms) / chunks_per_process)
-    return max(1, min(needed, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
 def suites() -> list[str]:

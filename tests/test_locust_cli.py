@@ -62,7 +62,7 @@ def test_llmfleet_loadtest_exits_0_3_4_and_writes_both_reports(tmp_path: Path) -
 
 
 def test_processes_auto_sizes_workers_from_the_measured_capacity(tmp_path: Path) -> None:
-    from llmfleet.loadtests.run import auto_processes
+    from llmfleet.loadtests.capacity import auto_processes
 
     # 20 ms TPOT target: 50 chunks/s per user; one process reads 2,300 of them (46 users).
     assert auto_processes(46, 20, cpus=8, chunks_per_process=2300) == 1

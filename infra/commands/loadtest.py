@@ -25,7 +25,8 @@ from llmfleet.infra.commands.common import user_errors_exit_2
 from llmfleet.infra.config import PROJECT_ROOT, load_stack
 from llmfleet.infra.errors import UsageError
 from llmfleet.loadtests import capacity, gate, incluster
-from llmfleet.loadtests.run import SuiteRun, auto_processes, run_suite, suites, unwritable
+from llmfleet.loadtests.capacity import auto_processes
+from llmfleet.loadtests.run import SuiteRun, run_suite, suites, unwritable
 from llmfleet.values import Slo
 
 COUNTED_SUITES = {"smoke", "gateway"}

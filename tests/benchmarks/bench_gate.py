@@ -37,7 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from raw_client import command as raw_command  # noqa: E402
 
-from llmfleet.loadtests.run import auto_processes  # noqa: E402
+from llmfleet.loadtests.capacity import auto_processes  # noqa: E402
 from llmfleet.loadtests.samples import read_samples  # noqa: E402
 from llmfleet.loadtests.stats import summarize  # noqa: E402
 from llmfleet.values import Slo  # noqa: E402
