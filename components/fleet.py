@@ -45,8 +45,6 @@ DEFAULT_PROMETHEUS_URL = PROMETHEUS_URL
 """Where kube-prometheus-stack serves Prometheus when installed as components.observability installs it."""
 ENGINE_KEY_SECRET = "llmfleet-engine-key"
 """Secret (in the services' namespace) holding the key the engines require and the gateway sends."""
-INFERENCE_POD_LABELS = {"app.kubernetes.io/part-of": "llmfleet", "app.kubernetes.io/component": "inference"}
-"""Labels InferenceService gives every model server pod: the gateway's NetworkPolicy admits only itself to them."""
 
 
 @dataclass(frozen=True)
@@ -384,7 +382,8 @@ class RegionalFleet(pulumi.ComponentResource):
             args.gateway,
             namespace=self.namespace.metadata.name,
             models=models,
-            inference_pod_selector=INFERENCE_POD_LABELS,
+            # Every model server, any revision: the gateway's NetworkPolicy admits only itself to them.
+            inference_pod_selector=InferenceService.server_selector,
             metrics_namespace=args.observability.namespace if args.observability else args.gateway.metrics_namespace,
             engine_key_secret=self.engine_key.metadata.name if self.engine_key else None,
         )

@@ -17,7 +17,6 @@ import pytest
 import yaml
 from conftest import StackWriter
 
-from llmfleet.components.fleet import INFERENCE_POD_LABELS
 from llmfleet.components.gateway.health import HEALTH_CLIENT
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from llmfleet.components.gateway.routes import ENVOY_PROXY_LABEL
@@ -27,6 +26,7 @@ from llmfleet.components.gateway.types import (
     TENANT_HEADER,
     TOTAL_TOKENS_KEY,
 )
+from llmfleet.components.inference import InferenceService
 from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack
 from llmfleet.infra.render.offline import SECRET_PLACEHOLDER, OfflineRun, RecordedResource, run_program
 from llmfleet.infra.render.validate import validate_manifest
@@ -343,7 +343,7 @@ def _is_secure(value: Any) -> bool:
 
 def _is_inference(obj: dict[str, Any]) -> bool:
     labels: dict[str, str] = obj["metadata"].get("labels") or {}
-    return INFERENCE_POD_LABELS.items() <= labels.items()
+    return InferenceService.server_selector.items() <= labels.items()
 
 
 def _exposed(service: dict[str, Any]) -> bool:

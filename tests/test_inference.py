@@ -509,3 +509,21 @@ def test_stack_refuses_scale_to_zero_naming_the_field(autoscaling: dict[str, Any
         parse_deployment(stack({"autoscaling": autoscaling}), "test")
     message = str(caught.value)
     assert f"models[0].autoscaling.{field}" in message and "never wake up" in message, message
+
+
+def test_the_service_publishes_the_labels_port_and_health_path_its_objects_carry() -> None:
+    built: list[InferenceService] = []
+    objects = manifests(record(lambda: built.append(InferenceService("aws-us-east-1-chat", args_for(make_plan())))))
+    (service,) = built
+    pod = objects["Deployment/chat"]["spec"]["template"]
+    server = pod["spec"]["containers"][0]
+    assert pod["metadata"]["labels"] == service.labels == objects["Service/chat"]["metadata"]["labels"]
+    assert (
+        service.server_selector.items() <= service.labels.items()
+        and service.pod_selector.items() <= service.labels.items()
+    )
+    assert objects["Service/chat"]["spec"]["selector"] == service.pod_selector
+    assert [p["containerPort"] for p in server["ports"]] == [service.port]
+    assert [p["port"] for p in objects["Service/chat"]["spec"]["ports"]] == [service.port]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server[probe]["httpGet"]["path"] == service.health_path, probe

@@ -13,6 +13,8 @@ from typing import Any
 
 import pulumi
 
+from llmfleet.components.inference.engine import PORT
+
 TENANT_HEADER = "x-tenant-id"
 """Header the gateway sets to the authenticated tenant (and strips from clients) for rate limits."""
 MODEL_HEADER = "x-ai-eg-model"
@@ -175,7 +177,7 @@ class SplitBackend:
     """The part's ClusterIP Service, in the gateway's namespace."""
     weight: int
     """Relative share of the model's requests: the part's share of the mix's capacity, from the plan."""
-    port: int = 8000
+    port: int = PORT
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ class CanaryBackend:
     """The canary InferenceService's ClusterIP Service, in the gateway's namespace."""
     weight: int
     """Percent of the model's requests sent to the canary (0-100); the first revision gets the rest."""
-    port: int = 8000
+    port: int = PORT
     pool: str | None = None
     """The canary revision's own InferencePool, if it has one: requests pinned to the revision go through it."""
     split: tuple[SplitBackend, ...] = ()
@@ -220,7 +222,7 @@ class ModelBackend:
     """Served model name clients send as `model`."""
     service_name: pulumi.Input[str]
     """The InferenceService's ClusterIP Service, in the gateway's namespace."""
-    port: int = 8000
+    port: int = PORT
     canary: CanaryBackend | None = None
     """During a rollout or an A/B test: a second revision and its share of this model's requests."""
     revision: str | None = None

@@ -17,6 +17,11 @@ from llmfleet.components.sizing.types import Quantization
 
 HEALTH_PATH = "/health"
 """Both servers answer 200 on /health once the model is loaded (503 or no answer before)."""
+PORT = 8000
+"""The servers' API port, which also serves /health and /metrics."""
+SERVER_LABELS = {"app.kubernetes.io/component": "inference", "app.kubernetes.io/part-of": "llmfleet"}
+"""Labels every model server's pods and Service carry, whatever the model or revision: what the gateway's
+NetworkPolicies, the ServiceMonitor and the policy pack select model servers by (InferenceService.server_selector)."""
 
 
 @dataclass(frozen=True)

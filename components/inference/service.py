@@ -10,6 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import ClassVar
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -21,6 +22,8 @@ from llmfleet.components.hardening import container_hardening, pod_hardening
 from llmfleet.components.inference.autoscaling import queue_query, require_a_replica, scaled_object_spec
 from llmfleet.components.inference.engine import (
     HEALTH_PATH,
+    PORT,
+    SERVER_LABELS,
     EngineSpec,
     checkpoint_gib,
     group_name,
@@ -30,7 +33,6 @@ from llmfleet.components.inference.engine import (
 from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.components.sizing.types import Engine
 
-PORT = 8000
 PORT_NAME = "http"
 """Named port: monitors and probes refer to it by name."""
 NODE_PROVISIONING_S = 600
@@ -105,6 +107,13 @@ class InferenceService(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     namespace: pulumi.Output[str]
     port: int
+    """The server's API port (also /health and /metrics): the gateway's backends and policies use it."""
+    health_path: str
+    """What answers 200 once the model is loaded (the probes', and the gateway health route's, target)."""
+    labels: dict[str, str]
+    """Every label of its pods (and Deployment, Service): engine, instance, model, revision, GPU-mix part."""
+    server_selector: ClassVar[Mapping[str, str]] = SERVER_LABELS
+    """Labels every InferenceService's pods and Service carry (any model, any revision): select them all."""
     object_name: str
     """Name of its Deployment and Service (`<model>` or `<model>-<revision>`); its InferencePool's too."""
     pod_selector: dict[str, str]
@@ -127,14 +136,14 @@ class InferenceService(pulumi.ComponentResource):
         require_a_replica(plan)
         self.model_name = plan.model
         self.port = PORT
+        self.health_path = HEALTH_PATH
         child = pulumi.ResourceOptions(parent=self)
         object_names = object_name(plan) + (f"-{args.revision}" if args.revision else "")
         group = group_name(plan) + (f"-{args.revision}" if args.revision else "")
         labels = {
             "app.kubernetes.io/name": plan.engine.value.replace(".", ""),
             "app.kubernetes.io/instance": object_names,
-            "app.kubernetes.io/component": "inference",
-            "app.kubernetes.io/part-of": "llmfleet",
+            **SERVER_LABELS,
             "llmfleet.dev/model": plan.model,
         }
         if args.revision:
@@ -144,10 +153,10 @@ class InferenceService(pulumi.ComponentResource):
             labels["llmfleet.dev/mix"] = group
             labels["llmfleet.dev/part"] = plan.part
         selector = {k: labels[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/component")}
-        self.object_name, self.pod_selector = object_names, selector
+        self.object_name, self.pod_selector, self.labels = object_names, selector, labels
         self.pool_name = group if plan.part else object_names
         self.pool_selector = (
-            {"llmfleet.dev/mix": group, "app.kubernetes.io/component": "inference"} if plan.part else selector
+            {k: labels[k] for k in ("llmfleet.dev/mix", "app.kubernetes.io/component")} if plan.part else selector
         )
         # A part of a mix scales on its own pods' queue (the scrape's `service` label is its Service), not the model's.
         queue_selector = {**engine.queue_selector, "service": object_names} if plan.part else engine.queue_selector

@@ -11,15 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
-from llmfleet.components.inference.service import PORT_NAME
+from llmfleet.components.inference.service import PORT_NAME, InferenceService
 from llmfleet.components.observability.stack import SCRAPE_INTERVAL
 
 API_VERSION = "monitoring.coreos.com/v1"
 METRICS_PATH = "/metrics"
 """vLLM and llama-server (with --metrics) both serve Prometheus text on their API port."""
-
-INFERENCE_SELECTOR = {"app.kubernetes.io/component": "inference", "app.kubernetes.io/part-of": "llmfleet"}
-"""Labels every InferenceService's Service carries (components/inference/service.py)."""
 
 ENVOY_PROXY_SELECTOR = {
     "app.kubernetes.io/name": "envoy",
@@ -43,7 +40,7 @@ def inference_monitor_spec(namespace: str, key_secret: str | None = None) -> dic
         endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": key_secret, "key": SCRAPE_KEY}}
     return {
         "namespaceSelector": {"matchNames": [namespace]},
-        "selector": {"matchLabels": dict(INFERENCE_SELECTOR)},
+        "selector": {"matchLabels": dict(InferenceService.server_selector)},
         "endpoints": [endpoint],
     }
 

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
+from llmfleet.components.inference.engine import SERVER_LABELS
+
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT_KEY = "nvidia.com/gpu"
-INFERENCE_COMPONENT = "inference"
-"""`app.kubernetes.io/component` of the inference servers' Deployments and Services (components/inference)."""
+INFERENCE_COMPONENT = SERVER_LABELS["app.kubernetes.io/component"]
+"""`app.kubernetes.io/component` of the inference servers' Deployments and Services."""
 GATEWAY_COMPONENT_TYPE = "llmfleet:gateway:Gateway"
 """Routes created under this component are the sanctioned way in."""
 MODEL_LABEL = "llmfleet.dev/model"
