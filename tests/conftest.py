@@ -1,21 +1,31 @@
-"""Shared fixtures: the offline engine's mocks and throwaway stack files."""
+"""Shared fixtures: the offline engine's mocks and throwaway stack files.
 
-from collections.abc import Callable
+Test modules import helpers from tests/support/, never from here: pytest loads conftest itself.
+"""
+
+import functools
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from support.stacks import ShippedRun, StackWriter
 
-from llmfleet.infra.render.offline import RecordingMocks
-
-StackWriter = Callable[..., Path]
+from llmfleet.infra.render.offline import RecordingMocks, run_program
 
 
 @pytest.fixture
 def recording_mocks() -> RecordingMocks:
     """Fresh RecordingMocks installed as the Pulumi runtime's (for `@pulumi.runtime.test` tests)."""
     return RecordingMocks().install(stack="test")
+
+
+@pytest.fixture(scope="session")
+def shipped_run() -> ShippedRun:
+    """The shipped stacks run under the offline engine once per test session (per xdist worker), shared by
+    every module that reads them: a whole-program run of prod takes seconds. Callers must not change what it
+    returns (copy a manifest before editing it)."""
+    return functools.cache(lambda name: run_program(name))
 
 
 @pytest.fixture
@@ -36,17 +46,3 @@ def write_stack(tmp_path: Path) -> StackWriter:
         return path
 
     return write
-
-
-def one_region_stack(*regions: str) -> dict[str, Any]:
-    """A valid deployment: one small model in the given `cloud/region`s, the first primary."""
-    listed = regions or ("aws/us-east-1",)
-    return {
-        "models": [{"name": "chat", "model": "llama-3.1-8b", "load": {"concurrent_sequences": 8}}],
-        "huggingface_token_secret": "hfToken",  # meta-llama weights are gated
-        "regions": [
-            {"cloud": r.split("/")[0], "region": r.split("/")[1], "role": "primary" if i == 0 else "secondary"}
-            for i, r in enumerate(listed)
-        ],
-        "api_access_cidrs": ["203.0.113.0/24"],
-    }

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pytest
-from test_inference import args_for, gguf_plan, make_plan
+from support.inference import args_for, gguf_plan, make_plan
 
 from llmfleet.components.cluster import Cluster, ClusterArgs, ClusterKind, EksNodes, GkeNodes, ReleaseChannel
 from llmfleet.components.cluster.component import NAME_LIMITS, default_cluster_name

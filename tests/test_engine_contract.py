@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from pin_checks import (
+from support.pin_checks import (
     ENGINE_DATA,
     engine_release,
     metric_names,

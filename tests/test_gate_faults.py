@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from locust_harness import LENIENT_SLO, LLMFLEET, RUN_TIMEOUT_S, Run, run_locust, slo_file
+from support.locust_harness import LENIENT_SLO, LLMFLEET, RUN_TIMEOUT_S, Run, run_locust, slo_file
 
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 

@@ -1,5 +1,5 @@
 """Issue 13's starved-generator row: CPU hogs compete with Locust while a raw-socket asyncio client
-(tests/raw_client.py, at a higher scheduling priority, as the reference) measures the same server at
+(tests/support/raw_client.py, at a higher scheduling priority, as the reference) measures the same server at
 the same time. Either the gate's TTFT p50 and p95 are within 5% of the reference's, or the run is
 invalid: never a valid verdict on figures that carry the generator's own delay.
 
@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from locust_harness import emulator_process, run_locust
-from raw_client import command as raw_command
+from support.locust_harness import emulator_process, run_locust
+from support.raw_client import command as raw_command
 
 from llmfleet.loadtests.samples import read_samples
 from llmfleet.loadtests.stats import summarize

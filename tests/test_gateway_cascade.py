@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from cli.models import UserConfig  # the vllm-sr 0.3.0 wheel (dev extra): the router's own config models
 from cli.validator import validate_user_config
-from conftest import StackWriter
-from pin_checks import unpinned_releases
 from support.cel import check_rules
 from support.gateway import NAME, NAMESPACE, GatewayRender, full_args, render
 from support.gateway import manifest as to_manifest
-from test_gateway_priority import ask
+from support.pin_checks import unpinned_releases
+from support.routes import ask
+from support.stacks import StackWriter
 from typer.testing import CliRunner
 
 from llmfleet.components import pins

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import StackWriter
 from support.cel import check_rules
 from support.gateway import NAME, full_args, render
 from support.gateway import manifest as to_route
+from support.routes import ask, backends, select
+from support.stacks import StackWriter
 
 from llmfleet.components.gateway import CanaryBackend, ModelBackend, PriorityRouting
 from llmfleet.components.gateway.types import MODEL_HEADER, PRIORITY_HEADER, REVISION_HEADER
@@ -33,34 +34,6 @@ def route(**changes: Any) -> dict[str, Any]:
     assert validate_manifest(manifest) == []
     assert check_rules(recorder).broken == []
     return manifest
-
-
-def select(manifest: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-    """The rule a request with `headers` takes (Gateway API precedence among header-only matches)."""
-    best: tuple[int, int] | None = None
-    chosen: dict[str, Any] | None = None
-    for index, rule in enumerate(manifest["spec"]["rules"]):
-        for match in rule["matches"]:
-            wanted = match["headers"]
-            if all(headers.get(h["name"]) == h["value"] for h in wanted):
-                key = (-len(wanted), index)
-                if best is None or key < best:
-                    best, chosen = key, rule
-    assert chosen is not None, f"no rule matches {headers}"
-    return chosen
-
-
-def backends(rule: dict[str, Any]) -> list[tuple[int, str, str | None]]:
-    """(priority, backend, model sent) in the order Envoy tries priorities."""
-    refs = [(r["priority"], r["name"], r.get("modelNameOverride")) for r in rule["backendRefs"]]
-    return sorted(refs, key=lambda ref: ref[0])
-
-
-def ask(manifest: dict[str, Any], model: str, priority: str | None = None, **extra: str) -> list[Any]:
-    headers = {MODEL_HEADER: model, **extra}
-    if priority is not None:
-        headers[PRIORITY_HEADER] = priority
-    return backends(select(manifest, headers))
 
 
 def test_each_priority_picks_its_backends() -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
-from conftest import StackWriter
+from support.stacks import ShippedRun, StackWriter
 
 from llmfleet.components.gateway.health import HEALTH_CLIENT
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
@@ -50,10 +51,10 @@ GATEWAY_KINDS = {
 class Stack:
     """One shipped stack: its parsed spec and one program run, with the objects grouped by region."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, run: OfflineRun) -> None:
         self.name = name
         _, self.spec = load_stack(name)
-        self.run: OfflineRun = run_program(name)
+        self.run = run
         self.objects = self.run.kubernetes_objects(redacted=False)
 
     def region_objects(self, region: str, kind: str) -> list[tuple[RecordedResource, dict[str, Any]]]:
@@ -71,14 +72,14 @@ class Stack:
         return found[0]
 
 
-@functools.cache
-def shipped(name: str) -> Stack:
-    """One run per stack for the whole module (a run takes seconds)."""
-    return Stack(name)
+@pytest.fixture(scope="module")
+def shipped(shipped_run: ShippedRun) -> Callable[[str], Stack]:
+    """`shipped("prod")`: the stack over the session's one run of it (a run takes seconds)."""
+    return functools.cache(lambda name: Stack(name, shipped_run(name)))
 
 
 @pytest.fixture(params=SHIPPED_STACKS)
-def stack(request: pytest.FixtureRequest) -> Stack:
+def stack(request: pytest.FixtureRequest, shipped: Callable[[str], Stack]) -> Stack:
     return shipped(request.param)
 
 
@@ -296,7 +297,7 @@ def test_limits_equal_the_stack(stack: Stack) -> None:
                 }
 
 
-def test_prod_limits_are_not_vacuous() -> None:
+def test_prod_limits_are_not_vacuous(shipped: Callable[[str], Stack]) -> None:
     """The stack-derived expectation above, pinned once to figures read from stacks/Pulumi.prod.yaml."""
     prod = shipped("prod")
     rules = prod.one("aws-us-east-1", "BackendTrafficPolicy", "-models")["spec"]["rateLimit"]["global"]["rules"]

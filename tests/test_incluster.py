@@ -1,6 +1,6 @@
 """`llmfleet loadtest --in-cluster NAME` (loadtests/incluster.py): a deployed LoadGenerator runs again
 through kubectl, and its verdict and exit code are the ones a local run gives. kubectl is
-tests/fake_kubectl.py on PATH, serving the Jobs the LoadGenerator component renders."""
+tests/support/fake_kubectl.py on PATH, serving the Jobs the LoadGenerator component renders."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_loadgen import render
+from support.loadgen import render
 
 from llmfleet.infra.render.validate import validate_manifest
 from llmfleet.loadtests import incluster
 from llmfleet.loadtests.incluster import RUN_LABEL, Kubectl, finished, rerun_job, run_in_cluster, verdict_from_log
 
 LLMFLEET = Path(sys.executable).parent / "llmfleet"
-FAKE = Path(__file__).resolve().parent / "fake_kubectl.py"
+FAKE = Path(__file__).resolve().parent / "support" / "fake_kubectl.py"
 NAME = "gate-us"
 
 

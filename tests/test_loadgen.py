@@ -4,53 +4,19 @@ RecordingMocks; every object must pass the schema validation the API server appl
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
+from support.loadgen import IMAGE, render
 
 from llmfleet.components import pins
-from llmfleet.components.loadgen import SLO_PATH, SUITES, LoadGenerator, LoadGeneratorArgs
+from llmfleet.components.loadgen import SLO_PATH, SUITES
 from llmfleet.infra.commands.loadtest import SINGLE_PROCESS_SUITES
-from llmfleet.infra.render.manifests import to_manifest
-from llmfleet.infra.render.offline import RecordedResource, RecordingMocks
 from llmfleet.infra.render.validate import validate_manifest
 from llmfleet.loadtests.run import suites
-from llmfleet.values import Slo
 
 ROOT = Path(__file__).resolve().parent.parent
-IMAGE = "registry.example.com/llmfleet-loadtest:1"
-
-
-def record(build: Callable[[], object]) -> list[RecordedResource]:
-    mocks = RecordingMocks().install()
-    pulumi.runtime.test(lambda: build() and None)()
-    return mocks.resources
-
-
-def args(**changes: Any) -> LoadGeneratorArgs:
-    fields: dict[str, Any] = {
-        "image": IMAGE,
-        "host": "http://envoy-llmfleet.envoy-gateway-system:80",
-        "model": "chat",
-        "slo": Slo().model_dump(),
-        "users": 512,
-        "duration_s": 300,
-        "workers": 8,
-    }
-    return LoadGeneratorArgs(**(fields | changes))
-
-
-def render(**changes: Any) -> tuple[list[RecordedResource], dict[str, dict[str, Any]]]:
-    resources = record(lambda: LoadGenerator("gate-us", args(**changes)))
-    objects: dict[str, dict[str, Any]] = {}
-    for resource in resources:
-        manifest = to_manifest(resource)
-        if manifest is not None:
-            objects[f"{manifest['kind']}/{manifest['metadata']['name']}"] = manifest
-    return resources, objects
 
 
 def pod(objects: dict[str, dict[str, Any]], job: str) -> dict[str, Any]:

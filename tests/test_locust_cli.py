@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from locust_harness import LLMFLEET, RUN_TIMEOUT_S, slo_file
+from support.locust_harness import LLMFLEET, RUN_TIMEOUT_S, slo_file
 
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 

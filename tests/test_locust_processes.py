@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from locust_harness import Run, e2es, run_locust, ttfts
+from support.locust_harness import Run, e2es, run_locust, ttfts
 
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from locust_harness import LENIENT_SLO, e2es, generator_fell_behind, ms, run_locust, ttfts
+from support.locust_harness import LENIENT_SLO, e2es, generator_fell_behind, ms, run_locust, ttfts
 
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 

@@ -7,7 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from locust_harness import Run, emulator_process, run_locust
+from support.locust_harness import Run, emulator_process, run_locust
 
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 

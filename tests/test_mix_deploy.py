@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from test_sizing_mix import CATALOG, ETA, US_EAST_1, request
+from support.sizing import CATALOG, ETA, US_EAST_1, request
+from support.stacks import mixed_70b, write_mix
 from typer.testing import CliRunner
 
 from llmfleet.components.gateway import ModelBackend, SplitBackend, health
@@ -18,7 +18,7 @@ from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.components.sizing.planner import plan_deployment
 from llmfleet.components.sizing.types import Quantization
 from llmfleet.infra.cli import app
-from llmfleet.infra.config import STACKS_DIR, ConfigError, load_stack
+from llmfleet.infra.config import ConfigError, load_stack
 from llmfleet.infra.planning import build_plan
 from llmfleet.infra.program.revisions import RECORD_KEY, RolloutRecord, region_revision, target_revisions
 from llmfleet.infra.render.offline import OfflineRun, run_program
@@ -27,29 +27,6 @@ from llmfleet.infra.schema.models import ModelSpec
 
 EKS_NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 POOL = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}
-
-
-def mixed_70b(**model: Any) -> dict[str, Any]:
-    """The shipped dev stack serving Llama 3.3 70B fp8 at 40 sequences on L40S or A10G, a mix deployed."""
-    data = yaml.safe_load((STACKS_DIR / "Pulumi.dev.yaml").read_text())
-    spec = data["config"]["llmfleet:deployment"]
-    spec["models"][0] = {
-        **spec["models"][0],
-        "model": "llama-3.3-70b",
-        "quantization": "fp8",
-        "load": {"concurrent_sequences": 40, "prompt_tokens": 1024, "output_tokens": 256},
-        "mixed_gpus": True,
-        "deploy_mix": True,
-        **model,
-    }
-    spec["regions"][0]["allowed_gpus"] = ["L40S", "A10G"]
-    return data
-
-
-def write(data: dict[str, Any], tmp_path: Path) -> Path:
-    path = tmp_path / "Pulumi.mix.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_the_plan_deploys_a_cheaper_mix_as_two_full_parts() -> None:
@@ -88,13 +65,13 @@ def test_no_cheaper_mix_deploys_the_single_type_and_says_why() -> None:
 
 def test_deploy_mix_is_refused_without_mixed_gpus_or_for_gguf(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"models\[0\].*set mixed_gpus: true"):
-        load_stack(None, write(mixed_70b(mixed_gpus=False), tmp_path))
+        load_stack(None, write_mix(mixed_70b(mixed_gpus=False), tmp_path))
     with pytest.raises(ConfigError, match=r"models\[0\].*vLLM models only"):
-        load_stack(None, write(mixed_70b(quantization="q4_k_m"), tmp_path))
+        load_stack(None, write_mix(mixed_70b(quantization="q4_k_m"), tmp_path))
 
 
 def test_plan_totals_table_and_json_show_the_deployed_parts(tmp_path: Path) -> None:
-    path = write(mixed_70b(), tmp_path)
+    path = write_mix(mixed_70b(), tmp_path)
     name, spec = load_stack(None, path)
     plan = build_plan(name, spec)
     (d,) = plan.deployments
@@ -117,7 +94,7 @@ def test_plan_totals_table_and_json_show_the_deployed_parts(tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def pooled_stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write(mixed_70b(), tmp_path_factory.mktemp("pooled"))
+    return write_mix(mixed_70b(), tmp_path_factory.mktemp("pooled"))
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +164,8 @@ def test_every_object_of_the_mixed_stack_validates(pooled: OfflineRun) -> None:
 
 
 def test_without_a_pool_the_route_weights_the_parts_by_capacity(tmp_path: Path) -> None:
-    run = run_program(stack_file=write(mixed_70b(routing={"prefix_aware": False}), tmp_path))
-    name, spec = load_stack(None, write(mixed_70b(routing={"prefix_aware": False}), tmp_path))
+    run = run_program(stack_file=write_mix(mixed_70b(routing={"prefix_aware": False}), tmp_path))
+    name, spec = load_stack(None, write_mix(mixed_70b(routing={"prefix_aware": False}), tmp_path))
     (d,) = build_plan(name, spec).deployments
     assert d.mix is not None
     route = next(iter(objects(run, "AIGatewayRoute").values()))
@@ -209,9 +186,9 @@ def test_without_a_pool_the_route_weights_the_parts_by_capacity(tmp_path: Path) 
 
 
 def test_the_rollout_revision_follows_the_deployed_parts(tmp_path: Path) -> None:
-    name, spec = load_stack(None, write(mixed_70b(), tmp_path))
+    name, spec = load_stack(None, write_mix(mixed_70b(), tmp_path))
     deployed = build_plan(name, spec).deployments
-    name, spec = load_stack(None, write(mixed_70b(deploy_mix=False), tmp_path))
+    name, spec = load_stack(None, write_mix(mixed_70b(deploy_mix=False), tmp_path))
     advice = build_plan(name, spec).deployments
     assert region_revision(deployed)[0] != region_revision(advice)[0]
 
@@ -233,7 +210,7 @@ def rollout_run(tmp_path: Path, old: dict[str, Any], weight: int, **current: Any
     """The mixed stack mid-rollout: the stack file's revision (`current` settings) at 100 - weight, an older
     revision with the `old` settings at `weight`."""
     data = mixed_70b(**current)
-    name, spec = load_stack(None, write(data, tmp_path))
+    name, spec = load_stack(None, write_mix(data, tmp_path))
     new = target_revisions(name, spec)[REGION].id
     old_model = {**spec.models[0].model_dump(mode="json", exclude_defaults=True), **old}
     record = RolloutRecord().with_revision(REGION, OLD, [old_model])
@@ -243,7 +220,7 @@ def rollout_run(tmp_path: Path, old: dict[str, Any], weight: int, **current: Any
     (old_plan,) = build_plan(
         name, spec.model_copy(update={"models": [ModelSpec.model_validate(old_model)]})
     ).deployments
-    return run_program(stack_file=write(data, tmp_path)), new, {new: current_plan, OLD: old_plan}
+    return run_program(stack_file=write_mix(data, tmp_path)), new, {new: current_plan, OLD: old_plan}
 
 
 Plans = dict[str, DeploymentPlan]

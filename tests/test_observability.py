@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from conftest import StackWriter, one_region_stack
+from support.stacks import ShippedRun, StackWriter, one_region_stack
 
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from llmfleet.components.nodepool import GPU_TAINT_KEY
@@ -42,13 +42,13 @@ SECRET = "kubernetes:core/v1:Secret"
 
 
 @pytest.fixture(scope="module")
-def prod() -> OfflineRun:
-    return run_program("prod")
+def prod(shipped_run: ShippedRun) -> OfflineRun:
+    return shipped_run("prod")
 
 
 @pytest.fixture(scope="module")
-def local() -> OfflineRun:
-    return run_program("local")
+def local(shipped_run: ShippedRun) -> OfflineRun:
+    return shipped_run("local")
 
 
 def descendants(run: OfflineRun, root: RecordedResource) -> list[RecordedResource]:

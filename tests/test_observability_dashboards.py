@@ -165,9 +165,9 @@ def test_the_metric_list_follows_the_exporters_conventions() -> None:
 def test_a_deployed_mix_is_priced_part_by_part(tmp_path: Path) -> None:
     """Each part's pods at its own instance type's node price (the plan's), not the single type's: promtool
     evaluates the panel's query over pods of both parts."""
-    from test_mix_deploy import mixed_70b, write
+    from support.stacks import mixed_70b, write_mix
 
-    name, spec = load_stack(None, write(mixed_70b(), tmp_path))
+    name, spec = load_stack(None, write_mix(mixed_70b(), tmp_path))
     (plan,) = build_plan(name, spec).deployments
     assert len(plan.parts) == 2 and {p.instance_type for p in plan.parts} != {plan.instance_type}
     cost = next(b for b in dashboards(spec.namespace, [plan], SLO) if b.uid == "llmfleet-cost")

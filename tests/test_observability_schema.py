@@ -9,7 +9,7 @@ from typing import Any
 
 import pulumi
 import pytest
-from conftest import StackWriter, one_region_stack
+from support.stacks import StackWriter, one_region_stack
 
 from llmfleet.components.observability import AlertThresholds
 from llmfleet.components.observability.stack import (

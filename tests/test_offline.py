@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
-from conftest import StackWriter, one_region_stack
+from support.stacks import StackWriter, one_region_stack
 
 from llmfleet.infra.config import ConfigError
 from llmfleet.infra.render.manifests import region_of

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pin_checks import unpinned_eks_addons, unpinned_images, unpinned_releases
 from pydantic import ValidationError
+from support.pin_checks import unpinned_eks_addons, unpinned_images, unpinned_releases
 
 from llmfleet.components import pins
 from llmfleet.components.gateway import install

@@ -3,8 +3,7 @@ shipped stacks' resources (run under the offline engine) through every rule."""
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from functools import cache
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,12 @@ from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidat
 from pulumi_policy import Secret as PolicySecret
 from pulumi_policy.deserialize import deserialize_properties, serialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+from support.policy import RESOURCE_RULES, STACK_RULES, as_rule_resources, wrap_secrets
+from support.stacks import ShippedRun
 
 from llmfleet.infra.config import load_stack
 from llmfleet.infra.policy import policies, rules
 from llmfleet.infra.policy.rules import Resource, Secret
-from llmfleet.infra.render.offline import OfflineRun, RecordedResource, run_program
 
 PACK_DIR = Path(policies.__file__).resolve().parent
 
@@ -370,54 +370,8 @@ def test_stack_policies_group_by_top_level_component() -> None:
 # --- the shipped stacks ---------------------------------------------------------------------------
 
 
-def as_rule_resources(run: OfflineRun) -> list[Resource]:
-    """The run's resources as the pack's stack rules see them (secret inputs wrapped in rules.Secret)."""
-    by_urn = {r.urn: r for r in run.resources}
-
-    def top(resource: RecordedResource) -> str:
-        while resource.parent in by_urn:
-            resource = by_urn[resource.parent]
-        return resource.urn
-
-    found: list[Resource] = []
-    for r in run.resources:
-        props = wrap_secrets(r.inputs, r.secret_paths)
-        provider = by_urn[r.provider].inputs if r.provider in by_urn else {}
-        found.append(Resource(r.type, r.name, r.urn, props, top(r), rules.region_key(r.type, r.inputs, provider)))
-    return found
-
-
-def wrap_secrets(value: Any, paths: frozenset[tuple[str | int, ...]], here: tuple[str | int, ...] = ()) -> Any:
-    if here in paths:
-        return Secret(value)
-    if isinstance(value, dict):
-        return {k: wrap_secrets(v, paths, (*here, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [wrap_secrets(v, paths, (*here, i)) for i, v in enumerate(value)]
-    return value
-
-
-RESOURCE_RULES: list[Callable[[str, rules.Props], list[Any]]] = [
-    rules.gpu_pool_taint,
-    rules.inference_pod_tolerations,
-    rules.inference_service_type,
-    rules.credentials_in_plain_text,
-    rules.unmarked_credentials,
-    rules.pinned_images,
-]
-
-
-@cache
-def shipped_run(stack: str) -> OfflineRun:
-    """One offline run per shipped stack for the whole module."""
-    return run_program(stack)
-
-
-STACK_RULES = [rules.inference_pods_fit_pools, rules.inference_only_through_gateway, rules.single_machine_type]
-
-
 @pytest.fixture(scope="module", params=["dev", "prod", "local"])
-def shipped(request: pytest.FixtureRequest) -> tuple[str, list[Resource]]:
+def shipped(request: pytest.FixtureRequest, shipped_run: ShippedRun) -> tuple[str, list[Resource]]:
     return request.param, as_rule_resources(shipped_run(request.param))
 
 
@@ -495,7 +449,9 @@ def test_served_pack_lists_its_policies_and_reports_a_violation(served_pack: ana
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_served_pack_passes_the_shipped_stacks(served_pack: analyzer_pb2_grpc.AnalyzerStub, stack: str) -> None:
+def test_served_pack_passes_the_shipped_stacks(
+    served_pack: analyzer_pb2_grpc.AnalyzerStub, stack: str, shipped_run: ShippedRun
+) -> None:
     """Every resource of the stack through Analyze, then the whole stack through AnalyzeStack."""
     run = shipped_run(stack)
     _, spec = load_stack(stack)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.locust_harness import run_locust
 
 from llmfleet.loadtests.conversations import SharedPrefixPrompts, system_prompt
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
@@ -21,7 +22,6 @@ from llmfleet.loadtests.prefix_cache import PrefixCache, chat_tokens
 from llmfleet.loadtests.prompts import ChatPrompt, WorkloadError, chat_body
 from llmfleet.loadtests.stats import prefix_cache_hit_share, summarize
 from llmfleet.loadtests.stream import StreamMeter, measure_response
-from tests.locust_harness import run_locust
 
 WORDS = [f"w{i}" for i in range(200)]
 

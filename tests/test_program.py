@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.stacks import ShippedRun
 
 import llmfleet.infra.render.offline as offline
 from llmfleet.components.inference import waiting_requests_threshold
@@ -83,8 +84,9 @@ def _run(name: str, stack_file: Path | None = None) -> Stack:
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
-def stack(request: pytest.FixtureRequest) -> Stack:
-    return _run(request.param)
+def stack(request: pytest.FixtureRequest, shipped_run: ShippedRun) -> Stack:
+    stack_name, spec = load_stack(request.param)
+    return Stack(stack_name, spec, build_plan(stack_name, spec), shipped_run(request.param))
 
 
 def test_every_environment_has_a_shipped_stack() -> None:

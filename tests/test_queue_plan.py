@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from conftest import StackWriter
+from support.stacks import StackWriter
 from typer.testing import CliRunner
 
 from llmfleet.components.queue.costs import BYTES_PER_TOKEN, JOB_OVERHEAD_BYTES, SECONDS_PER_MONTH, prices, queue_cost

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StackWriter
+from support.stacks import StackWriter
 
 from llmfleet.components.queue.aws import KEDA_SQS_ACTIONS, WORKER_SQS_ACTIONS
 from llmfleet.components.queue.pool import POOL_LABEL, POOL_VALUE, TAINT_KEY
@@ -327,7 +327,7 @@ def test_without_a_spot_pool_the_workers_run_on_the_system_nodes(run: OfflineRun
 
 
 def test_the_policy_pack_passes_a_stack_with_the_queue_and_its_spot_pool(pooled_stack: Path) -> None:
-    from test_policy import RESOURCE_RULES, STACK_RULES, as_rule_resources
+    from support.policy import RESOURCE_RULES, STACK_RULES, as_rule_resources
 
     from llmfleet.infra.policy import rules
 

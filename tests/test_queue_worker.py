@@ -1,6 +1,6 @@
 """The async queue's worker against the emulator (as the gateway) and a webhook receiver, on loopback.
 
-The queue and the store are test doubles (tests/queue_fakes.py) with the semantics the worker relies on:
+The queue and the store are test doubles (tests/support/queue_fakes.py) with the semantics the worker relies on:
 redelivery of what is not acknowledged, and a dead-letter list after the last attempt.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
-from queue_fakes import FakeQueue, FakeStore, WebhookReceiver
+from support.queue_fakes import FakeQueue, FakeStore, WebhookReceiver
 
 from llmfleet.components import pins
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import StackWriter
-from pin_checks import (
+from support.pin_checks import (
     metric_names,
     unknown_engine_flags,
     unknown_llamacpp_metrics,
@@ -22,6 +21,7 @@ from pin_checks import (
     unpinned_images,
     unpinned_releases,
 )
+from support.stacks import ShippedRun, StackWriter
 from typer.testing import CliRunner
 
 from llmfleet.components import pins
@@ -51,9 +51,11 @@ def render(run: OfflineRun, out: Path) -> Rendered:
 
 
 @pytest.fixture(scope="module", params=SHIPPED_STACKS)
-def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
+def rendered(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, shipped_run: ShippedRun
+) -> Rendered:
     stack: str = request.param
-    return render(run_program(stack), tmp_path_factory.mktemp(f"render-{stack}"))
+    return render(shipped_run(stack), tmp_path_factory.mktemp(f"render-{stack}"))
 
 
 def test_the_shipped_stacks_are_the_ones_documented() -> None:

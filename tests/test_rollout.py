@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from locust_harness import generator_fell_behind
+from support.locust_harness import generator_fell_behind
 
 from llmfleet.components.gateway.types import REVISION_HEADER
 from llmfleet.infra.rollout.engine import Rollout

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_rollout_engine import OLD, MemoryDeployer
+from support.rollout import OLD, MemoryDeployer
 from typer.testing import CliRunner
 
 from llmfleet.infra.cli import app

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from support.gateway import MODELS, NAME, NAMESPACE, manifest, render
-from test_inference import make_plan, serve
+from support.inference import make_plan, serve
 
 from llmfleet.components.gateway import CanaryBackend, GatewayArgs, ModelBackend
 from llmfleet.components.gateway.routes import Names, route_spec

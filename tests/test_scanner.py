@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
+from support.stacks import ShippedRun
 
 from llmfleet.infra.commands.render import write_render
 from llmfleet.infra.config import PROJECT_ROOT, STACKS_DIR
-from llmfleet.infra.render.offline import run_program
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 ALLOWLIST = Path(__file__).with_name("checkov_allowlist.yaml")
@@ -85,14 +85,14 @@ class Scan:
 
 
 @pytest.fixture(scope="module")
-def scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scan]:
+def scan(tmp_path_factory: pytest.TempPathFactory, shipped_run: ShippedRun) -> Iterator[Scan]:
     binary = checkov()
     wanted = str(allowlist()["checkov_version"])
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=120).stdout.strip()
     assert version == wanted, f"checkov {version} is installed, the allow-list is for {wanted}: install {wanted}"
     root = tmp_path_factory.mktemp("scan")
     for stack in SHIPPED_STACKS:
-        write_render(run_program(stack), root / stack)
+        write_render(shipped_run(stack), root / stack)
     result = subprocess.run(
         [binary, "-d", str(root), "--framework", "kubernetes", "-o", "json", "--quiet", "--skip-download"],
         capture_output=True,

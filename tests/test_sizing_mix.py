@@ -9,15 +9,11 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.sizing import CATALOG, ETA, US_EAST_1, request
 
-from llmfleet.components.sizing.calibration import catalog_eta
-from llmfleet.components.sizing.catalog import load_catalog
 from llmfleet.components.sizing.mix import cheapest_mix, nodes_for
 from llmfleet.components.sizing.planner import plan_deployment
-from llmfleet.components.sizing.types import ConcurrencyLoad, ModelRequest, Overrides, Quantization, RegionRequest
-
-CATALOG = load_catalog()
-ETA = catalog_eta(CATALOG)
+from llmfleet.components.sizing.types import Quantization
 
 
 @dataclass(frozen=True)
@@ -76,24 +72,6 @@ def test_the_split_search_is_exact(load: int, specs: list[tuple[str, int, float,
     assert pools[0].candidate.gpu_id != pools[1].candidate.gpu_id
     assert pools[0].capacity + pools[1].capacity >= load - 1e-9  # the split carries the load
     assert found.usd_per_hour == pytest.approx(expected)
-
-
-def request(model_id: str, quantization: Quantization, sequences: int, **pins: str) -> ModelRequest:
-    entry = CATALOG.models[model_id]
-    return ModelRequest(
-        name="m",
-        model_id=model_id,
-        hf_repo=entry.hf_repo,
-        architecture=entry.architecture,
-        quantization=quantization,
-        max_model_len=8192,
-        load=ConcurrencyLoad(concurrent_sequences=sequences),
-        mixed_gpus=True,
-        overrides=Overrides(**pins),
-    )
-
-
-US_EAST_1 = RegionRequest(cloud="aws", region="us-east-1")
 
 
 def test_a_mix_of_two_gpu_types_can_beat_the_best_single_type() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import StackWriter, one_region_stack
+from support.stacks import StackWriter, one_region_stack
 from typer.testing import CliRunner
 
 from llmfleet.components.sizing.catalog import load_catalog

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import StackWriter, one_region_stack
+from support.stacks import StackWriter, one_region_stack
 
 from llmfleet.infra.render.offline import OfflineRun, RecordedResource, run_program
 

@@ -7,7 +7,7 @@ server at the same time, at 8, 64 and 256 users, on GuideLLM's mock server and o
 A script, not a test. Each server runs in its own process (TTFT 200 ms, 20 ms per token, 64 tokens;
 GuideLLM's is `guidellm mock-server --ttft-ms 200 --itl-ms 20 --output-tokens 64`). For each step the
 gate runs the steady suite exactly as `llmfleet loadtest` runs it (`locust -f loadtests/suites/steady.py
---headless`, N users, the SLO below), while tests/raw_client.py (8 users, at a higher scheduling
+--headless`, N users, the SLO below), while tests/support/raw_client.py (8 users, at a higher scheduling
 priority where allowed) measures the same server over the same window. The script prints both
 clients' TTFT and TPOT p50/p95, the gate's deviation from the reference, whether the gate declared the
 run valid (and why not), the generator's event-loop lag, and the machine's load average before and
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from raw_client import command as raw_command  # noqa: E402
+from support.raw_client import command as raw_command  # noqa: E402
 
 from llmfleet.loadtests.capacity import auto_processes  # noqa: E402
 from llmfleet.loadtests.samples import read_samples  # noqa: E402

@@ -7,7 +7,7 @@ A script, not a test (pytest collects test_*.py only). The emulator runs in its 
 known TTFT and inter-token latency; each client runs in a fresh process, one at a time, at rising
 concurrency (closed loop, no think time). Both measure with the same code (loadtests.stream's
 StreamMeter, loadtests.stats), so the only difference is the client: Locust's HttpUser on gevent
-(one process, `--processes` not used) or tests/raw_client.py's asyncio streams (requests written by hand,
+(one process, `--processes` not used) or tests/support/raw_client.py's asyncio streams (requests written by hand,
 the chunked body fed to the meter as read: no HTTP library, so the baseline is the client's floor, not
 httpx's overhead, which collapsed at 96 users where Locust did not).
 
@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from raw_client import command as raw_command  # noqa: E402
+from support.raw_client import command as raw_command  # noqa: E402
 
 from llmfleet.loadtests.samples import RequestSample, read_samples  # noqa: E402
 from llmfleet.loadtests.stats import summarize  # noqa: E402
@@ -200,7 +200,7 @@ def locust_command(url: str, users: int, seconds: float, samples: Path) -> list[
 
 
 def asyncio_command(url: str, users: int, seconds: float, samples: Path) -> list[str]:
-    """The raw-socket reference client the SLO gate is compared with too (tests/raw_client.py)."""
+    """The raw-socket reference client the SLO gate is compared with too (tests/support/raw_client.py)."""
     return raw_command(url, users, seconds, samples, output_tokens=OUTPUT_TOKENS, model=MODEL)
 
 

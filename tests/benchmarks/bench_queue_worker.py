@@ -5,7 +5,7 @@ Run it as a script, not under pytest:
     .venv/bin/python tests/benchmarks/bench_queue_worker.py [--jobs N] [--ttft-ms 50] [--itl-ms 2] [--tokens 64]
 
 The emulator stands for the gateway and its models (loopback, non-streamed answers after
-ttft + (tokens - 1) x itl); the queue and store are in-memory doubles (tests/queue_fakes.py), so the figure is
+ttft + (tokens - 1) x itl); the queue and store are in-memory doubles (tests/support/queue_fakes.py), so the figure is
 the worker's own ceiling: what it adds on top of the model's latency, and how it scales with threads.
 A real SQS or Pub/Sub receive adds a network round trip per job; a real model's latency is longer.
 """
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the repository root, when run as a script
 sys.path.insert(0, str(ROOT / "tests"))
 
-from queue_fakes import FakeQueue, FakeStore  # noqa: E402
+from support.queue_fakes import FakeQueue, FakeStore  # noqa: E402
 
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig  # noqa: E402
 from llmfleet.queueworker.worker import Worker, WorkerConfig  # noqa: E402

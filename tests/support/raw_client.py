@@ -6,7 +6,7 @@ socket to the same StreamMeter the Locust user feeds: no HTTP library, no gevent
 is the server plus the least a Python client can add. Used by tests/test_gate_generator.py and
 tests/benchmarks/bench_gate.py, in its own process:
 
-    python tests/raw_client.py URL USERS SECONDS OUT.jsonl [--output-tokens N] [--model NAME]
+    python tests/support/raw_client.py URL USERS SECONDS OUT.jsonl [--output-tokens N] [--model NAME]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 

@@ -17,7 +17,7 @@ from typing import Any
 from llmfleet.loadtests.run import master_port_options
 from llmfleet.loadtests.samples import RequestSample, read_samples
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SUITES = ROOT / "loadtests" / "suites"
 LLMFLEET = Path(sys.executable).parent / "llmfleet"
 RUN_TIMEOUT_S = 60

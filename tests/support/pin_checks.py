@@ -97,7 +97,7 @@ def unpinned_eks_addons(index: Iterable[dict[str, Any]]) -> list[str]:
 
 # --- engines: flags and metric names of the pinned release (components/inference/data/) -----------
 
-ENGINE_DATA = Path(__file__).resolve().parent.parent / "components" / "inference" / "data"
+ENGINE_DATA = Path(__file__).resolve().parents[2] / "components" / "inference" / "data"
 ENGINE_IMAGES = {"vllm/vllm-openai": "vllm", "ghcr.io/ggml-org/llama.cpp": "llama.cpp"}
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 

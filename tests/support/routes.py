@@ -1,0 +1,35 @@
+"""Which rule and backends of a rendered AIGatewayRoute a request takes (Gateway API match precedence)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmfleet.components.gateway.types import MODEL_HEADER, PRIORITY_HEADER
+
+
+def select(manifest: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """The rule a request with `headers` takes (Gateway API precedence among header-only matches)."""
+    best: tuple[int, int] | None = None
+    chosen: dict[str, Any] | None = None
+    for index, rule in enumerate(manifest["spec"]["rules"]):
+        for match in rule["matches"]:
+            wanted = match["headers"]
+            if all(headers.get(h["name"]) == h["value"] for h in wanted):
+                key = (-len(wanted), index)
+                if best is None or key < best:
+                    best, chosen = key, rule
+    assert chosen is not None, f"no rule matches {headers}"
+    return chosen
+
+
+def backends(rule: dict[str, Any]) -> list[tuple[int, str, str | None]]:
+    """(priority, backend, model sent) in the order Envoy tries priorities."""
+    refs = [(r["priority"], r["name"], r.get("modelNameOverride")) for r in rule["backendRefs"]]
+    return sorted(refs, key=lambda ref: ref[0])
+
+
+def ask(manifest: dict[str, Any], model: str, priority: str | None = None, **extra: str) -> list[Any]:
+    headers = {MODEL_HEADER: model, **extra}
+    if priority is not None:
+        headers[PRIORITY_HEADER] = priority
+    return backends(select(manifest, headers))
