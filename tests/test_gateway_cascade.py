@@ -443,9 +443,9 @@ def test_llmfleet_plan_shows_the_router_cost(write_stack: StackWriter) -> None:
     assert [c["region"] for c in json.loads(result.output)["cascade"]] == ["us-east-1", "us-central1"]
 
 
-def test_only_this_gateways_envoy_pods_reach_the_router(with_cascade: Recorder) -> None:
+def test_only_this_gateways_envoy_pods_reach_the_router(with_cascade: GatewayRender) -> None:
     [policy] = [r for r in with_cascade.by_kind("NetworkPolicy") if r.name.endswith("-router-isolation")]
-    manifest = policy.manifest()
+    manifest = to_manifest(policy)
     assert validate_manifest(manifest) == []
     spec = manifest["spec"]
     # The chart's selector labels (templates/_helpers.tpl at v0.3.0: instance = release name, app = semantic-router).
