@@ -15,7 +15,7 @@ calibration_throughput.yaml; each latency and the offline MLPerf rates are print
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -56,7 +56,11 @@ def catalog() -> Catalog:
 class KvPrediction:
     point: KvCalibrationPoint
     memory: mem.ReplicaMemory
-    sampler: mem.Sampler
+    settings: mem.EngineSettings
+
+    @property
+    def sampler(self) -> mem.Sampler:
+        return self.settings.sampler
 
     @property
     def error(self) -> float:
@@ -71,10 +75,12 @@ class KvPrediction:
         gib = mem.GIB
         setting = f"{p.model} {p.quantization.value} {p.gpu} TP{p.tensor_parallel}"
         setting += f" util {p.gpu_memory_utilization} v{p.vllm_version} {self.sampler.value}"
+        setting += f" lora {p.max_loras}x{p.max_lora_rank}" if p.max_loras else ""
         split = (
             f"w {m.weights / gib:5.2f} act {m.activation / gib:4.2f} nt {m.non_torch / gib:4.2f} "
             f"cg {m.cuda_graphs / gib:4.2f} kv {m.kv_cache / gib:6.2f}"
         )
+        split += f" lora {m.lora / gib:4.2f}" if m.lora else ""
         flag = "  fitted" if self.point.fitted else "  held out"
         flag += "" if self.held_to_target else ", unexplained (not held to the target)"
         return f"{setting:75s} {split}  {m.kv_tokens:>9,} vs {p.reported_kv_tokens:>9,}  {self.error:+7.1%}{flag}"
@@ -93,6 +99,8 @@ def predict_kv(catalog: Catalog, point: KvCalibrationPoint) -> KvPrediction:
         enforce_eager=point.enforce_eager,
         sampler=point.sampler or defaults.sampler,
         block_size=point.block_size,
+        max_loras=point.max_loras,
+        max_lora_rank=point.max_lora_rank,
     )
     memory = mem.replica_memory(
         arch,
@@ -103,7 +111,7 @@ def predict_kv(catalog: Catalog, point: KvCalibrationPoint) -> KvPrediction:
         point.pipeline_parallel,
         settings,
     )
-    return KvPrediction(point, memory, settings.sampler)
+    return KvPrediction(point, memory, settings)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +192,9 @@ def test_modelled_overheads_match_the_logged_terms(catalog: Catalog, kv_predicti
                 assert value == pytest.approx(reported[term], abs=TERM_TOLERANCE_GIB), (term, prediction.row())
                 checked += 1
         if "weights" in reported:
-            assert prediction.memory.weights / mem.GIB == pytest.approx(reported["weights"], rel=0.02), prediction.row()
+            # vLLM's "Model loading took" figure includes the LoRA slots, allocated while the model is wrapped.
+            loaded = (prediction.memory.weights + prediction.memory.lora) / mem.GIB
+            assert loaded == pytest.approx(reported["weights"], rel=0.02), prediction.row()
         captured = reported.get("cuda_graph", 0.0)
         if captured > 0:  # "Graph capturing finished ..., took X GiB" (the v0.11 study prints a difference, < 0)
             point = prediction.point
@@ -192,6 +202,34 @@ def test_modelled_overheads_match_the_logged_terms(catalog: Catalog, kv_predicti
             assert modelled_graphs / mem.GIB == pytest.approx(captured, abs=CUDA_GRAPH_TOLERANCE_GIB), prediction.row()
             checked += 1
     assert checked >= 10
+
+
+def test_lora_points_meet_the_target_with_the_slots_subtracted(
+    catalog: Catalog, kv_predictions: list[KvPrediction]
+) -> None:
+    """Points from logs of vLLM started with --enable-lora: the KV cache is what the adapter slots leave.
+
+    The prediction charges the slots (memory.lora_bytes_per_gpu) against the KV budget, token for token, and
+    stays within the calibration target; a LoRA point is never excused as unexplained.
+    """
+    lora = [p for p in kv_predictions if p.point.max_loras]
+    assert lora, "no calibration point has LoRA enabled"
+    for prediction in lora:
+        print(prediction.row())
+        point, memory = prediction.point, prediction.memory
+        assert prediction.held_to_target, prediction.row()
+        assert memory.lora > 0
+        without = mem.replica_memory(
+            catalog.models[point.model].architecture,
+            point.quantization,
+            point.kv_cache_dtype,
+            catalog.gpus[point.gpu].memory_gib,
+            point.tensor_parallel,
+            point.pipeline_parallel,
+            replace(prediction.settings, max_loras=0, max_lora_rank=0),
+        )
+        assert without.kv_cache - memory.kv_cache == pytest.approx(memory.lora)
+        assert abs(prediction.error) <= POINT_TOLERANCE, prediction.row()
 
 
 def test_the_prediction_follows_the_settings(catalog: Catalog) -> None:

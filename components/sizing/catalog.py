@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmfleet.components.sizing.memory import Sampler
+from llmfleet.components.sizing.memory import LORA_RANKS, Sampler
 from llmfleet.components.sizing.types import KvCacheDtype, ModelArchitecture, Quantization
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -166,6 +166,8 @@ class KvCalibrationPoint(Entry):
     sampler: Sampler | None = Field(
         default=None, description="The top-k/top-p sampler the log names; None: the release's default."
     )
+    max_loras: int = Field(default=0, ge=0, description="--max-loras: LoRA adapter slots on the GPU (0: LoRA off).")
+    max_lora_rank: int = Field(default=0, ge=0, description="--max-lora-rank the slots are sized for (0: LoRA off).")
     reported_kv_tokens: int
     reported_memory_gib: dict[str, float] = Field(
         default_factory=dict,
@@ -189,6 +191,14 @@ class KvCalibrationPoint(Entry):
         ),
     )
     source: Source
+
+    @model_validator(mode="after")
+    def _lora_settings_go_together(self) -> KvCalibrationPoint:
+        if (self.max_loras == 0) != (self.max_lora_rank == 0):
+            raise ValueError("max_loras and max_lora_rank are both set (LoRA on) or both 0 (LoRA off)")
+        if self.max_lora_rank and self.max_lora_rank not in LORA_RANKS:
+            raise ValueError(f"max_lora_rank {self.max_lora_rank} is not one vLLM accepts: {LORA_RANKS}")
+        return self
 
 
 class LlamaCppCalibrationPoint(Entry):
