@@ -26,10 +26,10 @@ from typer.testing import CliRunner
 
 from llmfleet.components import pins
 from llmfleet.infra.cli import app
-from llmfleet.infra.commands.render import GLOBAL_DIR, INDEX_FILE, OUTPUTS_FILE, RenderSummary, write_render
 from llmfleet.infra.config import STACKS_DIR
 from llmfleet.infra.render.offline import REDACTED, SECRET_PLACEHOLDER, OfflineRun, run_program
 from llmfleet.infra.render.validate import is_custom_kind, validate_manifest
+from llmfleet.infra.render.writer import GLOBAL_DIR, INDEX_FILE, OUTPUTS_FILE, RenderSummary, write_render
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 

@@ -23,8 +23,8 @@ import pytest
 import yaml
 from support.stacks import ShippedRun
 
-from llmfleet.infra.commands.render import write_render
 from llmfleet.infra.config import PROJECT_ROOT, STACKS_DIR
+from llmfleet.infra.render.writer import write_render
 
 SHIPPED_STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 ALLOWLIST = Path(__file__).with_name("checkov_allowlist.yaml")

@@ -71,8 +71,8 @@ def measure(stack_file: Path, warmup_file: Path, out: Path) -> dict[str, Any]:
     The timed render runs untraced (tracemalloc slows Python several-fold); the heap peak comes from a
     second, traced render of the same stack.
     """
-    from llmfleet.infra.commands.render import write_render
     from llmfleet.infra.render.offline import run_program
+    from llmfleet.infra.render.writer import write_render
 
     write_render(run_program(stack_file=warmup_file), out / "warmup")
     rss_before = _rss_peak_mib()
