@@ -12,7 +12,7 @@ inheritance; Kubernetes children get the cluster's provider explicitly, never a 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pulumi
@@ -34,7 +34,12 @@ from llmfleet.components.inference.engine import object_name
 from llmfleet.components.inference.hardening import API_KEY_SECRET_KEY
 from llmfleet.components.keda import Keda, KedaArgs
 from llmfleet.components.nodepool import GpuNodePool, GpuNodePoolArgs
-from llmfleet.components.observability import PROMETHEUS_URL, Observability, ObservabilityArgs
+from llmfleet.components.observability import (
+    PROMETHEUS_URL,
+    Observability,
+    ObservabilityArgs,
+    ObservabilitySettings,
+)
 from llmfleet.components.queue import AsyncQueue, AsyncQueueArgs, QueueConfig, QueueWorkers, QueueWorkersArgs
 from llmfleet.components.queue.pool import WorkerPool, WorkerPoolArgs
 from llmfleet.components.routing import InferencePool, InferencePoolArgs, RoutingOptions
@@ -97,9 +102,9 @@ class RegionalFleetArgs:
     gateway: GatewaySettings | None = None
     """The API gateway in front of the services: its settings; the fleet adds the namespace, the models'
     services, the pod selector and the engine key. None: no gateway, the services are reachable in the cluster only."""
-    observability: ObservabilityArgs | None = None
-    """Prometheus, Grafana, dcgm-exporter, monitors, SLO alerts and dashboards for the region (its namespace,
-    deployments and queue thresholds are filled in here); None: bring your own at `prometheus_url`."""
+    observability: ObservabilitySettings | None = None
+    """Prometheus, Grafana, dcgm-exporter, monitors, SLO alerts and dashboards for the region: its settings; the
+    fleet adds the services' namespace, deployments and queue thresholds. None: bring your own at `prometheus_url`."""
     revision: str | None = None
     """Revision id of `deployments` once a rollout recorded one (suffixes the services' names); None: plain names."""
     canary: Revision | None = None
@@ -454,7 +459,7 @@ class RegionalFleet(pulumi.ComponentResource):
         """The region's Prometheus (the one the ScaledObjects query), its monitors, rules and dashboards."""
         if args.observability is None:
             return None
-        observability_args = replace(
+        observability_args = ObservabilityArgs.of(
             args.observability,
             inference_namespace=args.namespace,
             deployments=args.deployments,

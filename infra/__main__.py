@@ -27,7 +27,7 @@ from llmfleet.infra.planning import build_plan
 from llmfleet.infra.program.args import (
     gateway_settings,
     load_balancer_args,
-    observability_args,
+    observability_settings,
     queue_config,
     routing_in,
 )
@@ -122,7 +122,7 @@ def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Se
             health_path=spec.load_balancer.health_check.path if spec.load_balancer else None,
         ),
         routing=routing_in(spec, region),
-        observability=observability_args(
+        observability=observability_settings(
             spec.observability,
             cloud=region.cloud,
             region=region.region,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ from support.stacks import ShippedRun, StackWriter, one_region_stack
 
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from llmfleet.components.nodepool import GPU_TAINT_KEY
-from llmfleet.components.observability import Observability, ObservabilityArgs, SloTargets, stack
+from llmfleet.components.observability import (
+    AlertThresholds,
+    Observability,
+    ObservabilityArgs,
+    ObservabilitySettings,
+    SloTargets,
+    stack,
+)
 from llmfleet.components.observability.component import SCRAPE_KEY_SECRET
 from llmfleet.components.observability.monitors import SCRAPE_KEY
 from llmfleet.components.sizing.types import Engine
@@ -401,3 +409,34 @@ def test_standalone_component_follows_its_namespace_arguments() -> None:
 def test_standalone_component_refuses_a_model_without_queue_threshold() -> None:
     with pytest.raises(ValueError, match=r"queue_thresholds has no entry for models \['chat'\]"):
         _standalone(queue_thresholds={})
+
+
+def test_observability_args_are_the_settings_plus_what_is_monitored() -> None:
+    # Every settings field reaches the args as given (a field `of` forgot would come back at its default).
+    settings = ObservabilitySettings(
+        cloud="gcp",
+        region="us-central1",
+        slo=SloTargets(1, 2, 3, 0.5),
+        thresholds=AlertThresholds(queue_depth_per_replica=7),
+        retention="3d",
+        storage_gib=5,
+        remote_write_url="https://metrics.example.com/api/v1/write",
+        remote_write_username="fleet",
+        remote_write_credential="token",
+        grafana_admin_password="admin",
+        namespace="telemetry",
+        stack_values={"grafana": {"enabled": False}},
+        dcgm_values={"image": {"tag": "x"}},
+    )
+    args = ObservabilityArgs.of(
+        settings,
+        inference_namespace="models",
+        deployments=(),
+        queue_thresholds={"chat": 4},
+        routed_models=["chat"],
+        inference_scrape_key="key",
+    )
+    for f in fields(ObservabilitySettings):
+        assert getattr(args, f.name) == getattr(settings, f.name), f.name
+    assert (args.inference_namespace, args.queue_thresholds, args.routed_models) == ("models", {"chat": 4}, ["chat"])
+    assert args.inference_scrape_key == "key" and args.prometheus_url == settings.prometheus_url

@@ -20,7 +20,7 @@ from llmfleet.components.observability.stack import (
 )
 from llmfleet.infra.config import PROJECT_ROOT, ConfigError, load_stack, parse_deployment
 from llmfleet.infra.planning import build_plan
-from llmfleet.infra.program.args import observability_args
+from llmfleet.infra.program.args import observability_settings
 from llmfleet.infra.render.offline import run_program
 
 PREFIX = "llmfleet:deployment.observability"
@@ -101,7 +101,7 @@ def test_observability_args_carry_the_slo_thresholds_and_secrets() -> None:
         "test",
     ).observability
     token = pulumi.Output.secret("token")
-    args = observability_args(
+    args = observability_settings(
         section, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={"rw": token}
     )
     assert args is not None
@@ -113,7 +113,9 @@ def test_observability_args_carry_the_slo_thresholds_and_secrets() -> None:
     assert args.stack_values == {"alertmanager": {"config": {"route": {"receiver": "pager"}}}}
     disabled = parse_deployment(stack(enabled=False), "test").observability
     assert (
-        observability_args(disabled, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={})
+        observability_settings(
+            disabled, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={}
+        )
         is None
     )
 
@@ -123,7 +125,9 @@ def test_a_gpu_memory_threshold_vllm_always_exceeds_is_refused() -> None:
     reserved = max(d.gpu_memory_utilization for d in deployments if d.gpu) * 100
     section = parse_deployment(stack(alerts={"gpu_memory_percent": reserved}), "test").observability
     with pytest.raises(ConfigError) as caught:
-        observability_args(section, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={})
+        observability_settings(
+            section, cloud="aws", region="us-east-1", slo=spec.slo, deployments=deployments, secrets={}
+        )
     message = str(caught.value)
     assert f"{PREFIX}.alerts.gpu_memory_percent" in message and "at least" in message, message
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pulumi
@@ -34,22 +34,19 @@ LABELS = {"app.kubernetes.io/part-of": "llmfleet", "app.kubernetes.io/component"
 
 
 @dataclass
-class ObservabilityArgs:
+class ObservabilitySettings:
+    """What a region's monitoring is, as the stack states it: SLO, thresholds, retention, where samples go.
+
+    `RegionalFleetArgs.observability` takes these; the fleet adds what only it knows (the services'
+    namespace, its deployments and thresholds, the routed models, the engines' key) and builds the
+    `ObservabilityArgs` once."""
+
     cloud: str
     """The region's cloud (aws, gcp, local): GKE needs extra mounts for dcgm-exporter."""
     region: str
     """Cloud region; written into every series as the external label `region` (and `cloud`)."""
     slo: SloTargets
     """The stack's SLO: alert thresholds and dashboard target lines."""
-    inference_namespace: str = "llmfleet"
-    """Namespace of the InferenceServices (what the engine monitor and the rules watch)."""
-    deployments: Sequence[DeploymentPlan] = ()
-    """The region's plan entries: models, engines, GPUs and prices (cost dashboard)."""
-    queue_thresholds: Mapping[str, int] = field(default_factory=dict[str, int])
-    """Served model name -> waiting requests per replica at which KEDA scales out (one per deployment).
-    RegionalFleet fills these three from its own arguments."""
-    routed_models: Sequence[str] = ()
-    """Served models routed through an InferencePool (RegionalFleet fills it): adds the pickers' dashboard."""
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     """Alert thresholds the SLO does not state."""
     retention: str = "15d"
@@ -64,10 +61,6 @@ class ObservabilityArgs:
     """Remote-write password or bearer token (a secret Output); stored in a Secret."""
     grafana_admin_password: pulumi.Input[str] | None = None
     """Grafana's admin password (a secret Output); None lets the Grafana chart generate one."""
-    inference_scrape_key: pulumi.Input[str] | None = None
-    """The engines' API key (a secret Output; RegionalFleet fills it): the model servers' scrape sends it as a
-    bearer token, since llama.cpp's server demands it on /metrics (vLLM ignores it there). Stored in a Secret
-    of this namespace, the only one the Prometheus operator reads scrape credentials from."""
     namespace: str = stack.NAMESPACE
     """Namespace of the stack, its monitors, rules and dashboards (created)."""
     stack_values: Mapping[str, Any] = field(default_factory=dict[str, Any])
@@ -79,6 +72,46 @@ class ObservabilityArgs:
     def prometheus_url(self) -> str:
         """Where the Prometheus these arguments install will answer (known before it exists)."""
         return stack.prometheus_url(self.namespace)
+
+
+@dataclass(kw_only=True)
+class ObservabilityArgs(ObservabilitySettings):
+    """The settings and what is monitored: the model servers' namespace, plan entries and thresholds."""
+
+    inference_namespace: str = "llmfleet"
+    """Namespace of the InferenceServices (what the engine monitor and the rules watch)."""
+    deployments: Sequence[DeploymentPlan] = ()
+    """The region's plan entries: models, engines, GPUs and prices (cost dashboard)."""
+    queue_thresholds: Mapping[str, int] = field(default_factory=dict[str, int])
+    """Served model name -> waiting requests per replica at which KEDA scales out (one per deployment)."""
+    routed_models: Sequence[str] = ()
+    """Served models routed through an InferencePool: adds the pickers' dashboard."""
+    inference_scrape_key: pulumi.Input[str] | None = None
+    """The engines' API key (a secret Output): the model servers' scrape sends it as a bearer token, since
+    llama.cpp's server demands it on /metrics (vLLM ignores it there). Stored in a Secret of this namespace,
+    the only one the Prometheus operator reads scrape credentials from."""
+
+    @classmethod
+    def of(
+        cls,
+        settings: ObservabilitySettings,
+        *,
+        inference_namespace: str,
+        deployments: Sequence[DeploymentPlan],
+        queue_thresholds: Mapping[str, int],
+        routed_models: Sequence[str],
+        inference_scrape_key: pulumi.Input[str] | None,
+    ) -> ObservabilityArgs:
+        """`settings` (each field as is: secrets stay Outputs) with what is monitored."""
+        given: dict[str, Any] = {f.name: getattr(settings, f.name) for f in fields(ObservabilitySettings)}
+        return cls(
+            **given,
+            inference_namespace=inference_namespace,
+            deployments=deployments,
+            queue_thresholds=queue_thresholds,
+            routed_models=routed_models,
+            inference_scrape_key=inference_scrape_key,
+        )
 
 
 SCRAPE_KEY_SECRET = "llmfleet-scrape-key"

@@ -23,7 +23,7 @@ from llmfleet.components.gateway.types import (
     Tenant,
     Tls,
 )
-from llmfleet.components.observability.component import ObservabilityArgs
+from llmfleet.components.observability.component import ObservabilitySettings
 from llmfleet.components.observability.rules import AlertThresholds, SloTargets
 from llmfleet.components.queue.costs import WorkerPoolPlan
 from llmfleet.components.queue.types import QueueConfig, QueueSettings, WorkerSettings
@@ -105,7 +105,7 @@ def rate_limit(limits: RateLimits) -> RateLimit:
     return RateLimit(requests_per_minute=limits.requests_per_minute, tokens_per_minute=limits.tokens_per_minute)
 
 
-def observability_args(
+def observability_settings(
     observability: ObservabilitySpec,
     *,
     cloud: str,
@@ -113,13 +113,13 @@ def observability_args(
     slo: Slo,
     deployments: Sequence[DeploymentPlan],
     secrets: Mapping[str, pulumi.Output[str]],
-) -> ObservabilityArgs | None:
-    """The Observability component's arguments for one region (None when disabled).
+) -> ObservabilitySettings | None:
+    """The monitoring settings of one region (None when disabled).
 
     `secrets` holds the values of `observability.secret_refs()`. The region's `deployments` are checked
     here (ConfigError when the GPU memory threshold is not above what a model's vLLM reserves: the alert
-    would never stop firing); RegionalFleet fills them, with the namespace and the queue thresholds, into
-    the arguments.
+    would never stop firing); RegionalFleet builds the Observability arguments from the settings, the
+    deployments, the namespace and the queue thresholds.
     """
     if not observability.enabled:
         return None
@@ -134,7 +134,7 @@ def observability_args(
                 f"every healthy GPU; set it to at least {reserved + GPU_MEMORY_MARGIN_PERCENT:g}"
             )
     remote = observability.remote_write
-    return ObservabilityArgs(
+    return ObservabilitySettings(
         cloud=cloud,
         region=region,
         slo=SloTargets(
