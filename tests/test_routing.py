@@ -17,6 +17,7 @@ import pytest
 import yaml
 from support.cel import RuleCheck, check_rules, crd_schemas
 from support.gateway import full_args, render
+from support.stacks import ShippedRun
 
 from llmfleet.components import pins
 from llmfleet.components.gateway import CanaryBackend, ModelBackend
@@ -31,7 +32,7 @@ from llmfleet.components.routing.picker import (
 )
 from llmfleet.infra.config import ConfigError, load_stack, parse_deployment, stack_path
 from llmfleet.infra.program.args import routing_in
-from llmfleet.infra.render.offline import OfflineRun, run_program
+from llmfleet.infra.render.offline import OfflineRun
 from llmfleet.infra.render.validate import validate_manifest
 
 CHART = Path(__file__).parent / "data" / "inferencepool-v1.5.0"
@@ -208,8 +209,8 @@ def test_every_gateway_object_keeps_the_crds_cel_rules_with_a_pool() -> None:
 
 
 @pytest.fixture(scope="module")
-def dev() -> OfflineRun:
-    return run_program("dev")
+def dev(shipped_run: ShippedRun) -> OfflineRun:
+    return shipped_run("dev")
 
 
 def test_the_dev_stack_routes_its_vllm_model_through_a_pool(dev: OfflineRun) -> None:
@@ -299,8 +300,8 @@ def test_a_fallback_model_keeps_its_service_route_and_asking_for_both_is_refused
     assert routing_in(quality, quality.regions[0]) == {}
 
 
-def test_the_local_llama_cpp_stack_has_no_pool() -> None:
-    local = run_program("local")
+def test_the_local_llama_cpp_stack_has_no_pool(shipped_run: ShippedRun) -> None:
+    local = shipped_run("local")
     assert not [r for _, r in local.helm_releases() if r["chart"] == "inferencepool"]
     assert not [r for r in local.resources if r.type == "kubernetes:yaml/v2:ConfigFile"]
 
