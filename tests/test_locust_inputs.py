@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.locust_harness import run_locust
 from typer.testing import CliRunner
 
 from llmfleet.infra.cli import app
@@ -84,6 +85,13 @@ def test_the_command_reads_the_stack_and_hands_the_load_tests_its_slo(tmp_path: 
     path.write_text("ttft_p95_ms: 0\n")
     with pytest.raises(UsageError, match=r"slo\.ttft_p95_ms: Input should be greater than 0"):
         load_slo(None, path)
+
+
+def test_plain_locust_reads_no_stack_and_says_what_replaced_llm_stack(tmp_path: Path) -> None:
+    run = run_locust("smoke", "http://127.0.0.1:9", tmp_path, "--llm-stack", "prod")  # stops before any load
+    assert run.code == 2, run
+    assert "--llm-stack prod: give the stack's SLO as a file, --llm-slo FILE" in run.output, run
+    assert run.samples == [] and run.verdict == {}
 
 
 @pytest.mark.parametrize(
