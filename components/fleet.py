@@ -109,6 +109,9 @@ class RegionalFleetArgs:
     """Revision id of `deployments` once a rollout recorded one (suffixes the services' names); None: plain names."""
     canary: Revision | None = None
     """During a rollout or an A/B test: a second revision on the same pools, weighted at the gateway."""
+    shadow: int = 0
+    """Shadow stage of a rollout whose new revision is `deployments`: percent of each model's requests copied to it
+    while `canary` (the old revision) takes them all."""
     queue: QueueConfig | None = None
     """Async queue of the region (components/queue/): its queue, bucket and identities are built before KEDA
     (whose operator reads the queue's length), its workers after the gateway they call; None: no queue."""
@@ -364,6 +367,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 revision=args.revision,
                 pool=s.pool_name if model in args.routing else None,
                 split=self._split(model, args),
+                shadow=args.shadow,
             )
             for model, s in self.services.items()
         ]
@@ -378,6 +382,7 @@ class RegionalFleet(pulumi.ComponentResource):
                 self._canary(plan.model, args, args.canary, routed=False),
                 revision=args.revision,
                 split=self._split(plan.model, args),
+                shadow=args.shadow,
             )
             for plan in args.deployments
             for adapter in plan.adapters

@@ -140,6 +140,10 @@ class EmulatedFleet:
         assert not missing, f"{region}: weights for revisions not deployed: {missing}"
         proxy.weights = {r: weights.get(r, 0) for r in proxy.backends}
 
+    def set_shadow(self, region: str, revision: str, share: int) -> None:
+        """These tests run without a shadow stage (tests/test_rollout_shadow.py has it)."""
+        raise AssertionError(f"{region}: no shadow stage was configured, yet {revision} was shadowed at {share}%")
+
     def remove_revision(self, region: str, revision: str) -> None:
         self._maybe_crash("remove", region, revision)
         proxy = self.proxies[region]

@@ -114,3 +114,25 @@ def test_the_program_never_loads_the_rollout_tool() -> None:
     probe += "print(sorted(m for m in sys.modules if m.startswith('llmfleet.infra.rollout')))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
     assert result.stdout.strip() == "[]", f"the program loads the rollout tool: {result.stdout}"
+
+
+def test_a_shadowed_revision_gets_copies_of_the_requests_through_the_gateway(tmp_path: Path) -> None:
+    """The shadow stage's record: the old revision takes every request, the new one (the stack file's, at 0%)
+    gets copies of 10% through the mirror objects (components/gateway/shadow.py), all valid."""
+    from llmfleet.infra.render.validate import validate_manifest
+
+    current = target_revisions(*load_stack("dev"))[REGION].id
+    record = RolloutRecord().with_revision(REGION, OLD, dev_models(quantization="fp8"))
+    record = record.with_revision(REGION, current, dev_models()).with_weights(REGION, {OLD: 100, current: 0})
+    run = run_with(tmp_path, record.with_shadow(REGION, current, 10))
+    [policy] = objects(run, "EnvoyPatchPolicy").values()
+    [shadow_route] = [r for name, r in objects(run, "HTTPRoute").items() if name.endswith("-shadow")]
+    for manifest in (policy, shadow_route, *objects(run, "HTTPRouteFilter").values()):
+        assert validate_manifest(manifest) == []
+    mirrors = [p["operation"]["value"][0] for p in policy["spec"]["jsonPatches"]]
+    assert mirrors and all(m["runtime_fraction"]["default_value"]["numerator"] == 10 for m in mirrors)
+    [backend_name] = {ref["name"] for rule in shadow_route["spec"]["rules"] for ref in rule["backendRefs"]}
+    hostname = objects(run, "Backend")[backend_name]["spec"]["endpoints"][0]["fqdn"]["hostname"]
+    assert hostname.startswith(f"chat-{current}."), "the copies go to the new revision's Service"
+    # Without the shadow share, nothing is mirrored.
+    assert objects(run_with(tmp_path, record), "EnvoyPatchPolicy") == {}

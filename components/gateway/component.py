@@ -286,7 +286,7 @@ class Gateway(pulumi.ComponentResource):
             shadow.Shadow(m.model, m.canary.revision, m.canary.shadow)
             for m in args.models
             if m.canary is not None and m.canary.shadow
-        ]
+        ] + [shadow.Shadow(m.model, None, m.shadow) for m in args.models if m.shadow]
         if not shadows:
             return
         key = args.engine_key_secret

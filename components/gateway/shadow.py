@@ -57,7 +57,8 @@ class Shadow:
     """One model whose new revision receives copies of `share` percent of its requests."""
 
     model: str
-    revision: str
+    revision: str | None
+    """The new revision's Backend suffix: the canary's id, or None when the new revision is the model's first."""
     share: int
 
     def __post_init__(self) -> None:

@@ -237,3 +237,16 @@ class ModelBackend:
     split: tuple[SplitBackend, ...] = ()
     """A model served from two GPU types: its parts, weighted by capacity. Without a canary the pool, when there is
     one, selects both parts' pods itself; with one, each revision's share is split over its parts."""
+    shadow: int = 0
+    """Shadow stage of a rollout whose new revision is this first one: percent of the model's requests copied to
+    it (answers dropped) while the canary, here the old revision, takes them all (`canary.weight` 100)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.shadow <= 100:
+            raise ValueError(f"model {self.model}: shadow {self.shadow} is not a percentage (0-100)")
+        if self.shadow and (self.canary is None or self.canary.weight != 100 or self.canary.shadow):
+            raise ValueError(
+                f"model {self.model}: its first revision can be shadowed only while the other takes every request"
+            )
+        if self.shadow and self.split:
+            raise ValueError(f"model {self.model}: a revision deployed as a GPU mix cannot be shadowed")

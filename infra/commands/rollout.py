@@ -29,6 +29,7 @@ from llmfleet.infra.rollout.engine import Gate, Rollout, RolloutError
 from llmfleet.infra.rollout.history import Outcome, forward_actions
 from llmfleet.infra.rollout.loadgate import LocustGate
 from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
+from llmfleet.infra.rollout.shadow import ShadowJudge, ShadowLimits
 from llmfleet.infra.schema.rollout import check_steps
 from llmfleet.values import ExitCode
 
@@ -89,14 +90,32 @@ def make_gate(spec: DeploymentSpec, suite: str, target: Mapping[str, RegionRevis
     )
 
 
+def make_shadow(spec: DeploymentSpec) -> ShadowJudge | None:
+    """The stack's shadow stage (`rollout.shadow`), judged on each region's Prometheus; None without one."""
+    shadow = spec.rollout.shadow
+    if shadow is None:
+        return None
+    limits = ShadowLimits(
+        shadow.share,
+        shadow.duration_s,
+        dict(shadow.prometheus),
+        shadow.max_latency_ratio,
+        shadow.max_error_increase,
+        shadow.min_requests,
+    )
+    return ShadowJudge(limits, say=_say)
+
+
 def _say(line: str) -> None:
     typer.echo(line.rstrip("\n"), err=True)
 
 
-def describe_plan(order: Sequence[str], target: Mapping[str, RegionRevision], steps: Sequence[int]) -> str:
+def describe_plan(
+    order: Sequence[str], target: Mapping[str, RegionRevision], steps: Sequence[int], shadow: int = 0
+) -> str:
     lines = [f"waves: {' -> '.join(order)}; steps {', '.join(f'{s}%' for s in steps)}"]
     lines += [f"  {region}: revision {target[region].id} ({', '.join(target[region].model_names)})" for region in order]
-    lines += [f"  {action}" for action in forward_actions(order, steps)]
+    lines += [f"  {action}" for action in forward_actions(order, steps, shadow=shadow)]
     return "\n".join(lines)
 
 
@@ -136,7 +155,8 @@ def register(app: typer.Typer) -> None:
         target = target_revisions(name, spec)
         order = wave_order(spec)
         if dry_run:
-            typer.echo(describe_plan(order, target, chosen_steps))
+            share = spec.rollout.shadow.share if spec.rollout.shadow else 0
+            typer.echo(describe_plan(order, target, chosen_steps, share))
             if not pulumi_available():
                 typer.echo("(no Pulumi CLI here: the preview is skipped)")
                 return
@@ -148,7 +168,8 @@ def register(app: typer.Typer) -> None:
             deployer.preview()
             return
         log = RolloutLog(log_dir, name)
-        engine = Rollout(log, deployer, make_gate(spec, chosen_suite, target, log_dir / f"{name}-gate"), say=_say)
+        gate = make_gate(spec, chosen_suite, target, log_dir / f"{name}-gate")
+        engine = Rollout(log, deployer, gate, shadow=make_shadow(spec), say=_say)
         try:
             if resume:
                 result = engine.resume(chosen_steps if steps is not None else None)

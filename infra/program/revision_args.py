@@ -54,7 +54,7 @@ def with_revisions(
         second = deployments(order[1])
         if sorted(d.model for d in second) != sorted(d.model for d in main):
             raise ConfigError(f"{RECORD_KEY}: {region.key} revisions {order} serve different models")
-        canary = Revision(order[1], second, recorded[order[1]].weight)
+        canary = Revision(order[1], second, recorded[order[1]].weight, shadow=recorded[order[1]].shadow)
         # A GPU mix in one revision only (deploy_mix turned on or off, or a split over other types) has parts
         # the stack file's thresholds do not name: each scales on its own queue, with its own threshold.
         output_tokens = {m.name: m.load.output_tokens for m in spec.models}
@@ -64,4 +64,5 @@ def with_revisions(
             for part in d.deployed
         }
         args = replace(args, queue_thresholds={**thresholds, **args.queue_thresholds})
-    return replace(args, deployments=main, revision=order[0], canary=canary)
+    shadow = recorded[order[0]].shadow if canary is not None else 0  # the new revision may be the first one
+    return replace(args, deployments=main, revision=order[0], canary=canary, shadow=shadow)

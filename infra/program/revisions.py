@@ -117,6 +117,13 @@ class DeployedRevision(BaseModel):
 
     weight: int = Field(ge=0, le=100, description="Percent of the region's requests.")
     models: list[dict[str, Any]] = Field(description="The stack's `models:` entries this revision was built from.")
+    shadow: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Shadow stage: percent of the region's requests copied to it (weight 0).",
+        exclude_if=lambda share: share == 0,  # records without a shadow stage stay as older versions wrote them
+    )
 
 
 class RetiredRevision(BaseModel):
@@ -160,7 +167,21 @@ class RolloutRecord(BaseModel):
         missing = sorted(set(weights) - set(deployed))
         if missing:
             raise ValueError(f"{region}: revisions {missing} are not deployed; deployed: {sorted(deployed)}")
-        updated = {r: d.model_copy(update={"weight": weights.get(r, 0)}) for r, d in deployed.items()}
+        # A revision given requests is no longer shadowed (the shadow stage only runs at 0%).
+        updated = {
+            r: d.model_copy(update={"weight": weights.get(r, 0), "shadow": d.shadow if not weights.get(r) else 0})
+            for r, d in deployed.items()
+        }
+        return self.model_copy(update={"regions": {**self.regions, region: updated}})
+
+    def with_shadow(self, region: str, revision: str, share: int) -> RolloutRecord:
+        """`revision` (deployed, at 0%) gets copies of `share` percent of the region's requests; 0 stops them."""
+        deployed = self.regions.get(region, {})
+        if revision not in deployed:
+            raise ValueError(f"{region}: revision {revision} is not deployed; deployed: {sorted(deployed)}")
+        if share and deployed[revision].weight:
+            raise ValueError(f"{region}: {revision} takes {deployed[revision].weight}% of the requests: not shadowed")
+        updated = {**deployed, revision: deployed[revision].model_copy(update={"shadow": share})}
         return self.model_copy(update={"regions": {**self.regions, region: updated}})
 
     def without_revision(self, region: str, revision: str) -> RolloutRecord:

@@ -71,6 +71,10 @@ class AutomationDeployer:
     def remove_revision(self, region: str, revision: str) -> None:
         self._update(self.record.without_revision(region, revision), f"remove {revision} from {region}")
 
+    def set_shadow(self, region: str, revision: str, share: int) -> None:
+        what = f"copy {share}% of {region}'s requests to {revision}" if share else f"stop copying to {revision}"
+        self._update(self.record.with_shadow(region, revision, share), what)
+
     def weights(self, region: str) -> dict[str, int]:
         return self.record.weights(region)
 

@@ -39,6 +39,10 @@ class Deployer(Protocol):
         """Delete `revision`'s inference services in `region` (it must carry no traffic)."""
         ...
 
+    def set_shadow(self, region: str, revision: str, share: int) -> None:
+        """Copy `share` percent of `region`'s requests to `revision` (deployed at 0%), its answers dropped; 0 stops."""
+        ...
+
     def weights(self, region: str) -> dict[str, int]:
         """The revisions deployed in `region` and their share of traffic (a revision at 0% is deployed)."""
         ...

@@ -3,6 +3,9 @@
 A rollout is a list of coarse, idempotent actions, decided up front and logged as a `plan`:
 
     deploy(region)         the new revision beside the old one, at 0%
+    shadow(region, share)  with rollout.shadow: share% of the real requests copied to the new revision (answers
+                           dropped) for a set time, then judged against the old one on both revisions' own
+                           Prometheus series over that window (infra/rollout/shadow.py); the mirror stops after
     step(region, percent)  weights old/new = 100-percent/percent, then the load test + SLO gate
     promote(region)        the old revision removed (only after a 100% step passed)
     restore(region)        old revision back (redeployed if promoted), all traffic on it, new one removed
@@ -64,6 +67,19 @@ class Gate(Protocol):
         ...
 
 
+class ShadowStage(Protocol):
+    """The shadow stage before the canary steps (infra/rollout/shadow.py is the real one)."""
+
+    @property
+    def share(self) -> int:
+        """Percent of each model's requests copied to the new revision."""
+        ...
+
+    def run(self, region: str, old: str, new: str) -> GateResult:
+        """Let the copies run, then judge `new` against `old` on their own server-side series over that window."""
+        ...
+
+
 @dataclass(frozen=True)
 class Result:
     outcome: Outcome
@@ -76,11 +92,19 @@ class Rollout:
     """Drives one stack's rollouts through a Deployer and a Gate, writing everything to the log."""
 
     def __init__(
-        self, log: RolloutLog, deployer: Deployer, gate: Gate, *, say: Callable[[str], None] = lambda _: None
+        self,
+        log: RolloutLog,
+        deployer: Deployer,
+        gate: Gate,
+        *,
+        shadow: ShadowStage | None = None,
+        say: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.log = log
         self.deployer = deployer
         self.gate = gate
+        self.shadow = shadow
+        """With a shadow stage, each region mirrors real requests to the new revision before its first step."""
         self.say = say
 
     # -- commands --------------------------------------------------------------------------------
@@ -145,7 +169,8 @@ class Rollout:
                 }
             )
             self.deployer.mark_in_progress(rollout)
-            return self._run_plan("forward", forward_actions(regions, steps))
+            share = self.shadow.share if self.shadow is not None else 0
+            return self._run_plan("forward", forward_actions(regions, steps, shadow=share))
 
     def resume(self, steps: Sequence[int] | None = None) -> Result:
         """Continue the latest rollout where it stopped; a held (A/B) one climbs the new `steps`."""
@@ -278,8 +303,8 @@ class Rollout:
                 continue
             self.log.append({"type": "begin", "plan": plan_index, "index": index, **action.to_record()})
             self.say(str(action))
-            if action.kind == "step":
-                failed = self._step(history.start, action)
+            if action.kind in ("step", "shadow"):
+                failed = self._step(history.start, action) if action.kind == "step" else self._shadow(history, action)
                 if failed is not None:
                     return self._after_failed_gate(history, plan, index, action, failed)
             else:
@@ -336,6 +361,39 @@ class Rollout:
             self.say(f"gate {region} at {action.percent}% (attempt {attempt}): {verdict}")
             if result.exit_code != ExitCode.INVALID:
                 break
+        return None if result.exit_code == ExitCode.OK else result
+
+    def _shadow(self, history: History, action: Action) -> GateResult | None:
+        """Mirror the action's share of the region's requests to the new revision, judge it, stop the mirror;
+        None when the judge passed, else its result (a breach rolls back, an invalid run stops)."""
+        region = action.region
+        old, new = history.start["from"][region], history.start["to"][region]
+        if self.shadow is None:
+            raise RolloutError(
+                f"the rollout's plan has a shadow stage in {region} but the stack has no rollout.shadow now: "
+                "put it back to --resume, or --abort"
+            )
+        if new not in self.deployer.weights(region):  # a resumed stage whose region the log was behind on
+            self.deployer.deploy_revision(region, new)
+        self.deployer.set_weights(region, {old: 100, new: 0})
+        self.deployer.set_shadow(region, new, action.percent)
+        try:
+            result = self.shadow.run(region, old, new)
+        finally:
+            self.deployer.set_shadow(region, new, 0)
+        if result.exit_code not in (ExitCode.OK, ExitCode.BREACH):
+            result = GateResult(ExitCode.INVALID, result.verdict)
+        self.log.append(
+            {
+                "type": "shadow",
+                "region": region,
+                "percent": action.percent,
+                "exit_code": result.exit_code,
+                "comparison": dict(result.verdict),
+            }
+        )
+        verdict: dict[int, str] = {ExitCode.OK: "pass", ExitCode.BREACH: "WORSE THAN THE OLD REVISION"}
+        self.say(f"shadow {region} at {action.percent}%: {verdict.get(result.exit_code, 'run invalid')}")
         return None if result.exit_code == ExitCode.OK else result
 
     def _after_failed_gate(
@@ -413,6 +471,7 @@ def failure_report(action: Action, result: GateResult) -> dict[str, Any]:
     return {
         "region": action.region,
         "step": action.percent,
+        **({"stage": "shadow"} if action.kind == "shadow" else {}),
         "gate_exit_code": result.exit_code,
         "failed_checks": [c for c in checks if not c.get("pass", False)],
         "reasons": verdict.get("reasons", []),

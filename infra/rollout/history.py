@@ -31,7 +31,7 @@ UNFINISHED = {Outcome.HELD, Outcome.STOPPED}
 """Outcomes that leave the fleet on two revisions: a new rollout must wait for --resume or --abort."""
 
 
-ActionKind = Literal["deploy", "step", "promote", "restore", "settle"]
+ActionKind = Literal["deploy", "shadow", "step", "promote", "restore", "settle"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Action:
         return Action(cast(ActionKind, record["kind"]), str(record["region"]), int(record.get("percent", 0)))
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.region}" + (f" {self.percent}%" if self.kind in ("step", "settle") else "")
+        return f"{self.kind} {self.region}" + (f" {self.percent}%" if self.kind in ("shadow", "step", "settle") else "")
 
 
 @dataclass
@@ -130,12 +130,17 @@ class History:
         return max(i for i, plan in enumerate(self.plans) if plan.record["phase"] == "forward")
 
 
-def forward_actions(regions: Sequence[str], steps: Sequence[int], *, deploy: bool = True) -> list[Action]:
-    """Waves: each region in turn deploys, climbs the steps, and is promoted when the last step is 100."""
+def forward_actions(
+    regions: Sequence[str], steps: Sequence[int], *, deploy: bool = True, shadow: int = 0
+) -> list[Action]:
+    """Waves: each region in turn deploys, runs the shadow stage (`shadow` percent of its requests copied to
+    the new revision, when above 0), climbs the steps, and is promoted when the last step is 100."""
     actions: list[Action] = []
     for region in regions:
         if deploy:
             actions.append(Action("deploy", region))
+            if shadow:
+                actions.append(Action("shadow", region, shadow))
         actions += [Action("step", region, percent) for percent in steps]
         if steps[-1] == 100:
             actions.append(Action("promote", region))

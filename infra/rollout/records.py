@@ -20,7 +20,7 @@ class _Record(BaseModel):
 
 class _ActionFields(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
-    kind: Literal["deploy", "step", "promote", "restore", "settle"]
+    kind: Literal["deploy", "shadow", "step", "promote", "restore", "settle"]
     region: str
     percent: int = Field(default=0, ge=0, le=100)
 
@@ -72,6 +72,16 @@ class GateRecord(_Record):
     verdict: dict[str, Any]
 
 
+class ShadowRecord(_Record):
+    """The shadow stage's judgement: both revisions' figures over the window and each check."""
+
+    type: Literal["shadow"]
+    region: str
+    percent: int
+    exit_code: int
+    comparison: dict[str, Any]
+
+
 class ReconcileRecord(_Record):
     type: Literal["reconcile"]
     restore: list[str]
@@ -93,7 +103,7 @@ class EndRecord(_Record):
 
 
 AnyRecord = Annotated[
-    StartRecord | PlanRecord | ResumeRecord | StepRecord | GateRecord | ReconcileRecord | EndRecord,
+    StartRecord | PlanRecord | ResumeRecord | StepRecord | GateRecord | ShadowRecord | ReconcileRecord | EndRecord,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyRecord)

@@ -33,6 +33,33 @@ class SharedPrefixSpec(Section):
         )
 
 
+class ShadowSpec(Section):
+    """The shadow stage before each region's canary steps: real requests copied to the new revision, answers
+    dropped, then both revisions judged on their own Prometheus series over that window (docs/patterns.md)."""
+
+    share: int = Field(default=10, ge=1, le=100, description="Percent of each model's requests copied.")
+    duration_s: float = Field(default=900, ge=60, le=6 * 3600, description="How long the copies run.")
+    prometheus: dict[str, str] = Field(
+        description="Region key -> that region's Prometheus URL as the machine running `llmfleet rollout` reaches "
+        "it (e.g. through `kubectl port-forward` or an internal load balancer)."
+    )
+    max_latency_ratio: float = Field(
+        default=1.2, ge=1, le=10, description="New revision's TTFT and end-to-end p95 at most this times the old's."
+    )
+    max_error_increase: float = Field(
+        default=0.01, ge=0, le=1, description="New revision's aborted share at most the old's plus this."
+    )
+    min_requests: int = Field(default=50, ge=1, le=1_000_000, description="Copies the new revision must serve.")
+
+    @field_validator("prometheus")
+    @classmethod
+    def _urls(cls, urls: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k, u in urls.items() if not u.startswith(("http://", "https://")))
+        if bad:
+            raise ValueError(f"URLs start with http:// or https://; not those of {bad}")
+        return urls
+
+
 class RolloutSpec(Section):
     """Waves, canary steps and the gate of a rollout (the CLI's --steps/--suite override steps and suite)."""
 
@@ -55,6 +82,9 @@ class RolloutSpec(Section):
     shared_prefix: SharedPrefixSpec | None = Field(
         default=None, description="Gate with the shared-prefix multi-turn workload instead of unique prompts."
     )
+    shadow: ShadowSpec | None = Field(
+        default=None, description="Shadow stage before the canary steps in each region (default: none)."
+    )
 
     @field_validator("steps")
     @classmethod
@@ -64,6 +94,14 @@ class RolloutSpec(Section):
 
     def check_regions(self, keys: Sequence[str]) -> None:
         """Cross-check against the stack's regions (called by DeploymentSpec)."""
+        if self.shadow is not None:
+            unknown = sorted(set(self.shadow.prometheus) - set(keys))
+            missing = [k for k in keys if k not in self.shadow.prometheus]
+            if unknown or missing:
+                raise ValueError(
+                    f"rollout.shadow.prometheus: one Prometheus URL per region; unknown {unknown}, missing {missing} "
+                    f"(the stack's regions: {list(keys)})"
+                )
         if self.region_order is None:
             return
         unknown = [k for k in self.region_order if k not in keys]

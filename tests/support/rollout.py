@@ -48,6 +48,10 @@ class MemoryDeployer:
         assert self.state[region].get(revision, 0) == 0, f"{region}: removing {revision} while it serves"
         self._call("remove", region, revision, lambda: self.state[region].pop(revision, None) and None)
 
+    def set_shadow(self, region: str, revision: str, share: int) -> None:
+        assert self.state[region].get(revision) == 0, f"{region}: shadowing {revision} while it serves"
+        self._call("shadow", region, (revision, share), lambda: None)
+
     def weights(self, region: str) -> dict[str, int]:
         return dict(self.state[region])
 
