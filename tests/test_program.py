@@ -146,7 +146,14 @@ def test_counts_per_region(stack: Stack) -> None:
 
 def _cloud_pools(stack: Stack, region: RegionSpec, plan: DeploymentPlan) -> list[RecordedResource]:
     pool = stack.named(f"{region.key}-{plan.model}-pool", POOL)
-    return [r for r in stack.children(pool) if r.type in (EKS_NODE_GROUP, GKE_NODE_POOL)]
+    pools = [r for r in stack.children(pool) if r.type in (EKS_NODE_GROUP, GKE_NODE_POOL)]
+
+    def rank(r: RecordedResource) -> int:  # the primary `<name>-pool` first, then `<name>-fallback-<i>` in order
+        _, fallback, index = r.name.rpartition("-fallback-")
+        return int(index) + 1 if fallback else 0
+
+    # Ordered by name, not by recording: the mocks record pools in whichever order they resolve.
+    return sorted(pools, key=rank)
 
 
 def _plan_entries(stack: Stack) -> Iterator[tuple[RegionSpec, DeploymentPlan]]:
