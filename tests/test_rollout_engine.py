@@ -12,33 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.rollout import NEW, OLD, Crash, MemoryDeployer
+from support.rollout import NEW, OLD, REGIONS, Crash, MemoryDeployer, Script, ScriptedGate
 
-from llmfleet.infra.rollout.engine import GateResult, Rollout, RolloutError
+from llmfleet.infra.rollout.engine import Rollout, RolloutError
 from llmfleet.infra.rollout.history import Outcome
 from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
 from llmfleet.values import ExitCode
-
-REGIONS = ["aws-eu-west-1", "gcp-us-central1", "aws-us-east-1"]
-
-
-Script = Callable[[str, int, int], int]
-
-
-class ScriptedGate:
-    """Exit code per (region, percent, attempt); records every run and the deployer state it saw."""
-
-    def __init__(self, deployer: MemoryDeployer, script: Script = lambda *_: 0) -> None:
-        self.deployer = deployer
-        self.script = script
-        self.runs: list[tuple[str, int, int, dict[str, int]]] = []
-
-    def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
-        assert endpoint == f"http://{region}.example" and revision == NEW, "the gate judges the new revision"
-        self.runs.append((region, step, attempt, self.deployer.weights(region)))
-        code = self.script(region, step, attempt)
-        checks = [{"metric": "ttft", "stat": "p95", "observed": 900.0, "op": "<=", "threshold": 800.0, "pass": False}]
-        return GateResult(code, {"checks": checks if code == 3 else [], "metrics": {"ttft_ms": {"p95": 900.0}}})
 
 
 def make(tmp_path: Path, script: Script = lambda *_: 0, crash_on_call: int | None = None, crash_after: bool = False):

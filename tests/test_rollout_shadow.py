@@ -16,8 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from support.rollout import NEW, OLD, MemoryDeployer
-from test_rollout_engine import REGIONS, ScriptedGate
+from support.rollout import NEW, OLD, REGIONS, MemoryDeployer, ScriptedGate
 
 from llmfleet.infra.program.revisions import DeployedRevision, RolloutRecord
 from llmfleet.infra.rollout.engine import Rollout

@@ -1,8 +1,10 @@
-"""An in-memory rollout deployer (the rollout engine's Deployer protocol) for state-machine tests."""
+"""An in-memory rollout deployer (the engine's Deployer protocol) and a scripted gate, for state-machine tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from llmfleet.infra.rollout.engine import GateResult
 
 OLD, NEW = "0ld0ld00", "5ca1ab1e"
 
@@ -63,3 +65,27 @@ class MemoryDeployer:
 
     def mark_in_progress(self, rollout: str | None) -> None:
         self.marker = rollout
+
+
+REGIONS = ["aws-eu-west-1", "gcp-us-central1", "aws-us-east-1"]
+
+
+Script = Callable[[str, int, int], int]
+
+
+class ScriptedGate:
+    """Exit code per (region, percent, attempt); records every run and the deployer state it saw."""
+
+    def __init__(self, deployer: MemoryDeployer, script: Script = lambda *_: 0) -> None:
+        self.deployer = deployer
+        self.script = script
+        self.runs: list[tuple[str, int, int, dict[str, int]]] = []
+
+    def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
+        assert endpoint == f"http://{region}.example" and revision == NEW, "the gate judges the new revision"
+        self.runs.append((region, step, attempt, self.deployer.weights(region)))
+        code = self.script(region, step, attempt)
+        checks = [{"metric": "ttft", "stat": "p95", "observed": 900.0, "op": "<=", "threshold": 800.0, "pass": False}]
+        return GateResult(code, {"checks": checks if code == 3 else [], "metrics": {"ttft_ms": {"p95": 900.0}}})
+
+
