@@ -87,5 +87,3 @@ class ScriptedGate:
         code = self.script(region, step, attempt)
         checks = [{"metric": "ttft", "stat": "p95", "observed": 900.0, "op": "<=", "threshold": 800.0, "pass": False}]
         return GateResult(code, {"checks": checks if code == 3 else [], "metrics": {"ttft_ms": {"p95": 900.0}}})
-
-
