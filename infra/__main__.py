@@ -31,7 +31,7 @@ from llmfleet.infra.program.args import (
     queue_config,
     routing_in,
 )
-from llmfleet.infra.program.revision_args import with_revisions
+from llmfleet.infra.program.revision_args import region_revisions
 from llmfleet.infra.program.revisions import RolloutRecord
 from llmfleet.infra.schema.regions import RegionSpec
 
@@ -90,21 +90,31 @@ def cloud_providers(spec: DeploymentSpec, region: RegionSpec) -> list[pulumi.Pro
     return [gcp.Provider(f"{region.key}-gcp", project=spec.gcp_project, region=region.region), generated]
 
 
-def fleet_args(spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Secrets) -> RegionalFleetArgs:
+def fleet_args(
+    spec: DeploymentSpec, region: RegionSpec, plan: Plan, secrets: Secrets, record: RolloutRecord
+) -> RegionalFleetArgs:
+    """The region's fleet arguments, with the revisions `record` says it serves (`llmfleet rollout`)."""
     deployments = [d for d in plan.deployments if (d.cloud, d.region) == (region.cloud, region.region)]
     output_tokens = {m.name: m.load.output_tokens for m in spec.models}
     existing = region.cluster.mode == "existing"
+    revisions = region_revisions(pulumi.get_stack(), spec, region, deployments, record)
     return RegionalFleetArgs(
         cloud=region.cloud,
         region=region.region,
         role=region.role,
         cluster_kind=ClusterKind.existing if existing else CREATED_CLUSTER[region.cloud],
-        deployments=deployments,
+        deployments=revisions.deployments,
+        revision=revisions.revision,
+        canary=revisions.canary,
+        shadow=revisions.shadow,
         # Per model, and per part of a deployed GPU mix (`<model>-<part>`: each part scales on its own queue).
         queue_thresholds={
-            object_name(part): waiting_requests_threshold(part, output_tokens[d.model], spec.slo.ttft_p95_ms)
-            for d in deployments
-            for part in (d, *d.parts)
+            **revisions.queue_thresholds,
+            **{
+                object_name(part): waiting_requests_threshold(part, output_tokens[d.model], spec.slo.ttft_p95_ms)
+                for d in deployments
+                for part in (d, *d.parts)
+            },
         },
         kubeconfig=secrets.kubeconfigs.get(region.key),
         kubernetes_version=region.cluster.kubernetes_version,
@@ -198,10 +208,7 @@ def main() -> None:
     secrets = resolve_secrets(spec)
     # Every region's arguments before any resource: an error in the last region leaves nothing half-built.
     record = RolloutRecord.from_pulumi_config()  # `llmfleet rollout`: the revisions each region serves
-    regions = [
-        (region, with_revisions(pulumi.get_stack(), spec, region, fleet_args(spec, region, plan, secrets), record))
-        for region in spec.regions
-    ]
+    regions = [(region, fleet_args(spec, region, plan, secrets, record)) for region in spec.regions]
     endpoints: dict[str, pulumi.Output[dict[str, str]]] = {}
     gateway_endpoints: dict[str, pulumi.Output[str]] = {}
     monitoring: dict[str, dict[str, Any]] = {}
