@@ -79,8 +79,10 @@ def test_every_new_object_validates_against_the_pinned_crds(with_cascade: Gatewa
     assert ext_proc["failOpen"] is True
     # Request headers and body only: responses (streamed tokens) never wait on the router.
     assert ext_proc["processingMode"] == {"request": {"body": "Buffered"}}
-    # On the serving listeners only: the port-80 listener (ACME challenges, redirect) is not processed.
-    assert {ref["sectionName"] for ref in policy["spec"]["targetRefs"]} == {"https", "https-1"}
+    # On the model route only (the HTTPRoute the AI Gateway generates from it): not the health or redirect routes.
+    assert policy["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": f"{NAME}-models"}
+    ]
     assert policy["metadata"]["namespace"] == NAMESPACE
 
 

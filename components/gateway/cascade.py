@@ -11,7 +11,7 @@ pkg/decision/engine.go `evalAND`). Requests naming a model themselves pass uncha
 The router must see the body before the AI Gateway's own ext_proc reads it (that filter extracts the model the
 route matches on, and its upstream filter sends the body it captured: a later rewrite would be lost). At the
 pinned releases the order comes from three objects (docs/patterns.md, "Cascade"):
-- an EnvoyExtensionPolicy on the Gateway's serving listeners: the router's ext_proc, request body buffered;
+- an EnvoyExtensionPolicy on the model route: the router's ext_proc, request body buffered;
 - the EnvoyProxy's `filterOrder`: Envoy Gateway v1.8.1 moves every ext_proc it renders before the first
   buffer filter (internal/xds/translator/httpfilters.go `sortHTTPFilters`, `Before`);
 - a `requestBuffer` on the model route's BackendTrafficPolicy, which puts the buffer filter in the listener
@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmfleet.components import pins
-from llmfleet.components.gateway.routes import BUFFER_LIMIT, Names, listener_refs
+from llmfleet.components.gateway.routes import BUFFER_LIMIT, Names, ref
 from llmfleet.components.gateway.types import MODEL_HEADER, Cascade
 from llmfleet.components.helm import merge_values
 
@@ -157,15 +157,16 @@ def router_values(names: Names, cascade: Cascade) -> dict[str, Any]:
     return merge_values(values, cascade.values)
 
 
-def extension_policy_spec(names: Names, listeners: Sequence[str], cascade: Cascade) -> dict[str, Any]:
-    """The router as ext_proc on the serving listeners (not the port-80 ACME listener).
+def extension_policy_spec(names: Names, cascade: Cascade) -> dict[str, Any]:
+    """The router as ext_proc on the model route: request headers and body only (answers stream straight back).
 
-    On the listeners, not the model route: the route's rules match `x-ai-eg-model`, which the AI Gateway sets
-    only after the router has run, so a route-scoped filter would not run for the request it must rewrite.
-    Only request headers and body go to the router (responses stream straight to the client).
+    On the route, not the listeners: until the AI Gateway's filter has read the body and set `x-ai-eg-model`, a
+    request matches the catch-all `route-not-found` rule the AI Gateway adds to the HTTPRoute it generates from
+    the model route (v1.1.0 internal/controller/ai_gateway_route.go), and a route-level policy applies to every
+    rule of that HTTPRoute. So the router sees the model requests, and not the health, redirect or other routes.
     """
     return {
-        "targetRefs": listener_refs(names, listeners),
+        "targetRefs": [ref("HTTPRoute", names.route)],
         "extProc": [
             {
                 "backendRefs": [
@@ -201,12 +202,12 @@ def auto_rule(
     Backend, which the gateway always creates (round robin, without the endpoint picker).
     """
     [cheap] = [r for r in rules if r["name"] == cascade.cheap_model]
-    refs = [dict(ref) for ref in cheap["backendRefs"]]
-    if any("kind" in ref for ref in refs):  # a pool: alone in its rule
+    refs = [dict(backend) for backend in cheap["backendRefs"]]
+    if any("kind" in backend for backend in refs):  # a pool: alone in its rule
         refs = [{"name": names.backend(cascade.cheap_model), "priority": 0}]
-    for ref in refs:
+    for backend in refs:
         # The hosted fallback's ref keeps its own override (the provider's model name).
-        ref.setdefault("modelNameOverride", cascade.cheap_model)
+        backend.setdefault("modelNameOverride", cascade.cheap_model)
     return {
         "name": f"{cascade.auto_model}-cascade",
         "matches": [{"headers": [{"type": "Exact", "name": MODEL_HEADER, "value": cascade.auto_model}]}],

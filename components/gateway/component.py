@@ -372,7 +372,7 @@ class Gateway(pulumi.ComponentResource):
             raise ValueError(f"cascade.auto_model: {settings.auto_model!r} is a served model's name")
 
     def _cascade(self, settings: Cascade) -> None:
-        """The router (its pinned chart, in the gateway's namespace) and its ext_proc on the serving listeners."""
+        """The router (its pinned chart, in the gateway's namespace) and its ext_proc on the model route."""
         names = self._names
         router = pinned_release(
             f"{names.base}-cascade-router",
@@ -396,7 +396,7 @@ class Gateway(pulumi.ComponentResource):
             self._after,
             self._args.metrics_namespace,
         )
-        spec = cascade.extension_policy_spec(names, self._listeners, settings)
+        spec = cascade.extension_policy_spec(names, settings)
         k8s.apiextensions.CustomResource(
             f"{names.base}-cascade",
             api_version=ENVOY_GATEWAY_API,
