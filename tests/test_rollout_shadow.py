@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from support.rollout import NEW, OLD, REGIONS, MemoryDeployer, ScriptedGate
+from support.stacks import StackWriter
+from test_gateway_priority import gateway_stack
 
 from llmfleet.infra.program.revisions import DeployedRevision, RolloutRecord
 from llmfleet.infra.rollout.engine import Rollout
@@ -197,3 +199,20 @@ def test_the_record_shadows_only_a_revision_at_zero_and_a_weight_ends_it() -> No
         record.with_shadow("aws-us-east-1", OLD, 10)
     stepped = shadowed.with_weights("aws-us-east-1", {OLD: 95, NEW: 5})
     assert stepped.regions["aws-us-east-1"][NEW].shadow == 0
+
+
+def test_the_plan_says_what_the_shadow_stage_adds(write_stack: StackWriter) -> None:
+    from typer.testing import CliRunner
+
+    from llmfleet.infra.cli import app
+
+    deployment = gateway_stack()
+    deployment["rollout"] = {
+        "shadow": {"share": 25, "duration_s": 600, "prometheus": {"aws-us-east-1": "http://p:9090"}}
+    }
+    result = CliRunner().invoke(app, ["plan", "--stack-file", str(write_stack(deployment, keyA="k"))])
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.split())
+    assert "copies 25% of its requests to the new revision for 600 s" in line and "no GPU of its own" in line
+    plain = CliRunner().invoke(app, ["plan", "--stack-file", str(write_stack(gateway_stack(), name="b", keyA="k"))])
+    assert plain.exit_code == 0 and "Shadow stage" not in plain.output

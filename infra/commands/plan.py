@@ -22,6 +22,7 @@ from llmfleet.infra.commands.progress import stdout_console
 from llmfleet.infra.config import load_stack, stack_path, undefined_secrets
 from llmfleet.infra.planning import build_plan
 from llmfleet.infra.schema.gateway import FallbackSpec, PrioritySpec
+from llmfleet.infra.schema.rollout import ShadowSpec
 
 
 class OutputFormat(StrEnum):
@@ -216,6 +217,17 @@ def hybrid_line(fallback: FallbackSpec, priority: PrioritySpec) -> str:
     )
 
 
+def shadow_line(shadow: ShadowSpec) -> str:
+    """What the rollout's shadow stage adds: no capacity of its own, a share of the new revision's and the gateway's."""
+    return (
+        f"Shadow stage (rollout.shadow): each region's rollout copies {shadow.share}% of its requests to the new "
+        f"revision for {shadow.duration_s:g} s before the canary steps, answers dropped; no GPU of its own (the new "
+        "revision is deployed at 0% for those steps anyway): the copies take that share of the region's requests "
+        "from the new revision's replicas, and Envoy sends each copied request twice (CPU, in-cluster bandwidth), "
+        "not priced here"
+    )
+
+
 def cascade_line(c: CpuPodsCost) -> str:
     """What the cascade's router adds in a region: its pods' requests, priced as a share of a CPU node."""
     mark = "" if c.price_verified else "*"
@@ -285,6 +297,8 @@ def register(app: typer.Typer) -> None:
             render_table(result, console)
             if spec.gateway.priority is not None and spec.gateway.fallback is not None:
                 console.print(hybrid_line(spec.gateway.fallback, spec.gateway.priority))
+            if spec.rollout.shadow is not None:
+                console.print(shadow_line(spec.rollout.shadow))
 
 
 def counted(n: int, noun: str) -> str:
