@@ -33,6 +33,8 @@ from llmfleet.components.inference import InferenceService, InferenceServiceArgs
 from llmfleet.components.inference.engine import object_name
 from llmfleet.components.inference.hardening import API_KEY_SECRET_KEY
 from llmfleet.components.keda import Keda, KedaArgs
+from llmfleet.components.loadgen import ROLE as LOADGEN_ROLE
+from llmfleet.components.loadgen import LoadGenerator, LoadGeneratorSettings
 from llmfleet.components.nodepool import GpuNodePool, GpuNodePoolArgs
 from llmfleet.components.observability import (
     PROMETHEUS_URL,
@@ -119,6 +121,9 @@ class RegionalFleetArgs:
     """Served model name -> prefix- and load-aware routing: each revision of the model becomes an
     InferencePool with the upstream endpoint picker, and the gateway routes the model through it
     (needs `gateway`). Models not listed are routed to their Service."""
+    load_generator: LoadGeneratorSettings | None = None
+    """An SLO-gate load generator (Locust master + workers as Jobs) next to the gateway, for the rollout's
+    in-cluster gate (needs `gateway`); None: none."""
 
 
 class RegionalFleet(pulumi.ComponentResource):
@@ -150,6 +155,8 @@ class RegionalFleet(pulumi.ComponentResource):
     """The region's async queue (None when the stack has none)."""
     queue_workers: QueueWorkers | None
     queue_pool: WorkerPool | None
+    load_generator: LoadGenerator | None
+    """The in-cluster gate's load generator (None unless `args.load_generator`)."""
     """The queue workers' own spot node pool (None: they run on the system nodes)."""
     endpoints: pulumi.Output[dict[str, str]]
     """Served model name -> cluster-local OpenAI-compatible base URL."""
@@ -195,11 +202,25 @@ class RegionalFleet(pulumi.ComponentResource):
         self.queue_pool = self._queue_pool(name, args)
         self.queue_workers = self._queue_workers(name, args)
         self.inference_pools = self._routing(name, args)
+        self.load_generator = self._load_generator(name, args)
         self.endpoints = pulumi.Output.all(**{model: s.url for model, s in self.services.items()}).apply(
             lambda urls: dict(sorted(urls.items()))
         )
         gateway_endpoint = self.gateway.endpoint if self.gateway else None
         self.register_outputs({"endpoints": self.endpoints, "gateway_endpoint": gateway_endpoint})
+
+    def _load_generator(self, name: str, args: RegionalFleetArgs) -> LoadGenerator | None:
+        """The gate's generator in the services' namespace, loading the region's gateway; created after it."""
+        settings = args.load_generator
+        if settings is None:
+            return None
+        if self.gateway is None or not args.deployments:
+            raise ValueError(f"{name}: a load generator loads the region's gateway and models; add them")
+        return LoadGenerator(
+            f"{name}-{LOADGEN_ROLE}",
+            settings.args(self.gateway.endpoint, args.deployments[0].model, self.namespace.metadata.name),
+            opts=self.kubernetes_opts(depends_on=[self.gateway]),
+        )
 
     def kubernetes_opts(self, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
         """Options for a Kubernetes child: parented to the fleet, deployed with the region's cluster provider."""

@@ -85,6 +85,44 @@ class LoadGeneratorArgs:
     labels: Mapping[str, str] = field(default_factory=dict[str, str])
 
 
+ROLE = "loadgen"
+"""A RegionalFleet names its LoadGenerator `<fleet name>-loadgen`; the rollout's in-cluster gate reruns that name."""
+
+
+@dataclass(frozen=True)
+class LoadGeneratorSettings:
+    """A LoadGenerator as a RegionalFleet deploys it next to its gateway: the fleet adds the host (its gateway),
+    the namespace (its services') and the model (its first; a gate run names its own, loadtests/incluster.py)."""
+
+    image: str
+    slo: Mapping[str, float]
+    users: int
+    duration_s: float
+    suite: str = "steady"
+    workers: int = 1
+    worker_cpu: str = "1"
+    worker_memory: str = "1Gi"
+    api_key: pulumi.Input[str] | None = None
+    extra_args: Sequence[str] = ()
+
+    def args(self, host: pulumi.Input[str], model: str, namespace: pulumi.Input[str]) -> LoadGeneratorArgs:
+        return LoadGeneratorArgs(
+            image=self.image,
+            host=host,
+            model=model,
+            slo=self.slo,
+            users=self.users,
+            duration_s=self.duration_s,
+            workers=self.workers,
+            suite=self.suite,
+            namespace=namespace,
+            api_key=self.api_key,
+            worker_cpu=self.worker_cpu,
+            worker_memory=self.worker_memory,
+            extra_args=self.extra_args,
+        )
+
+
 def check_args(args: LoadGeneratorArgs) -> None:
     """Bad arguments fail before any resource is registered, naming the field."""
     if args.suite not in SUITES:

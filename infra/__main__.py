@@ -27,6 +27,7 @@ from llmfleet.infra.planning import build_plan
 from llmfleet.infra.program.args import (
     gateway_settings,
     load_balancer_args,
+    load_generator_settings,
     observability_settings,
     queue_config,
     routing_in,
@@ -132,6 +133,7 @@ def fleet_args(
             health_path=spec.load_balancer.health_check.path if spec.load_balancer else None,
         ),
         routing=routing_in(spec, region),
+        load_generator=load_generator_settings(spec.rollout, spec.gateway, spec.slo, secrets.gateway),
         observability=observability_settings(
             spec.observability,
             cloud=region.cloud,

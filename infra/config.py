@@ -139,6 +139,14 @@ class DeploymentSpec(Section):
         if self.load_balancer is not None:
             self.load_balancer.check_stack(self.regions, self.gateway.hostname, self.gcp_project)
         self.rollout.check_regions(keys)
+        in_cluster = self.rollout.in_cluster
+        if in_cluster is not None and in_cluster.tenant is not None:
+            keyed = [t.name for t in self.gateway.tenants if t.api_key_secret]
+            if in_cluster.tenant not in keyed:
+                raise ValueError(
+                    f"rollout.in_cluster.tenant: {in_cluster.tenant!r} is not a gateway tenant with an "
+                    f"api_key_secret; those are {keyed}"
+                )
         if self.gateway.cascade is not None:
             self.gateway.cascade.check_stack({r.key: self.served_in(r) for r in self.regions})
         if self.queue is not None:

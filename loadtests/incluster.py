@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import secrets
 import shutil
 import subprocess
@@ -113,6 +114,77 @@ def rerun_job(deployed: dict[str, Any], run_id: str) -> dict[str, Any]:
     return job
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """What a run changes from the deployed Jobs (a rollout step: the model, the revision header, the load).
+
+    The deployed LoadGenerator stays the one definition of how the suite runs (image, workers, SLO,
+    API key, host); a gate that needs another model or revision header per run passes it here, and the
+    copies carry it in their args. None keeps the deployed value."""
+
+    model: str | None = None
+    headers: Sequence[str] | None = None
+    """Replace every `--llm-header` of the master (e.g. `x-llmfleet-revision: <id>`); () removes them."""
+    users: int | None = None
+    """Also the spawn rate (all users start at once, as the LoadGenerator renders it)."""
+    duration_s: float | None = None
+    warmup_s: float | None = None
+    suite_file: str | None = None
+    """`-f` of master and workers, a suite inside the image (components/loadgen.py SUITES_DIR)."""
+
+
+def _set_flag(args: list[str], flag: str, value: str) -> None:
+    if flag in args:
+        args[args.index(flag) + 1] = value
+    else:
+        args += [flag, value]
+
+
+def _container_args(job: dict[str, Any]) -> list[str]:
+    return job["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def apply_overrides(master: dict[str, Any], workers: dict[str, Any], overrides: Overrides) -> None:
+    """Change the copied Jobs' container args as `overrides` says (in place)."""
+    args = _container_args(master)
+    if overrides.model is not None:
+        _set_flag(args, "--llm-model", overrides.model)
+    if overrides.users is not None:
+        _set_flag(args, "-u", str(overrides.users))
+        _set_flag(args, "-r", str(overrides.users))
+    if overrides.duration_s is not None:
+        old = _duration_s(args)
+        _set_flag(args, "-t", f"{overrides.duration_s:g}s")
+        # A longer run needs a longer deadline: the deployed one was sized for the deployed duration.
+        longer = math.ceil(max(0.0, overrides.duration_s - old))
+        for job in (master, workers):
+            if job["spec"].get("activeDeadlineSeconds"):
+                job["spec"]["activeDeadlineSeconds"] += longer
+    if overrides.warmup_s is not None:
+        _set_flag(args, "--llm-warmup", f"{overrides.warmup_s:g}")
+    if overrides.headers is not None:
+        kept: list[str] = []
+        pairs = iter(args)
+        for arg in pairs:
+            if arg == "--llm-header":
+                next(pairs, None)
+            else:
+                kept.append(arg)
+        for header in overrides.headers:
+            kept += ["--llm-header", header]
+        args[:] = kept
+    if overrides.suite_file is not None:
+        for job in (master, workers):
+            _set_flag(_container_args(job), "-f", overrides.suite_file)
+
+
+def _duration_s(args: list[str]) -> float:
+    if "-t" not in args:
+        return 0.0
+    text = args[args.index("-t") + 1]
+    return float(text[:-1]) if text.endswith("s") else float(text)
+
+
 def finished(job: dict[str, Any]) -> str | None:
     """'Complete' or 'Failed' once the Job has ended (a gate exit code 3 or 4 fails the master's pod)."""
     for condition in _list(_dict(job.get("status")).get("conditions")):
@@ -163,6 +235,7 @@ def run_in_cluster(
     kubectl: Kubectl,
     *,
     run_id: str | None = None,
+    overrides: Overrides | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     say: Callable[[str], None] = lambda _: None,
@@ -180,12 +253,14 @@ def run_in_cluster(
         raise InClusterError(f"--in-cluster {name}: a run is still active ({', '.join(busy)}); wait for it to end")
     run_id = run_id or new_run_id()
     manifests = [rerun_job(master, run_id), rerun_job(workers, run_id)]
+    if overrides is not None:
+        apply_overrides(manifests[0], manifests[1], overrides)
     master_job = manifests[0]["metadata"]["name"]
     kubectl.run(
         "create", "-f", "-", "-o", "name", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
     )
     say(f"in-cluster run {run_id}: created job/{master_job} and job/{manifests[1]['metadata']['name']}")
-    deadline = clock() + float(master["spec"].get("activeDeadlineSeconds") or 3600) + WAIT_MARGIN_S
+    deadline = clock() + float(manifests[0]["spec"].get("activeDeadlineSeconds") or 3600) + WAIT_MARGIN_S
     state: str | None = None
     while state is None and clock() < deadline:
         sleep(POLL_S)

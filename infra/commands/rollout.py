@@ -27,7 +27,7 @@ from llmfleet.infra.program.revisions import RegionRevision, target_revisions, w
 from llmfleet.infra.rollout.deployer import Deployer, DeployFailed
 from llmfleet.infra.rollout.engine import Gate, Rollout, RolloutError
 from llmfleet.infra.rollout.history import Outcome, forward_actions
-from llmfleet.infra.rollout.loadgate import LocustGate
+from llmfleet.infra.rollout.loadgate import InClusterGate, LocustGate
 from llmfleet.infra.rollout.log import RolloutBusy, RolloutLog, RolloutLogDamaged
 from llmfleet.infra.rollout.shadow import ShadowJudge, ShadowLimits
 from llmfleet.infra.schema.rollout import check_steps
@@ -85,6 +85,25 @@ def make_gate(spec: DeploymentSpec, suite: str, target: Mapping[str, RegionRevis
     """The stack's load-test suite and SLO, per region's models (tests replace this)."""
     models = {region: revision.model_names for region, revision in target.items()}
     workload = spec.rollout.shared_prefix.locust_args() if spec.rollout.shared_prefix else ()
+    in_cluster = spec.rollout.in_cluster
+    if in_cluster is not None:  # each region's deployed LoadGenerator (components/loadgen.py), through kubectl
+        from llmfleet.components.loadgen import ROLE
+        from llmfleet.loadtests.incluster import InClusterError, Kubectl, find_kubectl
+
+        try:
+            executable = find_kubectl()
+        except InClusterError as exc:
+            raise UsageError(f"rollout.in_cluster: {exc}") from None
+        return InClusterGate(
+            suite,
+            spec.rollout.gate_duration_s,
+            spec.rollout.users,
+            models,
+            generators={region: f"{region}-{ROLE}" for region in target},
+            kubectl={region: Kubectl(spec.namespace, in_cluster.contexts[region], executable) for region in target},
+            work_dir=work_dir,
+            say=_say,
+        )
     return LocustGate(
         spec.slo, suite, spec.rollout.gate_duration_s, spec.rollout.users, models, work_dir, locust_args=workload
     )

@@ -23,6 +23,7 @@ from llmfleet.components.gateway.types import (
     Tenant,
     Tls,
 )
+from llmfleet.components.loadgen import LoadGeneratorSettings
 from llmfleet.components.observability.component import ObservabilitySettings
 from llmfleet.components.observability.rules import AlertThresholds, SloTargets
 from llmfleet.components.queue.costs import WorkerPoolPlan
@@ -35,6 +36,7 @@ from llmfleet.infra.schema.gateway import CascadeSpec, GatewaySpec, RateLimits
 from llmfleet.infra.schema.observability import GPU_MEMORY_MARGIN_PERCENT, ObservabilitySpec
 from llmfleet.infra.schema.queue import QueueSpec
 from llmfleet.infra.schema.regions import RegionSpec
+from llmfleet.infra.schema.rollout import RolloutSpec
 from llmfleet.infra.schema.routing import RoutingSpec
 from llmfleet.infra.schema.traffic import LoadBalancerSpec
 from llmfleet.values import Slo
@@ -234,3 +236,28 @@ def routing_in(spec: DeploymentSpec, region: RegionSpec) -> dict[str, RoutingOpt
         for m in spec.models_in(region)
         if m.routing.enabled(m.quantization, spec.has_fallback(m.name), region.key)
     }
+
+
+def load_generator_settings(
+    rollout: RolloutSpec, gateway: GatewaySpec, slo: Slo, secrets: Mapping[str, pulumi.Output[str]]
+) -> LoadGeneratorSettings | None:
+    """`rollout.in_cluster`: the LoadGenerator each region deploys for the gate, running the rollout's suite, users
+    and duration on the stack's SLO (a gate run overrides model, revision header and load per step). `secrets`
+    resolved from `gateway.secret_refs()`: the tenant's API key."""
+    spec = rollout.in_cluster
+    if spec is None:
+        return None
+    keys = {t.name: t.api_key_secret for t in gateway.tenants}
+    key = keys.get(spec.tenant) if spec.tenant else None
+    return LoadGeneratorSettings(
+        image=spec.image,
+        slo=slo.model_dump(),
+        users=rollout.users,
+        duration_s=rollout.gate_duration_s,
+        suite=rollout.suite,
+        workers=spec.workers,
+        worker_cpu=spec.worker_cpu,
+        worker_memory=spec.worker_memory,
+        api_key=secrets[key] if key else None,
+        extra_args=rollout.shared_prefix.locust_args() if rollout.shared_prefix else (),
+    )

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from llmfleet.components.gateway.types import REVISION_HEADER
 from llmfleet.infra.rollout.engine import GateResult
+from llmfleet.loadtests.gate import Verdict
+from llmfleet.loadtests.incluster import InClusterError, Kubectl, Overrides, run_in_cluster
 from llmfleet.values import ExitCode, Slo
 
 WARMUP_SHARE = 0.1
@@ -86,3 +88,59 @@ def combine(verdicts: Mapping[str, GateResult]) -> GateResult:
     ]
     metrics = {model: result.verdict.get("metrics", {}) for model, result in verdicts.items()}
     return GateResult(code, {"exit_code": code, "checks": checks, "reasons": reasons, "metrics": metrics})
+
+
+@dataclass
+class InClusterGate:
+    """The same gate on the LoadGenerator deployed next to each region's gateway (`rollout.in_cluster`).
+
+    Each run goes through `llmfleet loadtest --in-cluster`'s code path (loadtests/incluster.py): the
+    region's deployed master/worker Jobs are copied under a run id, with what changes per step passed as
+    overrides of the copies' args (the model, the revision header, suite, users, duration, warm-up), and
+    the verdict is read from the master's log. Verdicts, exit codes and reports are the local gate's; a
+    cluster kubectl cannot reach, or a run that wrote no verdict, is an invalid run (exit 4), never a breach.
+    """
+
+    suite: str
+    duration_s: float
+    users: int
+    models: Mapping[str, Sequence[str]]
+    """Region -> the served model names to load-test there."""
+    generators: Mapping[str, str]
+    """Region -> the name of its deployed LoadGenerator."""
+    kubectl: Mapping[str, Kubectl]
+    """Region -> kubectl for that region's cluster (context) and the generator's namespace."""
+    work_dir: Path
+    """Verdicts and the master's logs, named as LocustGate's reports."""
+    say: Callable[[str], None] = lambda _: None
+
+    def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
+        # `endpoint` is where a local gate sends its load; the deployed generator already loads its gateway.
+        from llmfleet.components.loadgen import SUITES_DIR  # Pulumi's SDK, only when this gate runs
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        verdicts: dict[str, GateResult] = {}
+        for model in self.models[region]:
+            report = self.work_dir / f"{region}-{step}pct-attempt{attempt}-{model}-{run_id()}.json"
+            overrides = Overrides(
+                model=model,
+                headers=(f"{REVISION_HEADER}: {revision}",),
+                users=self.users,
+                duration_s=self.duration_s,
+                warmup_s=self.duration_s * WARMUP_SHARE,
+                suite_file=f"{SUITES_DIR}/{self.suite}.py",
+            )
+            verdict = self._run_one(region, overrides, report)
+            verdict.write(report)
+            verdicts[model] = GateResult(verdict.exit_code, verdict.to_json())
+        return combine(verdicts)
+
+    def _run_one(self, region: str, overrides: Overrides, report: Path) -> Verdict:
+        try:
+            done = run_in_cluster(self.generators[region], self.kubectl[region], overrides=overrides, say=self.say)
+        except InClusterError as exc:  # kubectl missing, failing or the cluster unreachable: no verdict at all
+            return Verdict(checks=[], valid=False, reasons=[f"in-cluster gate in {region}: {exc}"])
+        report.with_suffix(".log").write_text(done.log)
+        if done.verdict is not None and done.problem is None:
+            return Verdict.from_json(done.verdict)
+        return Verdict(checks=[], valid=False, reasons=[done.problem or "no verdict"])

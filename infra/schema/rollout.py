@@ -60,6 +60,38 @@ class ShadowSpec(Section):
         return urls
 
 
+class InClusterSpec(Section):
+    """The gate's load from a LoadGenerator (components/loadgen.py: Locust master + workers as Kubernetes Jobs)
+    deployed in each region next to its gateway, instead of from the machine running `llmfleet rollout`."""
+
+    image: str = Field(
+        pattern=r"^[^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$",
+        description="The generator's image, built from loadtests/Dockerfile on the pinned Locust image "
+        "(components/pins.yaml `locust`); the project publishes none. A fixed tag or digest, not `latest`.",
+    )
+    workers: int = Field(default=1, ge=1, le=1000, description="Worker pods, one Locust process each.")
+    worker_cpu: str = Field(default="1", pattern=r"^\d+(\.\d+)?m?$", description="CPU request and limit per worker.")
+    worker_memory: str = Field(
+        default="1Gi", pattern=r"^\d+(Ki|Mi|Gi)$", description="Memory request and limit per worker."
+    )
+    tenant: str | None = Field(
+        default=None,
+        description="A gateway tenant (`gateway.tenants[].name`) whose API key the generator sends; none: no key.",
+    )
+    contexts: dict[str, str] = Field(
+        description="Region key -> the kubectl context of that region's cluster, as the machine running "
+        "`llmfleet rollout` has it configured."
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        last = image.rsplit("/", 1)[-1]
+        if "@" not in last and (":" not in last or last.endswith(":latest")):
+            raise ValueError(f"{image!r}: pin the image with a tag other than latest, or a digest")
+        return image
+
+
 class RolloutSpec(Section):
     """Waves, canary steps and the gate of a rollout (the CLI's --steps/--suite override steps and suite)."""
 
@@ -86,6 +118,11 @@ class RolloutSpec(Section):
         default=None, description="Shadow stage before the canary steps in each region (default: none)."
     )
 
+    in_cluster: InClusterSpec | None = Field(
+        default=None,
+        description="Run the gate on a load generator deployed in each region's cluster (default: on this machine).",
+    )
+
     @field_validator("steps")
     @classmethod
     def _steps_climb(cls, steps: list[int]) -> list[int]:
@@ -101,6 +138,14 @@ class RolloutSpec(Section):
                 raise ValueError(
                     f"rollout.shadow.prometheus: one Prometheus URL per region; unknown {unknown}, missing {missing} "
                     f"(the stack's regions: {list(keys)})"
+                )
+        if self.in_cluster is not None:
+            unknown = sorted(set(self.in_cluster.contexts) - set(keys))
+            missing = [k for k in keys if k not in self.in_cluster.contexts]
+            if unknown or missing:
+                raise ValueError(
+                    f"rollout.in_cluster.contexts: one kubectl context per region; unknown {unknown}, missing "
+                    f"{missing} (the stack's regions: {list(keys)})"
                 )
         if self.region_order is None:
             return
