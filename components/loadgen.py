@@ -160,9 +160,15 @@ class LoadGenerator(pulumi.ComponentResource):
             **args.labels,
         }
 
-        def meta(suffix: str, role: str | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+        def meta(suffix: str, role: str | None = None, job: bool = False) -> k8s.meta.v1.ObjectMetaArgs:
             extra = {"app.kubernetes.io/component": role} if role else {}
-            return k8s.meta.v1.ObjectMetaArgs(name=f"{name}-{suffix}", namespace=args.namespace, labels=labels | extra)
+            # pulumi-kubernetes waits for a Job to complete and fails the update when it fails: a gate run
+            # that breaches (exit 3) would fail `pulumi up` of the fleet, and a long one would time it out.
+            # The run's verdict is read from the master's log, not from the update (loadtests/incluster.py).
+            annotations = {"pulumi.com/skipAwait": "true"} if job else None
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=f"{name}-{suffix}", namespace=args.namespace, labels=labels | extra, annotations=annotations
+            )
 
         slo = k8s.core.v1.ConfigMap(
             f"{name}-slo", metadata=meta("slo"), data={"slo.json": json.dumps(dict(args.slo))}, opts=child
@@ -215,7 +221,7 @@ class LoadGenerator(pulumi.ComponentResource):
         )
         self.master = k8s.batch.v1.Job(
             f"{name}-master-job",
-            metadata=meta("master", "master"),
+            metadata=meta("master", "master", job=True),
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=0,  # a second run would be a second verdict
                 active_deadline_seconds=deadline_s,
@@ -242,7 +248,7 @@ class LoadGenerator(pulumi.ComponentResource):
         worker_args = [*common, "--worker", "--master-host", self.service.metadata.name]
         self.workers = k8s.batch.v1.Job(
             f"{name}-workers",
-            metadata=meta("workers", "worker"),
+            metadata=meta("workers", "worker", job=True),
             spec=k8s.batch.v1.JobSpecArgs(
                 parallelism=args.workers,
                 completions=args.workers,

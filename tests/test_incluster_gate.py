@@ -37,11 +37,12 @@ PROD_REGIONS = ["aws-us-east-1", "aws-us-west-2", "gcp-us-central1"]
 REGION = "aws-us-east-1"
 
 
-def prod_with(tmp_path: Path, in_cluster: dict[str, Any] | None, name: str = "prod") -> Path:
+def prod_with(
+    tmp_path: Path, in_cluster: dict[str, Any], name: str = "prod", rollout: dict[str, Any] | None = None
+) -> Path:
     document = yaml.safe_load(stack_path("prod").read_text())
-    rollout = document["config"]["llmfleet:deployment"].setdefault("rollout", {})
-    if in_cluster is not None:
-        rollout["in_cluster"] = in_cluster
+    section = document["config"]["llmfleet:deployment"].setdefault("rollout", {})
+    section |= {"in_cluster": in_cluster} | (rollout or {})
     path = tmp_path / f"Pulumi.{name}.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -77,6 +78,8 @@ def test_each_region_deploys_a_valid_load_generator_on_its_gateway(tmp_path: Pat
         assert master["metadata"]["namespace"] == "llmfleet"
         for manifest in (master, workers):
             validate_manifest(manifest)
+            # `pulumi up` does not wait for (or fail on) the deploy-time run; its reruns drop the annotation.
+            assert manifest["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
     secrets = [m for r, m in run.kubernetes_objects() if m["kind"] == "Secret" and "loadgen" in m["metadata"]["name"]]
     assert len(secrets) == len(PROD_REGIONS), "the tenant's key, in a Secret per region"
 
@@ -103,14 +106,20 @@ def test_bad_options_name_the_field(tmp_path: Path, change: dict[str, Any], fiel
         load_stack_file(path)
 
 
-def test_the_cli_exits_2_on_a_bad_option_without_a_traceback(tmp_path: Path) -> None:
-    path = prod_with(tmp_path, good(workers=0), name="badgen")
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"in_cluster": good(workers=0)}, "rollout.in_cluster.workers"), ({"suite": "gateway"}, "rollout.suite")],
+)
+def test_the_cli_exits_2_on_a_bad_option_without_a_traceback(
+    tmp_path: Path, change: dict[str, Any], field: str
+) -> None:
+    path = prod_with(tmp_path, good(), name="badgen", rollout=change)
     llmfleet = str(Path(sys.executable).parent / "llmfleet")
     out = tmp_path / "out"
     command = [llmfleet, "render", "--stack-file", str(path), "--out", str(out)]
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "rollout.in_cluster.workers" in done.stdout + done.stderr
+    assert field in done.stdout + done.stderr
     assert "Traceback" not in done.stderr and not out.exists()
 
 

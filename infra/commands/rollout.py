@@ -87,9 +87,13 @@ def make_gate(spec: DeploymentSpec, suite: str, target: Mapping[str, RegionRevis
     workload = spec.rollout.shared_prefix.locust_args() if spec.rollout.shared_prefix else ()
     in_cluster = spec.rollout.in_cluster
     if in_cluster is not None:  # each region's deployed LoadGenerator (components/loadgen.py), through kubectl
-        from llmfleet.components.loadgen import ROLE
+        from llmfleet.components.loadgen import ROLE, SUITES
         from llmfleet.loadtests.incluster import InClusterError, Kubectl, find_kubectl
 
+        if suite not in SUITES:
+            raise UsageError(
+                f"--suite {suite!r}: with rollout.in_cluster the gate runs distributed, on one of {', '.join(SUITES)}"
+            )
         try:
             executable = find_kubectl()
         except InClusterError as exc:

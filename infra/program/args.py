@@ -23,6 +23,7 @@ from llmfleet.components.gateway.types import (
     Tenant,
     Tls,
 )
+from llmfleet.components.loadgen import SUITES as LOADGEN_SUITES
 from llmfleet.components.loadgen import LoadGeneratorSettings
 from llmfleet.components.observability.component import ObservabilitySettings
 from llmfleet.components.observability.rules import AlertThresholds, SloTargets
@@ -247,6 +248,11 @@ def load_generator_settings(
     spec = rollout.in_cluster
     if spec is None:
         return None
+    if rollout.suite not in LOADGEN_SUITES:
+        raise ConfigError(
+            f"{CONFIG_KEY}.rollout.suite: {rollout.suite!r} runs in one process; with rollout.in_cluster the gate "
+            f"runs distributed, on one of {', '.join(LOADGEN_SUITES)}"
+        )
     keys = {t.name: t.api_key_secret for t in gateway.tenants}
     key = keys.get(spec.tenant) if spec.tenant else None
     return LoadGeneratorSettings(
