@@ -247,7 +247,8 @@ def main() -> None:
         print(render_picker_config())
     print(
         "Same workload against a deployed gateway (the picker routes; compare with routing.prefix_aware: false):\n"
-        "  llmfleet loadtest --stack dev --suite steady --users 8 --duration 5m --report reports/prefix.json -- "
+        "  llmfleet loadtest --stack dev --model chat --suite steady --users 8 --duration 5m "
+        "--report reports/prefix.json -- "
         f"--llm-prefix-groups {args.groups} --llm-prefix-tokens {args.prefix_tokens} --llm-turns {args.turns} "
         f"--llm-prompt-tokens {args.prompt_tokens} --llm-output-tokens {args.output_tokens}\n"
         "  (the verdict's metrics.prefix_cache_hit_share is the servers' own count, from usage.cached_tokens)"
