@@ -8,6 +8,7 @@ overrides of the copied Jobs' args. kubectl is tests/support/fake_kubectl.py (as
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -238,3 +239,26 @@ def test_a_run_without_a_verdict_is_invalid(tmp_path: Path, cluster: Path, monke
 
 def _calls(cluster: Path) -> list[list[str]]:
     return [json.loads(line) for line in (cluster / "calls.jsonl").read_text().splitlines()]
+
+
+def test_the_rollout_command_gates_on_each_region_s_generator_in_its_context(
+    tmp_path: Path, cluster: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmfleet.infra.commands import rollout as command
+    from llmfleet.infra.errors import UsageError
+    from llmfleet.infra.program.revisions import target_revisions
+
+    name, spec = "prod", load_stack_file(prod_with(tmp_path, good()))
+    target = target_revisions(name, spec)
+    monkeypatch.setenv("PATH", f"{cluster.parent / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    gate = command.make_gate(spec, "steady", target, tmp_path / "reports")
+    assert isinstance(gate, InClusterGate)
+    assert gate.generators == {r: f"{r}-loadgen" for r in PROD_REGIONS}
+    assert {r: (k.context, k.namespace) for r, k in gate.kubectl.items()} == {
+        r: (f"ctx-{r}", spec.namespace) for r in PROD_REGIONS
+    }
+    with pytest.raises(UsageError, match="--suite 'gateway'"):
+        command.make_gate(spec, "gateway", target, tmp_path / "reports")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(UsageError, match=r"rollout\.in_cluster: --in-cluster needs kubectl"):
+        command.make_gate(spec, "steady", target, tmp_path / "reports")
