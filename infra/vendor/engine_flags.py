@@ -2,7 +2,7 @@
 engine release accepts and exports, read from that release's source.
 
     python -m llmfleet.infra.vendor.engine_flags vllm WHEEL_OR_SDIST     # pip download vllm==<pin> --no-deps
-    python -m llmfleet.infra.vendor.engine_flags llama.cpp ARG_CPP SERVER_CPP [...]   # files at the pinned build tag
+    python -m llmfleet.infra.vendor.engine_flags llama.cpp BUILD ARG_CPP SERVER_CPP [...]  # at the pinned tag BUILD
 
 vLLM: `vllm serve`'s parser is make_arg_parser (vllm/entrypoints/openai/cli_args.py): the frontend
 dataclasses' fields (`--<field-with-dashes>`, booleans also `--no-...`) plus every literal flag of an
@@ -16,10 +16,10 @@ in the server's source.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 import re
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -198,12 +198,20 @@ def llama_cpp(version: str, arg_cpp: Path, servers: list[Path]) -> dict[str, obj
 
 
 def main() -> None:
-    engine, *paths = sys.argv[1:]
-    if engine == "vllm":
-        document = vllm(Path(paths[0]))
-    else:
-        version, arg_cpp, *servers = paths
-        document = llama_cpp(version, Path(arg_cpp), [Path(p) for p in servers])
+    # argparse: a wrong or missing argument (or --help) prints the usage and exits 2, not a traceback
+    parser = argparse.ArgumentParser(
+        prog="python -m llmfleet.infra.vendor.engine_flags",
+        description="Regenerate components/inference/data/<engine>-<version>.json from the pinned release's source.",
+    )
+    engines = parser.add_subparsers(dest="engine", required=True)
+    vllm_args = engines.add_parser("vllm", help="from the pinned wheel or sdist (pip download vllm==<pin> --no-deps)")
+    vllm_args.add_argument("archive", type=Path, help="the vllm wheel (.whl) or sdist (.tar.gz)")
+    llama_args = engines.add_parser("llama.cpp", help="from the source files at the pinned build tag")
+    llama_args.add_argument("build", help="the pinned build tag, e.g. b11063")
+    llama_args.add_argument("arg_cpp", type=Path, help="common/arg.cpp")
+    llama_args.add_argument("servers", type=Path, nargs="+", help="the server's sources (tools/server/*.cpp)")
+    args = parser.parse_args()
+    document = vllm(args.archive) if args.engine == "vllm" else llama_cpp(args.build, args.arg_cpp, args.servers)
     OUT.mkdir(parents=True, exist_ok=True)
     out = OUT / f"{document['engine']}-{document['version']}.json"
     out.write_text(json.dumps(document, indent=1) + "\n")
