@@ -275,12 +275,14 @@ def stack_path(stack: str) -> Path:
 def load_stack_file(path: Path) -> DeploymentSpec:
     """Read a stack file (`config: {llmfleet:deployment: ...}`) and validate it."""
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
         raise ConfigError(f"{path}: no such stack file (stacks in {STACKS_DIR}: {known})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the stack file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # YAML is UTF-8 text; a binary or other-encoded file is bad input, not a crash
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the stack file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     config = cast(dict[str, Any], document).get("config") if isinstance(document, dict) else None

@@ -194,9 +194,11 @@ def load_slo(path: Path | None = None) -> Slo:
     if path is None:
         return Slo()
     try:
-        document = yaml.safe_load(path.read_text())  # JSON is YAML
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
     except OSError as exc:
         raise SloFileError(f"--slo {path}: cannot read the SLO file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SloFileError(f"--slo {path}: not UTF-8 text (byte {exc.start}): save the SLO file as UTF-8") from None
     except yaml.YAMLError as exc:
         raise SloFileError(f"--slo {path}: not valid YAML or JSON: {exc}") from None
     if isinstance(document, dict) and set(cast(dict[str, Any], document)) == {"slo"}:

@@ -124,5 +124,8 @@ def test_stack_file_problems(tmp_path: Path) -> None:
         load_stack_file(bad)
     with pytest.raises(ConfigError, match="cannot read the stack file"):
         load_stack_file(tmp_path)
+    bad.write_bytes(b"config:\n  name: caf\xe9\n")  # Latin-1, not UTF-8: the error names the file, no traceback
+    with pytest.raises(ConfigError, match=r"Pulumi.bad.yaml: not UTF-8 text \(byte 19\)"):
+        load_stack_file(bad)
     with pytest.raises(ConfigError, match="--stack or --stack-file"):
         load_stack("dev", bad)

@@ -247,6 +247,13 @@ def test_a_missing_slo_file_is_an_slo_file_error(tmp_path: Path) -> None:
         load_slo(path=tmp_path / "absent.yaml")
 
 
+def test_a_binary_slo_file_is_an_slo_file_error_not_a_traceback(tmp_path: Path) -> None:
+    binary = tmp_path / "slo.yaml"
+    binary.write_bytes(b"\xff\xfe\x00ttft")
+    with pytest.raises(gate.SloFileError, match=r"not UTF-8 text \(byte 0\)"):
+        load_slo(path=binary)
+
+
 # Issue 13: checks that do not apply, a server never reached, a starved generator.
 
 
