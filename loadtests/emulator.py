@@ -34,6 +34,7 @@ import json
 import math
 import random
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -586,23 +587,35 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Emulato
             raise TypeError(f"EmulatorConfig.{spec.name}: no command-line option for type {kind}")
     args = parser.parse_args(argv)
     values = {spec.name: getattr(args, spec.name) for spec in fields(EmulatorConfig) if spec.name not in skip}
-    config = EmulatorConfig(
-        ttft_s=args.ttft_ms / 1000,
-        itl_s=args.itl_ms / 1000,
-        stall_s=args.stall_ms / 1000,
-        hold_open_after_done_s=args.hold_open_after_done_ms / 1000,
-        api_keys=frozenset(args.api_keys) if args.api_keys else None,
-        **values,
-    )
+    try:
+        config = EmulatorConfig(
+            ttft_s=args.ttft_ms / 1000,
+            itl_s=args.itl_ms / 1000,
+            stall_s=args.stall_ms / 1000,
+            hold_open_after_done_s=args.hold_open_after_done_ms / 1000,
+            api_keys=frozenset(args.api_keys) if args.api_keys else None,
+            **values,
+        )
+    except ValueError as exc:  # a negative time, zero tokens...: usage and exit 2, not a traceback
+        parser.error(str(exc))
     return args, config
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args, config = _parse_args(argv)
-    with Emulator(config, host=args.host, port=args.port) as emulator:
+    emulator = Emulator(config, host=args.host, port=args.port)
+    try:
+        emulator.start()
+    except OSError as exc:  # the port is taken (docs start it on 8000), or the host is not this machine's
+        emulator.close()
+        print(f"error: --host {args.host} --port {args.port}: cannot listen ({exc.strerror or exc})", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
         print(f"OpenAI-compatible emulator on {emulator.url} (model {MODEL_NAME}); Ctrl-C stops it", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+    finally:
+        emulator.close()
 
 
 if __name__ == "__main__":

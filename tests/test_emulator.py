@@ -383,3 +383,16 @@ def test_command_line_exposes_the_fault_options() -> None:
     _, config = _parse_args([*faults, "--retry-after-s", "2", "--refuse-connections"])
     assert (config.hang_share, config.max_output_tokens, config.usage_tokens) == (0.05, 1, 16)
     assert (config.rate_limit_share, config.retry_after_s, config.refuse_connections) == (0.5, 2.0, True)
+
+
+def test_bad_command_line_input_is_exit_2_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    from llmfleet.loadtests.emulator import _parse_args, main  # pyright: ignore[reportPrivateUsage]
+
+    with pytest.raises(SystemExit) as negative:
+        _parse_args(["--ttft-ms", "-5"])
+    assert negative.value.code == 2
+    assert "times must not be negative" in capsys.readouterr().err
+    with Emulator(EmulatorConfig()) as taken, pytest.raises(SystemExit) as busy:
+        main(["--port", str(taken.port)])  # the docs start it on 8000, which may be in use
+    assert busy.value.code == 2
+    assert f"--port {taken.port}: cannot listen" in capsys.readouterr().err
