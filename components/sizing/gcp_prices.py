@@ -148,7 +148,10 @@ def replace_section(prices_yaml: str, section: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="GCP prices per region and capacity type from SkyPilot's GCP catalog")
+    parser = argparse.ArgumentParser(
+        prog="python -m llmfleet.components.sizing.gcp_prices",
+        description="GCP prices per region and capacity type from SkyPilot's GCP catalog",
+    )
     parser.add_argument("vms_csv", type=Path, help="SkyPilot's catalogs/v8/gcp/vms.csv (or the project's excerpt)")
     parser.add_argument("--write", action="store_true", help=f"rewrite the gcp: section of {PRICES}")
     args = parser.parse_args(argv)

@@ -252,7 +252,10 @@ def merge(a: Tree, b: Tree) -> Tree:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Regenerate infra/render/chart_values/ from the pinned charts.")
+    parser = argparse.ArgumentParser(
+        prog="python -m llmfleet.infra.vendor.chart_values",
+        description="Regenerate infra/render/chart_values/ from the pinned charts.",
+    )
     parser.add_argument("--mirrors", type=Path, required=True)
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
