@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from support.rollout import NEW, OLD, REGIONS, MemoryDeployer, ScriptedGate
 from support.stacks import StackWriter
-from test_gateway_priority import gateway_stack
 
 from llmfleet.infra.program.revisions import DeployedRevision, RolloutRecord
 from llmfleet.infra.rollout.engine import Rollout
@@ -199,6 +198,15 @@ def test_the_record_shadows_only_a_revision_at_zero_and_a_weight_ends_it() -> No
         record.with_shadow("aws-us-east-1", OLD, 10)
     stepped = shadowed.with_weights("aws-us-east-1", {OLD: 95, NEW: 5})
     assert stepped.regions["aws-us-east-1"][NEW].shadow == 0
+
+
+def gateway_stack() -> dict[str, Any]:
+    return {
+        "models": [{"name": "chat", "model": "qwen2.5-7b", "load": {"concurrent_sequences": 8}}],
+        "regions": [{"cloud": "aws", "region": "us-east-1", "role": "primary"}],
+        "api_access_cidrs": ["203.0.113.0/24"],
+        "gateway": {"tenants": [{"name": "a", "api_key_secret": "keyA"}]},
+    }
 
 
 def test_the_plan_says_what_the_shadow_stage_adds(write_stack: StackWriter) -> None:
