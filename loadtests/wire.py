@@ -44,7 +44,9 @@ def _mark() -> None:
         _stamp.at = time.perf_counter()
 
 
-class _StampedHTTPConnection(HTTPConnection):
+class _Stamped(HTTPConnection):
+    """Stamps the request's start on its first act: set-up of a new connection, or the write on a kept one."""
+
     def connect(self) -> None:
         _mark()
         super().connect()
@@ -54,14 +56,12 @@ class _StampedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _StampedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _mark()
-        super().connect()
+class _StampedHTTPConnection(_Stamped):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _mark()
-        super().request(*args, **kwargs)
+
+class _StampedHTTPSConnection(_Stamped, HTTPSConnection):  # HTTPSConnection's connect (TLS) runs inside _Stamped's
+    pass
 
 
 class _StampedHTTPPool(HTTPConnectionPool):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.sizing import CATALOG, ETA, US_EAST_1, request
+from support.sizing import CATALOG, ETA, US_EAST_1, mix_request
 from support.stacks import mixed_70b, write_mix
 from typer.testing import CliRunner
 
@@ -30,7 +30,7 @@ POOL = {"group": "inference.networking.k8s.io", "kind": "InferencePool"}
 
 
 def test_the_plan_deploys_a_cheaper_mix_as_two_full_parts() -> None:
-    plain = request("llama-3.3-70b", Quantization.FP8, 40)
+    plain = mix_request("llama-3.3-70b", Quantization.FP8, 40)
     chosen = plan_deployment(CATALOG, plain.model_copy(update={"deploy_mix": True}), US_EAST_1, eta=ETA, tpot_slo_ms=60)
     mix = chosen.mix
     assert mix is not None and mix.deployed and len(chosen.parts) == 2
@@ -56,7 +56,7 @@ def test_the_plan_deploys_a_cheaper_mix_as_two_full_parts() -> None:
 
 
 def test_no_cheaper_mix_deploys_the_single_type_and_says_why() -> None:
-    asked = request("llama-3.1-8b", Quantization.BF16, 33).model_copy(update={"deploy_mix": True})
+    asked = mix_request("llama-3.1-8b", Quantization.BF16, 33).model_copy(update={"deploy_mix": True})
     chosen = plan_deployment(CATALOG, asked, US_EAST_1, eta=ETA, tpot_slo_ms=60)
     assert chosen.mix is not None and not chosen.mix.deployed and chosen.parts == ()
     assert "not deployed: no mix is cheaper" in chosen.mix.summary

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.sizing import CATALOG, ETA, US_EAST_1, request
+from support.sizing import CATALOG, ETA, US_EAST_1, mix_request
 
 from llmfleet.components.sizing.mix import cheapest_mix, nodes_for
 from llmfleet.components.sizing.planner import plan_deployment
@@ -78,7 +78,7 @@ def test_a_mix_of_two_gpu_types_can_beat_the_best_single_type() -> None:
     """70B fp8 at 40 sequences: two L40S x4 nodes (the best single type) leave one half-used; an A10G x4 node for the
     remainder is cheaper. The plan reports both pools, their route weights and what the mix saves."""
     chosen = plan_deployment(
-        CATALOG, request("llama-3.3-70b", Quantization.FP8, 40), US_EAST_1, eta=ETA, tpot_slo_ms=60
+        CATALOG, mix_request("llama-3.3-70b", Quantization.FP8, 40), US_EAST_1, eta=ETA, tpot_slo_ms=60
     )
     mix = chosen.mix
     assert mix is not None and mix.usd_per_hour is not None and not mix.deployed
@@ -92,17 +92,17 @@ def test_a_mix_of_two_gpu_types_can_beat_the_best_single_type() -> None:
 
 def test_the_plan_says_why_no_mix_is_cheaper() -> None:
     chosen = plan_deployment(
-        CATALOG, request("llama-3.1-8b", Quantization.BF16, 33), US_EAST_1, eta=ETA, tpot_slo_ms=60
+        CATALOG, mix_request("llama-3.1-8b", Quantization.BF16, 33), US_EAST_1, eta=ETA, tpot_slo_ms=60
     )
     assert chosen.mix is not None and chosen.mix.saves_usd_per_hour == 0
     assert chosen.mix.summary.startswith("no mix is cheaper: the best split")
     pinned = plan_deployment(
-        CATALOG, request("llama-3.1-8b", Quantization.BF16, 33, gpu="L40S"), US_EAST_1, eta=ETA, tpot_slo_ms=60
+        CATALOG, mix_request("llama-3.1-8b", Quantization.BF16, 33, gpu="L40S"), US_EAST_1, eta=ETA, tpot_slo_ms=60
     )
     assert pinned.mix is not None and "pins" in pinned.mix.summary
     off = plan_deployment(
         CATALOG,
-        request("llama-3.1-8b", Quantization.BF16, 33).model_copy(update={"mixed_gpus": False}),
+        mix_request("llama-3.1-8b", Quantization.BF16, 33).model_copy(update={"mixed_gpus": False}),
         US_EAST_1,
         eta=ETA,
         tpot_slo_ms=60,

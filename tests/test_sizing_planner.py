@@ -6,10 +6,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.sizing import CATALOG, ETA, US_EAST_1, request
 
 from llmfleet.components.sizing import memory as mem
-from llmfleet.components.sizing.calibration import catalog_eta
-from llmfleet.components.sizing.catalog import load_catalog
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.parallelism import tensor_parallel_is_valid
 from llmfleet.components.sizing.plan import DeploymentPlan
@@ -18,38 +17,10 @@ from llmfleet.components.sizing.types import (
     ConcurrencyLoad,
     KvCacheDtype,
     ModelRequest,
-    Overrides,
     Quantization,
     RegionRequest,
-    TargetLoad,
     ThroughputLoad,
 )
-
-CATALOG = load_catalog()
-ETA = catalog_eta(CATALOG)
-US_EAST_1 = RegionRequest(cloud="aws", region="us-east-1")
-
-
-def request(
-    model_id: str = "llama-3.1-8b",
-    quantization: Quantization = Quantization.BF16,
-    max_model_len: int = 8192,
-    load: TargetLoad | None = None,
-    kv: KvCacheDtype = KvCacheDtype.AUTO,
-    **pins: Any,
-) -> ModelRequest:
-    entry = CATALOG.models[model_id]
-    return ModelRequest(
-        name="m",
-        model_id=model_id,
-        hf_repo=entry.hf_repo,
-        architecture=entry.architecture,
-        quantization=quantization,
-        kv_cache_dtype=kv,
-        max_model_len=max_model_len,
-        load=load or ConcurrencyLoad(concurrent_sequences=8),
-        overrides=Overrides(**pins),
-    )
 
 
 def plan(model: ModelRequest, region: RegionRequest = US_EAST_1, tpot_ms: float | None = 60) -> DeploymentPlan:

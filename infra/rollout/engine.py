@@ -59,6 +59,12 @@ class GateResult:
     verdict: Mapping[str, Any] = field(default_factory=dict[str, Any])
     """The gate's JSON verdict (checks and figures), as written by the load test."""
 
+    def decided(self) -> GateResult:
+        """This result with any code but a pass or a breach read as an invalid run."""
+        if self.exit_code in (ExitCode.OK, ExitCode.BREACH):
+            return self
+        return GateResult(ExitCode.INVALID, self.verdict)
+
 
 class Gate(Protocol):
     def run(self, region: str, endpoint: str, step: int, attempt: int, revision: str) -> GateResult:
@@ -344,9 +350,7 @@ class Rollout:
         endpoint = self.deployer.endpoints()[region]
         result = GateResult(ExitCode.INVALID)
         for attempt in range(1, GATE_ATTEMPTS + 1):
-            result = self.gate.run(region, endpoint, action.percent, attempt, new)
-            if result.exit_code not in (ExitCode.OK, ExitCode.BREACH):
-                result = GateResult(ExitCode.INVALID, result.verdict)
+            result = self.gate.run(region, endpoint, action.percent, attempt, new).decided()
             self.log.append(
                 {
                     "type": "gate",
@@ -378,11 +382,9 @@ class Rollout:
         self.deployer.set_weights(region, {old: 100, new: 0})
         self.deployer.set_shadow(region, new, action.percent)
         try:
-            result = self.shadow.run(region, old, new)
+            result = self.shadow.run(region, old, new).decided()
         finally:
             self.deployer.set_shadow(region, new, 0)
-        if result.exit_code not in (ExitCode.OK, ExitCode.BREACH):
-            result = GateResult(ExitCode.INVALID, result.verdict)
         self.log.append(
             {
                 "type": "shadow",

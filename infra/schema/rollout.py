@@ -7,7 +7,7 @@ traffic in turn, and after each step the load-test `suite` runs against the regi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
 from pydantic import Field, field_validator
@@ -132,21 +132,9 @@ class RolloutSpec(Section):
     def check_regions(self, keys: Sequence[str]) -> None:
         """Cross-check against the stack's regions (called by DeploymentSpec)."""
         if self.shadow is not None:
-            unknown = sorted(set(self.shadow.prometheus) - set(keys))
-            missing = [k for k in keys if k not in self.shadow.prometheus]
-            if unknown or missing:
-                raise ValueError(
-                    f"rollout.shadow.prometheus: one Prometheus URL per region; unknown {unknown}, missing {missing} "
-                    f"(the stack's regions: {list(keys)})"
-                )
+            _one_per_region("rollout.shadow.prometheus", "Prometheus URL", self.shadow.prometheus, keys)
         if self.in_cluster is not None:
-            unknown = sorted(set(self.in_cluster.contexts) - set(keys))
-            missing = [k for k in keys if k not in self.in_cluster.contexts]
-            if unknown or missing:
-                raise ValueError(
-                    f"rollout.in_cluster.contexts: one kubectl context per region; unknown {unknown}, missing "
-                    f"{missing} (the stack's regions: {list(keys)})"
-                )
+            _one_per_region("rollout.in_cluster.contexts", "kubectl context", self.in_cluster.contexts, keys)
         if self.region_order is None:
             return
         unknown = [k for k in self.region_order if k not in keys]
@@ -168,3 +156,13 @@ def check_steps(steps: Sequence[int]) -> None:
         raise ValueError(f"each step is a percentage from 1 to 100, got {list(steps)}")
     if any(b <= a for a, b in pairwise(steps)):
         raise ValueError(f"must strictly increase, got {list(steps)}")
+
+
+def _one_per_region(field: str, what: str, per_region: Mapping[str, object], keys: Sequence[str]) -> None:
+    """A mapping keyed by region must name each of the stack's regions, and only those."""
+    unknown = sorted(set(per_region) - set(keys))
+    missing = [k for k in keys if k not in per_region]
+    if unknown or missing:
+        raise ValueError(
+            f"{field}: one {what} per region; unknown {unknown}, missing {missing} (the stack's regions: {list(keys)})"
+        )
