@@ -32,6 +32,7 @@ import pulumi_kubernetes as k8s
 
 from llmfleet.components import pins
 from llmfleet.components.hardening import container_hardening, pod_hardening
+from llmfleet.components.secrets import secret_env
 
 LOCUST_IMAGE = pins.image("locust")
 """The base the load generator's image is built on (loadtests/Dockerfile's LOCUST_IMAGE)."""
@@ -175,19 +176,14 @@ class LoadGenerator(pulumi.ComponentResource):
         )
         env = [k8s.core.v1.EnvVarArgs(name="PYTHONUNBUFFERED", value="1")]
         if args.api_key is not None:
-            key = k8s.core.v1.Secret(
-                f"{name}-api-key",
-                metadata=meta("api-key"),
-                type="Opaque",
-                string_data={"LLM_API_KEY": pulumi.Output.secret(args.api_key)},
-                opts=child,
-            )
             env.append(
-                k8s.core.v1.EnvVarArgs(
-                    name="LLM_API_KEY",
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=key.metadata.name, key="LLM_API_KEY")
-                    ),
+                secret_env(
+                    f"{name}-api-key",
+                    meta("api-key"),
+                    env_name="LLM_API_KEY",
+                    data_key="LLM_API_KEY",
+                    value=args.api_key,
+                    opts=child,
                 )
             )
         master_labels = labels | {"app.kubernetes.io/component": "master"}

@@ -30,6 +30,7 @@ from llmfleet.components.inference.engine import (
     object_name,
     startup_budget_s,
 )
+from llmfleet.components.secrets import secret_env
 from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.components.sizing.types import Engine
 
@@ -166,19 +167,14 @@ class InferenceService(pulumi.ComponentResource):
 
         env = [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in engine.env.items()]
         if args.hf_token is not None:
-            token = k8s.core.v1.Secret(
-                f"{name}-hf-token",
-                metadata=meta("-hf-token"),
-                type="Opaque",
-                string_data={"token": pulumi.Output.secret(args.hf_token)},
-                opts=child,
-            )
             env.append(
-                k8s.core.v1.EnvVarArgs(
-                    name="HF_TOKEN",
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=token.metadata.name, key="token")
-                    ),
+                secret_env(
+                    f"{name}-hf-token",
+                    meta("-hf-token"),
+                    env_name="HF_TOKEN",
+                    data_key="token",
+                    value=args.hf_token,
+                    opts=child,
                 )
             )
 
