@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from llmfleet.components.keda import KedaArgs as KedaArgs
     from llmfleet.components.loadgen import LoadGenerator as LoadGenerator
     from llmfleet.components.loadgen import LoadGeneratorArgs as LoadGeneratorArgs
-    from llmfleet.components.nodepool import GPU_TAINT_KEY as GPU_TAINT_KEY
+    from llmfleet.components.node_labels import GPU_TAINT_KEY as GPU_TAINT_KEY
     from llmfleet.components.nodepool import GpuNodePool as GpuNodePool
     from llmfleet.components.nodepool import GpuNodePoolArgs as GpuNodePoolArgs
 
@@ -41,7 +41,7 @@ _EXPORTS = {
     "KedaArgs": "llmfleet.components.keda",
     "LoadGenerator": "llmfleet.components.loadgen",
     "LoadGeneratorArgs": "llmfleet.components.loadgen",
-    "GPU_TAINT_KEY": "llmfleet.components.nodepool",
+    "GPU_TAINT_KEY": "llmfleet.components.node_labels",
     "GpuNodePool": "llmfleet.components.nodepool",
     "GpuNodePoolArgs": "llmfleet.components.nodepool",
 }

@@ -22,18 +22,17 @@ from llmfleet.components.cluster.eks import launch_template_ref, node_launch_tem
 from llmfleet.components.cluster.gke import NODE_SCOPES
 from llmfleet.components.helm import pinned_release
 from llmfleet.components.inference.engine import object_name
+from llmfleet.components.node_labels import (
+    ACCELERATOR_LABEL,
+    CPU_ACCELERATOR,
+    GPU_TAINT_KEY,
+    GPU_TAINT_VALUE,
+    MODEL_LABEL,
+)
 from llmfleet.components.sizing.catalog import load_catalog
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.plan import DeploymentPlan
 
-GPU_TAINT_KEY = "nvidia.com/gpu"
-GPU_TAINT_VALUE = "present"  # the value GKE itself uses for this taint
-MODEL_LABEL = "llmfleet.dev/model"
-ACCELERATOR_LABEL = "llmfleet.dev/accelerator"
-"""The GPU of the node (`cpu` without one). GKE: each pool's own GPU. EKS: the plan's GPU, although one node
-group takes every fallback type and a fallback may bring another GPU (`node.kubernetes.io/instance-type`
-tells the node's real type). Pods select their pool by MODEL_LABEL alone, so a fallback always matches."""
-CPU_ACCELERATOR = "cpu"
 CPU_AMI_TYPE = "AL2023_x86_64_STANDARD"
 DEFAULT_DISK_GIB = 200  # vLLM images are ~10 GB compressed and unpack to over 20; room for two versions
 

@@ -29,10 +29,9 @@ from llmfleet.components.cluster.gke import DEFAULT_STORAGE_CLASS as GKE_DEFAULT
 from llmfleet.components.cluster.gke import PD_ACCESS_MODES, subnet_ranges
 from llmfleet.components.cluster.kubeconfig import eks_kubeconfig, gke_kubeconfig
 from llmfleet.components.inference import InferenceService, ModelCache
+from llmfleet.components.node_labels import ACCELERATOR_LABEL, GPU_TAINT_KEY
 from llmfleet.components.nodepool import (
-    ACCELERATOR_LABEL,
     DEVICE_PLUGIN_VERSION,
-    GPU_TAINT_KEY,
     GkeAccelerator,
     GpuNodePool,
     GpuNodePoolArgs,

@@ -20,7 +20,7 @@ import yaml
 from support.stacks import ShippedRun, StackWriter, one_region_stack
 
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
-from llmfleet.components.nodepool import GPU_TAINT_KEY
+from llmfleet.components.node_labels import GPU_TAINT_KEY
 from llmfleet.components.observability import (
     AlertThresholds,
     Observability,

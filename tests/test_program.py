@@ -22,7 +22,7 @@ from support.stacks import ShippedRun
 import llmfleet.infra.render.offline as offline
 from llmfleet.components.inference import waiting_requests_threshold
 from llmfleet.components.keda import CHART_VERSION as KEDA_CHART_VERSION
-from llmfleet.components.nodepool import ACCELERATOR_LABEL, GPU_TAINT_KEY, MODEL_LABEL
+from llmfleet.components.node_labels import ACCELERATOR_LABEL, GPU_TAINT_KEY, MODEL_LABEL
 from llmfleet.components.sizing.catalog import load_catalog
 from llmfleet.components.sizing.plan import DeploymentPlan, Plan
 from llmfleet.components.sizing.types import Engine

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmfleet.components import pins
-from llmfleet.components.nodepool import ACCELERATOR_LABEL, CPU_ACCELERATOR, GPU_TAINT_KEY
+from llmfleet.components.node_labels import ACCELERATOR_LABEL, CPU_ACCELERATOR, GPU_TAINT_KEY
 from llmfleet.components.observability.stack import SCRAPE_INTERVAL
 
 _PIN = pins.chart("dcgm-exporter")

@@ -22,15 +22,13 @@ from functools import cache
 from typing import Any, cast
 
 from llmfleet.components.inference.engine import SERVER_LABELS
+from llmfleet.components.node_labels import GPU_TAINT_KEY, MODEL_LABEL
 
 GPU_RESOURCE = "nvidia.com/gpu"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 INFERENCE_COMPONENT = SERVER_LABELS["app.kubernetes.io/component"]
 """`app.kubernetes.io/component` of the inference servers' Deployments and Services."""
 GATEWAY_COMPONENT_TYPE = "llmfleet:gateway:Gateway"
 """Routes created under this component are the sanctioned way in."""
-MODEL_LABEL = "llmfleet.dev/model"
-"""Node label that ties a model's pools (its primary and fallback pools) together."""
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 NODE_POOL = "gcp:container/nodePool:NodePool"
