@@ -153,6 +153,28 @@ def totals(plans: list[DeploymentPlan]) -> Totals:
     )
 
 
+LARGE_DEPLOYMENT_GPUS = 1024
+"""More GPUs than this for one model in one region is more likely a slip in its `load` (a concurrency or rate
+a thousand times too high) than a plan: cloud GPU quotas start far lower. The plan is still made; `plan`
+warns, naming the field."""
+
+
+def load_warnings(spec: DeploymentSpec, plan: Plan) -> list[str]:
+    """A warning per (region, model) whose load needs more than LARGE_DEPLOYMENT_GPUS GPUs."""
+    index = {m.name: i for i, m in enumerate(spec.models)}
+    found: list[str] = []
+    for d in plan.deployments:
+        gpus = sum(part.nodes * part.gpus_per_node for part in d.deployed)
+        if gpus > LARGE_DEPLOYMENT_GPUS:
+            usd_per_month = sum(part.usd_per_hour for part in d.deployed) * HOURS_PER_MONTH
+            found.append(
+                f"{CONFIG_KEY}.models[{index[d.model]}].load: {d.model} in {d.cloud}/{d.region} needs {gpus:,} GPUs "
+                f"on {sum(part.nodes for part in d.deployed):,} nodes (${usd_per_month:,.0f} a "
+                f"month); check concurrent_sequences / output_tokens_per_s, and the region's GPU quota"
+            )
+    return found
+
+
 def require_token_for_gated_weights(spec: DeploymentSpec, catalog: Catalog) -> None:
     """A catalog repository HuggingFace gates needs `huggingface_token_secret`: without it the pods would
     fail on download, after the GPUs are paid for. A repository the stack names itself is not known here."""

@@ -61,6 +61,15 @@ def test_an_api_open_to_the_internet_plans_with_a_warning_and_a_missing_one_exit
     fails_naming(tmp_path, data, "api_access_cidrs: required because aws-us-east-1 create")
 
 
+def test_a_load_a_thousand_times_too_high_plans_with_a_warning_naming_the_field(tmp_path: Path) -> None:
+    sane = run("--stack-file", str(stack_file(tmp_path, deployment())))
+    assert sane[0] == 0 and ".load:" not in sane[2], sane[2]
+    code, _, err = run("--stack-file", str(stack_file(tmp_path, deployment({"load": {"concurrent_sequences": 10**8}}))))
+    assert code == 0, err
+    assert "warning: llmfleet:deployment.models[0].load: chat in aws/us-east-1 needs " in err, err
+    assert "GPUs" in err and "a month" in err and "concurrent_sequences" in err, err
+
+
 def test_prod_stack_json_is_the_documented_contract() -> None:
     code, out, err = run("--stack", "prod", "--format", "json")
     assert code == 0, err

@@ -20,7 +20,7 @@ from llmfleet.components.sizing.plan import DeploymentPlan, Plan
 from llmfleet.infra.commands.common import StackFileOption, StackOption, user_errors_exit_2
 from llmfleet.infra.commands.progress import stdout_console
 from llmfleet.infra.config import load_stack, stack_path, undefined_secrets
-from llmfleet.infra.planning import build_plan
+from llmfleet.infra.planning import build_plan, load_warnings
 from llmfleet.infra.schema.gateway import FallbackSpec, PrioritySpec
 from llmfleet.infra.schema.rollout import ShadowSpec
 
@@ -290,6 +290,8 @@ def register(app: typer.Typer) -> None:
             print(f"warning: {warning}", file=sys.stderr)
         base_dir = stack_file.resolve().parent if stack_file is not None else None
         result = build_plan(name, spec, base_dir)
+        for warning in load_warnings(spec, result):
+            print(f"warning: {warning}", file=sys.stderr)
         if output is OutputFormat.JSON:
             typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
         else:
