@@ -6,7 +6,10 @@ socket to the same StreamMeter the Locust user feeds: no HTTP library, no gevent
 is the server plus the least a Python client can add. Used by tests/test_gate_generator.py and
 tests/benchmarks/bench_gate.py, in its own process:
 
-    python tests/support/raw_client.py URL USERS SECONDS OUT.jsonl [--output-tokens N] [--model NAME]
+    python tests/support/raw_client.py URL USERS SECONDS OUT.jsonl [--output-tokens N] [--model NAME] [--bind ADDR]
+
+`--bind` sets the connections' source address (bench_gate: 127.0.0.2, so a loopback capture tells
+its requests from the gate's on 127.0.0.1 without either client reporting its ports).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ async def run_users(
     prompt_tokens: int = 16,
     model: str = "m",
     out: TextIO | None = None,
+    bind: str | None = None,
 ) -> list[RequestSample]:
     """Closed-loop users for `seconds`; each sample is also written to `out` (a JSON line, flushed) as
     soon as it ends, so a caller may stop the client at any time and keep what it measured."""
@@ -70,7 +74,9 @@ async def run_users(
             meter = StreamMeter(started, expected_output_tokens=output_tokens)
             recorded = False
             try:
-                connection = connection or await asyncio.open_connection(host, port)
+                connection = connection or await asyncio.open_connection(
+                    host, port, local_addr=(bind, 0) if bind else None
+                )
                 reader, writer = connection
                 writer.write(head.encode() + body)
                 status, headers = await _read_head(reader)
@@ -114,8 +120,17 @@ async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncI
     await reader.readline()
 
 
-def command(url: str, users: int, seconds: float, out: Path, *, output_tokens: int = 16, model: str = "m") -> list[str]:
-    options = ["--output-tokens", str(output_tokens), "--model", model]
+def command(
+    url: str,
+    users: int,
+    seconds: float,
+    out: Path,
+    *,
+    output_tokens: int = 16,
+    model: str = "m",
+    bind: str | None = None,
+) -> list[str]:
+    options = ["--output-tokens", str(output_tokens), "--model", model, *(["--bind", bind] if bind else [])]
     return [sys.executable, __file__, url, str(users), f"{seconds:g}", str(out), *options]
 
 
@@ -127,10 +142,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--output-tokens", type=int, default=16)
     parser.add_argument("--model", default="m")
+    parser.add_argument("--bind", help="source address of the connections (e.g. 127.0.0.2)")
     args = parser.parse_args(argv)
     with args.out.open("w", encoding="utf-8") as out:
         asyncio.run(
-            run_users(args.url, args.users, args.seconds, output_tokens=args.output_tokens, model=args.model, out=out)
+            run_users(
+                args.url,
+                args.users,
+                args.seconds,
+                output_tokens=args.output_tokens,
+                model=args.model,
+                out=out,
+                bind=args.bind,
+            )
         )
 
 
