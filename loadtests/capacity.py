@@ -11,6 +11,14 @@ machine does not change much (wall-clock rates there measure the machine's load)
 (tests/benchmarks/bench_locust.py: the TTFT error grew from +11.5 ms at 2,306 chunks/s to +43.9 ms
 at 4,472), and never more than one process per CPU is started.
 
+The load `--processes auto` sizes for is the faster of the SLO's pace (1000 / TPOT target chunks/s
+per user: a server just meeting it) and the server's own, measured by `probe_pace` just before the
+run: a few streamed requests, one at a time, each read for its token chunks per second. A server
+faster than its target sends more chunks than the SLO says (issue 13: 256 users sized at the 30 ms
+TPOT target for 8,533 chunks/s read ~12,800 in one process, over its capacity, and the gate was
+off). A lone request is the server's fastest pace (at load it slows), so the estimate errs towards
+more processes.
+
 The result is cached per machine in `$XDG_CACHE_HOME/llmfleet/locust-capacity.json` (~/.cache when
 unset), keyed by host name, CPU count, Python and Locust versions, for CACHE_DAYS; the environment
 variable LLMFLEET_LOCUST_CHUNKS_PER_S sets it instead (e.g. a CI runner that should not calibrate).
@@ -30,8 +38,12 @@ from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
+
+from llmfleet.loadtests.prompts import SyntheticPrompts, chat_body
 from llmfleet.loadtests.run import SuiteRun, die_with_parent
 from llmfleet.loadtests.samples import RequestSample, read_samples
+from llmfleet.loadtests.stream import StreamMeter
 from llmfleet.values import Slo
 
 ENV_OVERRIDE = "LLMFLEET_LOCUST_CHUNKS_PER_S"
@@ -102,15 +114,37 @@ def chunks_per_process(
     return usable
 
 
+def known_chunks_per_process(*, path: Path | None = None, now: float | None = None) -> float | None:
+    """The override or this machine's cached measurement, without calibrating (None: neither is known)."""
+    if os.environ.get(ENV_OVERRIDE, "").strip():
+        try:
+            return chunks_per_process(path=path, now=now)
+        except ValueError:
+            return None
+    try:
+        cached = json.loads((path or cache_path()).read_text())
+        fresh = (time.time() if now is None else now) - float(cached["measured_at"]) < CACHE_DAYS * 86400
+        return float(cached["chunks_per_s"]) if cached["key"] == machine_key() and fresh else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def auto_processes(
-    users: int, tpot_target_ms: float, cpus: int | None = None, chunks_per_process: float | None = None
+    users: int,
+    tpot_target_ms: float,
+    cpus: int | None = None,
+    chunks_per_process: float | None = None,
+    *,
+    observed_chunks_per_s: float | None = None,
 ) -> int:
-    """Local Locust processes for `users` streams, each expected at 1000/tpot_target_ms chunks/s (a server
-    just meeting the SLO; a faster one sends more, and the gate's loop-lag check then calls the run
-    invalid rather than blaming the server), at most one per CPU. `chunks_per_process`: what one
-    process reads on this machine, measured and cached here when not given."""
+    """Local Locust processes for `users` streams, each expected at the faster of 1000/tpot_target_ms
+    chunks/s (a server just meeting the SLO) and `observed_chunks_per_s` (the server's pace, from
+    `probe_pace`), at most one per CPU. `chunks_per_process`: what one process reads on this machine,
+    measured and cached here when not given. Where even one process per CPU is not enough, the gate's
+    generator probes call the run invalid rather than blaming the server."""
     per_process = chunks_per_process if chunks_per_process is not None else _measured_chunks_per_process()
-    needed = math.ceil(users * (1000 / tpot_target_ms) / per_process)
+    per_user = max(1000 / tpot_target_ms, observed_chunks_per_s or 0.0)
+    needed = math.ceil(users * per_user / per_process)
     return max(1, min(needed, cpus if cpus is not None else (os.cpu_count() or 1)))
 
 
@@ -183,3 +217,43 @@ def chunk_rate(samples: list[RequestSample], warmup_s: float) -> float | None:
     end = max(times)
     window = [t for t in times if t >= start]
     return len(window) / (end - start) if end > start and window else None
+
+
+PACE_PROBE_REQUESTS = 3
+PACE_PROBE_TOKENS = 32
+PACE_PROBE_TIMEOUT_S = 30.0
+
+
+def probe_pace(
+    host: str,
+    model: str,
+    headers: dict[str, str] | None = None,
+    *,
+    requests: int = PACE_PROBE_REQUESTS,
+    output_tokens: int = PACE_PROBE_TOKENS,
+    timeout_s: float = PACE_PROBE_TIMEOUT_S,
+) -> float | None:
+    """Token chunks per second the server streams one request at, the fastest of `requests` sent one
+    after another (each: (chunks - 1) / (last chunk - first chunk)); None when no request streamed two
+    chunks (unreachable, failing, one-token answers: then the SLO's TPOT alone sizes the run)."""
+    path = "/chat/completions" if host.rstrip("/").endswith("/v1") else "/v1/chat/completions"
+    prompts = SyntheticPrompts(16, output_tokens, seed=0)
+    paces: list[float] = []
+    try:
+        with httpx.Client(base_url=host.rstrip("/"), timeout=timeout_s, headers=headers or {}) as client:
+            for _ in range(requests):
+                meter = StreamMeter(time.perf_counter())
+                body = chat_body(model, prompts.next(), stream=True)
+                with client.stream("POST", path, json=body) as response:
+                    if response.status_code != 200:
+                        continue
+                    for data in response.iter_raw():
+                        meter.feed(data)
+                        if meter.done:
+                            break
+                times = meter.finish(response.status_code).token_chunk_times
+                if len(times) >= 2 and times[-1] > times[0]:
+                    paces.append((len(times) - 1) / (times[-1] - times[0]))
+    except httpx.HTTPError:
+        pass  # the run itself will say what is wrong with the server; here it only means no figure
+    return max(paces) if paces else None

@@ -24,7 +24,11 @@ records how late it woke (its event-loop lag: how long any response waited befor
 The gate gets the p95 over the measured window of the worst process; a starved generator (other work
 on the machine, or too many users in one process) then makes the run invalid instead of condemning
 the server with its own delay. Locust's CPU warning does not see starvation (the process is not busy,
-it is not scheduled), the probe does.
+it is not scheduled), the probe does. The third probe is the kernel's: every read of a response is
+stamped with the time its data arrived (loadtests/wire.py), and the read's socket-to-handler delay is
+counted per process (loadtests/delays.py); the gate judges the worst process's p95 like the lag.
+Each process's token chunks are counted too, so the busiest process's chunks/s is reported beside
+the capacity `--processes auto` sized for (loadtests/capacity.py).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from llmfleet.loadtests import gate
+from llmfleet.loadtests import capacity, delays, gate, wire
 from llmfleet.loadtests.gate import DRAIN_MARGIN_S, request_timeout_s
 from llmfleet.loadtests.run import die_with_parent, unwritable
 from llmfleet.loadtests.samples import RequestSample, timed_out_sample, write_samples
@@ -138,6 +142,11 @@ class SampleCollector:
         self.loop_lag: list[tuple[float, float]] = []
         """(when, lag s) of this process's probe; a worker sends and clears it with each report."""
         self._worker_lag: dict[str, list[tuple[float, float]]] = {}
+        self.socket_delays: list[tuple[float, int, int]] = []
+        """This process's socket-to-handler readings (second, bin, count) taken from loadtests/wire.py."""
+        self._worker_socket_delays: dict[str, list[tuple[float, int, int]]] = {}
+        self._worker_samples: dict[str, list[RequestSample]] = {}
+        """Master: each worker's samples (the same objects as in `samples`), for its own chunk rate."""
         self._probe: gevent.Greenlet[Any] | None = None
         self._beacon_reader: gevent.Greenlet[Any] | None = None
         self._beacon: subprocess.Popen[bytes] | None = None
@@ -268,6 +277,7 @@ class SampleCollector:
         return {
             "samples": [s.to_dict() for s in batch],
             "loop_lag": lag,
+            "socket_delays": wire.take_readings(),
             "late_starts": self.late_starts,
             "scheduled_starts": self.scheduled_starts,
             "wall_minus_perf": time.time() - time.perf_counter(),
@@ -292,10 +302,16 @@ class SampleCollector:
             return
         master_offset = time.time() - time.perf_counter()
         shift = payload["wall_minus_perf"] - master_offset
+        own = self._worker_samples.setdefault(client_id, [])
         for raw in payload["samples"]:
-            self.record(RequestSample.from_dict(raw).shifted(shift))
+            sample = RequestSample.from_dict(raw).shifted(shift)
+            if not self._sealed:
+                own.append(sample)
+            self.record(sample)
         lag = self._worker_lag.setdefault(client_id, [])
         lag.extend((when + shift, value) for when, value in payload.get("loop_lag", []))
+        socket_delays = self._worker_socket_delays.setdefault(client_id, [])
+        socket_delays.extend((second + shift, b, n) for second, b, n in payload.get("socket_delays", []))
         self._worker_late[client_id] = (payload["late_starts"], payload["scheduled_starts"])
         if payload["final"]:
             self._workers_pending.discard(client_id)
@@ -319,6 +335,10 @@ class SampleCollector:
         self.late_starts = self.scheduled_starts = 0
         self.loop_lag.clear()
         self._worker_lag.clear()
+        wire.take_readings()  # reads before the test started are not the run's
+        self.socket_delays.clear()
+        self._worker_socket_delays.clear()
+        self._worker_samples.clear()
         self._start_probes()
 
     def _on_test_stopping(self, environment: Environment, **_: Any) -> None:
@@ -365,6 +385,28 @@ class SampleCollector:
                 worst = max(window) if worst is None else max(worst, *window)
         return worst_p95, worst
 
+    def socket_delay_ms(self, start: float, end: float) -> tuple[float | None, float | None]:
+        """(p95 of the worst process, max of any) socket-to-handler delay between start and end; None: not measured."""
+        self.socket_delays.extend(wire.take_readings())
+        worst_p95: float | None = None
+        worst: float | None = None
+        for rows in [self.socket_delays, *self._worker_socket_delays.values()]:
+            bins = delays.in_window(rows, start, end)
+            p95, top = delays.percentile_s(bins, 95), delays.largest_s(bins)
+            if p95 is not None and top is not None:
+                worst_p95 = p95 * 1000 if worst_p95 is None else max(worst_p95, p95 * 1000)
+                worst = top * 1000 if worst is None else max(worst, top * 1000)
+        return worst_p95, worst
+
+    def chunk_rates(self, start: float, end: float) -> list[float]:
+        """Token chunks read per second between start and end, per load-generating process."""
+        groups = list(self._worker_samples.values()) or [self.samples]
+        if end <= start:
+            return []
+        return [
+            sum(1 for s in group for t in s.token_chunk_times if start <= t <= end) / (end - start) for group in groups
+        ]
+
     def verdict(self) -> gate.Verdict:
         environment = self.environment
         options = environment.parsed_options
@@ -376,6 +418,9 @@ class SampleCollector:
         ended_at = self.stopped_at if self.stopped_at is not None else now
         warmup_s = float(getattr(options, "llm_warmup", 0.0))
         lag_p95_ms, lag_max_ms = self.generator_lag_ms(started_at + warmup_s, ended_at)
+        socket_p95_ms, socket_max_ms = self.socket_delay_ms(started_at + warmup_s, ended_at)
+        rates = self.chunk_rates(started_at + warmup_s, ended_at)
+        chunk_capacity = capacity.known_chunks_per_process()
         run = gate.RunInfo(
             started_at=started_at,
             ended_at=ended_at,
@@ -385,6 +430,8 @@ class SampleCollector:
             generator_overloaded=cpu_overloaded or late_share > LATE_SHARE_OVERLOADED,
             generator_lag_p95_ms=lag_p95_ms,
             generator_lag_max_ms=lag_max_ms,
+            socket_to_handler_p95_ms=socket_p95_ms,
+            socket_to_handler_max_ms=socket_max_ms,
         )
         slo = self.slo or gate.load_slo(_path(getattr(options, "llm_slo", None)))
         verdict = self.evaluate(self.samples, slo, run)
@@ -394,7 +441,13 @@ class SampleCollector:
             "loop_lag_p95_ms": lag_p95_ms,
             "loop_lag_max_ms": lag_max_ms,
             "send_delay_p95_ms": _send_delay_p95_ms(self.samples, started_at + warmup_s),
-            "starved": lag_p95_ms is not None and lag_p95_ms > gate.lag_limit_ms(slo),
+            "socket_to_handler_p95_ms": socket_p95_ms,
+            "socket_to_handler_max_ms": socket_max_ms,
+            "ttft_arrival_ms": _ttft_arrival_ms(self.samples, started_at + warmup_s),
+            "starved": gate.starved_probes(run, slo) != [],
+            "chunks_per_s_per_process": rates,
+            "chunks_per_s_capacity": chunk_capacity,
+            "over_capacity": chunk_capacity is not None and any(rate > chunk_capacity for rate in rates),
             "processes": self.processes,
             "request_timeout_s": self.request_timeout_s(),
         }
@@ -505,3 +558,14 @@ def _send_delay_p95_ms(samples: list[RequestSample], start: float) -> float | No
     judged window): the generator's own delay, kept out of every latency (loadtests/wire.py), shown here."""
     delays = [s.send_delay_s * 1000 for s in samples if s.send_delay_s is not None and s.started_at >= start]
     return percentile(delays, 95) if delays else None
+
+
+def _ttft_arrival_ms(samples: list[RequestSample], start: float) -> dict[str, float] | None:
+    """TTFT to the kernel's receive stamp of the first token (not to when it was parsed): p50/p95 over
+    the judged window, reported beside the gated TTFT to show how much of it is the generator's reading."""
+    values = [
+        (s.first_token_arrived_at - s.started_at) * 1000
+        for s in samples
+        if s.ok and s.first_token_arrived_at is not None and s.started_at >= start
+    ]
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95)} if values else None

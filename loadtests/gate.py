@@ -20,10 +20,11 @@ Rules (issue 6, docs/loadtesting.md):
   than `min_samples` (zero samples never pass), the load generator overloaded, an open-loop run whose
   achieved arrival rate fell short of its target, no request ever reaching the server (every judged
   request refused, unresolved or failing TLS: a typo in --host is not a breach), or the generator's own
-  delay (its event-loop lag, p95 of its worst process) over GENERATOR_LAG_SHARE of the TTFT target
-  *and* able to have made the verdict: any latency or goodput breach, or a TPOT pass within worst lag
-  / (n_out - 1) of its target. The lag only adds to TTFT and E2E, so their passes stand; an error-rate
-  breach stands. The lag is in the verdict's `generator` metrics either way.
+  delay (its event-loop lag, or the socket-to-handler delay of its reads stamped by the kernel: p95 of
+  its worst process) over GENERATOR_LAG_SHARE of the TTFT target *and* able to have made the verdict:
+  any latency or goodput breach, or a TPOT pass within worst delay / (n_out - 1) of its target. The
+  delay only adds to TTFT and E2E, so their passes stand; an error-rate breach stands. Both probes are
+  in the verdict's `generator` metrics either way.
 """
 
 from __future__ import annotations
@@ -174,6 +175,11 @@ class RunInfo:
     """The generator's event-loop lag p95 over the measured window, of its worst process (None: not measured)."""
     generator_lag_max_ms: float | None = None
     """The largest event-loop lag over the measured window, any process."""
+    socket_to_handler_p95_ms: float | None = None
+    """p95 over the measured window, of the worst process, of how long response data waited in the
+    socket (kernel receive stamp) before the generator read it (loadtests/wire.py; None: not measured)."""
+    socket_to_handler_max_ms: float | None = None
+    """The largest socket-to-handler delay over the measured window, any process."""
 
     @property
     def measured_from(self) -> float:
@@ -216,6 +222,25 @@ def _message(kind: str, msg: str) -> str:
     if kind == "extra_forbidden":
         return f"unknown field (allowed: {', '.join(Slo.model_fields)})"
     return msg
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One measure of the generator's own delay over the judged window."""
+
+    name: str
+    p95_ms: float
+    max_ms: float
+
+
+def starved_probes(run: RunInfo, slo: Slo) -> list[Probe]:
+    """The generator-delay probes whose p95 is over lag_limit_ms (empty: not starved, or not measured)."""
+    limit = lag_limit_ms(slo)
+    measured = [
+        ("event-loop lag", run.generator_lag_p95_ms, run.generator_lag_max_ms),
+        ("socket-to-handler delay", run.socket_to_handler_p95_ms, run.socket_to_handler_max_ms),
+    ]
+    return [Probe(name, p95, max(top or 0.0, p95)) for name, p95, top in measured if p95 is not None and p95 > limit]
 
 
 def lag_limit_ms(slo: Slo) -> float:
@@ -321,18 +346,19 @@ _LATENCY_METRICS = ("ttft", "tpot", "e2e")
 def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo, tpot_tokens_min: int | None) -> str | None:
     """Why the generator's own delay makes this verdict unsafe, or None.
 
-    A generator whose lag p95 is over GENERATOR_LAG_SHARE of the TTFT (or E2E) target reads responses
-    late, by more than its probes show (a response waits behind the other users' work: a timer p95 of
-    58 ms was measured while first tokens were read ~230 ms late), so no latency or goodput breach it
+    A generator whose delay p95 (event-loop lag, or socket-to-handler delay) is over GENERATOR_LAG_SHARE
+    of the TTFT (or E2E) target reads responses late, by more than a timer shows (a response waits
+    behind the other users' work: a timer p95 of 58 ms was measured while first tokens were read
+    ~230 ms late), so no latency or goodput breach it
     measures is evidence against the server: those make the run invalid. Its delay only ever adds to
     TTFT and E2E, so their passes stand; it can shorten a TPOT by worst lag / (n_out - 1) (the first
     token read late, the rest at once), so a TPOT pass within that of its target is invalid too. An
     error-rate breach stands: refusals and broken streams are the server's."""
-    lag_p95 = run.generator_lag_p95_ms
-    limit = lag_limit_ms(slo)
-    if lag_p95 is None or lag_p95 <= limit:
+    probes = starved_probes(run, slo)
+    if not probes:
         return None
-    worst = max(run.generator_lag_max_ms or 0.0, lag_p95)
+    limit = lag_limit_ms(slo)
+    worst = max(probe.max_ms for probe in probes)
     explained: list[str] = []
     for check in checks:
         if not check.applicable or check.observed is None or not isinstance(check.threshold, float | int):
@@ -346,8 +372,9 @@ def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo, tpot_tokens_min: i
             explained.append("a TPOT pass could be the lag's (the first token read late)")
     if not explained:
         return None
+    measured = " and ".join(f"its {p.name} p95 {p.p95_ms:.1f} ms (worst {p.max_ms:.1f} ms)" for p in probes)
     return (
-        f"the load generator was starved: its event-loop lag p95 {lag_p95:.1f} ms (worst {worst:.1f} ms) is over "
+        f"the load generator was starved: {measured} over "
         f"{GENERATOR_LAG_SHARE:.0%} of the TTFT target ({limit:.1f} ms) and could have made this verdict "
         f"({'; '.join(explained)}): more --processes, fewer users per process, or a less busy machine"
     )

@@ -27,6 +27,9 @@ class RequestSample:
     """When the request was due (open-loop runs): queue time = started_at - scheduled_at."""
     first_token_at: float | None = None
     """First event whose delta carries content, reasoning or tool calls (a role-only chunk is not a token)."""
+    first_token_arrived_at: float | None = None
+    """The kernel's receive stamp of the read that delivered the first token (loadtests/wire.py): when it
+    arrived at this machine, not when the generator parsed it; None where not measured."""
     first_content_at: float | None = None
     """First event with visible `content` (differs from first_token_at when reasoning comes first)."""
     last_token_at: float | None = None
@@ -68,7 +71,7 @@ class RequestSample:
             return self
         self.started_at += offset
         self.ended_at += offset
-        for name in ("scheduled_at", "first_token_at", "first_content_at", "last_token_at"):
+        for name in ("scheduled_at", "first_token_at", "first_token_arrived_at", "first_content_at", "last_token_at"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value + offset)

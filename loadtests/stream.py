@@ -90,11 +90,15 @@ class StreamMeter:
         scheduled_at: float | None = None,
         expected_output_tokens: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        arrival: Callable[[], float | None] | None = None,
     ) -> None:
         self._started_at = started_at
         self._scheduled_at = scheduled_at
         self._expected_output_tokens = expected_output_tokens
         self._clock = clock
+        self._arrival = arrival
+        """When the data being parsed arrived (the kernel's stamp of the read that delivered it), if known."""
+        self._first_token_arrived_at: float | None = None
         self._buffer = b""
         self._pending_cr = False
         self._data_lines: list[str] = []
@@ -203,6 +207,8 @@ class StreamMeter:
             self._chunk_times.append(at)
             if self._first_token_at is None:
                 self._first_token_at = at
+                arrived = self._arrival() if self._arrival is not None else None
+                self._first_token_arrived_at = min(arrived, at) if arrived is not None else None
         if carries_content and self._first_content_at is None:
             self._first_content_at = at
 
@@ -228,6 +234,7 @@ class StreamMeter:
             ok=error is None,
             scheduled_at=self._scheduled_at,
             first_token_at=self._first_token_at,
+            first_token_arrived_at=self._first_token_arrived_at,
             first_content_at=self._first_content_at,
             last_token_at=self._chunk_times[-1] if self._chunk_times else None,
             token_chunk_times=list(self._chunk_times),

@@ -355,7 +355,9 @@ def _shared_prefix_prompts(options: Any, seed: str) -> SharedPrefixPrompts | Non
 def _read_stream(
     response: ResponseContextManager, started_at: float, scheduled_at: float | None, max_tokens: int
 ) -> RequestSample:
-    meter = StreamMeter(started_at, scheduled_at=scheduled_at, expected_output_tokens=max_tokens)
+    meter = StreamMeter(
+        started_at, scheduled_at=scheduled_at, expected_output_tokens=max_tokens, arrival=wire.arrived_at
+    )
     error: str | None = _describe(response.error) if response.error is not None else None
     status = response.status_code or None  # 0: no response at all
     lines = response.iter_lines() if status is not None and 200 <= status < 300 else iter(())

@@ -14,10 +14,29 @@ So the connections of a `ChatUser` stamp, per greenlet, the first moment they ac
 raw-socket reference) or `request()` on a kept-alive one. `started_at` is that stamp; the time from
 the user's decision to it is kept as the sample's `send_delay_s`, a measure of the generator's own
 delay (reported in the verdict's `metrics.generator`).
+
+The receiving side is stamped by the kernel (issue 13: the timer and beacon probes under-read what a
+response waits). A plain-HTTP connection turns on SO_TIMESTAMPNS and its response is read with
+`recvmsg_into`, which returns, for TCP, the kernel's receive time of the last segment the read
+copied (Linux `tcp_recv_timestamp`). The read's socket-to-handler delay is the handler's clock at
+the read minus that stamp: how long the data waited in the socket for this process to get to it.
+Each process keeps its readings (`take_readings`); the gate judges their p95. The stamp of the read
+that delivered a request's first token is also kept (`arrived_at`), so the first token's arrival is
+known apart from when the handler parsed it. Where the platform has no receive timestamps (not
+Linux, TLS connections: an SSL socket has no `recvmsg_into`), nothing is recorded and the probe
+reads as not measured.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import http.client
+import io
+import socket
+import struct
+import sys
+import termios
 import time
 from typing import Any
 
@@ -25,18 +44,134 @@ from gevent.local import local
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from llmfleet.loadtests import delays
+
 _stamp = local()
 """Per greenlet: `at`, the perf_counter when the current request started on its connection, or None."""
 
 
 def arm() -> None:
-    """Forget the previous request's stamp; call right before sending a request from this greenlet."""
+    """Forget the previous request's stamps; call right before sending a request from this greenlet."""
     _stamp.at = None
+    _stamp.arrived = None
 
 
 def sent_at() -> float | None:
     """When this greenlet's request (since `arm`) started on its connection; None if it never did."""
     return getattr(_stamp, "at", None)
+
+
+SO_TIMESTAMPNS = 35
+"""Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS; `socket` does not export it): receive times as a timespec."""
+_TIMESPEC = struct.Struct("@ll")
+_INT = struct.Struct("@i")
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+_readings: delays.Counts = {}
+"""This process's socket-to-handler readings not yet taken, counted by (second, bin) (loadtests/delays.py)."""
+
+
+def take_readings() -> list[tuple[float, int, int]]:
+    """The readings since the last call as (second of perf_counter, bin, count) rows."""
+    global _readings
+    taken, _readings = _readings, {}
+    return [(float(second), bin_index, count) for (second, bin_index, count) in _rows(taken)]
+
+
+def _rows(counts: delays.Counts) -> list[tuple[int, int, int]]:
+    return [(second, bin_index, count) for (second, bin_index), count in counts.items()]
+
+
+def arrived_at() -> float | None:
+    """perf_counter of the kernel's receive stamp of this greenlet's latest read (since `arm`); None
+    where not measured. Data parsed now arrived at or before it (the read copied it)."""
+    return getattr(_stamp, "arrived", None)
+
+
+def _enable_timestamps(sock: Any) -> None:
+    """Ask the kernel for receive timestamps on a plain TCP socket; where it cannot, read without them."""
+    if not sys.platform.startswith("linux") or not _ANCILLARY_SPACE or not hasattr(sock, "recvmsg_into"):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+def _timestamps_on(sock: Any) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS)) and hasattr(sock, "recvmsg_into")
+    except (OSError, AttributeError):
+        return False
+
+
+class _KernelStampedReads(io.RawIOBase):
+    """A socket's reads through `recvmsg_into`, noting each read's socket-to-handler delay.
+
+    For TCP the kernel stamps a read with the receive time of the LAST segment it copied, so a read
+    that takes a backlog (several chunks that arrived while the process was busy) would report only
+    the age of the newest: a starved reader's delay would read as at most one inter-chunk gap. So
+    each read first takes one byte, stamped with the oldest waiting segment's time (the delay
+    recorded: how long the data waited for this process), then what else is queued (FIONREAD) in a
+    second read that does not wait, whose stamp is the newest segment's (`arrived_at`)."""
+
+    def __init__(self, sock: Any) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        size, ancillary, _flags, _address = self._sock.recvmsg_into([view[:1]], _ANCILLARY_SPACE)
+        now_ns, now = time.time_ns(), time.perf_counter()  # the handler's clock at the read
+        oldest = _stamp_of(ancillary)
+        if oldest is None or size == 0:
+            return size
+        delay = max((now_ns - oldest) / 1e9, 0.0)
+        delays.add(_readings, now, delay)
+        newest = now_ns - delay * 1e9
+        queued = _queued(self._sock) if len(view) > 1 else 0
+        if queued > 0:  # already in the socket: this read does not wait
+            more, ancillary, _flags, _address = self._sock.recvmsg_into([view[1 : 1 + queued]], _ANCILLARY_SPACE)
+            size += more
+            newest = _stamp_of(ancillary) or newest
+        # The stamp is CLOCK_REALTIME: compared with the wall clock, placed on perf_counter.
+        _stamp.arrived = now - max((now_ns - newest) / 1e9, 0.0)
+        return size
+
+
+def _stamp_of(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's receive time (ns since the epoch) in a read's ancillary data, or None."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds * 1_000_000_000 + nanoseconds
+    return None
+
+
+def _queued(sock: Any) -> int:
+    """Bytes waiting in a socket's receive queue (FIONREAD, SIOCINQ for TCP); 0 where unknown."""
+    try:
+        return _INT.unpack(fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * _INT.size))[0]
+    except OSError:
+        return 0
+
+
+class _SocketReadStamped:
+    """What http.client's response needs of its socket (`makefile("rb")`), reading with kernel stamps."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str = "rb", *_: Any, **__: Any) -> io.BufferedReader:
+        return io.BufferedReader(_KernelStampedReads(self._sock))
+
+
+class _StampedResponse(http.client.HTTPResponse):
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_SocketReadStamped(sock) if _timestamps_on(sock) else sock, *args, **kwargs)
 
 
 def _mark() -> None:
@@ -57,7 +192,11 @@ class _Stamped(HTTPConnection):
 
 
 class _StampedHTTPConnection(_Stamped):
-    pass
+    response_class = _StampedResponse  # reads with the kernel's receive stamps (see the module's docstring)
+
+    def connect(self) -> None:
+        super().connect()
+        _enable_timestamps(self.sock)
 
 
 class _StampedHTTPSConnection(_Stamped, HTTPSConnection):  # HTTPSConnection's connect (TLS) runs inside _Stamped's

@@ -11,6 +11,7 @@ import pytest
 
 from llmfleet.loadtests import capacity
 from llmfleet.loadtests.capacity import ENV_OVERRIDE, USABLE_SHARE, chunk_rate, chunks_per_process
+from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 from llmfleet.loadtests.samples import RequestSample
 
 
@@ -90,3 +91,30 @@ def test_a_bad_override_is_a_usage_error_before_any_load(monkeypatch: pytest.Mon
     assert done.returncode == 2, done.stderr
     assert ENV_OVERRIDE in done.stderr and "--processes N" in done.stderr
     assert not (tmp_path / "v.json").exists()
+
+
+def test_auto_sizes_for_the_faster_of_the_slo_and_the_server() -> None:
+    """Issue 13: sized on the SLO's TPOT alone, 256 users of a server faster than its target overfilled
+    one process. The server's observed pace counts when it is the faster."""
+    # 30 ms TPOT target: 33.3 chunks/s a user, 256 users 8,533 chunks/s: one process of 9,955.
+    assert capacity.auto_processes(256, 30, cpus=8, chunks_per_process=9955) == 1
+    # The server streams 50 chunks/s a request: 12,800 chunks/s, two processes.
+    assert capacity.auto_processes(256, 30, cpus=8, chunks_per_process=9955, observed_chunks_per_s=50) == 2
+    # A server slower than its target does not shrink the estimate below the SLO's pace.
+    assert capacity.auto_processes(256, 30, cpus=8, chunks_per_process=9955, observed_chunks_per_s=5) == 1
+
+
+def test_the_pace_probe_reads_a_faster_server_as_faster_and_an_absent_one_as_unknown() -> None:
+    """An order, not a timing figure: an emulator streaming a chunk every 5 ms is probed faster than one
+    streaming every 50 ms (under load both only slow down, each bounded by its own pace)."""
+    paces: list[float] = []
+    for itl_s in (0.005, 0.05):
+        with Emulator(EmulatorConfig(ttft_s=0.0, itl_s=itl_s, output_tokens=8)) as emulator:
+            pace = capacity.probe_pace(emulator.url, "m", requests=2, output_tokens=8)
+        assert pace is not None
+        paces.append(pace)
+    assert paces[0] > paces[1], paces
+    with Emulator(EmulatorConfig(refuse_connections=True)) as refusing:
+        assert capacity.probe_pace(refusing.url, "m", requests=1, timeout_s=5) is None
+    with Emulator(EmulatorConfig(ttft_s=0.0, itl_s=0.0, max_output_tokens=1)) as one_token:
+        assert capacity.probe_pace(one_token.url, "m", requests=1) is None  # one chunk: no pace to read

@@ -306,3 +306,36 @@ def test_a_starved_generator_never_gives_a_latency_breach() -> None:
     # its target (10 ms + 50 / 10 = 15 <= 20 stands; 16 ms + 5 > 20 does not).
     assert evaluate(steady(tpot_ms=10), SLO, starved).exit_code == ExitCode.OK
     assert evaluate(steady(tpot_ms=16), SLO, starved).exit_code == ExitCode.INVALID
+
+
+def test_a_late_socket_to_handler_delay_makes_a_breach_invalid_and_names_that_probe() -> None:
+    """The kernel-stamped read delay (loadtests/wire.py) is judged like the event-loop lag: over 5% of the
+    TTFT target it voids a verdict it could have made, and the reason says which probe was over."""
+    limit_ms = gate.GENERATOR_LAG_SHARE * SLO.ttft_p95_ms
+    at_limit = RunInfo(started_at=10, ended_at=20, min_samples=20, socket_to_handler_p95_ms=limit_ms)
+    assert evaluate(steady(ttft_ms=240), SLO, at_limit).exit_code == ExitCode.BREACH
+    quiet_loop = RunInfo(
+        started_at=10,
+        ended_at=20,
+        min_samples=20,
+        generator_lag_p95_ms=1.0,  # the timer saw nothing: only the socket probe did
+        generator_lag_max_ms=3.0,
+        socket_to_handler_p95_ms=limit_ms * 1.01,
+        socket_to_handler_max_ms=40.0,
+    )
+    assert gate.starved_probes(quiet_loop, SLO) == [gate.Probe("socket-to-handler delay", limit_ms * 1.01, 40.0)]
+    verdict = evaluate(steady(ttft_ms=240), SLO, quiet_loop)
+    assert verdict.exit_code == ExitCode.INVALID, verdict
+    (reason,) = verdict.reasons
+    assert "socket-to-handler delay p95 10.1 ms (worst 40.0 ms)" in reason and "event-loop" not in reason, reason
+    # Its passes stand (the delay only adds to TTFT and E2E), and so does an error-rate breach.
+    assert evaluate(steady(), SLO, quiet_loop).exit_code == ExitCode.OK
+    failing = steady(30) + [sample(12, ok=False) for _ in range(10)]
+    assert evaluate(failing, SLO, quiet_loop).exit_code == ExitCode.BREACH
+    # A TPOT pass within worst delay / (n_out - 1) of its target could be the delay's: 16 + 40 / 10 > 20.
+    assert evaluate(steady(tpot_ms=16), SLO, quiet_loop).exit_code == ExitCode.INVALID
+    # Both probes over: both named. Neither measured: nothing is assumed.
+    both = RunInfo(started_at=10, ended_at=20, min_samples=20, generator_lag_p95_ms=30.0, socket_to_handler_p95_ms=20.0)
+    (reason,) = evaluate(steady(ttft_ms=240), SLO, both).reasons
+    assert "event-loop lag p95 30.0 ms" in reason and "socket-to-handler delay p95 20.0 ms" in reason, reason
+    assert gate.starved_probes(RUN, SLO) == []

@@ -85,3 +85,60 @@ def test_a_starved_generator_is_invalid_or_within_5_percent_of_a_raw_client(tmp_
         # The cause is not yet detected by any probe; reported as an expected failure until the gate
         # detects it (invalid) or removes it.
         pytest.xfail(f"known gap (issue 13): gate TTFT p95 {gate_ttft['p95']:.1f} ms vs raw {ref.p95:.1f} ms")
+
+
+SLOW_READER = """
+import gevent
+
+from llmfleet.loadtests import stream
+from llmfleet.loadtests.user import ChatUser
+
+_feed_line = stream.StreamMeter.feed_line
+
+
+def _slow_feed_line(self, line):
+    gevent.sleep({delay})  # this user's greenlet is busy; the event loop stays free for everyone else
+    _feed_line(self, line)
+
+
+stream.StreamMeter.feed_line = _slow_feed_line
+
+
+class SlowReader(ChatUser):
+    pass
+"""
+READ_DELAY_S = 0.03
+"""Per SSE line (two a chunk), against a chunk every 20 ms: the reader falls behind and data waits in its socket."""
+
+
+def test_a_reader_that_leaves_data_in_its_socket_is_invalid_naming_the_socket_probe(tmp_path: Path) -> None:
+    """The event-loop probes cannot see a reader that is slow while the loop is free; the kernel's receive
+    stamps do: the first tokens are parsed late (a TTFT breach the server did not cause), so the run is
+    invalid and the reason names the socket-to-handler delay."""
+    suite = tmp_path / "slow_reader.py"
+    suite.write_text(SLOW_READER.format(delay=READ_DELAY_S))
+    with emulator_process("--ttft-ms", "200", "--itl-ms", "20", "--output-tokens", "16") as (url, _server):
+        run = run_locust(
+            str(suite.with_suffix("")),  # an absolute path: the harness's suites folder does not apply
+            url,
+            tmp_path / "locust",
+            *("-u", "4", "-r", "4", "-t", "5s", "--llm-warmup", "1", "--llm-min-samples", "5"),
+            *("--llm-output-tokens", "16", "--llm-prompt-tokens", "16"),
+            slo=SLO,
+        )
+    generator = run.verdict["metrics"]["generator"]
+    assert run.code == 4, run
+    assert generator["socket_to_handler_p95_ms"] > 10.5, generator  # the lag limit: 5% of the 210 ms target
+    assert any("socket-to-handler delay p95" in reason for reason in run.verdict["reasons"]), run
+
+
+def test_a_healthy_run_measures_its_socket_to_handler_delay(tmp_path: Path) -> None:
+    with emulator_process("--ttft-ms", "20", "--itl-ms", "5", "--output-tokens", "8") as (url, _server):
+        run = run_locust("steady", url, tmp_path / "locust", "-u", "2", "-r", "2", "-t", "3s", "--llm-min-samples", "5")
+    generator = run.verdict["metrics"]["generator"]
+    p95, top = generator["socket_to_handler_p95_ms"], generator["socket_to_handler_max_ms"]
+    assert p95 is not None and top is not None, generator
+    assert 0 < p95 <= top < 60_000, generator  # measured, finite; each read of a response is one reading
+    assert generator["chunks_per_s_per_process"] and generator["chunks_per_s_per_process"][0] > 0, generator
+    arrival = generator["ttft_arrival_ms"]
+    assert arrival is not None and arrival["n"] > 0 and arrival["p50"] <= run.verdict["metrics"]["ttft_ms"]["p50"]

@@ -131,14 +131,27 @@ def check_report(report: Path) -> None:
             raise UsageError(f"--report {report}: {path} {problem}")
 
 
-def _auto_processes(users: int, tpot_target_ms: float) -> int:
-    """--processes auto from this machine's measured per-process capacity (measured on first use, cached)."""
+def _auto_processes(users: int, tpot_target_ms: float, host: str, model: str, api_key_env: str) -> int:
+    """--processes auto from this machine's measured per-process capacity (measured on first use, cached)
+    and the faster of the SLO's pace and the server's, probed with a few requests (loadtests/capacity.py)."""
     if not capacity.cache_path().exists() and not os.environ.get(capacity.ENV_OVERRIDE):
         typer.echo("--processes auto: measuring one Locust process on this machine (once, ~10 s)", err=True)
     try:
-        return auto_processes(users, tpot_target_ms)
+        per_process = capacity.chunks_per_process()
     except (ValueError, capacity.CalibrationError) as exc:
         raise UsageError(f"--processes auto: {exc}; give --processes N") from None
+    key = os.environ.get(api_key_env)
+    pace = capacity.probe_pace(host, model, {"Authorization": f"Bearer {key}"} if key else {})
+    slo_pace = 1000 / tpot_target_ms
+    if pace is None:
+        typer.echo(
+            f"--processes auto: the server's pace not measured; sized for the SLO's {slo_pace:.3g} chunks/s", err=True
+        )
+    else:
+        typer.echo(
+            f"--processes auto: the server streams {pace:.3g} chunks/s a request (SLO: {slo_pace:.3g})", err=True
+        )
+    return auto_processes(users, tpot_target_ms, chunks_per_process=per_process, observed_chunks_per_s=pace)
 
 
 IN_CLUSTER_FIXED = ("suite", "model", "host", "stack", "slo", "users", "rate", "duration", "warmup", "processes")
@@ -242,8 +255,9 @@ def register(app: typer.Typer) -> None:
         if users < 1:
             raise UsageError(f"--users {users}: must be at least 1")
         slo_value = load_slo(stack, slo)  # a bad SLO fails now (exit 2), before any load is sent
-        if processes.strip() == "auto":
-            process_count = 1 if suite in SINGLE_PROCESS_SUITES else _auto_processes(users, slo_value.tpot_p95_ms)
+        auto = processes.strip() == "auto"
+        if auto:
+            process_count = 1  # sized below, once the host is known
         elif processes.strip().isdigit() and int(processes) >= 1:
             process_count = int(processes)
         else:
@@ -274,6 +288,8 @@ def register(app: typer.Typer) -> None:
         host = check_host(host)
         report = report if report is not None else default_report(suite)
         check_report(report)
+        if auto and suite not in SINGLE_PROCESS_SUITES:
+            process_count = _auto_processes(users, slo_value.tpot_p95_ms, host, model, api_key_env)
         run = SuiteRun(
             suite=suite,
             host=host,
@@ -288,7 +304,7 @@ def register(app: typer.Typer) -> None:
             api_key_env=api_key_env,
             extra=tuple(ctx.args),
         )
-        if processes.strip() == "auto":
+        if auto:
             typer.echo(f"--processes auto: {process_count} Locust process(es) for {users} users", err=True)
         verdict = run_suite(run)
         for reason in verdict.reasons:
