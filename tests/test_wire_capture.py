@@ -20,7 +20,7 @@ from llmfleet.loadtests.samples import RequestSample
 
 # dpkt is in the dev extra since this file was added; a venv installed before says so instead of failing to collect.
 dpkt: Any = pytest.importorskip("dpkt", reason="dpkt is missing: pip install -e '.[dev]'")
-from support.wire_capture import Capture, CaptureUnavailable, read_pcap  # noqa: E402
+from support.wire_capture import Capture, CaptureUnavailable, pair, read_pcap  # noqa: E402
 
 SERVER = ("127.0.0.1", 8000)
 GATE, REFERENCE = ("127.0.0.1", 40000), ("127.0.0.2", 40001)
@@ -193,3 +193,22 @@ def test_the_reference_client_sends_from_the_address_it_is_bound_to() -> None:
 
     assert samples and all(s.ok for s in samples), [s.error for s in samples]
     assert peers and set(peers) == {"127.0.0.2"}
+
+
+def sample(started: float, first: float, last: float, chunks: int = 3) -> RequestSample:
+    times = [first + (last - first) * k / (chunks - 1) for k in range(chunks)]
+    return RequestSample(
+        started_at=started, ended_at=last, ok=True, first_token_at=first, last_token_at=last, token_chunk_times=times
+    )
+
+
+def test_a_clients_samples_pair_with_the_wires_of_the_same_requests() -> None:
+    """Two requests sent in one burst, each read late by its client, and one the wire cannot account for."""
+    late, prompt = sample(10.000, 10.300, 11.000), sample(10.000, 10.250, 10.900)
+    unmatched = sample(20.000, 20.200, 20.800, chunks=5)
+    seen_late, seen_prompt = sample(10.010, 10.210, 10.990), sample(10.002, 10.240, 10.890)
+    before_t0 = sample(19.990, 20.100, 20.700, chunks=5)  # on the wire before the client's t0: another request
+
+    pairs = pair([late, prompt, unmatched], [seen_prompt, before_t0, seen_late])
+
+    assert sorted(pairs, key=lambda p: p[0].first_token_at or 0) == [(prompt, seen_prompt), (late, seen_late)]

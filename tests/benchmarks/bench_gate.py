@@ -1,20 +1,29 @@
-"""Benchmark: the SLO gate's TTFT and TPOT against a raw-socket asyncio client measuring the same
-server at the same time, at 8, 64 and 256 users, on GuideLLM's mock server and on the emulator.
+"""Benchmark: the SLO gate's TTFT and TPOT against what the wire saw of its own requests, and against a
+raw-socket asyncio client measuring the same server at the same time, at 8, 64 and 256 users, on
+GuideLLM's mock server and on the emulator.
 
     .venv/bin/python tests/benchmarks/bench_gate.py [--users 8 64 256] [--seconds 20] \\
-        [--guidellm /path/to/guidellm] [--servers emulator guidellm] [--processes 1 auto]
+        [--guidellm /path/to/guidellm] [--servers emulator guidellm] [--processes 1 auto] [--keep DIR]
 
 A script, not a test. Each server runs in its own process (TTFT 200 ms, 20 ms per token, 64 tokens;
 GuideLLM's is `guidellm mock-server --ttft-ms 200 --itl-ms 20 --output-tokens 64`). For each step the
 gate runs the steady suite exactly as `llmfleet loadtest` runs it (`locust -f loadtests/suites/steady.py
 --headless`, N users, the SLO below), while tests/support/raw_client.py (8 users, at a higher scheduling
-priority where allowed) measures the same server over the same window. The script prints both
-clients' TTFT and TPOT p50/p95, the gate's deviation from the reference, whether the gate declared the
-run valid (and why not), the generator's event-loop lag, and the machine's load average before and
-after: on a shared machine that number decides what the figures mean.
+priority where allowed, its connections from 127.0.0.2) measures the same server over the same window.
 
-The issue's goal: within 2% at every level where the run is declared valid; where one process cannot
-keep within that, the run says so (invalid) or `--processes auto` adds workers.
+The wire: tcpdump captures the loopback packets to and from the server's port while the step runs
+(tests/support/wire_capture.py). Kernel timestamps are taken as each packet is sent, so no client's
+scheduling moves them: a request starts at the client's packet carrying it, its first token is the
+server packet that completes the first SSE event with content (the gate's own definition, the gate's
+own StreamMeter). Requests from 127.0.0.1 are the gate's, from 127.0.0.2 the reference's. Without
+tcpdump (as root: `apt-get install -y tcpdump`) the wire columns are skipped and the script says so.
+The captures are parsed after the last step, so parsing does not load the machine during a step.
+
+Printed per step: the gate against the wire of its own requests (the goal: within 2% wherever the
+gate calls the run valid), the reference against the wire of its requests (how far a raw client is
+from the wire), the gate against the reference (the issue's first yardstick), and the wire of the
+gate's requests against the wire of the reference's (how differently the server served the two), with
+the gate's validity and reasons, its generator probes and the machine's load average before and after.
 """
 
 from __future__ import annotations
@@ -30,16 +39,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.raw_client import command as raw_command  # noqa: E402
+from support.wire_capture import Capture, pair, read_pcap  # noqa: E402
 
 from llmfleet.loadtests.capacity import auto_processes  # noqa: E402
-from llmfleet.loadtests.samples import read_samples  # noqa: E402
-from llmfleet.loadtests.stats import summarize  # noqa: E402
+from llmfleet.loadtests.samples import RequestSample, read_samples  # noqa: E402
+from llmfleet.loadtests.stats import percentile, summarize  # noqa: E402
 from llmfleet.values import Slo  # noqa: E402
 
 TTFT_MS, ITL_MS, OUTPUT_TOKENS = 200, 20, 64
@@ -47,6 +59,10 @@ REFERENCE_USERS = 8
 WARMUP_S = 5.0
 SLO = Slo(ttft_p95_ms=250, tpot_p95_ms=30, e2e_p99_ms=5000, error_rate=0.01, goodput_ratio=0.9)
 """Close to the server's figures, so a generator's delay matters (its lag limit: 5% of 250 ms, 12.5 ms)."""
+GATE_ADDRESS, REFERENCE_ADDRESS = "127.0.0.1", "127.0.0.2"
+"""Source addresses that tell the two clients' connections apart on the wire: the reference binds its
+own; the gate (Locust, as users run it) is left alone and connects from the server's address."""
+GOAL_PCT = 2.0
 
 
 @contextlib.contextmanager
@@ -96,13 +112,54 @@ def _wait_for(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def step(url: str, users: int, processes: int, seconds: float) -> dict[str, object]:
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder)
-        (out / "slo.json").write_text(SLO.model_dump_json())
-        load_before = os.getloadavg()[0]
+def _clock_offset() -> float:
+    """time.time() - time.perf_counter() (CLOCK_MONOTONIC, the clients' clock), read with the least delay
+    between the two clocks of 20 tries: packet times minus this are perf_counter times."""
+    best = (math.inf, 0.0)
+    for _ in range(20):
+        before = time.perf_counter()
+        real = time.time()
+        after = time.perf_counter()
+        best = min(best, (after - before, real - (before + after) / 2))
+    return best[1]
+
+
+@dataclass
+class Step:
+    """One step as run: the gate's verdict and samples, the reference's samples, the capture."""
+
+    kind: str
+    users: int
+    processes: int
+    port: int
+    verdict: dict[str, Any]
+    gate: list[RequestSample]
+    reference: list[RequestSample]
+    window: tuple[float, float]
+    """perf_counter seconds: the gate's first request + the warm-up, to its last request's start."""
+    load: tuple[float, float]
+    offset: float
+    capture: Path | None
+    dropped: int | None
+
+
+def run_step(kind: str, url: str, users: int, processes: int, seconds: float, out: Path, wire: bool) -> Step:
+    out.mkdir(parents=True)
+    (out / "slo.json").write_text(SLO.model_dump_json())
+    port = int(url.rsplit(":", 1)[1])
+    capture = Capture(port, out / "step.pcap") if wire else None
+    load_before = os.getloadavg()[0]
+    offset = _clock_offset()
+    with capture or contextlib.nullcontext():
         reference = subprocess.Popen(
-            raw_command(url, REFERENCE_USERS, seconds + 120, out / "raw.jsonl", output_tokens=OUTPUT_TOKENS),
+            raw_command(
+                url,
+                REFERENCE_USERS,
+                seconds + 120,
+                out / "raw.jsonl",
+                output_tokens=OUTPUT_TOKENS,
+                bind=REFERENCE_ADDRESS,
+            ),
             preexec_fn=_priority,
         )
         locust = [
@@ -117,68 +174,202 @@ def step(url: str, users: int, processes: int, seconds: float) -> dict[str, obje
         subprocess.run(locust, cwd=ROOT, capture_output=True, timeout=seconds + 300, check=False)
         reference.terminate()
         reference.wait(timeout=10)
-        load_after = os.getloadavg()[0]
-        verdict = json.loads((out / "verdict.json").read_text())
-        samples = read_samples(out / "samples.jsonl")
-        start = min(s.started_at for s in samples) + WARMUP_S
-        end = max(s.started_at for s in samples)
-        raw = summarize([s for s in read_samples(out / "raw.jsonl") if start <= s.started_at <= end])
-    metrics = verdict["metrics"]
-    return {
-        "users": users,
-        "processes": processes,
-        "valid": verdict["valid"],
-        "reasons": verdict["reasons"],
-        "gate_ttft": (metrics["ttft_ms"]["p50"], metrics["ttft_ms"]["p95"]),
-        "raw_ttft": (raw.ttft_ms.p50, raw.ttft_ms.p95),
-        "gate_tpot": (metrics["tpot_ms"]["p50"], metrics["tpot_ms"]["p95"]),
-        "raw_tpot": (raw.tpot_ms.p50, raw.tpot_ms.p95),
-        "n": (metrics["n"], raw.n),
-        "lag_p95_ms": metrics["generator"]["loop_lag_p95_ms"],
-        "send_delay_p95_ms": metrics["generator"].get("send_delay_p95_ms"),
-        "load": (load_before, load_after),
-    }
+    load_after = os.getloadavg()[0]
+    gate = read_samples(out / "samples.jsonl")
+    window = (min(s.started_at for s in gate) + WARMUP_S, max(s.started_at for s in gate))
+    facts = {"kind": kind, "users": users, "processes": processes, "port": port, "offset": offset, "window": window}
+    facts |= {"load": (load_before, load_after), "dropped": capture.stats.dropped if capture else None}
+    (out / "step.json").write_text(json.dumps(facts))
+    return load_step(out)
 
 
-def _pct(gate: float | None, raw: float) -> str:
-    if gate is None or math.isnan(raw) or raw == 0:
-        return "n/a"
-    return f"{(gate - raw) / raw * 100:+.1f}%"
+def load_step(out: Path) -> Step:
+    """A step from the files run_step wrote (so --reread can print a kept run again)."""
+    facts = json.loads((out / "step.json").read_text())
+    window = (float(facts["window"][0]), float(facts["window"][1]))
+    capture = out / "step.pcap"
+    return Step(
+        kind=facts["kind"],
+        users=facts["users"],
+        processes=facts["processes"],
+        port=facts["port"],
+        verdict=json.loads((out / "verdict.json").read_text()),
+        gate=_within(read_samples(out / "samples.jsonl"), window),
+        reference=_within(read_samples(out / "raw.jsonl"), window),
+        window=window,
+        load=(float(facts["load"][0]), float(facts["load"][1])),
+        offset=facts["offset"],
+        capture=capture if capture.exists() else None,
+        dropped=facts["dropped"],
+    )
 
 
-def row(kind: str, figures: dict[str, object]) -> str:
-    gt, rt = figures["gate_ttft"], figures["raw_ttft"]
-    gp, rp = figures["gate_tpot"], figures["raw_tpot"]
-    assert isinstance(gt, tuple) and isinstance(rt, tuple) and isinstance(gp, tuple) and isinstance(rp, tuple)
-    load = figures["load"]
-    assert isinstance(load, tuple)
-    valid = "valid" if figures["valid"] else "INVALID"
-    lag = figures["lag_p95_ms"]
-    send_delay = figures["send_delay_p95_ms"]
-    cells = [
-        kind,
-        str(figures["users"]),
-        str(figures["processes"]),
-        valid,
-        f"{gt[0]:.1f} / {gt[1]:.1f}",
-        f"{rt[0]:.1f} / {rt[1]:.1f}",
-        f"{_pct(gt[0], rt[0])} / {_pct(gt[1], rt[1])}",
-        f"{gp[0]:.2f} / {gp[1]:.2f}",
-        f"{rp[0]:.2f} / {rp[1]:.2f}",
-        f"{_pct(gp[0], rp[0])} / {_pct(gp[1], rp[1])}",
-        f"{lag:.1f}" if isinstance(lag, float) else "n/a",
-        f"{send_delay:.1f}" if isinstance(send_delay, float) else "n/a",
-        f"{load[0]:.2f} -> {load[1]:.2f}",
-    ]
+def _within(samples: list[RequestSample], window: tuple[float, float]) -> list[RequestSample]:
+    return [s for s in samples if window[0] <= s.started_at <= window[1]]
+
+
+@dataclass
+class Figures:
+    n: int
+    ttft: tuple[float, float]
+    tpot: tuple[float, float]
+
+    @classmethod
+    def of(cls, samples: list[RequestSample]) -> Figures:
+        summary = summarize(samples)
+        return cls(
+            summary.succeeded, (summary.ttft_ms.p50, summary.ttft_ms.p95), (summary.tpot_ms.p50, summary.tpot_ms.p95)
+        )
+
+    def against(self, truth: Figures) -> list[float]:
+        """TTFT p50, p95 and TPOT p50, p95 of these figures against `truth`, percent."""
+        return [_pct(m, t) for m, t in zip((*self.ttft, *self.tpot), (*truth.ttft, *truth.tpot), strict=True)]
+
+    def cells(self) -> list[str]:
+        return [str(self.n), f"{self.ttft[0]:.1f} / {self.ttft[1]:.1f}", f"{self.tpot[0]:.2f} / {self.tpot[1]:.2f}"]
+
+
+def _pct(measured: float, truth: float) -> float:
+    return (measured - truth) / truth * 100 if truth and not (math.isnan(truth) or math.isnan(measured)) else math.nan
+
+
+def _pcts(values: list[float]) -> str:
+    return " / ".join("n/a" if math.isnan(v) else f"{v:+.1f}%" for v in values)
+
+
+@dataclass
+class Result:
+    """One step's figures: each client's, and the wire's of each client's requests."""
+
+    step: Step
+    gate: Figures
+    reference: Figures
+    wire_gate: Figures | None
+    wire_reference: Figures | None
+    capture_note: str
+    pairs: list[tuple[RequestSample, RequestSample]]
+    """The gate's samples with the wire's of the same requests (wire_capture.pair)."""
+
+    @classmethod
+    def of(cls, step: Step) -> Result:
+        wire_gate = wire_reference = None
+        note = "not captured"
+        pairs: list[tuple[RequestSample, RequestSample]] = []
+        if step.capture is not None:
+            reading = read_pcap(step.capture, step.port, offset=step.offset, expected_output_tokens=OUTPUT_TOKENS)
+            # A little beyond the window, so the wire of the gate's last requests (sent after their t0) is in.
+            seen = reading.samples(GATE_ADDRESS, step.window[0], step.window[1] + 1.0)
+            wire_gate = Figures.of([s for s in seen if s.started_at <= step.window[1]])
+            wire_reference = Figures.of(reading.samples(REFERENCE_ADDRESS, *step.window))
+            pairs = pair([s for s in step.gate if s.ok], [s for s in seen if s.ok])
+            dropped = "?" if step.dropped is None else str(step.dropped)
+            note = f"{reading.connections} conn., {dropped} dropped, {len(reading.problems)} unreadable"
+        return cls(step, Figures.of(step.gate), Figures.of(step.reference), wire_gate, wire_reference, note, pairs)
+
+    def delays(self) -> list[str]:
+        """p50 / p95 ms, over the paired requests: t0 to the request on the wire, the first token on the wire to
+        the gate reading it, and the two together (gate TTFT - wire TTFT)."""
+        sent = [(seen.started_at - own.started_at) * 1000 for own, seen in self.pairs]
+        read = [((own.first_token_at or 0) - (seen.first_token_at or 0)) * 1000 for own, seen in self.pairs]
+        both = [s + r for s, r in zip(sent, read, strict=True)]
+        return [f"{percentile(v, 50):.1f} / {percentile(v, 95):.1f}" if v else "n/a" for v in (sent, read, both)]
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.step.verdict["valid"])
+
+    def statement(self) -> str:
+        """The goal, stated for this step."""
+        if not self.valid:
+            return "invalid: " + "; ".join(map(str, self.step.verdict["reasons"]))[:240]
+        if self.wire_gate is None:
+            return "valid; no wire figure (no capture)"
+        worst = max(abs(v) for v in self.gate.against(self.wire_gate))
+        if worst <= GOAL_PCT:
+            return f"valid & within {GOAL_PCT:g}% of the wire (worst {worst:.1f}%)"
+        return f"valid & OFF the wire by up to {worst:.1f}% (a failure of the goal)"
+
+
+def _step_cells(result: Result) -> list[str]:
+    step = result.step
+    return [step.kind, str(step.users), str(step.processes), "valid" if result.valid else "INVALID"]
+
+
+def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-HEADER = (
-    "| server | users | processes | verdict | gate TTFT p50 / p95 ms | raw TTFT p50 / p95 ms | deviation | "
-    "gate TPOT p50 / p95 ms | raw TPOT p50 / p95 ms | deviation | loop lag p95 ms | send delay p95 ms | "
-    "load average |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-)
+def print_results(results: list[Result]) -> None:
+    print("\nThe gate against the wire of its own requests (the goal: within 2% wherever it is valid):\n")
+    print(
+        "| server | users | processes | verdict | gate n | gate TTFT p50 / p95 ms | gate TPOT p50 / p95 ms | "
+        "wire n | wire TTFT p50 / p95 ms | wire TPOT p50 / p95 ms | gate vs wire: TTFT p50 / p95, TPOT p50 / p95 | "
+        "loop lag p95 ms | send delay p95 ms | load average |"
+    )
+    print("|" + "---|" * 14)
+    for result in results:
+        generator = result.step.verdict["metrics"].get("generator", {})
+        lag, delay = generator.get("loop_lag_p95_ms"), generator.get("send_delay_p95_ms")
+        wire = result.wire_gate
+        print(
+            _row(
+                [
+                    *_step_cells(result),
+                    *result.gate.cells(),
+                    *(wire.cells() if wire else ["n/a"] * 3),
+                    _pcts(result.gate.against(wire)) if wire else "n/a",
+                    f"{lag:.1f}" if isinstance(lag, float) else "n/a",
+                    f"{delay:.1f}" if isinstance(delay, float) else "n/a",
+                    f"{result.step.load[0]:.2f} -> {result.step.load[1]:.2f}",
+                ]
+            )
+        )
+    print("\nThe raw reference (8 users, from 127.0.0.2) against the wire of its requests, and the two yardsticks:\n")
+    print(
+        "| server | users | processes | verdict | ref. n | ref. TTFT p50 / p95 ms | ref. TPOT p50 / p95 ms | "
+        "wire n | wire TTFT p50 / p95 ms | wire TPOT p50 / p95 ms | ref. vs wire | gate vs ref. | "
+        "wire: gate's vs ref.'s requests | capture |"
+    )
+    print("|" + "---|" * 14)
+    for result in results:
+        wire, gate_wire = result.wire_reference, result.wire_gate
+        print(
+            _row(
+                [
+                    *_step_cells(result),
+                    *result.reference.cells(),
+                    *(wire.cells() if wire else ["n/a"] * 3),
+                    _pcts(result.reference.against(wire)) if wire else "n/a",
+                    _pcts(result.gate.against(result.reference)),
+                    _pcts(gate_wire.against(wire)) if wire and gate_wire else "n/a",
+                    result.capture_note,
+                ]
+            )
+        )
+    print("\nThe gate's own delay, request by request (its samples paired with the wire's of the same requests):\n")
+    print(
+        "| server | users | processes | verdict | paired / gate n | its t0 -> request on the wire p50 / p95 ms | "
+        "first token on the wire -> read by the gate p50 / p95 ms | gate TTFT - wire TTFT p50 / p95 ms | "
+        "its probes: send delay p95 (before t0) ms, loop lag p95 ms |"
+    )
+    print("|" + "---|" * 9)
+    for result in results:
+        generator = result.step.verdict["metrics"].get("generator", {})
+        probes = [generator.get("send_delay_p95_ms"), generator.get("loop_lag_p95_ms")]
+        print(
+            _row(
+                [
+                    *_step_cells(result),
+                    f"{len(result.pairs)} / {result.gate.n}",
+                    *result.delays(),
+                    ", ".join(f"{p:.1f}" if isinstance(p, float) else "n/a" for p in probes),
+                ]
+            )
+        )
+    print("\nPer step:")
+    for result in results:
+        step = result.step
+        print(f"- {step.kind}, {step.users} users, {step.processes} process(es): {result.statement()}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -188,22 +379,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--servers", nargs="+", default=["emulator", "guidellm"], choices=["emulator", "guidellm"])
     parser.add_argument("--processes", nargs="+", default=["1", "auto"], help="1, N or auto (per step)")
     parser.add_argument("--guidellm", default=shutil.which("guidellm"), help="the guidellm executable")
+    parser.add_argument("--keep", type=Path, help="keep each step's samples, verdict and capture in this folder")
+    parser.add_argument("--reread", type=Path, help="print the figures of a run kept with --keep, without running")
     args = parser.parse_args(argv)
+    if args.reread:
+        print_results([Result.of(load_step(path.parent)) for path in sorted(args.reread.glob("*/step.json"))])
+        return
+    wire = shutil.which("tcpdump") is not None
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs; SLO {SLO.model_dump()}")
-    print(HEADER, flush=True)
-    for kind in args.servers:
-        with server(kind, args.guidellm) as url:
-            for users in args.users:
-                counts: list[int] = []
-                for choice in args.processes:
-                    count = auto_processes(users, SLO.tpot_p95_ms) if choice == "auto" else int(choice)
-                    if count not in counts:
-                        counts.append(count)
-                for count in counts:
-                    figures = step(url, users, count, args.seconds)
-                    print(row(kind, figures), flush=True)
-                    if not figures["valid"]:
-                        print(f"|   | | | reasons: {'; '.join(map(str, figures['reasons']))[:300]} |", flush=True)
+    if not wire:
+        print("no tcpdump on this machine (as root: apt-get install -y tcpdump): the wire columns are skipped")
+    steps: list[Step] = []
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.keep or Path(temporary)
+        for kind in args.servers:
+            with server(kind, args.guidellm) as url:
+                for users in args.users:
+                    counts: list[int] = []
+                    for choice in args.processes:
+                        count = auto_processes(users, SLO.tpot_p95_ms) if choice == "auto" else int(choice)
+                        if count not in counts:
+                            counts.append(count)
+                    for count in counts:
+                        out = folder / f"{kind}-{users}u-{count}p"
+                        steps.append(run_step(kind, url, users, count, args.seconds, out, wire))
+                        print(f"ran {out.name}", file=sys.stderr, flush=True)
+        print_results([Result.of(step) for step in steps])
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ stays on 127.0.0.1. Packets are parsed with dpkt. A benchmark helper: no test ru
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import re
 import shutil
@@ -297,3 +298,49 @@ class Capture:
 def _count(log: str, what: str) -> int | None:
     found = re.search(rf"(\d+) packets? {what}", log)
     return int(found.group(1)) if found else None
+
+
+TOLERANCE_S = 0.001
+"""How far a client's time may precede the wire's for the same event: the clock offset's error."""
+LONGEST_SEND_S = 1.0
+"""A client's request that reached the wire later than this after its t0 is left unpaired."""
+
+
+def pair(client: list[RequestSample], wire: list[RequestSample]) -> list[tuple[RequestSample, RequestSample]]:
+    """Each of a client's samples with the wire's of the same request, where one can be told.
+
+    Samples carry no request id, so a pair is found by time: the same number of token chunks, the
+    wire's start no earlier than the client's t0 and within LONGEST_SEND_S of it, neither token time
+    read before the wire carried it; of the candidates, the nearest (summed over start, first and
+    last token) pairs first. Requests sent in one burst on equal timings can pair across each other;
+    their delays are then off by the difference of near-equal times, so the pairs stay meaningful.
+    """
+    by_start = sorted(range(len(wire)), key=lambda j: wire[j].started_at)
+    starts = [wire[j].started_at for j in by_start]
+    candidates: list[tuple[float, int, int]] = []
+    for i, sample in enumerate(client):
+        if sample.first_token_at is None or sample.last_token_at is None:
+            continue
+        low = bisect.bisect_left(starts, sample.started_at - TOLERANCE_S)
+        high = bisect.bisect_right(starts, sample.started_at + LONGEST_SEND_S)
+        for j in by_start[low:high]:
+            seen = wire[j]
+            if seen.first_token_at is None or seen.last_token_at is None:
+                continue
+            if len(seen.token_chunk_times) != len(sample.token_chunk_times):
+                continue
+            first_late = sample.first_token_at - seen.first_token_at
+            last_late = sample.last_token_at - seen.last_token_at
+            if first_late < -TOLERANCE_S or last_late < -TOLERANCE_S:
+                continue
+            candidates.append((seen.started_at - sample.started_at + first_late + last_late, i, j))
+    candidates.sort()
+    paired: list[tuple[RequestSample, RequestSample]] = []
+    used_client: set[int] = set()
+    used_wire: set[int] = set()
+    for _, i, j in candidates:
+        if i not in used_client and j not in used_wire:
+            used_client.add(i)
+            used_wire.add(j)
+            paired.append((client[i], wire[j]))
+    return paired
