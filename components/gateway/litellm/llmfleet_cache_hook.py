@@ -1,0 +1,85 @@
+"""LiteLLM pre-call hook of llmfleet's response cache: which requests may use the cache, in whose namespace.
+
+Runs inside the LiteLLM proxy (its image, its Python), loaded from the ConfigMap that holds the proxy's
+config.yaml: `litellm_settings.callbacks` names `llmfleet_cache_hook.hook`, and LiteLLM imports this file
+from the config's folder. Written by llmfleet (components/gateway/response_cache.py ships it); its
+settings come from one environment variable, LLMFLEET_CACHE_HOOK (JSON, see response_cache.proxy_env).
+
+For every chat completion it rewrites the request's `cache` controls (LiteLLM's DynamicCacheControl:
+`namespace`, `ttl`, `s-maxage`, `no-cache`, `no-store`), whatever the client sent in them:
+- namespace = the tenant the gateway authenticated (the tenant header Envoy sets from the API key and strips
+  from clients), so one tenant's entries are never another's: LiteLLM prefixes the key with it;
+- no tenant (or one that is not a DNS label): neither looked up nor stored;
+- deterministic requests only, unless the tenant opted in (see `deterministic`);
+- a client's own `no-cache` / `no-store` / `s-maxage` are kept (they only narrow the cache), its `ttl` only
+  when shorter than the configured one, any other key (a client-chosen `namespace`) is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+SETTINGS_ENV = "LLMFLEET_CACHE_HOOK"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _settings() -> dict[str, Any]:
+    # Read per call: cheap, and a test can start the proxy before it knows every setting.
+    return json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+
+
+def _header(data: Mapping[str, Any], name: str) -> str | None:
+    request = data.get("proxy_server_request") or {}
+    headers = request.get("headers") or {}
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name.lower() and isinstance(value, str):
+            return value
+    return None
+
+
+def deterministic(data: Mapping[str, Any]) -> bool:
+    """Greedy decoding with one choice: temperature 0 (given, not defaulted: an engine's default is a sampling
+    temperature), or top_k 1 (vLLM's greedy); and n absent or 1. Tools do not matter: the model only proposes
+    the calls (the client runs them), and the tools are part of the key."""
+    temperature = data.get("temperature")
+    greedy = (isinstance(temperature, int | float) and temperature == 0) or data.get("top_k") == 1
+    return greedy and data.get("n") in (None, 1)
+
+
+def cache_controls(data: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The `cache` dict LiteLLM reads for this request."""
+    client = data.get("cache")
+    client = client if isinstance(client, dict) else {}
+    tenant = _header(data, settings.get("tenant_header", "x-tenant-id"))
+    if tenant is None or not _DNS_LABEL.match(tenant):
+        return {"no-cache": True, "no-store": True}
+    opted_in = tenant in settings.get("opt_in_tenants", [])
+    if settings.get("deterministic_only", True) and not opted_in and not deterministic(data):
+        return {"namespace": tenant, "no-cache": True, "no-store": True}
+    controls: dict[str, Any] = {"namespace": tenant}
+    for key in ("no-cache", "no-store"):
+        if client.get(key) is True:
+            controls[key] = True
+    for key in ("s-maxage", "s-max-age"):
+        if isinstance(client.get(key), int):
+            controls[key] = client[key]
+    ttl, ceiling = client.get("ttl"), settings.get("ttl_s")
+    if isinstance(ttl, int) and ttl > 0 and (ceiling is None or ttl < ceiling):
+        controls["ttl"] = ttl
+    return controls
+
+
+class CacheHook(CustomLogger):
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any) -> dict:
+        # `cache` here is the proxy's internal DualCache, not the response cache; only the request is changed.
+        data["cache"] = cache_controls(data, _settings())
+        return data
+
+
+hook = CacheHook()

@@ -1,0 +1,365 @@
+"""The response cache (components/gateway/response_cache.py) on the real LiteLLM proxy, the real Redis, our emulator.
+
+Two parts. The config and hook are checked against LiteLLM's own code at the pinned release (its config model,
+`Cache`'s parameters, `CustomLogger`'s hook signature), run in LiteLLM's virtualenv. Then one proxy per module,
+started from the generated config with the shipped hook file, in front of the emulator (as the gateway's internal
+pass would be), on loopback: what it caches, for whom, how long, and what it counts. Requests carry what Envoy
+sends the proxy: its key for the proxy and the tenant header. Every wait is bounded; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support.litellm_proxy import LiteLLMProxy, RedisServer, Tools, tools
+
+from llmfleet.components.gateway import response_cache as rc
+from llmfleet.components.gateway.types import TENANT_HEADER
+from llmfleet.loadtests.emulator import MODEL_NAME, Emulator, EmulatorConfig
+
+PASS_HEADER = "x-llmfleet-cache-pass"
+RECORDED_MODEL = "recorded-model"
+SETTINGS = rc.CacheSettings(ttl_s=120, opt_in_tenants=("beta",))
+TIMEOUT = httpx.Timeout(30.0)
+
+
+def config(emulator_url: str, recorder_url: str = "http://127.0.0.1:9/v1") -> dict[str, Any]:
+    generated = rc.litellm_config(
+        SETTINGS,
+        [rc.CachedModel(MODEL_NAME)],
+        upstream_base_url=f"{emulator_url}/v1",
+        tenant_header=TENANT_HEADER,
+        internal_pass_header=PASS_HEADER,
+    )
+    # A second model whose upstream records what the proxy sends on a miss (the emulator keeps no headers).
+    recorded = rc.litellm_config(
+        SETTINGS,
+        [rc.CachedModel(RECORDED_MODEL)],
+        upstream_base_url=recorder_url,
+        tenant_header=TENANT_HEADER,
+        internal_pass_header=PASS_HEADER,
+    )
+    generated["model_list"] += recorded["model_list"]
+    return generated
+
+
+# --- the config and the hook, against LiteLLM's code at the pinned release ---------------------------------
+
+LITELLM_CHECK = Path(__file__).resolve().parent / "support" / "litellm_check.py"
+
+
+def test_the_config_and_hook_match_litellm_at_the_pin(tmp_path: Path) -> None:
+    found = tools()
+    hook = tmp_path / rc.HOOK_FILE
+    hook.write_text(rc.hook_source())
+    result = subprocess.run(
+        [str(found.python), str(LITELLM_CHECK), str(hook)],
+        input=json.dumps(config("http://127.0.0.1:8000")),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_check_catches_a_misspelt_cache_parameter(tmp_path: Path) -> None:
+    found = tools()
+    bad = config("http://127.0.0.1:8000")
+    bad["litellm_settings"]["cache_params"]["tll"] = 5
+    bad["litellm_settings"]["enable_cacheing"] = True
+    hook = tmp_path / rc.HOOK_FILE
+    hook.write_text(rc.hook_source())
+    result = subprocess.run(
+        [str(found.python), str(LITELLM_CHECK), str(hook)],
+        input=json.dumps(bad),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    problems = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "cache_params.tll is not a parameter of Cache" in problems
+    assert "litellm_settings.enable_cacheing is no litellm setting" in problems
+
+
+def test_the_config_names_secrets_only_by_environment_variable() -> None:
+    generated = config("http://gw/v1")
+    text = json.dumps(generated)
+    cache = generated["litellm_settings"]["cache_params"]
+    assert cache["password"] == f"os.environ/{rc.REDIS_PASSWORD_ENV}"
+    assert generated["general_settings"]["master_key"] == f"os.environ/{rc.MASTER_KEY_ENV}"
+    assert all(m["litellm_params"]["api_key"] == f"os.environ/{rc.UPSTREAM_KEY_ENV}" for m in generated["model_list"])
+    assert cache["ttl"] == SETTINGS.ttl_s and cache["namespace"] == rc.KEY_PREFIX
+    assert rc.HOOK_CALLBACK in generated["litellm_settings"]["callbacks"]
+    assert "sk-" not in text
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="ttl_s"):
+        rc.CacheSettings(ttl_s=0)
+    with pytest.raises(ValueError, match="at least one model"):
+        rc.litellm_config(SETTINGS, [], upstream_base_url="u", tenant_header="t", internal_pass_header="p")
+    with pytest.raises(ValueError, match="twice"):
+        rc.litellm_config(
+            SETTINGS, [rc.CachedModel("m"), rc.CachedModel("m")], upstream_base_url="u", tenant_header="t",
+            internal_pass_header="p",
+        )  # fmt: skip
+
+
+def test_proxy_env_carries_the_hook_settings() -> None:
+    env = rc.proxy_env(SETTINGS, tenant_header=TENANT_HEADER)
+    assert json.loads(env[rc.HOOK_SETTINGS_ENV]) == {
+        "tenant_header": TENANT_HEADER,
+        "deterministic_only": True,
+        "opt_in_tenants": ["beta"],
+        "ttl_s": 120,
+    }
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+# --- the real proxy ----------------------------------------------------------------------------------------
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """An OpenAI-shaped upstream that keeps each request's headers."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        Recorder.seen.append({k.lower(): v for k, v in self.headers.items()})
+        body = json.dumps(
+            {
+                "id": "chatcmpl-recorded",
+                "object": "chat.completion",
+                "created": 1,
+                "model": RECORDED_MODEL,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Stack:
+    def __init__(self, proxy: LiteLLMProxy, redis: RedisServer, emulator: Emulator) -> None:
+        self.proxy, self.redis, self.emulator = proxy, redis, emulator
+        self.client = httpx.Client(base_url=proxy.url, timeout=TIMEOUT)
+
+    def ask(self, tenant: str | None, content: str, **params: Any) -> httpx.Response:
+        body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": content}], "max_tokens": 8, **params}
+        response = self.client.post("/v1/chat/completions", headers=self.proxy.headers(tenant), json=body)
+        return response
+
+    def stored(self, tenant: str) -> set[str]:
+        return self.redis.keys(f"{rc.KEY_PREFIX}:{tenant}:*")
+
+    def wait_stored(self, tenant: str, before: set[str]) -> set[str]:
+        """LiteLLM writes the entry in a background task after answering: wait (bounded) until it is there."""
+        deadline = time.monotonic() + 15
+        while (now := self.stored(tenant)) == before:
+            assert time.monotonic() < deadline, f"no new cache entry for {tenant} within 15 s"
+            time.sleep(0.05)
+        return now - before
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    found: Tools = tools()
+    recorder = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=recorder.serve_forever, daemon=True).start()
+    emulator = Emulator(EmulatorConfig(ttft_s=0.01, itl_s=0.001, output_tokens=8)).start()
+    try:
+        with RedisServer(found) as redis:
+            recorder_url = f"http://127.0.0.1:{recorder.server_address[1]}/v1"
+            proxy = LiteLLMProxy(
+                found,
+                tmp_path_factory.mktemp("litellm"),
+                config(emulator.url, recorder_url),
+                rc.proxy_env(SETTINGS, tenant_header=TENANT_HEADER),
+                redis,
+            )
+            # The emulator stands for the gateway's internal pass: it accepts the internal key only.
+            emulator.set_config(api_keys=frozenset({proxy.upstream_key}))
+            with proxy:
+                yield Stack(proxy, redis, emulator)
+    finally:
+        emulator.close()
+        recorder.shutdown()
+
+
+def test_a_repeated_deterministic_request_is_served_from_the_cache(stack: Stack) -> None:
+    served = stack.emulator.requests_served
+    first = stack.ask("alpha", "what is 2+2?", temperature=0)
+    assert first.status_code == 200, first.text
+    assert rc.HIT_HEADER not in first.headers
+    (key,) = stack.wait_stored("alpha", set())
+    second = stack.ask("alpha", "what is 2+2?", temperature=0)
+    assert second.status_code == 200
+    assert second.headers[rc.HIT_HEADER] == key.removeprefix(f"{rc.KEY_PREFIX}:")
+    assert second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+    assert stack.emulator.requests_served == served + 1
+    # Stored for the configured TTL, no longer.
+    assert 0 < int(stack.redis.cli("TTL", key)) <= SETTINGS.ttl_s
+
+
+def test_top_k_1_is_deterministic_too(stack: Stack) -> None:
+    before = stack.stored("alpha")
+    stack.ask("alpha", "greedy by top_k", temperature=0.9, top_k=1)
+    stack.wait_stored("alpha", before)
+    assert rc.HIT_HEADER in stack.ask("alpha", "greedy by top_k", temperature=0.9, top_k=1).headers
+
+
+def test_another_tenant_never_sees_the_entry(stack: Stack) -> None:
+    before = stack.stored("alpha")
+    stack.ask("alpha", "isolation", temperature=0)
+    stack.wait_stored("alpha", before)
+    served = stack.emulator.requests_served
+    other = stack.ask("gamma", "isolation", temperature=0)
+    assert other.status_code == 200 and rc.HIT_HEADER not in other.headers
+    # Not even by naming the other tenant's namespace itself: the hook overwrites the client's cache controls.
+    forged = stack.ask("delta", "isolation", temperature=0, cache={"namespace": "alpha"})
+    assert rc.HIT_HEADER not in forged.headers
+    assert stack.emulator.requests_served == served + 2
+    # Each tenant then hits its own entry.
+    stack.wait_stored("gamma", set())
+    assert stack.ask("gamma", "isolation", temperature=0).headers[rc.HIT_HEADER].startswith("gamma:")
+
+
+def test_sampled_requests_are_not_cached_unless_the_tenant_opted_in(stack: Stack) -> None:
+    served = stack.emulator.requests_served
+    for _ in range(2):
+        assert rc.HIT_HEADER not in stack.ask("alpha", "a poem", temperature=0.7).headers
+    for _ in range(2):  # no temperature at all: the engine's default samples
+        assert rc.HIT_HEADER not in stack.ask("alpha", "a poem").headers
+    assert rc.HIT_HEADER not in stack.ask("alpha", "two answers", temperature=0, n=2).headers
+    assert stack.emulator.requests_served == served + 5
+    before = stack.stored("beta")
+    stack.ask("beta", "a poem", temperature=0.7)
+    stack.wait_stored("beta", before)
+    assert rc.HIT_HEADER in stack.ask("beta", "a poem", temperature=0.7).headers
+
+
+def test_no_tenant_no_cache(stack: Stack) -> None:
+    served = stack.emulator.requests_served
+    for _ in range(2):
+        assert rc.HIT_HEADER not in stack.ask(None, "anonymous", temperature=0).headers
+    assert stack.emulator.requests_served == served + 2
+    assert stack.redis.keys(f"{rc.KEY_PREFIX}:anonymous*") == set()
+
+
+def test_sampling_parameters_are_part_of_the_key(stack: Stack) -> None:
+    before = stack.stored("alpha")
+    stack.ask("alpha", "keyed", temperature=0, max_tokens=8)
+    stack.wait_stored("alpha", before)
+    assert rc.HIT_HEADER not in stack.ask("alpha", "keyed", temperature=0, max_tokens=4).headers
+    # A parameter LiteLLM does not know (vLLM's) is keyed as well.
+    assert rc.HIT_HEADER not in stack.ask("alpha", "keyed", temperature=0, max_tokens=8, min_p=0.5).headers
+
+
+def test_an_entry_expires_after_its_ttl(stack: Stack) -> None:
+    before = stack.stored("alpha")
+    stack.ask("alpha", "short-lived", temperature=0, cache={"ttl": 1})
+    (key,) = stack.wait_stored("alpha", before)
+    deadline = time.monotonic() + 10
+    while stack.redis.cli("EXISTS", key) != "0":  # Redis drops it once its second is over
+        assert time.monotonic() < deadline, "entry with ttl 1 s still there after 10 s"
+        time.sleep(0.1)
+    served = stack.emulator.requests_served
+    assert rc.HIT_HEADER not in stack.ask("alpha", "short-lived", temperature=0, cache={"ttl": 1}).headers
+    assert stack.emulator.requests_served == served + 1
+
+
+def test_a_client_cannot_keep_an_entry_longer_than_the_ttl(stack: Stack) -> None:
+    before = stack.stored("alpha")
+    stack.ask("alpha", "forever", temperature=0, cache={"ttl": 10**7})
+    (key,) = stack.wait_stored("alpha", before)
+    assert 0 < int(stack.redis.cli("TTL", key)) <= SETTINGS.ttl_s
+
+
+def test_errors_are_not_cached(stack: Stack) -> None:
+    stack.emulator.set_config(error_status_rate=1.0)
+    try:
+        failed = stack.ask("alpha", "fails once", temperature=0)
+    finally:
+        stack.emulator.set_config(error_status_rate=0.0)
+    assert failed.status_code >= 500
+    time.sleep(0.5)  # a write, were there one, is a background task
+    served = stack.emulator.requests_served
+    retried = stack.ask("alpha", "fails once", temperature=0)
+    assert retried.status_code == 200 and rc.HIT_HEADER not in retried.headers
+    assert stack.emulator.requests_served == served + 1
+
+
+def stream_text(stack: Stack, content: str) -> tuple[httpx.Headers, str]:
+    body = {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "stream": True,
+    }
+    text = ""
+    with stack.client.stream("POST", "/v1/chat/completions", headers=stack.proxy.headers("alpha"), json=body) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                for choice in json.loads(line[6:]).get("choices", []):
+                    text += choice.get("delta", {}).get("content") or ""
+        return r.headers, text
+
+
+def test_a_streamed_deterministic_request_is_replayed_as_a_stream(stack: Stack) -> None:
+    served = stack.emulator.requests_served
+    before = stack.stored("alpha")
+    headers, text = stream_text(stack, "stream this")
+    assert rc.HIT_HEADER not in headers and text.strip()
+    stack.wait_stored("alpha", before)
+    headers, replayed = stream_text(stack, "stream this")
+    assert rc.HIT_HEADER in headers
+    assert replayed == text
+    assert stack.emulator.requests_served == served + 1
+
+
+def test_hits_and_requests_are_counted_on_metrics(stack: Stack) -> None:
+    hits, requests = stack.proxy.counter(rc.HIT_METRIC), stack.proxy.counter(rc.REQUESTS_METRIC)
+    before = stack.stored("alpha")
+    stack.ask("alpha", "counted", temperature=0)
+    stack.wait_stored("alpha", before)
+    assert rc.HIT_HEADER in stack.ask("alpha", "counted", temperature=0).headers
+    deadline = time.monotonic() + 15  # the Prometheus callback runs after the response
+    while stack.proxy.counter(rc.HIT_METRIC) < hits + 1 or stack.proxy.counter(rc.REQUESTS_METRIC) < requests + 2:
+        assert time.monotonic() < deadline, "hit/request counters did not move within 15 s"
+        time.sleep(0.1)
+    assert stack.proxy.counter(rc.HIT_METRIC) == hits + 1
+
+
+def test_a_miss_goes_upstream_with_the_internal_key_and_pass_header(stack: Stack) -> None:
+    Recorder.seen.clear()
+    body = {"model": RECORDED_MODEL, "messages": [{"role": "user", "content": "who?"}], "temperature": 0}
+    response = stack.client.post("/v1/chat/completions", headers=stack.proxy.headers("alpha"), json=body)
+    assert response.status_code == 200, response.text
+    (seen,) = Recorder.seen
+    assert seen["authorization"] == f"Bearer {stack.proxy.upstream_key}"
+    assert seen[PASS_HEADER] == "1"
+    assert stack.proxy.master_key not in json.dumps(seen)
