@@ -432,6 +432,8 @@ class SampleCollector:
             generator_lag_max_ms=lag_max_ms,
             socket_to_handler_p95_ms=socket_p95_ms,
             socket_to_handler_max_ms=socket_max_ms,
+            chunks_per_s_max=max(rates) if rates else None,
+            chunks_per_s_capacity=chunk_capacity,
         )
         slo = self.slo or gate.load_slo(_path(getattr(options, "llm_slo", None)))
         verdict = self.evaluate(self.samples, slo, run)
@@ -447,7 +449,7 @@ class SampleCollector:
             "starved": gate.starved_probes(run, slo) != [],
             "chunks_per_s_per_process": rates,
             "chunks_per_s_capacity": chunk_capacity,
-            "over_capacity": chunk_capacity is not None and any(rate > chunk_capacity for rate in rates),
+            "over_capacity": gate.over_capacity(run) is not None,
             "processes": self.processes,
             "request_timeout_s": self.request_timeout_s(),
         }

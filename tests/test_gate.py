@@ -339,3 +339,33 @@ def test_a_late_socket_to_handler_delay_makes_a_breach_invalid_and_names_that_pr
     (reason,) = evaluate(steady(ttft_ms=240), SLO, both).reasons
     assert "event-loop lag p95 30.0 ms" in reason and "socket-to-handler delay p95 20.0 ms" in reason, reason
     assert gate.starved_probes(RUN, SLO) == []
+
+
+def test_a_process_over_its_capacity_voids_what_it_could_have_made() -> None:
+    """Issue 13: one process read ~12,800 chunks/s against a capacity of 9,955 with its loop lag at 2.3 ms,
+    and its TTFT p95 was far off a raw client's in runs called valid. Over capacity is judged like a
+    starved probe: breaches it could have made are invalid, passes and error-rate breaches stand."""
+    full = RunInfo(started_at=10, ended_at=20, min_samples=20, chunks_per_s_max=9955, chunks_per_s_capacity=9955)
+    assert gate.over_capacity(full) is None
+    assert evaluate(steady(ttft_ms=240), SLO, full).exit_code == ExitCode.BREACH
+    over = RunInfo(
+        started_at=10,
+        ended_at=20,
+        min_samples=20,
+        generator_lag_p95_ms=2.3,  # under the 10 ms limit: only the chunk rate says it
+        generator_lag_max_ms=30.0,
+        chunks_per_s_max=12_800,
+        chunks_per_s_capacity=9955,
+    )
+    verdict = evaluate(steady(ttft_ms=240), SLO, over)
+    assert verdict.exit_code == ExitCode.INVALID, verdict
+    (reason,) = verdict.reasons
+    assert "12,800 token chunks/s, over the 9,955" in reason and "starved" not in reason, reason
+    assert evaluate(steady(), SLO, over).exit_code == ExitCode.OK
+    failing = steady(30) + [sample(12, ok=False) for _ in range(10)]
+    assert evaluate(failing, SLO, over).exit_code == ExitCode.BREACH
+    # The TPOT margin comes from the delay measured (30 ms worst lag / 10): 16 + 3 <= 20 stands, 18 + 3 does not.
+    assert evaluate(steady(tpot_ms=16), SLO, over).exit_code == ExitCode.OK
+    assert evaluate(steady(tpot_ms=18), SLO, over).exit_code == ExitCode.INVALID
+    unknown = RunInfo(started_at=10, ended_at=20, min_samples=20, chunks_per_s_max=12_800)  # never calibrated
+    assert evaluate(steady(ttft_ms=240), SLO, unknown).exit_code == ExitCode.BREACH

@@ -32,7 +32,13 @@ def test_one_process_and_two_processes_agree(tmp_path: Path) -> None:
     assert single.code == double.code == 0, (single, double)
     assert len(single.samples) == len(double.samples) == 20, (single, double)
     assert single.verdict["metrics"]["n"] == double.verdict["metrics"]["n"] == 20
-    assert double.verdict["metrics"]["generator"]["processes"] == 2
+    generator = double.verdict["metrics"]["generator"]
+    assert generator["processes"] == 2
+    # Each worker's chunks are its own (the master attributes samples to the worker that sent them), and
+    # the workers' kernel-stamped read delays reach the master.
+    rates = generator["chunks_per_s_per_process"]
+    assert len(rates) == 2 and all(rate > 0 for rate in rates), generator
+    assert generator["socket_to_handler_p95_ms"] is not None and generator["socket_to_handler_p95_ms"] > 0, generator
     for run in (single, double):
         assert_exact_medians(run)
         assert min(ttfts(run.samples)) >= 499.5, run  # the emulator never sends early
