@@ -492,5 +492,6 @@ class RegionalFleet(pulumi.ComponentResource):
             queue_thresholds=args.queue_thresholds,
             routed_models=sorted(args.routing),
             inference_scrape_key=self._engine_key_value,
+            cached_models=self.gateway.cached_models if self.gateway is not None else (),
         )
         return Observability(f"{name}-observability", observability_args, opts=self.kubernetes_opts())

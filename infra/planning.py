@@ -13,7 +13,7 @@ from llmfleet.components.queue.sizing import plan_worker_pool
 from llmfleet.components.queue.types import POLLING_INTERVAL_S, WorkerSettings
 from llmfleet.components.sizing.calibration import catalog_eta
 from llmfleet.components.sizing.catalog import Catalog, load_catalog
-from llmfleet.components.sizing.cpu_pods import CpuPodsCost, cpu_pods_cost
+from llmfleet.components.sizing.cpu_pods import CACHE_REDIS_CPU, CpuPodsCost, cache_redis_memory, cpu_pods_cost
 from llmfleet.components.sizing.errors import PlanningError
 from llmfleet.components.sizing.hf_config import HfConfigError, read_hf_config
 from llmfleet.components.sizing.plan import DeploymentPlan, FailoverEstimate, Plan, Totals
@@ -231,6 +231,7 @@ def build_plan(stack: str, spec: DeploymentSpec, base_dir: Path | None = None) -
         failover=failover,
         queue=queue_costs(spec, deployments, catalog),
         cascade=cascade_costs(spec, catalog),
+        response_cache=response_cache_costs(spec, catalog),
     )
 
 
@@ -244,6 +245,24 @@ def cascade_costs(spec: DeploymentSpec, catalog: Catalog) -> tuple[CpuPodsCost, 
         for r in spec.regions
         if r.cloud != "local"  # a laptop's cluster has no price
     )
+
+
+def response_cache_costs(spec: DeploymentSpec, catalog: Catalog) -> tuple[CpuPodsCost, ...]:
+    """The response cache per cloud region that serves one of its models: the LiteLLM pods (replicas x their CPU and
+    memory requests), then the cache's Redis (one pod, its memory from max_memory_mb)."""
+    cache = spec.gateway.response_cache
+    if cache is None:
+        return ()
+    costs: list[CpuPodsCost] = []
+    for r in spec.regions:
+        if r.cloud == "local" or not set(cache.models) & set(spec.served_in(r)):
+            continue  # a laptop's cluster has no price; a region serving none of the models runs no cache
+        litellm = cpu_pods_cost(
+            catalog, r.cloud, r.region, "Response cache LiteLLM", cache.replicas, cache.cpu, cache.memory
+        )
+        redis = cache_redis_memory(cache.max_memory_mb)
+        costs += [litellm, cpu_pods_cost(catalog, r.cloud, r.region, "Response cache Redis", 1, CACHE_REDIS_CPU, redis)]
+    return tuple(costs)
 
 
 def queue_costs(spec: DeploymentSpec, deployments: list[DeploymentPlan], catalog: Catalog) -> tuple[QueueCost, ...]:

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 import llmfleet.components.gateway.auth as auth
+import llmfleet.components.gateway.cache_routes as cache_routes
 import llmfleet.components.gateway.cascade as cascade
 import llmfleet.components.gateway.certificates as certificates
 import llmfleet.components.gateway.fallback as fallback
@@ -25,6 +26,7 @@ import llmfleet.components.gateway.limits as limits
 import llmfleet.components.gateway.priority as priority
 import llmfleet.components.gateway.routes as routes
 import llmfleet.components.gateway.shadow as shadow
+from llmfleet.components.gateway.cache_deploy import LITELLM_PORT, CacheTarget, deploy_cache
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy, router_policy
 from llmfleet.components.gateway.prober_deploy import (
@@ -44,6 +46,7 @@ from llmfleet.components.gateway.routes import (
     Names,
 )
 from llmfleet.components.gateway.types import (
+    CACHE_CLIENT,
     INFERENCE_POOL_GROUP,
     INFERENCE_POOL_KIND,
     AcmeIssuer,
@@ -53,6 +56,7 @@ from llmfleet.components.gateway.types import (
     ModelBackend,
     PriorityRouting,
     RateLimit,
+    ResponseCache,
     Tenant,
     Tls,
 )
@@ -82,6 +86,8 @@ class GatewaySettings:
     """Hybrid routing by `x-llmfleet-priority` (needs `fallback`: its provider serves the hosted models)."""
     cascade: Cascade | None = None
     """The cheap-then-strong cascade: vLLM's semantic router chooses the model of requests naming its auto model."""
+    response_cache: ResponseCache | None = None
+    """LiteLLM's response cache in front of some models (cache_routes.py, cache_deploy.py); API-key gateways only."""
     tls: Tls = field(default_factory=Tls)
     """The HTTPS listener's certificate Secret (and its cert-manager issuer, if any: installed and created
     here unless Tls says they exist)."""
@@ -158,6 +164,8 @@ class Gateway(pulumi.ComponentResource):
     """The AIGatewayRoute (and generated HTTPRoute) name."""
     health_path: str | None
     """Path that answers 200 without credentials while the region serves (None: none)."""
+    cached_models: list[str]
+    """The served names behind this region's response cache (empty: none runs here)."""
 
     def __init__(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llmfleet:gateway:Gateway", name, None, opts)
@@ -178,6 +186,8 @@ class Gateway(pulumi.ComponentResource):
         hostnames = routes.listener_hostnames(args.hostname, args.region_hostname)
         self._listeners = routes.serving_listeners(args.tls, hostnames)
         self._health_key = self._prober_key() if args.health_path is not None else None
+        self._cached = self._cached_models()
+        self._cache_key = self._cache_client_key() if self._cached else None
 
         self._routes(hostnames)
         if args.tls.secret_name:
@@ -192,6 +202,8 @@ class Gateway(pulumi.ComponentResource):
             self._cascade(args.cascade)
         if args.health_path is not None:
             self._health(args.health_path)
+        if self._cache_key is not None:
+            self._response_cache()
         if args.engine_key_secret is not None:
             self._engine_key(args.engine_key_secret)
         if args.inference_pod_selector is not None:
@@ -205,6 +217,7 @@ class Gateway(pulumi.ComponentResource):
         self.envoy_namespace = ENVOY_GATEWAY_NAMESPACE
         self.route_name = self._names.route
         self.health_path = args.health_path
+        self.cached_models = list(self._cached)
         host = args.region_hostname or args.hostname
         in_cluster = f"{self.envoy_service}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local"
         self.endpoint = pulumi.Output.from_input(f"{args.tls.scheme}://{host or in_cluster}")
@@ -276,6 +289,14 @@ class Gateway(pulumi.ComponentResource):
                     f"{args.cascade.auto_model!r} rule (the AIGatewayRoute CRD allows {MAX_RULES_PER_ROUTE}): "
                     "serve fewer models in the region or drop priority routing"
                 )
+        if self._cached:
+            # After the priority and cascade rules, which copy the models' own backends: they bypass the cache.
+            spec["rules"] = cache_routes.split_rules(names, spec["rules"], self._cached)
+            cache_backend = cache_routes.backend_name(names)
+            service = routes.backend_spec(cache_backend, args.namespace, LITELLM_PORT)
+            self._custom("response-cache-backend", "Backend", ENVOY_GATEWAY_API, cache_backend, service)
+            spec_ai = routes.ai_service_backend_spec(cache_backend)
+            self._custom("response-cache-aibackend", "AIServiceBackend", AI_GATEWAY_API, cache_backend, spec_ai)
         self._custom("route", "AIGatewayRoute", AI_GATEWAY_API, names.route, spec)
         self._shadow(spec["rules"])
 
@@ -318,10 +339,7 @@ class Gateway(pulumi.ComponentResource):
                 f"{self._names.base}-api-keys",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=self._names.api_keys, namespace=self._args.namespace),
                 type="Opaque",
-                string_data=auth.api_key_data(
-                    self._args.tenants,
-                    {health.HEALTH_CLIENT: self._health_key.result} if self._health_key is not None else None,
-                ),
+                string_data=auth.api_key_data(self._args.tenants, self._internal_keys()),
                 opts=self._after,
             )
         if spec is not None:
@@ -333,7 +351,7 @@ class Gateway(pulumi.ComponentResource):
         One policy, because a route-level policy replaces rather than merges with another on the same target.
         """
         spec: dict[str, Any] = {"targetRefs": [routes.ref("HTTPRoute", self._names.route)]}
-        exempt = [health.HEALTH_CLIENT] if self._health_key is not None else []
+        exempt = [client for client, _ in self._internal_clients()]
         rules = limits.rate_limit_rules(self._mode, self._args.tenants, self._args.default_limits, exempt)
         if rules:
             spec["rateLimit"] = {"global": {"rules": rules}}
@@ -425,6 +443,54 @@ class Gateway(pulumi.ComponentResource):
             "apiKey": {"secretRef": {"name": secret, "kind": "Secret", "group": ""}},
         }
         self._custom("engine-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, self._names.engine_key, spec)
+
+    def _internal_clients(self) -> list[tuple[str, random.RandomPassword]]:
+        """The gateway's own API-key clients, held to no budget: the health prober, the response cache."""
+        found = [(health.HEALTH_CLIENT, self._health_key)] if self._health_key is not None else []
+        return found + ([(CACHE_CLIENT, self._cache_key)] if self._cache_key is not None else [])
+
+    def _internal_keys(self) -> dict[str, pulumi.Input[str]] | None:
+        return {client: key.result for client, key in self._internal_clients()} or None
+
+    def _cached_models(self) -> list[str]:
+        """The response cache's models this region serves (a stack's cache lists models of every region)."""
+        cache = self._args.response_cache
+        if cache is None:
+            return []
+        served = {m.model for m in self._args.models}
+        return [m for m in cache.models if m in served]
+
+    def _cache_client_key(self) -> random.RandomPassword:
+        """The response cache's own API key: its misses come back through this gateway as client CACHE_CLIENT."""
+        if self._mode is not auth.AuthMode.API_KEYS:
+            raise ValueError(
+                f"response_cache needs a gateway that authenticates by API key (this one: {self._mode.value}): the "
+                "cache keeps tenants apart by the key's client id and sends its misses back with a key of its own"
+            )
+        if any(t.name == CACHE_CLIENT for t in self._args.tenants):
+            raise ValueError(f"tenant name {CACHE_CLIENT!r} is the response cache's: rename the tenant")
+        return random.RandomPassword(f"{self._names.base}-cache-password", length=48, special=False, opts=self._after)
+
+    def _response_cache(self) -> None:
+        """LiteLLM and its Redis (cache_deploy.py), calling this gateway back the way a client in the cluster would."""
+        args, cache, key = self._args, self._args.response_cache, self._cache_key
+        assert cache is not None and key is not None
+        host = (
+            args.region_hostname
+            or args.hostname
+            or f"{self._names.envoy_service}.{ENVOY_GATEWAY_NAMESPACE}.svc.cluster.local"
+        )
+        target = CacheTarget(f"{args.tls.scheme}://{host}", self._cached, args.request_timeout_s)
+        deploy_cache(
+            self._names.base,
+            self._names,
+            args.namespace,
+            cache,
+            target,
+            key.result,
+            self._after,
+            args.metrics_namespace,
+        )
 
     def _prober_key(self) -> random.RandomPassword | None:
         """The health prober's own API key, on gateways that authenticate by API key (None otherwise)."""

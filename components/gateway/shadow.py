@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmfleet.components.gateway.cache_routes import is_cache_rule
 from llmfleet.components.gateway.routes import Names, listener_refs, ref
 from llmfleet.components.gateway.types import MODEL_HEADER, REVISION_HEADER, SHADOW_HEADER
 
@@ -117,11 +118,15 @@ def mirror_cluster(namespace: str, names: Names, index: int, credential: bool = 
     return f"{rule}/backend/0" if credential else rule
 
 
-def mirrored_rules(rules: Sequence[Mapping[str, Any]], model: str) -> list[int]:
+def mirrored_rules(rules: Sequence[Mapping[str, Any]], model: str, names: Names | None = None) -> list[int]:
     """Indices of the model route's rules that carry the model's real traffic: they match its model header and
-    are not pinned to a revision (the AI Gateway keeps the rules' order in the HTTPRoute it generates)."""
+    are not pinned to a revision (the AI Gateway keeps the rules' order in the HTTPRoute it generates). With
+    `names`, not the response cache's rule either: its misses come back by the model's uncached rule, which is
+    mirrored, so a copy is made of each request that reaches a model, once."""
     found: list[int] = []
     for index, rule in enumerate(rules):
+        if names is not None and is_cache_rule(names, rule):
+            continue
         for match in rule.get("matches", []):
             headers = {h["name"]: h["value"] for h in match.get("headers", [])}
             if headers.get(MODEL_HEADER) == model and REVISION_HEADER not in headers:
@@ -152,7 +157,7 @@ def patch_policy_spec(
     patches: list[dict[str, Any]] = []
     for listener in route_configurations(listeners, tls):
         for index, shadow in enumerate(shadows):
-            rules = mirrored_rules(model_rules, shadow.model)
+            rules = mirrored_rules(model_rules, shadow.model, names)
             if not rules:
                 raise ValueError(f"shadow model {shadow.model} has no rule in the model route")
             mirror = {

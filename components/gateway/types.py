@@ -28,6 +28,9 @@ client can reach that route."""
 PRIORITY_HEADER = "x-llmfleet-priority"
 """With priority routing, `cost` keeps a request on the region's servers, `quality` sends it to the hosted frontier
 model first; `balanced`, another value or none takes the default route (components/gateway/priority.py)."""
+CACHE_CLIENT = "llmfleet-cache"
+"""The response cache's client id at the API-key policy: its misses come back through the gateway under it, which
+selects the model's own rules (components/gateway/cache_routes.py) and holds it to no budget (so no tenant's)."""
 AI_GATEWAY_METADATA_NAMESPACE = "io.envoy.ai_gateway"
 """Dynamic-metadata namespace where the AI Gateway writes the token counts of `llmRequestCosts`."""
 TOTAL_TOKENS_KEY = "llm_total_token"
@@ -127,6 +130,35 @@ class Cascade:
     """Its memory limit (the chart's default)."""
     values: Mapping[str, Any] = field(default_factory=dict[str, Any])
     """Escape hatch: deep-merged into the chart values llmfleet sets."""
+
+
+@dataclass(frozen=True)
+class ResponseCache:
+    """LiteLLM's proxy cache in front of `models` (components/gateway/cache_routes.py, cache_deploy.py)."""
+
+    models: Sequence[str]
+    """Served names whose responses are cached."""
+    ttl_s: int = 3600
+    """Seconds an entry is served."""
+    deterministic_only: bool = True
+    """Cache only deterministic requests (the hook's rule, components/gateway/response_cache.py)."""
+    opt_in_tenants: Sequence[str] = ()
+    """Tenants whose other requests are cached too."""
+    replicas: int = 2
+    """LiteLLM proxy pods (a PodDisruptionBudget keeps one up when there are two or more)."""
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    memory_limit: str = "2Gi"
+    max_memory_mb: int = 1024
+    """The cache Redis's maxmemory (MiB); past it the least recently used entries go (allkeys-lru)."""
+    config: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    """Escape hatch: deep-merged into the LiteLLM proxy config."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("ResponseCache: list at least one model")
+        if self.ttl_s < 1 or self.max_memory_mb < 16 or self.replicas < 1:
+            raise ValueError("ResponseCache: ttl_s >= 1, max_memory_mb >= 16 and replicas >= 1")
 
 
 LETS_ENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"

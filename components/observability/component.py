@@ -24,6 +24,7 @@ from llmfleet.components.observability.monitors import (
     SCRAPE_KEY,
     gateway_monitor_spec,
     inference_monitor_spec,
+    response_cache_monitor_spec,
 )
 from llmfleet.components.observability.rules import AlertThresholds, ServedModel, SloTargets, rule_groups
 from llmfleet.components.sizing.plan import DeploymentPlan
@@ -86,6 +87,9 @@ class ObservabilityArgs(ObservabilitySettings):
     """Served model name -> waiting requests per replica at which KEDA scales out (one per deployment)."""
     routed_models: Sequence[str] = ()
     """Served models routed through an InferencePool: adds the pickers' dashboard."""
+    cached_models: Sequence[str] = ()
+    """Served models behind the gateway's response cache (its LiteLLM runs in `inference_namespace`): adds its
+    ServiceMonitor and dashboard."""
     inference_scrape_key: pulumi.Input[str] | None = None
     """The engines' API key (a secret Output): the model servers' scrape sends it as a bearer token, since
     llama.cpp's server demands it on /metrics (vLLM ignores it there). Stored in a Secret of this namespace,
@@ -101,6 +105,7 @@ class ObservabilityArgs(ObservabilitySettings):
         queue_thresholds: Mapping[str, int],
         routed_models: Sequence[str],
         inference_scrape_key: pulumi.Input[str] | None,
+        cached_models: Sequence[str] = (),
     ) -> ObservabilityArgs:
         """`settings` (each field as is: secrets stay Outputs) with what is monitored."""
         given: dict[str, Any] = {f.name: getattr(settings, f.name) for f in fields(ObservabilitySettings)}
@@ -111,6 +116,7 @@ class ObservabilityArgs(ObservabilitySettings):
             queue_thresholds=queue_thresholds,
             routed_models=routed_models,
             inference_scrape_key=inference_scrape_key,
+            cached_models=cached_models,
         )
 
 
@@ -192,6 +198,8 @@ class Observability(pulumi.ComponentResource):
         scrape_secret = SCRAPE_KEY_SECRET if args.inference_scrape_key is not None else None
         custom("inference", "ServiceMonitor", inference_monitor_spec(args.inference_namespace, scrape_secret))
         custom("gateway", "PodMonitor", gateway_monitor_spec())
+        if args.cached_models:
+            custom("response-cache", "ServiceMonitor", response_cache_monitor_spec(args.inference_namespace))
         missing = sorted({d.model for d in args.deployments} - set(args.queue_thresholds))
         if missing:
             raise ValueError(f"{name}: queue_thresholds has no entry for models {missing}")
@@ -203,7 +211,14 @@ class Observability(pulumi.ComponentResource):
         self.rules = custom("rules", "PrometheusRule", {"groups": groups})
 
         self.dashboard_names = []
-        for board in dashboards(args.inference_namespace, args.deployments, args.slo, routed=bool(args.routed_models)):
+        boards = dashboards(
+            args.inference_namespace,
+            args.deployments,
+            args.slo,
+            routed=bool(args.routed_models),
+            cached=bool(args.cached_models),
+        )
+        for board in boards:
             k8s.core.v1.ConfigMap(
                 f"{name}-{board.uid}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -90,10 +90,15 @@ def _panel_model(index: int, panel: Panel) -> dict[str, Any]:
 
 
 def dashboards(
-    namespace: str, deployments: Sequence[DeploymentPlan], slo: SloTargets, *, routed: bool = False
+    namespace: str,
+    deployments: Sequence[DeploymentPlan],
+    slo: SloTargets,
+    *,
+    routed: bool = False,
+    cached: bool = False,
 ) -> list[Dashboard]:
     """The region's dashboards; GPU panels only where some model runs on GPUs, the endpoint pickers'
-    only where some model is routed through an InferencePool."""
+    only where some model is routed through an InferencePool, the response cache's only where it runs."""
     found = [
         _latency(namespace, slo),
         _throughput(namespace),
@@ -105,6 +110,8 @@ def dashboards(
         found.insert(3, _gpus())
     if routed:
         found.append(_routing(namespace))
+    if cached:
+        found.append(_response_cache(namespace))
     return found
 
 
@@ -416,6 +423,31 @@ def _gateway(slo: SloTargets) -> Dashboard:
                 ],
                 "reqps",
                 "Requests over a tenant's request or token budget (answered 429).",
+            ),
+        ],
+    )
+
+
+def _response_cache(ns: str) -> Dashboard:
+    """LiteLLM's cache counters (scraped in the gateway's namespace `ns`), per served model."""
+    hits = f'sum by (model) (rate(litellm_cache_hits_metric_total{{namespace="{ns}"}}[{RATE}]))'
+    misses = f'sum by (model) (rate(litellm_cache_misses_metric_total{{namespace="{ns}"}}[{RATE}]))'
+    return Dashboard(
+        "llmfleet-response-cache",
+        "llmfleet / Response cache",
+        [
+            Panel(
+                "Cache hit rate",
+                [Query(f"{hits} / ({hits} + {misses})", "{{model}}")],
+                "percentunit",
+                "Share of the cacheable requests answered from the cache (requests the hook marks no-cache, e.g. "
+                "non-deterministic ones, are in neither count).",
+            ),
+            Panel(
+                "Cache hits and misses",
+                [Query(hits, "{{model}} hits"), Query(misses, "{{model}} misses")],
+                "reqps",
+                "Hits are answered by LiteLLM from its Redis; misses go on to the model through the gateway.",
             ),
         ],
     )

@@ -108,7 +108,17 @@ PICKER = _metrics(
 pkg/epp/metrics/metrics.go; site-src/guides/metrics-and-observability.md), scraped by the chart's
 ServiceMonitor; counters keep their names (Go client)."""
 
-KNOWN: dict[str, Metric] = {**VLLM, **LLAMA_CPP, **DCGM, **ENVOY, **PICKER}
+LITELLM = _metrics(
+    "litellm",
+    ("litellm_cache_hits_metric_total", C, "Requests LiteLLM answered from its cache, label `model` (served name)."),
+    ("litellm_cache_misses_metric_total", C, "Cacheable requests it sent on (through the gateway's uncached rule)."),
+)
+"""LiteLLM's proxy (the response cache, components/gateway/cache_deploy.py), its Prometheus callback on the proxy's
+/metrics: litellm/integrations/prometheus.py (`litellm_cache_hits_metric`, `litellm_cache_misses_metric`, counters
+of prometheus_client, which appends `_total`), labels from litellm/types/integrations/prometheus.py
+`_cache_metric_labels` (`model` is the model group, the served name clients send)."""
+
+KNOWN: dict[str, Metric] = {**VLLM, **LLAMA_CPP, **DCGM, **ENVOY, **PICKER, **LITELLM}
 """Every exporter metric the project's rules and dashboards may name."""
 
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")

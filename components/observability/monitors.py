@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmfleet.components.gateway.cache_deploy import LITELLM_SELECTOR
+from llmfleet.components.gateway.cache_deploy import PORT_NAME as LITELLM_PORT_NAME
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE
 from llmfleet.components.inference.service import PORT_NAME, InferenceService
 from llmfleet.components.observability.stack import SCRAPE_INTERVAL
@@ -42,6 +44,16 @@ def inference_monitor_spec(namespace: str, key_secret: str | None = None) -> dic
         "namespaceSelector": {"matchNames": [namespace]},
         "selector": {"matchLabels": dict(InferenceService.server_selector)},
         "endpoints": [endpoint],
+    }
+
+
+def response_cache_monitor_spec(namespace: str) -> dict[str, Any]:
+    """ServiceMonitor spec for the response cache's LiteLLM Services in `namespace` (the gateway's): its /metrics
+    answers without a key (LiteLLM's Prometheus callback mounts it unauthenticated)."""
+    return {
+        "namespaceSelector": {"matchNames": [namespace]},
+        "selector": {"matchLabels": dict(LITELLM_SELECTOR)},
+        "endpoints": [{"port": LITELLM_PORT_NAME, "path": METRICS_PATH, "interval": SCRAPE_INTERVAL}],
     }
 
 

@@ -18,6 +18,14 @@ ALLOCATABLE_SHARE = 0.85
 """Part of a node's vCPU and memory left for pods once the kubelet, system daemons and eviction reserve are
 taken (EKS and GKE reserve more on small nodes; 15% is a round middle for 8-32 vCPU types)."""
 HOURS_PER_MONTH = 730
+CACHE_REDIS_CPU = "100m"
+"""CPU request of the response cache's Redis (components/gateway/cache_deploy.py; its limit is one core)."""
+
+
+def cache_redis_memory(max_memory_mb: int) -> str:
+    """The response cache's Redis memory (request = limit): its maxmemory plus a quarter (at least 64 MiB) for what
+    Redis's maxmemory does not count (allocator fragmentation, client buffers, the process itself)."""
+    return f"{max_memory_mb + max(64, max_memory_mb // 4)}Mi"
 
 
 class CpuPodsCost(Frozen):

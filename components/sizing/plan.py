@@ -186,3 +186,8 @@ class Plan(Frozen):
     cascade: tuple[CpuPodsCost, ...] = Field(
         default=(), description="What each region's cascade router pods add (empty without `gateway.cascade`)."
     )
+    response_cache: tuple[CpuPodsCost, ...] = Field(
+        default=(),
+        description="What each region's response cache adds: its LiteLLM pods, then its Redis (empty without "
+        "`gateway.response_cache`).",
+    )

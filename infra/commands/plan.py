@@ -204,6 +204,8 @@ def render_table(plan: Plan, console: Console) -> None:
         console.print(queue_line(q))
     for c in plan.cascade:
         console.print(cascade_line(c))
+    for c in plan.response_cache:
+        console.print(response_cache_line(c))
 
 
 def hybrid_line(fallback: FallbackSpec, priority: PrioritySpec) -> str:
@@ -233,6 +235,16 @@ def cascade_line(c: CpuPodsCost) -> str:
     mark = "" if c.price_verified else "*"
     return (
         f"Cascade router {c.cloud}/{c.region}: {counted(c.pods, 'pod')} x ({c.cpu} CPU, {c.memory}) = "
+        f"{c.vcpu_total:g} vCPU, {c.memory_gib_total:g} GiB on the system nodes, ${c.usd_per_hour:,.3f}{mark}/h "
+        f"(${c.usd_per_month:,.2f}{mark}/month) as that share of an on-demand {c.instance_type}"
+    )
+
+
+def response_cache_line(c: CpuPodsCost) -> str:
+    """What the response cache adds in a region: its LiteLLM pods, or its Redis, priced as a share of a CPU node."""
+    mark = "" if c.price_verified else "*"
+    return (
+        f"{c.what} {c.cloud}/{c.region}: {counted(c.pods, 'pod')} x ({c.cpu} CPU, {c.memory}) = "
         f"{c.vcpu_total:g} vCPU, {c.memory_gib_total:g} GiB on the system nodes, ${c.usd_per_hour:,.3f}{mark}/h "
         f"(${c.usd_per_month:,.2f}{mark}/month) as that share of an on-demand {c.instance_type}"
     )

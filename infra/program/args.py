@@ -20,6 +20,7 @@ from llmfleet.components.gateway.types import (
     JwtAuth,
     PriorityRouting,
     RateLimit,
+    ResponseCache,
     Tenant,
     Tls,
 )
@@ -33,7 +34,7 @@ from llmfleet.components.routing.picker import RoutingOptions, ScorerWeights
 from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.components.traffic.balancer import DnsProvider, GlobalLoadBalancerArgs, HealthCheck, RegionEndpoint
 from llmfleet.infra.config import CONFIG_KEY, ConfigError, DeploymentSpec
-from llmfleet.infra.schema.gateway import CascadeSpec, GatewaySpec, RateLimits
+from llmfleet.infra.schema.gateway import CascadeSpec, GatewaySpec, RateLimits, ResponseCacheSpec
 from llmfleet.infra.schema.observability import GPU_MEMORY_MARGIN_PERCENT, ObservabilitySpec
 from llmfleet.infra.schema.queue import QueueSpec
 from llmfleet.infra.schema.regions import RegionSpec
@@ -72,6 +73,7 @@ def gateway_settings(
         else None,
         priority=PriorityRouting(dict(gateway.priority.quality_models)) if gateway.priority else None,
         cascade=cascade(gateway.cascade) if gateway.cascade else None,
+        response_cache=response_cache(gateway.response_cache) if gateway.response_cache else None,
         tls=Tls(
             secret_name=None if gateway.tls.mode == "none" else gateway.tls.secret_name,
             cluster_issuer=gateway.tls.issuer,
@@ -101,6 +103,21 @@ def cascade(spec: CascadeSpec) -> Cascade:
         memory=spec.memory,
         memory_limit=spec.memory_limit,
         values=dict(spec.router_values),
+    )
+
+
+def response_cache(spec: ResponseCacheSpec) -> ResponseCache:
+    return ResponseCache(
+        models=tuple(spec.models),
+        ttl_s=spec.ttl_s,
+        deterministic_only=spec.deterministic_only,
+        opt_in_tenants=tuple(spec.opt_in_tenants),
+        replicas=spec.replicas,
+        cpu=spec.cpu,
+        memory=spec.memory,
+        memory_limit=spec.memory_limit,
+        max_memory_mb=spec.max_memory_mb,
+        config=dict(spec.litellm_config),
     )
 
 

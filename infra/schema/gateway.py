@@ -220,6 +220,76 @@ class CascadeSpec(Section):
                 )
 
 
+class ResponseCacheSpec(Section):
+    """The response cache (docs/patterns.md, "Response cache"): LiteLLM's proxy cache in front of the listed models,
+    exact match on tenant + model + messages + sampling parameters, stored in a Redis of its own per region."""
+
+    models: list[str] = Field(
+        min_length=1,
+        max_length=7,
+        description="Served names whose responses are cached (each takes one more rule of the region's model route).",
+    )
+    ttl_s: int = Field(default=3600, ge=1, le=604_800, description="Seconds an entry is served before it expires.")
+    deterministic_only: bool = Field(
+        default=True,
+        description="true: only deterministic requests are cached (temperature 0, one choice; docs/patterns.md); "
+        "false: every request of the listed models is.",
+    )
+    opt_in_tenants: list[str] = Field(
+        default_factory=list[str],
+        max_length=64,
+        description="Tenants whose non-deterministic requests are cached too (with deterministic_only).",
+    )
+    replicas: int = Field(default=2, ge=1, le=10, description="LiteLLM proxy pods per region.")
+    cpu: str = Field(default="500m", pattern=QUANTITY, description="CPU request of each LiteLLM pod.")
+    memory: str = Field(default="1Gi", pattern=QUANTITY, description="Memory request of each LiteLLM pod.")
+    memory_limit: str = Field(default="2Gi", pattern=QUANTITY, description="Memory limit of each LiteLLM pod.")
+    max_memory_mb: int = Field(
+        default=1024,
+        ge=16,
+        le=65_536,
+        description="Size bound of the cache's Redis (maxmemory, in MiB): past it the least recently used entries "
+        "are evicted (allkeys-lru).",
+    )
+    litellm_config: dict[str, Any] = Field(
+        default_factory=dict[str, Any],
+        description="Escape hatch: deep-merged into the LiteLLM proxy config llmfleet writes (its config.yaml).",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        for name in ("models", "opt_in_tenants"):
+            values: list[str] = getattr(self, name)
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name}: listed twice: {repeated}")
+        return self
+
+    def check_stack(self, gateway: GatewaySpec, served: list[str]) -> None:
+        """Cross-check against the gateway and the stack's served names (called by GatewaySpec.check_models)."""
+        where = "gateway.response_cache"
+        unknown = sorted(set(self.models) - set(served))
+        if unknown:
+            raise ValueError(f"{where}.models: unknown served names {unknown}; defined: {served}")
+        keyed = [t.name for t in gateway.tenants if t.api_key_secret is not None]
+        if gateway.jwt is not None or gateway.allow_anonymous or not keyed:
+            how = "jwt" if gateway.jwt else "allow_anonymous" if gateway.allow_anonymous else "no tenants (closed)"
+            raise ValueError(
+                f"{where}: needs a gateway with API-key tenants (gateway.tenants with api_key_secret), this one has "
+                f"{how}: the cache keeps each tenant's entries apart by the tenant the key names, and sends its "
+                "misses back through the gateway with an API key of its own; remove response_cache or use API keys"
+            )
+        unknown = sorted(set(self.opt_in_tenants) - set(keyed))
+        if unknown:
+            raise ValueError(f"{where}.opt_in_tenants: unknown tenants {unknown}; the gateway's tenants: {keyed}")
+        if gateway.tls.mode != "none" and gateway.hostname is None:
+            raise ValueError(
+                f"{where}: needs gateway.hostname with TLS on: the cache sends its misses to the region's own name "
+                "(<region key>.<hostname>), the name on the gateway's certificate; set hostname (or tls.mode none "
+                "on a local region)"
+            )
+
+
 class GatewaySpec(Section):
     """The per-region API gateway: auth, per-tenant limits, TLS, timeouts and the optional fallback."""
 
@@ -253,6 +323,10 @@ class GatewaySpec(Section):
     cascade: CascadeSpec | None = Field(
         default=None,
         description="The cheap-then-strong cascade on vLLM's semantic router (docs/patterns.md); off when absent.",
+    )
+    response_cache: ResponseCacheSpec | None = Field(
+        default=None,
+        description="Cache the listed models' responses (LiteLLM's proxy cache, docs/patterns.md); off when absent.",
     )
     request_timeout_s: int = Field(
         default=600, ge=30, le=3600, description="Longest request, streamed or not, before the gateway gives up."
@@ -304,6 +378,8 @@ class GatewaySpec(Section):
 
     def check_models(self, served: list[str]) -> None:
         """Cross-check against the stack's models (called by DeploymentSpec): a clear error for unknown names."""
+        if self.response_cache is not None:
+            self.response_cache.check_stack(self, served)
         if self.priority is not None:
             if self.fallback is None:
                 raise ValueError(

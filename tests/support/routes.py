@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from llmfleet.components.gateway.types import MODEL_HEADER, PRIORITY_HEADER
@@ -14,12 +15,21 @@ def select(manifest: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
     for index, rule in enumerate(manifest["spec"]["rules"]):
         for match in rule["matches"]:
             wanted = match["headers"]
-            if all(headers.get(h["name"]) == h["value"] for h in wanted):
+            if all(_matches(h, headers.get(h["name"])) for h in wanted):
                 key = (-len(wanted), index)
                 if best is None or key < best:
                     best, chosen = key, rule
     assert chosen is not None, f"no rule matches {headers}"
     return chosen
+
+
+def _matches(match: dict[str, str], value: str | None) -> bool:
+    """A header match: Exact, or RegularExpression as Envoy's safe_regex reads it (the whole value must match)."""
+    if value is None:
+        return False
+    if match.get("type", "Exact") == "RegularExpression":
+        return re.fullmatch(match["value"], value) is not None
+    return value == match["value"]
 
 
 def backends(rule: dict[str, Any]) -> list[tuple[int, str, str | None]]:
