@@ -232,7 +232,8 @@ class ResponseCacheSpec(Section):
     ttl_s: int = Field(default=3600, ge=1, le=604_800, description="Seconds an entry is served before it expires.")
     deterministic_only: bool = Field(
         default=True,
-        description="true: only deterministic requests are cached (temperature 0, one choice; docs/patterns.md); "
+        description="true: only deterministic requests are cached (temperature 0 or top_k 1, one choice; "
+        "docs/patterns.md); "
         "false: every request of the listed models is.",
     )
     opt_in_tenants: list[str] = Field(
