@@ -74,7 +74,7 @@ def test_every_new_object_validates_against_its_schema(cached: GatewayRender) ->
     objects = cache_objects(cached)
     kinds = sorted(m["kind"] for m in objects)
     expected = "AIServiceBackend Backend ConfigMap Deployment Deployment NetworkPolicy NetworkPolicy"
-    assert kinds == sorted(f"{expected} PodDisruptionBudget Secret Service Service".split())
+    assert kinds == sorted(f"{expected} PodDisruptionBudget Secret Secret Secret Service Service".split())
     for manifest in [*objects, route(cached), to_manifest(cached.one("BackendTrafficPolicy"))]:
         assert validate_manifest(manifest) == [], manifest["metadata"]["name"]
     assert check_rules(cached).broken == []
@@ -128,11 +128,13 @@ def test_the_header_the_misses_are_told_apart_by_is_stripped_from_clients_and_se
     assert security["spec"]["apiKeyAuth"]["forwardClientIDHeader"] == TENANT_HEADER
     # The cache's key is a client of that policy: the same generated secret LiteLLM holds.
     keys = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-api-keys")
-    secret = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-secret")
+    secret = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-key")
     password = next(r for r in cached.resources if r.name == f"{NAME}-cache-password")
-    assert keys.inputs["stringData"][CACHE_CLIENT] == secret.inputs["stringData"]["cache-key"]
-    assert secret.inputs["stringData"]["cache-key"] == password.outputs["result"]
-    assert secret.secret_fields == {"stringData"}, "the cache's key and Redis password must be Pulumi secrets"
+    assert keys.inputs["stringData"][CACHE_CLIENT] == secret.inputs["stringData"]["key"]
+    assert secret.inputs["stringData"]["key"] == password.outputs["result"]
+    for role in ("key", "redis-password", "redis-config"):
+        stored = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-{role}")
+        assert stored.secret_fields == {"stringData"}, f"{stored.name}: must arrive as a Pulumi secret"
     plain = [r.name for r in cached.resources if not r.secret_paths and password.outputs["result"] in str(r.inputs)]
     assert plain == [], f"the cache key in plain in {plain}"
 
@@ -203,7 +205,8 @@ def test_litellm_runs_the_pinned_image_hardened_with_its_config_and_secrets(cach
     assert deployment["spec"]["replicas"] == 2
     # Secrets reach it as references, never values.
     secret_env = [e for e in container["env"] if "valueFrom" in e]
-    assert {e["valueFrom"]["secretKeyRef"]["key"] for e in secret_env} == {"cache-key", "redis-password"}
+    refs = {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"]) for e in secret_env}
+    assert refs == {(f"{BACKEND}-key", "key"), (f"{BACKEND}-redis-password", "redis-password")}
     assert all("value" not in e for e in secret_env)
     config_map = named(cached, "ConfigMap", "-response-cache-config")
     config = yaml.safe_load(config_map["data"][CONFIG_FILE])
@@ -224,8 +227,13 @@ def test_one_replica_has_no_disruption_budget() -> None:
 
 
 def test_the_cache_has_a_redis_of_its_own_bounded_and_evicting_lru(cached: GatewayRender) -> None:
-    secret = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-secret")
+    secret = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-redis-config")
     assert secret.inputs["metadata"]["name"] != REDIS_AUTH_SECRET, "not the rate-limit Redis"
+    password = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-redis-password")
+    assert (
+        secret.inputs["stringData"]["redis.conf"].split("\n")[0]
+        == "requirepass " + password.inputs["stringData"]["redis-password"]
+    )
     conf = secret.inputs["stringData"]["redis.conf"]
     assert "maxmemory 512mb\n" in conf and "maxmemory-policy allkeys-lru\n" in conf
     assert conf.startswith("requirepass ") and len(conf.split("\n")[0]) > len("requirepass ") + 30

@@ -8,8 +8,9 @@ and Redis's maxmemory policy is per server. So the cache's Redis has `maxmemory`
 restart empties the cache, which only costs misses).
 
 Secrets stay Pulumi secrets end to end: the cache's API key at the gateway and the Redis password are random,
-written into one Secret, and reach the pods as secretKeyRef environment variables (LiteLLM reads its config's
-`os.environ/<NAME>` references) or, for Redis, as its mounted config file.
+each in a Secret read by LiteLLM as a secretKeyRef environment variable (components/secrets.py; LiteLLM reads
+its config's `os.environ/<NAME>` references); Redis reads the password from its config file, mounted from a
+Secret of its own.
 
 Locked down like the other pods llmfleet writes (components/hardening.py). Traffic: only this Gateway's Envoy
 pods reach LiteLLM (and Prometheus its /metrics, on the same port); LiteLLM reaches its Redis, the gateway (the
@@ -44,6 +45,7 @@ from llmfleet.components.gateway.routes import Names, envoy_pod_selector
 from llmfleet.components.gateway.types import TENANT_HEADER, ResponseCache
 from llmfleet.components.hardening import container_hardening, pod_hardening
 from llmfleet.components.helm import merge_values
+from llmfleet.components.secrets import secret_env
 from llmfleet.components.sizing.cpu_pods import CACHE_REDIS_CPU, cache_redis_memory
 
 LITELLM_IMAGE = pins.image("litellm")
@@ -57,9 +59,10 @@ CONFIG_FILE = "config.yaml"
 REDIS_UID = 65532
 REDIS_CONFIG_KEY = "redis.conf"
 REDIS_CONFIG_DIR = "/etc/redis"
-KEY_KEY = "cache-key"
-"""Key of the cache Secret holding the cache's own API key at the gateway."""
-PASSWORD_KEY = "redis-password"
+KEY_ROLE = "key"
+"""The Secret `<gateway>-response-cache-key` (data key `key`): the cache's own API key at the gateway."""
+PASSWORD_ROLE = "redis-password"
+"""The Secret `<gateway>-response-cache-redis-password`: its Redis's password, for LiteLLM."""
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CONFIG_ANNOTATION = "llmfleet.dev/config-sha256"
 """On LiteLLM's pod template: a digest of its config and hook, so a change rolls the pods (it reads them at start)."""
@@ -145,18 +148,28 @@ def deploy_cache(
     NetworkPolicies; returns LiteLLM's Service (the cache's Backend points at it)."""
     base = backend_name(names)
     password = random.RandomPassword(f"{name}-response-cache-redis-password", length=40, special=False, opts=opts)
-    secret = k8s.core.v1.Secret(
-        f"{name}-response-cache-secret",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=base, namespace=namespace, labels=litellm_labels(names)),
+    # Redis reads its password from its config file (never its environment or command line): a Secret of its own.
+    redis_secret = k8s.core.v1.Secret(
+        f"{name}-response-cache-redis-config",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=redis_name(names), namespace=namespace, labels=redis_labels(names)),
         type="Opaque",
         string_data={
-            KEY_KEY: pulumi.Output.secret(cache_key),
-            PASSWORD_KEY: pulumi.Output.secret(password.result),
             REDIS_CONFIG_KEY: pulumi.Output.secret(password.result).apply(lambda pw: redis_config(pw, cache)),
         },
         opts=opts,
     )
-    redis_service = _redis(name, names, namespace, cache, secret, opts)
+    redis_service = _redis(name, names, namespace, cache, redis_secret, opts)
+
+    def secret(role: str, env_name: str, value: pulumi.Input[str]) -> k8s.core.v1.EnvVarArgs:
+        metadata = k8s.meta.v1.ObjectMetaArgs(name=f"{base}-{role}", namespace=namespace, labels=litellm_labels(names))
+        return secret_env(
+            f"{name}-response-cache-{role}", metadata, env_name=env_name, data_key=role, value=value, opts=opts
+        )
+
+    secrets = [
+        secret(KEY_ROLE, builder.UPSTREAM_KEY_ENV, cache_key),
+        secret(PASSWORD_ROLE, builder.REDIS_PASSWORD_ENV, password.result),
+    ]
     files = {
         CONFIG_FILE: yaml.safe_dump(proxy_config(cache, target), sort_keys=False),
         builder.HOOK_FILE: builder.hook_source(),
@@ -170,14 +183,9 @@ def deploy_cache(
     redis_host = pulumi.Output.concat(redis_service.metadata.name, ".", namespace, ".svc.cluster.local")
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
     plain_env = builder.proxy_env(settings(cache, target), tenant_header=TENANT_HEADER)
-    service = _litellm(name, names, namespace, cache, secret, code, digest, redis_host, plain_env, opts)
+    service = _litellm(name, names, namespace, cache, secrets, code, digest, redis_host, plain_env, opts)
     _policies(name, names, namespace, opts, metrics_namespace)
     return service
-
-
-def _secret_env(env: str, secret: k8s.core.v1.Secret, key: str) -> k8s.core.v1.EnvVarArgs:
-    ref = k8s.core.v1.SecretKeySelectorArgs(name=secret.metadata.name, key=key)
-    return k8s.core.v1.EnvVarArgs(name=env, value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=ref))
 
 
 def _litellm(
@@ -185,7 +193,7 @@ def _litellm(
     names: Names,
     namespace: pulumi.Input[str],
     cache: ResponseCache,
-    secret: k8s.core.v1.Secret,
+    secrets: Sequence[k8s.core.v1.EnvVarArgs],
     code: k8s.core.v1.ConfigMap,
     digest: str,
     redis_host: pulumi.Input[str],
@@ -195,8 +203,7 @@ def _litellm(
     labels = litellm_labels(names)
     metadata = k8s.meta.v1.ObjectMetaArgs(name=backend_name(names), namespace=namespace, labels=labels)
     env = [
-        _secret_env(builder.UPSTREAM_KEY_ENV, secret, KEY_KEY),
-        _secret_env(builder.REDIS_PASSWORD_ENV, secret, PASSWORD_KEY),
+        *secrets,
         k8s.core.v1.EnvVarArgs(name=builder.REDIS_HOST_ENV, value=redis_host),
         k8s.core.v1.EnvVarArgs(name=builder.REDIS_PORT_ENV, value=str(REDIS_PORT)),
         *(k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in plain_env.items()),
