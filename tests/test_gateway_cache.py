@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from llmfleet.components import pins
 from llmfleet.components.gateway import CanaryBackend, JwtAuth, ModelBackend, PriorityRouting, ResponseCache, Tenant
+from llmfleet.components.gateway import response_cache as rc
 from llmfleet.components.gateway.cache_deploy import CONFIG_FILE, LITELLM_PORT
 from llmfleet.components.gateway.health import HEALTH_CLIENT
 from llmfleet.components.gateway.install import REDIS_AUTH_SECRET
@@ -73,8 +74,10 @@ def named(recorder: GatewayRender, kind: str, suffix: str) -> dict[str, Any]:
 def test_every_new_object_validates_against_its_schema(cached: GatewayRender) -> None:
     objects = cache_objects(cached)
     kinds = sorted(m["kind"] for m in objects)
-    expected = "AIServiceBackend Backend ConfigMap Deployment Deployment NetworkPolicy NetworkPolicy"
-    assert kinds == sorted(f"{expected} PodDisruptionBudget Secret Secret Secret Service Service".split())
+    expected = "AIServiceBackend Backend BackendSecurityPolicy ConfigMap Deployment Deployment NetworkPolicy"
+    assert kinds == sorted(
+        f"{expected} NetworkPolicy PodDisruptionBudget Secret Secret Secret Secret Service Service".split()
+    )
     for manifest in [*objects, route(cached), to_manifest(cached.one("BackendTrafficPolicy"))]:
         assert validate_manifest(manifest) == [], manifest["metadata"]["name"]
     assert check_rules(cached).broken == []
@@ -132,7 +135,7 @@ def test_the_header_the_misses_are_told_apart_by_is_stripped_from_clients_and_se
     password = next(r for r in cached.resources if r.name == f"{NAME}-cache-password")
     assert keys.inputs["stringData"][CACHE_CLIENT] == secret.inputs["stringData"]["key"]
     assert secret.inputs["stringData"]["key"] == password.outputs["result"]
-    for role in ("key", "redis-password", "redis-config"):
+    for role in ("key", "redis-password", "redis-config", "master-key"):
         stored = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-{role}")
         assert stored.secret_fields == {"stringData"}, f"{stored.name}: must arrive as a Pulumi secret"
     plain = [r.name for r in cached.resources if not r.secret_paths and password.outputs["result"] in str(r.inputs)]
@@ -206,7 +209,16 @@ def test_litellm_runs_the_pinned_image_hardened_with_its_config_and_secrets(cach
     # Secrets reach it as references, never values.
     secret_env = [e for e in container["env"] if "valueFrom" in e]
     refs = {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"]) for e in secret_env}
-    assert refs == {(f"{BACKEND}-key", "key"), (f"{BACKEND}-redis-password", "redis-password")}
+    assert refs == {
+        (f"{BACKEND}-key", "key"),
+        (f"{BACKEND}-redis-password", "redis-password"),
+        (f"{BACKEND}-master-key", "apiKey"),
+    }
+    assert {e["name"] for e in secret_env} == {
+        rc.UPSTREAM_KEY_ENV,
+        rc.REDIS_PASSWORD_ENV,
+        rc.MASTER_KEY_ENV,
+    }
     assert all("value" not in e for e in secret_env)
     config_map = named(cached, "ConfigMap", "-response-cache-config")
     config = yaml.safe_load(config_map["data"][CONFIG_FILE])
@@ -217,6 +229,24 @@ def test_litellm_runs_the_pinned_image_hardened_with_its_config_and_secrets(cach
     }
     assert set(config_map["data"]) == {CONFIG_FILE, *(k for k in config_map["data"] if k.endswith(".py"))}
     assert len(config_map["data"]) == 2, "the config and the hook, side by side (LiteLLM imports it from there)"
+
+
+def test_the_gateway_sends_litellm_its_master_key_and_clients_never_hold_it(cached: GatewayRender) -> None:
+    policy = named(cached, "BackendSecurityPolicy", "-response-cache-credentials")
+    assert validate_manifest(policy) == []
+    spec = policy["spec"]
+    assert spec["targetRefs"] == [{"group": "aigateway.envoyproxy.io", "kind": "AIServiceBackend", "name": BACKEND}]
+    assert spec["type"] == "APIKey" and spec["apiKey"]["secretRef"]["name"] == f"{BACKEND}-master-key"
+    master = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-response-cache-master-key")
+    generated = next(
+        r for r in cached.resources if r.name == f"{NAME}-response-cache-master-key" and "random" in r.type
+    )
+    assert master.inputs["stringData"]["apiKey"] == generated.outputs["result"]
+    keys = next(r for r in cached.by_kind("Secret") if r.name == f"{NAME}-api-keys")
+    assert generated.outputs["result"] not in keys.inputs["stringData"].values(), "not a key any client presents"
+    # The engines' key policy does not name the cache (LiteLLM would get the engines' key instead).
+    engines = [p for p in cached.kind("BackendSecurityPolicy") if p.name.endswith("-engine-credentials")]
+    assert all(BACKEND not in str(p.inputs["spec"]["targetRefs"]) for p in engines)
 
 
 def test_one_replica_has_no_disruption_budget() -> None:
@@ -283,10 +313,11 @@ def test_the_hit_rate_panel_names_litellms_counters_in_the_caches_namespace() ->
     assert "llmfleet-response-cache" not in [b.uid for b in dashboards("llmfleet", [], slo)]
     [board] = [b for b in dashboards("llmfleet", [], slo, cached=True) if b.uid == "llmfleet-response-cache"]
     names = {n for e in board.expressions() for n in metric_names(e)}
-    assert names == {"litellm_cache_hits_metric_total", "litellm_cache_misses_metric_total"} <= set(KNOWN)
+    # Hits over every request (LiteLLM 1.108.5's miss counter counts streamed misses only: response_cache.py).
+    assert names == {f"{rc.HIT_METRIC}_total", f"{rc.REQUESTS_METRIC}_total"} <= set(KNOWN)
     assert all('namespace="llmfleet"' in e for e in board.expressions())
     [rate] = board.panels[0].queries
-    assert rate.expr.startswith("sum by (model)") and rate.legend == "{{model}}"
+    assert rate.expr.index(rc.HIT_METRIC) < rate.expr.index("/") < rate.expr.index(rc.REQUESTS_METRIC)
 
 
 # --- the stack option -----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import yaml
 import llmfleet.components.gateway.response_cache as builder
 from llmfleet.components import pins
 from llmfleet.components.gateway.cache_routes import backend_name
+from llmfleet.components.gateway.fallback import API_KEY_SECRET_KEY
 from llmfleet.components.gateway.install import REDIS_IMAGE, REDIS_PORT
 from llmfleet.components.gateway.isolation import (
     DNS_NAMESPACE,
@@ -62,6 +63,7 @@ REDIS_CONFIG_DIR = "/etc/redis"
 KEY_ROLE = "key"
 """The Secret `<gateway>-response-cache-key` (data key `key`): the cache's own API key at the gateway."""
 PASSWORD_ROLE = "redis-password"
+
 """The Secret `<gateway>-response-cache-redis-password`: its Redis's password, for LiteLLM."""
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CONFIG_ANNOTATION = "llmfleet.dev/config-sha256"
@@ -95,6 +97,21 @@ def redis_labels(names: Names) -> dict[str, str]:
         "app.kubernetes.io/name": "redis",
         "app.kubernetes.io/instance": redis_name(names),
         COMPONENT_LABEL: "response-cache",
+    }
+
+
+def master_key_secret(names: Names) -> str:
+    """The Secret with LiteLLM's master key: the proxy requires it, the gateway sends it (cache_credentials_spec)."""
+    return f"{backend_name(names)}-master-key"
+
+
+def cache_credentials_spec(names: Names) -> dict[str, Any]:
+    """The BackendSecurityPolicy giving the cache's AIServiceBackend LiteLLM's master key: the AI Gateway sends it as
+    `Authorization: Bearer <key>` on every first pass (the client's own key was removed by the API-key policy)."""
+    return {
+        "targetRefs": [{"group": "aigateway.envoyproxy.io", "kind": "AIServiceBackend", "name": backend_name(names)}],
+        "type": "APIKey",
+        "apiKey": {"secretRef": {"name": master_key_secret(names), "kind": "Secret", "group": ""}},
     }
 
 
@@ -166,9 +183,22 @@ def deploy_cache(
             f"{name}-response-cache-{role}", metadata, env_name=env_name, data_key=role, value=value, opts=opts
         )
 
+    master = random.RandomPassword(f"{name}-response-cache-master-key", length=48, special=False, opts=opts)
+    metadata = k8s.meta.v1.ObjectMetaArgs(
+        name=master_key_secret(names), namespace=namespace, labels=litellm_labels(names)
+    )
     secrets = [
         secret(KEY_ROLE, builder.UPSTREAM_KEY_ENV, cache_key),
         secret(PASSWORD_ROLE, builder.REDIS_PASSWORD_ENV, password.result),
+        # Under the key the gateway's BackendSecurityPolicy (APIKey) reads, which sends it to LiteLLM.
+        secret_env(
+            f"{name}-response-cache-master-key",
+            metadata,
+            env_name=builder.MASTER_KEY_ENV,
+            data_key=API_KEY_SECRET_KEY,
+            value=master.result,
+            opts=opts,
+        ),
     ]
     files = {
         CONFIG_FILE: yaml.safe_dump(proxy_config(cache, target), sort_keys=False),

@@ -26,7 +26,7 @@ import llmfleet.components.gateway.limits as limits
 import llmfleet.components.gateway.priority as priority
 import llmfleet.components.gateway.routes as routes
 import llmfleet.components.gateway.shadow as shadow
-from llmfleet.components.gateway.cache_deploy import LITELLM_PORT, CacheTarget, deploy_cache
+from llmfleet.components.gateway.cache_deploy import LITELLM_PORT, CacheTarget, cache_credentials_spec, deploy_cache
 from llmfleet.components.gateway.install import ENVOY_GATEWAY_NAMESPACE, install_controllers
 from llmfleet.components.gateway.isolation import inference_egress_policy, inference_ingress_policy, router_policy
 from llmfleet.components.gateway.prober_deploy import (
@@ -491,6 +491,9 @@ class Gateway(pulumi.ComponentResource):
             self._after,
             args.metrics_namespace,
         )
+        spec = cache_credentials_spec(self._names)
+        backend = cache_routes.backend_name(self._names)
+        self._custom("response-cache-credentials", "BackendSecurityPolicy", AI_GATEWAY_API, backend, spec)
 
     def _prober_key(self) -> random.RandomPassword | None:
         """The health prober's own API key, on gateways that authenticate by API key (None otherwise)."""

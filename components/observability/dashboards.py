@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmfleet.components.gateway.response_cache import HIT_METRIC, REQUESTS_METRIC
 from llmfleet.components.observability.rules import E2E_P99, GATEWAY_SERIES, TPOT_P95, TTFT_P95, SloTargets, error_ratio
 from llmfleet.components.sizing.plan import DeploymentPlan
 from llmfleet.components.sizing.types import Engine
@@ -429,25 +430,29 @@ def _gateway(slo: SloTargets) -> Dashboard:
 
 
 def _response_cache(ns: str) -> Dashboard:
-    """LiteLLM's cache counters (scraped in the gateway's namespace `ns`), per served model."""
-    hits = f'sum by (model) (rate(litellm_cache_hits_metric_total{{namespace="{ns}"}}[{RATE}]))'
-    misses = f'sum by (model) (rate(litellm_cache_misses_metric_total{{namespace="{ns}"}}[{RATE}]))'
+    """LiteLLM's counters (scraped in the gateway's namespace `ns`): hits over every request the proxy answered (its
+    miss counter counts streamed misses only at the pinned release: response_cache.py REQUESTS_METRIC)."""
+    hits = f'rate({HIT_METRIC}_total{{namespace="{ns}"}}[{RATE}])'
+    requests = f'rate({REQUESTS_METRIC}_total{{namespace="{ns}"}}[{RATE}])'
     return Dashboard(
         "llmfleet-response-cache",
         "llmfleet / Response cache",
         [
             Panel(
                 "Cache hit rate",
-                [Query(f"{hits} / ({hits} + {misses})", "{{model}}")],
+                [Query(f"sum({hits}) / sum({requests})", "hit rate")],
                 "percentunit",
-                "Share of the cacheable requests answered from the cache (requests the hook marks no-cache, e.g. "
-                "non-deterministic ones, are in neither count).",
+                "Share of the cached models' requests answered from the cache (requests it may not serve, e.g. "
+                "non-deterministic ones, count as requests).",
             ),
             Panel(
-                "Cache hits and misses",
-                [Query(hits, "{{model}} hits"), Query(misses, "{{model}} misses")],
+                "Hits and requests by model",
+                [
+                    Query(f"sum by (model) ({hits})", "{{model}} hits"),
+                    Query(f"sum by (requested_model) ({requests})", "{{requested_model}} requests"),
+                ],
                 "reqps",
-                "Hits are answered by LiteLLM from its Redis; misses go on to the model through the gateway.",
+                "Hits are answered by LiteLLM from its Redis; the rest go on to the model through the gateway.",
             ),
         ],
     )

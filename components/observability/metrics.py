@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from llmfleet.components.gateway.response_cache import HIT_METRIC, REQUESTS_METRIC
+
 
 class Kind(StrEnum):
     COUNTER = "counter"
@@ -110,13 +112,14 @@ ServiceMonitor; counters keep their names (Go client)."""
 
 LITELLM = _metrics(
     "litellm",
-    ("litellm_cache_hits_metric_total", C, "Requests LiteLLM answered from its cache, label `model` (served name)."),
-    ("litellm_cache_misses_metric_total", C, "Cacheable requests it sent on (through the gateway's uncached rule)."),
+    (f"{HIT_METRIC}_total", C, "Requests LiteLLM answered from its cache, label `model`."),
+    (f"{REQUESTS_METRIC}_total", C, "Every request the proxy answered, hits included, label `requested_model`."),
 )
 """LiteLLM's proxy (the response cache, components/gateway/cache_deploy.py), its Prometheus callback on the proxy's
-/metrics: litellm/integrations/prometheus.py (`litellm_cache_hits_metric`, `litellm_cache_misses_metric`, counters
-of prometheus_client, which appends `_total`), labels from litellm/types/integrations/prometheus.py
-`_cache_metric_labels` (`model` is the model group, the served name clients send)."""
+/metrics at the pinned 1.108.5: litellm/integrations/prometheus.py (counters of prometheus_client, which appends
+`_total`), labels from litellm/types/integrations/prometheus.py (`_cache_metric_labels`: `model`;
+`litellm_proxy_total_requests_metric`: `requested_model`, the model group clients name). Not
+`litellm_cache_misses_metric`: it counts streamed misses only at that release (response_cache.py REQUESTS_METRIC)."""
 
 KNOWN: dict[str, Metric] = {**VLLM, **LLAMA_CPP, **DCGM, **ENVOY, **PICKER, **LITELLM}
 """Every exporter metric the project's rules and dashboards may name."""
