@@ -29,6 +29,7 @@ the gate's validity and reasons, its generator probes and the machine's load ave
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import json
 import math
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.raw_client import command as raw_command  # noqa: E402
-from support.wire_capture import Capture, pair, read_pcap  # noqa: E402
+from support.wire_capture import Capture, WireReading, pair, read_pcap  # noqa: E402
 
 from llmfleet.loadtests.capacity import auto_processes  # noqa: E402
 from llmfleet.loadtests.samples import RequestSample, read_samples  # noqa: E402
@@ -249,12 +250,15 @@ class Result:
     capture_note: str
     pairs: list[tuple[RequestSample, RequestSample]]
     """The gate's samples with the wire's of the same requests (wire_capture.pair)."""
+    bursts: dict[tuple[str, str], list[float]]
+    """(client address, burst class): the wire TTFTs, ms, of that client's requests in that class."""
 
     @classmethod
     def of(cls, step: Step) -> Result:
         wire_gate = wire_reference = None
         note = "not captured"
         pairs: list[tuple[RequestSample, RequestSample]] = []
+        bursts: dict[tuple[str, str], list[float]] = {}
         if step.capture is not None:
             reading = read_pcap(step.capture, step.port, offset=step.offset, expected_output_tokens=OUTPUT_TOKENS)
             # A little beyond the window, so the wire of the gate's last requests (sent after their t0) is in.
@@ -264,7 +268,9 @@ class Result:
             pairs = pair([s for s in step.gate if s.ok], [s for s in seen if s.ok])
             dropped = "?" if step.dropped is None else str(step.dropped)
             note = f"{reading.connections} conn., {dropped} dropped, {len(reading.problems)} unreadable"
-        return cls(step, Figures.of(step.gate), Figures.of(step.reference), wire_gate, wire_reference, note, pairs)
+            bursts = _bursts(reading, step.window)
+        gate, reference = Figures.of(step.gate), Figures.of(step.reference)
+        return cls(step, gate, reference, wire_gate, wire_reference, note, pairs, bursts)
 
     def delays(self) -> list[str]:
         """p50 / p95 ms, over the paired requests: t0 to the request on the wire, the first token on the wire to
@@ -288,6 +294,26 @@ class Result:
         if worst <= GOAL_PCT:
             return f"valid & within {GOAL_PCT:g}% of the wire (worst {worst:.1f}%)"
         return f"valid & OFF the wire by up to {worst:.1f}% (a failure of the goal)"
+
+
+BURST_S = 0.050
+BURST_CLASSES = ((1, "alone"), (4, "2-4"), (16, "5-16"), (64, "17-64"), (1_000_000, "over 64"))
+"""How many requests (either client's, this one included) reached the server within BURST_S up to this one."""
+
+
+def _bursts(reading: WireReading, window: tuple[float, float]) -> dict[tuple[str, str], list[float]]:
+    """The wire TTFTs of each client's requests by the burst each arrived in: a server that parses a burst
+    one request at a time answers the later ones later, whoever measures."""
+    starts = sorted(r.sample.started_at for r in reading.requests)
+    found: dict[tuple[str, str], list[float]] = {}
+    for request in reading.requests:
+        sample = request.sample
+        if not (sample.ok and window[0] <= sample.started_at <= window[1]) or sample.first_token_at is None:
+            continue
+        near = bisect.bisect_right(starts, sample.started_at) - bisect.bisect_left(starts, sample.started_at - BURST_S)
+        name = next(label for most, label in BURST_CLASSES if near <= most)
+        found.setdefault((request.client, name), []).append((sample.first_token_at - sample.started_at) * 1000)
+    return found
 
 
 def _step_cells(result: Result) -> list[str]:
@@ -366,10 +392,30 @@ def print_results(results: list[Result]) -> None:
                 ]
             )
         )
+    print(
+        f"\nThe wire's TTFT p50 / p95 ms (and how many requests) by the burst a request arrived in: how many requests,"
+        f" either client's, reached the server within the {BURST_S * 1000:g} ms up to it, this one included:\n"
+    )
+    print("| server | users | processes | client | " + " | ".join(label for _, label in BURST_CLASSES) + " |")
+    print("|" + "---|" * (4 + len(BURST_CLASSES)))
+    for result in results:
+        for client, name in ((GATE_ADDRESS, "gate"), (REFERENCE_ADDRESS, "reference")):
+            cells: list[str] = []
+            for _, label in BURST_CLASSES:
+                ttfts = result.bursts.get((client, label), [])
+                cells.append(
+                    f"{percentile(ttfts, 50):.0f} / {percentile(ttfts, 95):.0f} ({len(ttfts)})" if ttfts else ""
+                )
+            step = result.step
+            print(_row([step.kind, str(step.users), str(step.processes), name, *cells]))
     print("\nPer step:")
     for result in results:
         step = result.step
-        print(f"- {step.kind}, {step.users} users, {step.processes} process(es): {result.statement()}")
+        metrics = step.verdict["metrics"]
+        claimed = (
+            f"its verdict's TTFT p95 {metrics['ttft_ms']['p95']:.1f} ms, TPOT p95 {metrics['tpot_ms']['p95']:.2f} ms"
+        )
+        print(f"- {step.kind}, {step.users} users, {step.processes} process(es) ({claimed}): {result.statement()}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -383,7 +429,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reread", type=Path, help="print the figures of a run kept with --keep, without running")
     args = parser.parse_args(argv)
     if args.reread:
-        print_results([Result.of(load_step(path.parent)) for path in sorted(args.reread.glob("*/step.json"))])
+        steps = [load_step(path.parent) for path in args.reread.glob("*/step.json")]
+        steps.sort(key=lambda s: (args.servers.index(s.kind) if s.kind in args.servers else 9, s.users, s.processes))
+        print_results([Result.of(step) for step in steps])
         return
     wire = shutil.which("tcpdump") is not None
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs; SLO {SLO.model_dump()}")
