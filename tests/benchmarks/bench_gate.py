@@ -50,7 +50,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from support.raw_client import command as raw_command  # noqa: E402
 from support.wire_capture import Capture, WireReading, pair, read_pcap  # noqa: E402
 
-from llmfleet.loadtests.capacity import auto_processes  # noqa: E402
+from llmfleet.loadtests.capacity import auto_processes, probe_pace  # noqa: E402
 from llmfleet.loadtests.samples import RequestSample, read_samples  # noqa: E402
 from llmfleet.loadtests.stats import percentile, summarize  # noqa: E402
 from llmfleet.values import Slo  # noqa: E402
@@ -274,11 +274,19 @@ class Result:
 
     def delays(self) -> list[str]:
         """p50 / p95 ms, over the paired requests: t0 to the request on the wire, the first token on the wire to
-        the gate reading it, and the two together (gate TTFT - wire TTFT)."""
+        the gate reading it, the two together (gate TTFT - wire TTFT), and the gate's kernel receive stamp of
+        its first token (its socket-to-handler probe, `first_token_arrived_at`) minus the wire's time."""
         sent = [(seen.started_at - own.started_at) * 1000 for own, seen in self.pairs]
         read = [((own.first_token_at or 0) - (seen.first_token_at or 0)) * 1000 for own, seen in self.pairs]
         both = [s + r for s, r in zip(sent, read, strict=True)]
-        return [f"{percentile(v, 50):.1f} / {percentile(v, 95):.1f}" if v else "n/a" for v in (sent, read, both)]
+        stamped = [
+            (own.first_token_arrived_at - seen.first_token_at) * 1000
+            for own, seen in self.pairs
+            if own.first_token_arrived_at is not None and seen.first_token_at is not None
+        ]
+        return [
+            f"{percentile(v, 50):.1f} / {percentile(v, 95):.1f}" if v else "n/a" for v in (sent, read, both, stamped)
+        ]
 
     @property
     def valid(self) -> bool:
@@ -376,12 +384,13 @@ def print_results(results: list[Result]) -> None:
     print(
         "| server | users | processes | verdict | paired / gate n | its t0 -> request on the wire p50 / p95 ms | "
         "first token on the wire -> read by the gate p50 / p95 ms | gate TTFT - wire TTFT p50 / p95 ms | "
-        "its probes: send delay p95 (before t0) ms, loop lag p95 ms |"
+        "its kernel stamp of the first token - the wire's p50 / p95 ms | "
+        "its probes: send delay (before t0), loop lag, socket-to-handler p95 ms |"
     )
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 10)
     for result in results:
         generator = result.step.verdict["metrics"].get("generator", {})
-        probes = [generator.get("send_delay_p95_ms"), generator.get("loop_lag_p95_ms")]
+        probes = [generator.get(f"{name}_p95_ms") for name in ("send_delay", "loop_lag", "socket_to_handler")]
         print(
             _row(
                 [
@@ -442,10 +451,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         folder = args.keep or Path(temporary)
         for kind in args.servers:
             with server(kind, args.guidellm) as url:
+                # As `llmfleet loadtest --processes auto` sizes: this machine's calibrated capacity per process
+                # and the faster of the SLO's pace and the server's, probed with a few requests.
+                pace = probe_pace(url, "m") if "auto" in args.processes else None
+                if pace is not None:
+                    print(f"{kind}: the server streams {pace:.3g} chunks/s a request (--processes auto sizes from it)")
                 for users in args.users:
                     counts: list[int] = []
                     for choice in args.processes:
-                        count = auto_processes(users, SLO.tpot_p95_ms) if choice == "auto" else int(choice)
+                        auto = choice == "auto"
+                        count = (
+                            auto_processes(users, SLO.tpot_p95_ms, observed_chunks_per_s=pace) if auto else int(choice)
+                        )
                         if count not in counts:
                             counts.append(count)
                     for count in counts:
