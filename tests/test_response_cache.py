@@ -28,7 +28,9 @@ from llmfleet.loadtests.emulator import MODEL_NAME, Emulator, EmulatorConfig
 
 PASS_HEADER = "x-llmfleet-cache-pass"
 RECORDED_MODEL = "recorded-model"
-SETTINGS = rc.CacheSettings(ttl_s=120, opt_in_tenants=("beta",))
+SETTINGS = rc.CacheSettings(ttl_s=120, opt_in_tenants=("beta",), stale_s=600)
+LIFETIME_S = SETTINGS.ttl_s + SETTINGS.stale_s
+"""How long Redis keeps an entry: fresh for ttl_s, then stale (served only when the model fails) for stale_s."""
 TIMEOUT = httpx.Timeout(30.0)
 
 
@@ -101,8 +103,9 @@ def test_the_config_names_secrets_only_by_environment_variable() -> None:
     cache = generated["litellm_settings"]["cache_params"]
     assert cache["password"] == f"os.environ/{rc.REDIS_PASSWORD_ENV}"
     assert generated["general_settings"]["master_key"] == f"os.environ/{rc.MASTER_KEY_ENV}"
-    assert all(m["litellm_params"]["api_key"] == f"os.environ/{rc.UPSTREAM_KEY_ENV}" for m in generated["model_list"])
-    assert cache["ttl"] == SETTINGS.ttl_s and cache["namespace"] == rc.KEY_PREFIX
+    upstream = [m for m in generated["model_list"] if not m["model_name"].endswith(rc.STALE_SUFFIX)]
+    assert upstream and all(m["litellm_params"]["api_key"] == f"os.environ/{rc.UPSTREAM_KEY_ENV}" for m in upstream)
+    assert cache["ttl"] == LIFETIME_S and cache["namespace"] == rc.KEY_PREFIX
     assert rc.HOOK_CALLBACK in generated["litellm_settings"]["callbacks"]
     assert "sk-" not in text
 
@@ -119,6 +122,22 @@ def test_bad_settings_are_refused() -> None:
         )  # fmt: skip
 
 
+def test_stale_serving_is_a_fallback_model_in_the_same_caching_group() -> None:
+    on = config("http://gw")
+    stale = f"{MODEL_NAME}{rc.STALE_SUFFIX}"
+    (entry,) = [m for m in on["model_list"] if m["model_name"] == stale]
+    assert entry["litellm_params"]["api_base"] == rc.STALE_NOWHERE
+    assert "os.environ" not in json.dumps(entry)  # the internal key goes nowhere but the gateway
+    assert {MODEL_NAME: [stale]} in on["router_settings"]["fallbacks"]
+    assert [MODEL_NAME, stale] in on["router_settings"]["caching_groups"]
+    off = rc.litellm_config(
+        rc.CacheSettings(ttl_s=60), [rc.CachedModel("m")], upstream_base_url="u", tenant_header="t",
+        internal_pass_header="p",
+    )  # fmt: skip
+    assert [m["model_name"] for m in off["model_list"]] == ["m"]
+    assert "fallbacks" not in off["router_settings"] and off["litellm_settings"]["cache_params"]["ttl"] == 60
+
+
 def test_proxy_env_carries_the_hook_settings() -> None:
     env = rc.proxy_env(SETTINGS, tenant_header=TENANT_HEADER)
     assert json.loads(env[rc.HOOK_SETTINGS_ENV]) == {
@@ -126,6 +145,8 @@ def test_proxy_env_carries_the_hook_settings() -> None:
         "deterministic_only": True,
         "opt_in_tenants": ["beta"],
         "ttl_s": 120,
+        "stale_s": 600,
+        "stale_suffix": rc.STALE_SUFFIX,
     }
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
 
@@ -219,8 +240,8 @@ def test_a_repeated_deterministic_request_is_served_from_the_cache(stack: Stack)
     assert second.headers[rc.HIT_HEADER] == key.removeprefix(f"{rc.KEY_PREFIX}:")
     assert second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
     assert stack.emulator.requests_served == served + 1
-    # Stored for the configured TTL, no longer.
-    assert 0 < int(stack.redis.cli("TTL", key)) <= SETTINGS.ttl_s
+    # Stored for the configured lifetime, no longer.
+    assert SETTINGS.ttl_s < int(stack.redis.cli("TTL", key)) <= LIFETIME_S
 
 
 def test_top_k_1_is_deterministic_too(stack: Stack) -> None:
@@ -294,7 +315,7 @@ def test_a_client_cannot_keep_an_entry_longer_than_the_ttl(stack: Stack) -> None
     before = stack.stored("alpha")
     stack.ask("alpha", "forever", temperature=0, cache={"ttl": 10**7})
     (key,) = stack.wait_stored("alpha", before)
-    assert 0 < int(stack.redis.cli("TTL", key)) <= SETTINGS.ttl_s
+    assert 0 < int(stack.redis.cli("TTL", key)) <= LIFETIME_S
 
 
 def test_errors_are_not_cached(stack: Stack) -> None:
@@ -352,6 +373,32 @@ def test_hits_and_requests_are_counted_on_metrics(stack: Stack) -> None:
         assert time.monotonic() < deadline, "hit/request counters did not move within 15 s"
         time.sleep(0.1)
     assert stack.proxy.counter(rc.HIT_METRIC) == hits + 1
+
+
+def test_stale_entries_answer_only_when_the_model_fails(stack: Stack) -> None:
+    before = stack.stored("alpha")
+    first = stack.ask("alpha", "degrade gracefully", temperature=0)
+    stack.wait_stored("alpha", before)
+    time.sleep(1.5)  # older than the freshness this client asks for below (s-maxage 1 s): a minimum, not a timing
+    stack.emulator.set_config(error_status_rate=1.0)
+    try:
+        stale = stack.ask("alpha", "degrade gracefully", temperature=0, cache={"s-maxage": 1})
+        unknown = stack.ask("alpha", "never asked before", temperature=0)
+        sampled = stack.ask("alpha", "degrade gracefully", temperature=0.7)
+    finally:
+        stack.emulator.set_config(error_status_rate=0.0)
+    assert stale.status_code == 200, stale.text
+    assert rc.HIT_HEADER in stale.headers and stale.headers[rc.STALE_MARK_HEADER] == "1"
+    assert stale.json()["choices"] == first.json()["choices"]
+    # Nothing stale to serve (no entry, or a request that may not use the cache): the upstream's error.
+    assert unknown.status_code >= 500 and "emulated server error" in unknown.text
+    assert sampled.status_code >= 500
+    # While the model answers, an entry older than the freshness limit is not served: the request goes upstream.
+    served = stack.emulator.requests_served
+    fresh = stack.ask("alpha", "degrade gracefully", temperature=0, cache={"s-maxage": 1})
+    assert fresh.status_code == 200 and rc.HIT_HEADER not in fresh.headers
+    assert fresh.headers[rc.STALE_MARK_HEADER] == "0"
+    assert stack.emulator.requests_served == served + 1
 
 
 def test_a_miss_goes_upstream_with_the_internal_key_and_pass_header(stack: Stack) -> None:

@@ -56,6 +56,15 @@ REQUESTS_METRIC = "litellm_proxy_total_requests_metric"
 `cache_hit` None, which its `_increment_cache_metrics` skips)."""
 PORT = 4000
 """LiteLLM proxy's default port (`litellm --port`)."""
+STALE_SUFFIX = "-stale"
+"""With stale_s: model `<name>-stale` is the fallback of `<name>` (router_settings.fallbacks) in the same caching
+group (one key for both); the hook lifts the freshness limit for it, so it answers with an entry up to ttl_s +
+stale_s old. It has no upstream: STALE_NOWHERE."""
+STALE_NOWHERE = "http://127.0.0.1:9/v1"
+"""The stale fallback's api_base: nothing listens on the pod's own port 9 (discard), so a stale lookup that
+misses fails at once without calling anything; the client then gets the original error (LiteLLM re-raises it)."""
+STALE_MARK_HEADER = "x-litellm-attempted-fallbacks"
+"""`1` on an answer the stale fallback served (with HIT_HEADER); `0` on every other answer."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +80,16 @@ class CacheSettings:
     long conversations rarely repeat and would fill the cache. None: no limit."""
     upstream_timeout_s: float = 600.0
     """How long the proxy waits for the gateway on a miss (a long generation)."""
+    stale_s: int = 0
+    """Serve stale (graceful degradation): entries are kept this much longer than ttl_s, and a request whose
+    model fails upstream (every backend down, or any error the gateway answers) is answered from an entry up
+    to ttl_s + stale_s old, marked `x-litellm-attempted-fallbacks: 1`. 0: off."""
 
     def __post_init__(self) -> None:
         if self.ttl_s < 1:
             raise ValueError(f"ttl_s must be at least 1 second, got {self.ttl_s}")
+        if self.stale_s < 0:
+            raise ValueError(f"stale_s must not be negative, got {self.stale_s}")
         if self.max_messages is not None and self.max_messages < 1:
             raise ValueError(f"max_messages must be at least 1 (or None), got {self.max_messages}")
 
@@ -102,7 +117,7 @@ def litellm_config(
         raise ValueError(f"models named twice: {sorted({n for n in names if names.count(n) > 1})}")
     if not tenant_header or not internal_pass_header:
         raise ValueError("tenant_header and internal_pass_header must be header names")
-    return {
+    config: dict[str, Any] = {
         "model_list": [
             {
                 "model_name": model.name,
@@ -129,7 +144,8 @@ def litellm_config(
                 "port": f"os.environ/{REDIS_PORT_ENV}",
                 "password": f"os.environ/{REDIS_PASSWORD_ENV}",
                 "namespace": KEY_PREFIX,
-                "ttl": settings.ttl_s,
+                # With stale serving, entries outlive their freshness (the hook bounds fresh hits with s-maxage).
+                "ttl": settings.ttl_s + settings.stale_s,
                 "max_messages": settings.max_messages,
                 # Chat completions only: no embeddings, no Responses API (the gateway routes neither here).
                 "supported_call_types": ["acompletion", "completion"],
@@ -147,6 +163,22 @@ def litellm_config(
         "router_settings": {"num_retries": 0},
         "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
     }
+    if settings.stale_s:
+        # Each stale model is its model's twin but for where it would send: `timeout` and `extra_headers` are part
+        # of the cache key (enable_caching_on_provider_specific_optional_params), so they must be the same for
+        # both to find one entry. It never reaches a server, so the internal key stays with the real one.
+        config["model_list"] += [
+            {
+                "model_name": f"{entry['model_name']}{STALE_SUFFIX}",
+                "litellm_params": entry["litellm_params"] | {"api_base": STALE_NOWHERE, "api_key": "unused"},
+            }
+            for entry in list(config["model_list"])
+        ]
+        config["router_settings"] |= {
+            "fallbacks": [{m.name: [f"{m.name}{STALE_SUFFIX}"]} for m in models],
+            "caching_groups": [[m.name, f"{m.name}{STALE_SUFFIX}"] for m in models],
+        }
+    return config
 
 
 def proxy_env(settings: CacheSettings, *, tenant_header: str) -> dict[str, str]:
@@ -157,6 +189,8 @@ def proxy_env(settings: CacheSettings, *, tenant_header: str) -> dict[str, str]:
         "deterministic_only": settings.deterministic_only,
         "opt_in_tenants": list(settings.opt_in_tenants),
         "ttl_s": settings.ttl_s,
+        "stale_s": settings.stale_s,
+        "stale_suffix": STALE_SUFFIX,
     }
     return {HOOK_SETTINGS_ENV: json.dumps(hook, sort_keys=True), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 

@@ -29,6 +29,8 @@ def problems(config: dict[str, typing.Any], hook_file: str) -> list[str]:
     found += [f"cache_params.{k} is not a parameter of Cache" for k in cache_params if k not in accepted]
     call_types = set(typing.get_args(CachingSupportedCallTypes))
     found += [f"call type {t} unknown" for t in cache_params["supported_call_types"] if t not in call_types]
+    router = inspect.signature(litellm.Router.__init__).parameters
+    found += [f"router_settings.{k} is not a parameter of Router" for k in config["router_settings"] if k not in router]
     unknown = [k for k in settings if k not in HANDLED and not hasattr(litellm, k)]
     found += [f"litellm_settings.{k} is no litellm setting" for k in unknown]
     spec = importlib.util.spec_from_file_location("llmfleet_cache_hook", hook_file)
@@ -37,10 +39,11 @@ def problems(config: dict[str, typing.Any], hook_file: str) -> list[str]:
     spec.loader.exec_module(module)
     if not isinstance(module.hook, CustomLogger):
         found.append("the hook is not a CustomLogger")
-    ours = list(inspect.signature(type(module.hook).async_pre_call_hook).parameters)
-    theirs = list(inspect.signature(CustomLogger.async_pre_call_hook).parameters)
-    if ours != theirs:
-        found.append(f"hook parameters {ours} != CustomLogger's {theirs}")
+    for method in ("async_pre_call_hook", "async_pre_call_deployment_hook"):
+        ours = list(inspect.signature(getattr(type(module.hook), method)).parameters)
+        theirs = list(inspect.signature(getattr(CustomLogger, method)).parameters)
+        if ours != theirs:
+            found.append(f"{method} parameters {ours} != CustomLogger's {theirs}")
     return found
 
 

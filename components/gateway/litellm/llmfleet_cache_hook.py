@@ -12,7 +12,9 @@ For every chat completion it rewrites the request's `cache` controls (LiteLLM's 
 - no tenant (or one that is not a DNS label): neither looked up nor stored;
 - deterministic requests only, unless the tenant opted in (see `deterministic`);
 - a client's own `no-cache` / `no-store` / `s-maxage` are kept (they only narrow the cache), its `ttl` only
-  when shorter than the configured one, any other key (a client-chosen `namespace`) is dropped.
+  when shorter than the configured one, any other key (a client-chosen `namespace`) is dropped;
+- with stale serving on (`stale_s`), fresh hits are bounded by `s-maxage` = ttl_s, and the stale fallback's call
+  (model `<model>-stale`, see response_cache.STALE_SUFFIX) reads without that bound and stores nothing.
 """
 
 from __future__ import annotations
@@ -72,6 +74,27 @@ def cache_controls(data: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
     ttl, ceiling = client.get("ttl"), settings.get("ttl_s")
     if isinstance(ttl, int) and ttl > 0 and (ceiling is None or ttl < ceiling):
         controls["ttl"] = ttl
+    if settings.get("stale_s") and ceiling is not None:
+        # Entries live ttl_s + stale_s in Redis; only the first ttl_s of that are fresh.
+        controls["s-maxage"] = min(controls.get("s-maxage", ceiling), ceiling)
+        controls.pop("s-max-age", None)
+    return controls
+
+
+def stale_controls(kwargs: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """For the stale fallback's call (model group `<model><stale_suffix>`): the same controls without the
+    freshness limit, and never stored (it only reads). None for any other call."""
+    metadata = kwargs.get("metadata") or {}
+    group = metadata.get("model_group") if isinstance(metadata, dict) else None
+    suffix = settings.get("stale_suffix")
+    if not settings.get("stale_s") or not suffix or not isinstance(group, str) or not group.endswith(suffix):
+        return None
+    controls = dict(kwargs.get("cache") or {})
+    if controls.get("no-cache") is True:
+        return None  # not a cacheable request: nothing stale to serve either
+    controls.pop("s-maxage", None)
+    controls.pop("s-max-age", None)
+    controls["no-store"] = True
     return controls
 
 
@@ -80,6 +103,13 @@ class CacheHook(CustomLogger):
         # `cache` here is the proxy's internal DualCache, not the response cache; only the request is changed.
         data["cache"] = cache_controls(data, _settings())
         return data
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict | None:
+        # Runs for each deployment LiteLLM calls, before its cache lookup: the stale fallback's is the one to change.
+        controls = stale_controls(kwargs, _settings())
+        if controls is not None:
+            kwargs["cache"] = controls
+        return kwargs
 
 
 hook = CacheHook()
