@@ -7,10 +7,10 @@ and Redis's maxmemory policy is per server. So the cache's Redis has `maxmemory`
 `allkeys-lru`: once full, the least recently used entries go, whatever their TTL; it keeps nothing on disk (a
 restart empties the cache, which only costs misses).
 
-Secrets stay Pulumi secrets end to end: the cache's API key at the gateway and the Redis password are random,
-each in a Secret read by LiteLLM as a secretKeyRef environment variable (components/secrets.py; LiteLLM reads
-its config's `os.environ/<NAME>` references); Redis reads the password from its config file, mounted from a
-Secret of its own.
+Secrets stay Pulumi secrets end to end: the cache's API key at the gateway, the Redis password and LiteLLM's
+master key (which the gateway sends it) are random, each in a Secret read by LiteLLM as a secretKeyRef
+environment variable (components/secrets.py; LiteLLM reads its config's `os.environ/<NAME>` references); Redis
+reads the password from its config file, mounted from a Secret of its own.
 
 Locked down like the other pods llmfleet writes (components/hardening.py). Traffic: only this Gateway's Envoy
 pods reach LiteLLM (and Prometheus its /metrics, on the same port); LiteLLM reaches its Redis, the gateway (the
@@ -42,7 +42,7 @@ from llmfleet.components.gateway.isolation import (
     NOT_PUBLIC,
     PROMETHEUS_POD_LABELS,
 )
-from llmfleet.components.gateway.routes import Names, envoy_pod_selector
+from llmfleet.components.gateway.routes import Names, envoy_pod_selector, ref
 from llmfleet.components.gateway.types import TENANT_HEADER, ResponseCache
 from llmfleet.components.hardening import container_hardening, pod_hardening
 from llmfleet.components.helm import merge_values
@@ -51,8 +51,8 @@ from llmfleet.components.sizing.cpu_pods import CACHE_REDIS_CPU, cache_redis_mem
 
 LITELLM_IMAGE = pins.image("litellm")
 LITELLM_PORT = builder.PORT
-PORT_NAME = "http"
 """The proxy's port (the image's default); /metrics is served there too (LiteLLM's Prometheus callback)."""
+PORT_NAME = "http"
 LITELLM_UID = 65532
 """A uid with no account in the image: the proxy reads its files and writes only to /tmp (an emptyDir)."""
 CONFIG_DIR = "/etc/litellm"
@@ -63,7 +63,6 @@ REDIS_CONFIG_DIR = "/etc/redis"
 KEY_ROLE = "key"
 """The Secret `<gateway>-response-cache-key` (data key `key`): the cache's own API key at the gateway."""
 PASSWORD_ROLE = "redis-password"
-
 """The Secret `<gateway>-response-cache-redis-password`: its Redis's password, for LiteLLM."""
 COMPONENT_LABEL = "app.kubernetes.io/component"
 CONFIG_ANNOTATION = "llmfleet.dev/config-sha256"
@@ -109,7 +108,7 @@ def cache_credentials_spec(names: Names) -> dict[str, Any]:
     """The BackendSecurityPolicy giving the cache's AIServiceBackend LiteLLM's master key: the AI Gateway sends it as
     `Authorization: Bearer <key>` on every first pass (the client's own key was removed by the API-key policy)."""
     return {
-        "targetRefs": [{"group": "aigateway.envoyproxy.io", "kind": "AIServiceBackend", "name": backend_name(names)}],
+        "targetRefs": [ref("AIServiceBackend", backend_name(names), group="aigateway.envoyproxy.io")],
         "type": "APIKey",
         "apiKey": {"secretRef": {"name": master_key_secret(names), "kind": "Secret", "group": ""}},
     }
