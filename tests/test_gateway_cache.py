@@ -344,7 +344,7 @@ def cache_stack(**cache: Any) -> dict[str, Any]:
 
 
 def test_the_stack_option_reaches_the_regions_serving_a_cached_model(write_stack: StackWriter) -> None:
-    stack = cache_stack(ttl_s=120, opt_in_tenants=["b"], max_memory_mb=256, replicas=3)
+    stack = cache_stack(ttl_s=120, stale_s=600, opt_in_tenants=["b"], max_memory_mb=256, replicas=3)
     run = run_program(stack_file=write_stack(stack, keyA="k", keyB="k2"))
     objects = [m for _, m in run.kubernetes_objects()]
     for manifest in objects:
@@ -353,7 +353,13 @@ def test_the_stack_option_reaches_the_regions_serving_a_cached_model(write_stack
     assert len(caches) == 1, "only the AWS region serves `small`"
     assert caches[0]["spec"]["replicas"] == 3
     [config] = [m for m in objects if m["kind"] == "ConfigMap" and CONFIG_FILE in m.get("data", {})]
-    assert "https://aws-us-east-1.api.example.com/v1" in config["data"][CONFIG_FILE]
+    proxy = yaml.safe_load(config["data"][CONFIG_FILE])
+    assert {m["litellm_params"]["api_base"] for m in proxy["model_list"] if m["model_name"] == "small"} == {
+        "https://aws-us-east-1.api.example.com/v1"
+    }
+    # Serving stale is on: entries live ttl_s + stale_s, and the model has its stale twin as its fallback.
+    assert proxy["litellm_settings"]["cache_params"]["ttl"] == 120 + 600
+    assert f"small{rc.STALE_SUFFIX}" in [m["model_name"] for m in proxy["model_list"]]
     routes = [m for m in objects if m["kind"] == "AIGatewayRoute"]
     assert sorted(r["metadata"]["name"] for r in routes) == [
         "aws-us-east-1-gateway-models",
@@ -383,6 +389,7 @@ def test_the_stack_option_reaches_the_regions_serving_a_cached_model(write_stack
         ({"models": ["nope"]}, {}, "gateway.response_cache.models: unknown served names ['nope']"),
         ({"opt_in_tenants": ["zed"]}, {}, "gateway.response_cache.opt_in_tenants: unknown tenants ['zed']"),
         ({"ttl_s": 0}, {}, "gateway.response_cache.ttl_s"),
+        ({"stale_s": -1}, {}, "gateway.response_cache.stale_s"),
         ({"max_memory_mb": 1}, {}, "gateway.response_cache.max_memory_mb"),
         ({"models": []}, {}, "gateway.response_cache.models"),
         ({"models": ["small", "small"]}, {}, "models: listed twice"),

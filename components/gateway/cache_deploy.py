@@ -132,6 +132,7 @@ def redis_config(password: str, cache: ResponseCache) -> str:
 def settings(cache: ResponseCache, target: CacheTarget) -> builder.CacheSettings:
     return builder.CacheSettings(
         ttl_s=cache.ttl_s,
+        stale_s=cache.stale_s,
         deterministic_only=cache.deterministic_only,
         opt_in_tenants=tuple(cache.opt_in_tenants),
         upstream_timeout_s=float(target.timeout_s),

@@ -140,6 +140,8 @@ class ResponseCache:
     """Served names whose responses are cached."""
     ttl_s: int = 3600
     """Seconds an entry is served."""
+    stale_s: int = 0
+    """Serve stale: entries kept this much longer, served only when the model's call fails (0: off)."""
     deterministic_only: bool = True
     """Cache only deterministic requests (the hook's rule, components/gateway/response_cache.py)."""
     opt_in_tenants: Sequence[str] = ()

@@ -110,6 +110,7 @@ def response_cache(spec: ResponseCacheSpec) -> ResponseCache:
     return ResponseCache(
         models=tuple(spec.models),
         ttl_s=spec.ttl_s,
+        stale_s=spec.stale_s,
         deterministic_only=spec.deterministic_only,
         opt_in_tenants=tuple(spec.opt_in_tenants),
         replicas=spec.replicas,

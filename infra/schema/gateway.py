@@ -230,6 +230,13 @@ class ResponseCacheSpec(Section):
         description="Served names whose responses are cached (each takes one more rule of the region's model route).",
     )
     ttl_s: int = Field(default=3600, ge=1, le=604_800, description="Seconds an entry is served before it expires.")
+    stale_s: int = Field(
+        default=0,
+        ge=0,
+        le=604_800,
+        description="Serve stale (graceful degradation): entries are kept this much longer, and answer a request "
+        "only when its model fails (every backend down, or any error); 0: off.",
+    )
     deterministic_only: bool = Field(
         default=True,
         description="true: only deterministic requests are cached (temperature 0 or top_k 1, one choice; "
