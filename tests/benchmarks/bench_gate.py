@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -304,22 +305,28 @@ class Result:
         return f"valid & OFF the wire by up to {worst:.1f}% (a failure of the goal)"
 
 
-BURST_S = 0.050
-BURST_CLASSES = ((1, "alone"), (4, "2-4"), (16, "5-16"), (64, "17-64"), (1_000_000, "over 64"))
-"""How many requests (either client's, this one included) reached the server within BURST_S up to this one."""
+QUEUE_CLASSES = ((0, "none"), (3, "1-3"), (15, "4-15"), (63, "16-63"), (1_000_000, "64 or more"))
+"""How many requests (either client's) were at the server without their first token when a request arrived."""
 
 
 def _bursts(reading: WireReading, window: tuple[float, float]) -> dict[tuple[str, str], list[float]]:
-    """The wire TTFTs of each client's requests by the burst each arrived in: a server that parses a burst
-    one request at a time answers the later ones later, whoever measures."""
-    starts = sorted(r.sample.started_at for r in reading.requests)
+    """The wire TTFTs of each client's requests by how many requests were waiting for their first token
+    when each arrived: a server that takes a burst one request at a time answers the later ones later,
+    whoever measures them."""
+    events = sorted(
+        [(r.sample.started_at, 1) for r in reading.requests if r.sample.first_token_at is not None]
+        + [(r.sample.first_token_at, -1) for r in reading.requests if r.sample.first_token_at is not None]
+    )
+    times = [at for at, _ in events]
+    waiting = list(itertools.accumulate(change for _, change in events))
     found: dict[tuple[str, str], list[float]] = {}
     for request in reading.requests:
         sample = request.sample
         if not (sample.ok and window[0] <= sample.started_at <= window[1]) or sample.first_token_at is None:
             continue
-        near = bisect.bisect_right(starts, sample.started_at) - bisect.bisect_left(starts, sample.started_at - BURST_S)
-        name = next(label for most, label in BURST_CLASSES if near <= most)
+        before = bisect.bisect_left(times, sample.started_at) - 1
+        ahead = waiting[before] if before >= 0 else 0
+        name = next(label for most, label in QUEUE_CLASSES if ahead <= most)
         found.setdefault((request.client, name), []).append((sample.first_token_at - sample.started_at) * 1000)
     return found
 
@@ -402,15 +409,15 @@ def print_results(results: list[Result]) -> None:
             )
         )
     print(
-        f"\nThe wire's TTFT p50 / p95 ms (and how many requests) by the burst a request arrived in: how many requests,"
-        f" either client's, reached the server within the {BURST_S * 1000:g} ms up to it, this one included:\n"
+        "\nThe wire's TTFT p50 / p95 ms (and how many requests) by how many requests, either client's, were at the"
+        " server without their first token when a request arrived:\n"
     )
-    print("| server | users | processes | client | " + " | ".join(label for _, label in BURST_CLASSES) + " |")
-    print("|" + "---|" * (4 + len(BURST_CLASSES)))
+    print("| server | users | processes | client | " + " | ".join(label for _, label in QUEUE_CLASSES) + " |")
+    print("|" + "---|" * (4 + len(QUEUE_CLASSES)))
     for result in results:
         for client, name in ((GATE_ADDRESS, "gate"), (REFERENCE_ADDRESS, "reference")):
             cells: list[str] = []
-            for _, label in BURST_CLASSES:
+            for _, label in QUEUE_CLASSES:
                 ttfts = result.bursts.get((client, label), [])
                 cells.append(
                     f"{percentile(ttfts, 50):.0f} / {percentile(ttfts, 95):.0f} ({len(ttfts)})" if ttfts else ""
