@@ -37,7 +37,7 @@ from llmfleet.infra.config import ConfigError, load_stack
 from llmfleet.infra.render.offline import run_program
 from llmfleet.infra.render.validate import validate_manifest
 
-CACHE = ResponseCache(models=("chat",), ttl_s=600, opt_in_tenants=("acme",), max_memory_mb=512)
+CACHE = ResponseCache(models=("chat",), ttl_s=600, stale_s=60, opt_in_tenants=("acme",), max_memory_mb=512)
 BACKEND = f"{NAME}-response-cache"
 ENVOY_PEER = {
     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}},
@@ -221,12 +221,11 @@ def test_litellm_runs_the_pinned_image_hardened_with_its_config_and_secrets(cach
     }
     assert all("value" not in e for e in secret_env)
     config_map = named(cached, "ConfigMap", "-response-cache-config")
+    assert "&id" not in config_map["data"][CONFIG_FILE], "no YAML aliases"
     config = yaml.safe_load(config_map["data"][CONFIG_FILE])
-    assert [m["model_name"] for m in config["model_list"]] == ["chat"]
+    assert [m["model_name"] for m in config["model_list"]] == ["chat", f"chat{rc.STALE_SUFFIX}"]
     # Misses go to this region's own name (the gateway's certificate is for it), under /v1.
-    assert {m["litellm_params"]["api_base"] for m in config["model_list"]} == {
-        "https://aws-us-east-1.api.example.com/v1"
-    }
+    assert config["model_list"][0]["litellm_params"]["api_base"] == "https://aws-us-east-1.api.example.com/v1"
     assert set(config_map["data"]) == {CONFIG_FILE, *(k for k in config_map["data"] if k.endswith(".py"))}
     assert len(config_map["data"]) == 2, "the config and the hook, side by side (LiteLLM imports it from there)"
 

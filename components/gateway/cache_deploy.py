@@ -69,6 +69,14 @@ CONFIG_ANNOTATION = "llmfleet.dev/config-sha256"
 """On LiteLLM's pod template: a digest of its config and hook, so a change rolls the pods (it reads them at start)."""
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Writes a mapping the builder shares between entries (a stale twin's headers) out each time, not as a YAML
+    alias: the same file for LiteLLM, one a reader can follow."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class CacheTarget:
     """Where LiteLLM sends its misses: the gateway, as a client would call it."""
@@ -201,7 +209,7 @@ def deploy_cache(
         ),
     ]
     files = {
-        CONFIG_FILE: yaml.safe_dump(proxy_config(cache, target), sort_keys=False),
+        CONFIG_FILE: yaml.dump(proxy_config(cache, target), Dumper=_PlainDumper, sort_keys=False),
         builder.HOOK_FILE: builder.hook_source(),
     }
     code = k8s.core.v1.ConfigMap(
