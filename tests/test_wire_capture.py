@@ -212,3 +212,17 @@ def test_a_clients_samples_pair_with_the_wires_of_the_same_requests() -> None:
     pairs = pair([late, prompt, unmatched], [seen_prompt, before_t0, seen_late])
 
     assert sorted(pairs, key=lambda p: p[0].first_token_at or 0) == [(prompt, seen_prompt), (late, seen_late)]
+
+
+def test_a_tcpdump_that_cannot_capture_is_reported_not_waited_for(tmp_path: Path) -> None:
+    """As when tcpdump runs without the right to capture: it exits at once, and the bench skips the wire."""
+    failing = tmp_path / "tcpdump"
+    failing.write_text(
+        "#!/bin/sh\necho 'tcpdump: lo: You do not have permission to capture on that device' >&2\nexit 1\n"
+    )
+    failing.chmod(0o755)
+    with (
+        pytest.raises(CaptureUnavailable, match="permission to capture"),
+        Capture(8000, tmp_path / "x.pcap", tcpdump=str(failing)),
+    ):
+        pass

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.raw_client import command as raw_command  # noqa: E402
-from support.wire_capture import Capture, WireReading, pair, read_pcap  # noqa: E402
+from support.wire_capture import Capture, CaptureUnavailable, WireReading, pair, read_pcap  # noqa: E402
 
 from llmfleet.loadtests.capacity import auto_processes, probe_pace  # noqa: E402
 from llmfleet.loadtests.samples import RequestSample, read_samples  # noqa: E402
@@ -152,7 +152,13 @@ def run_step(kind: str, url: str, users: int, processes: int, seconds: float, ou
     capture = Capture(port, out / "step.pcap") if wire else None
     load_before = os.getloadavg()[0]
     offset = _clock_offset()
-    with capture or contextlib.nullcontext():
+    with contextlib.ExitStack() as running:
+        if capture is not None:
+            try:
+                running.enter_context(capture)
+            except CaptureUnavailable as exc:  # e.g. not root: the step runs, without its wire columns
+                print(f"{kind}, {users} users: no capture ({exc}); the wire columns are skipped", flush=True)
+                capture = None
         reference = subprocess.Popen(
             raw_command(
                 url,
@@ -180,7 +186,8 @@ def run_step(kind: str, url: str, users: int, processes: int, seconds: float, ou
     gate = read_samples(out / "samples.jsonl")
     window = (min(s.started_at for s in gate) + WARMUP_S, max(s.started_at for s in gate))
     facts = {"kind": kind, "users": users, "processes": processes, "port": port, "offset": offset, "window": window}
-    facts |= {"load": (load_before, load_after), "dropped": capture.stats.dropped if capture else None}
+    facts |= {"load": (load_before, load_after), "captured": capture is not None}
+    facts |= {"dropped": capture.stats.dropped if capture else None}
     (out / "step.json").write_text(json.dumps(facts))
     return load_step(out)
 
@@ -189,7 +196,7 @@ def load_step(out: Path) -> Step:
     """A step from the files run_step wrote (so --reread can print a kept run again)."""
     facts = json.loads((out / "step.json").read_text())
     window = (float(facts["window"][0]), float(facts["window"][1]))
-    capture = out / "step.pcap"
+    capture = out / "step.pcap" if facts.get("captured", True) else None
     return Step(
         kind=facts["kind"],
         users=facts["users"],
@@ -201,7 +208,7 @@ def load_step(out: Path) -> Step:
         window=window,
         load=(float(facts["load"][0]), float(facts["load"][1])),
         offset=facts["offset"],
-        capture=capture if capture.exists() else None,
+        capture=capture,
         dropped=facts["dropped"],
     )
 

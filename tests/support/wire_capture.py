@@ -272,6 +272,7 @@ class Capture:
         while b"listening on" not in self._log.read_bytes():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self._process.kill()
+                self._process.wait()
                 message = self._log.read_text(errors="replace").strip()
                 raise CaptureUnavailable(f"tcpdump did not start: {message or 'no output'}")
             time.sleep(0.05)
