@@ -74,9 +74,16 @@ def cache_path() -> Path:
     return base / "llmfleet" / "locust-capacity.json"
 
 
+READER_COST_VERSION = 2
+"""Raised when what a process does per chunk changes, so cached figures are measured again (2: reads
+stamped by the kernel, loadtests/wire.py: 13,588 and 14,326 chunks per CPU-second against 15,954 and
+14,643 with plain reads, measured here at load average ~6)."""
+
+
 def machine_key() -> str:
-    """What the measurement depends on: the machine, its CPUs, the interpreter and Locust."""
-    return f"{platform.node()}|{os.cpu_count()}|{platform.python_version()}|locust {version('locust')}"
+    """What the measurement depends on: the machine, its CPUs, the interpreter, Locust and our reader."""
+    locust = f"locust {version('locust')}"
+    return f"{platform.node()}|{os.cpu_count()}|{platform.python_version()}|{locust}|reader {READER_COST_VERSION}"
 
 
 def chunks_per_process(

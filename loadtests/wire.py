@@ -19,7 +19,8 @@ The receiving side is stamped by the kernel (issue 13: the timer and beacon prob
 response waits). A plain-HTTP connection turns on SO_TIMESTAMPNS and its response is read with
 `recvmsg_into`, which returns, for TCP, the kernel's receive time of the last segment the read
 copied (Linux `tcp_recv_timestamp`). The read's socket-to-handler delay is the handler's clock at
-the read minus that stamp: how long the data waited in the socket for this process to get to it.
+the read minus that stamp: how long the newest data of the read waited in the socket for this
+process to get to it (a lower bound for older data read with it: see _KernelStampedReads).
 Each process keeps its readings (`take_readings`); the gate judges their p95. The stamp of the read
 that delivered a request's first token is also kept (`arrived_at`), so the first token's arrival is
 known apart from when the handler parsed it. Where the platform has no receive timestamps (not
@@ -30,13 +31,11 @@ reads as not measured.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import io
 import socket
 import struct
 import sys
-import termios
 import time
 from typing import Any
 
@@ -64,7 +63,6 @@ def sent_at() -> float | None:
 SO_TIMESTAMPNS = 35
 """Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS; `socket` does not export it): receive times as a timespec."""
 _TIMESPEC = struct.Struct("@ll")
-_INT = struct.Struct("@i")
 _ANCILLARY_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _readings: delays.Counts = {}
 """This process's socket-to-handler readings not yet taken, counted by (second, bin) (loadtests/delays.py)."""
@@ -105,12 +103,12 @@ def _timestamps_on(sock: Any) -> bool:
 class _KernelStampedReads(io.RawIOBase):
     """A socket's reads through `recvmsg_into`, noting each read's socket-to-handler delay.
 
-    For TCP the kernel stamps a read with the receive time of the LAST segment it copied, so a read
-    that takes a backlog (several chunks that arrived while the process was busy) would report only
-    the age of the newest: a starved reader's delay would read as at most one inter-chunk gap. So
-    each read first takes one byte, stamped with the oldest waiting segment's time (the delay
-    recorded: how long the data waited for this process), then what else is queued (FIONREAD) in a
-    second read that does not wait, whose stamp is the newest segment's (`arrived_at`)."""
+    For TCP the kernel stamps a read with the receive time of the LAST segment it copied, and segments
+    queued behind one another are merged (`tcp_try_coalesce`), the merged one keeping the newer stamp:
+    reading one byte first was tried and gave the same, newest, stamp (tests/test_wire.py). So the
+    delay is the age of the newest data in the read: exact for data that arrived alone after a gap
+    (a first token after the TTFT, every chunk of a reader that keeps up), a lower bound for a backlog
+    (a reader late by more than one inter-chunk gap shows about that gap)."""
 
     def __init__(self, sock: Any) -> None:
         super().__init__()
@@ -123,22 +121,14 @@ class _KernelStampedReads(io.RawIOBase):
         return self._sock.fileno()
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        size, ancillary, _flags, _address = self._sock.recvmsg_into([view[:1]], _ANCILLARY_SPACE)
+        size, ancillary, _flags, _address = self._sock.recvmsg_into([buffer], _ANCILLARY_SPACE)
         now_ns, now = time.time_ns(), time.perf_counter()  # the handler's clock at the read
-        oldest = _stamp_of(ancillary)
-        if oldest is None or size == 0:
-            return size
-        delay = max((now_ns - oldest) / 1e9, 0.0)
-        delays.add(_readings, now, delay)
-        newest = now_ns - delay * 1e9
-        queued = _queued(self._sock) if len(view) > 1 else 0
-        if queued > 0:  # already in the socket: this read does not wait
-            more, ancillary, _flags, _address = self._sock.recvmsg_into([view[1 : 1 + queued]], _ANCILLARY_SPACE)
-            size += more
-            newest = _stamp_of(ancillary) or newest
-        # The stamp is CLOCK_REALTIME: compared with the wall clock, placed on perf_counter.
-        _stamp.arrived = now - max((now_ns - newest) / 1e9, 0.0)
+        stamp = _stamp_of(ancillary)
+        if stamp is not None and size > 0:
+            # The stamp is CLOCK_REALTIME: compared with the wall clock, placed on perf_counter.
+            delay = max((now_ns - stamp) / 1e9, 0.0)
+            delays.add(_readings, now, delay)
+            _stamp.arrived = now - delay
         return size
 
 
@@ -149,14 +139,6 @@ def _stamp_of(ancillary: list[tuple[int, int, bytes]]) -> int | None:
             seconds, nanoseconds = _TIMESPEC.unpack_from(data)
             return seconds * 1_000_000_000 + nanoseconds
     return None
-
-
-def _queued(sock: Any) -> int:
-    """Bytes waiting in a socket's receive queue (FIONREAD, SIOCINQ for TCP); 0 where unknown."""
-    try:
-        return _INT.unpack(fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * _INT.size))[0]
-    except OSError:
-        return 0
 
 
 class _SocketReadStamped:

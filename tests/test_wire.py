@@ -4,6 +4,8 @@ as the server's latency (issue 13's TTFT gap against the raw-socket client)."""
 
 from __future__ import annotations
 
+import io
+import socket
 import time
 from collections.abc import Iterator
 
@@ -11,10 +13,11 @@ import pytest
 import requests
 import urllib3.connectionpool
 
-from llmfleet.loadtests import wire
+from llmfleet.loadtests import delays, wire
 from llmfleet.loadtests.emulator import Emulator, EmulatorConfig
 
 CHECK_DELAY_S = 0.05
+GAP_S = 0.05
 
 
 @pytest.fixture
@@ -74,3 +77,34 @@ def test_an_unreached_server_leaves_the_connect_stamp(session: requests.Session)
             session.get(f"{refusing.url}/health", timeout=10)
     stamp = wire.sent_at()
     assert stamp is not None and stamp >= before
+
+
+def test_a_read_reports_how_long_its_newest_data_waited_in_the_socket() -> None:
+    """The kernel stamps a TCP read with its last segment's arrival, and merges segments queued behind one
+    another under the newer stamp: a backlog read late shows the wait of its newest data (a lower bound
+    for the rest). Minimums only: load only adds delay."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        with client, peer:
+            wire._enable_timestamps(client)
+            if not wire._timestamps_on(client):
+                pytest.skip("no receive timestamps on this platform")
+            reader = io.BufferedReader(wire._KernelStampedReads(client))
+            wire.take_readings()
+            wire.arm()
+            peer.sendall(b"first ")
+            time.sleep(GAP_S)
+            peer.sendall(b"second")
+            second_sent = time.perf_counter()
+            time.sleep(GAP_S)
+            assert reader.read1(64) == b"first second"  # one read takes the backlog
+            read_at = time.perf_counter()
+            rows = wire.take_readings()
+    assert sum(count for _, _, count in rows) == 1, rows
+    ((_, bin_index, _),) = rows
+    waited = delays.value_of(bin_index)
+    assert waited >= GAP_S * 0.98, waited  # at least the newest segment's wait (within a 2% bin)
+    arrived = wire.arrived_at()
+    assert arrived is not None and arrived <= second_sent + 0.001, (arrived, second_sent)  # stamped when sent
+    assert read_at - arrived >= GAP_S, (read_at, arrived)
