@@ -149,6 +149,9 @@ class DeploymentSpec(Section):
                 )
         if self.gateway.cascade is not None:
             self.gateway.cascade.check_stack({r.key: self.served_in(r) for r in self.regions})
+        if self.gateway.response_cache is not None:
+            served = {r.key: self.served_in(r) for r in self.regions}
+            self.gateway.response_cache.check_regions(served, cascade=self.gateway.cascade is not None)
         if self.queue is not None:
             served = {r.key: [m.name for m in self.models_in(r)] for r in self.regions}
             self.queue.check_stack(self.regions, self.gateway, self.gateway.request_timeout_s, served)

@@ -424,6 +424,28 @@ def test_bad_options_exit_2_naming_the_field(
     assert "Traceback" not in result.output
 
 
+def test_a_region_whose_route_would_hold_too_many_rules_is_refused_before_anything_runs(
+    write_stack: StackWriter,
+) -> None:
+    from llmfleet.components.gateway.routes import MAX_RULES_PER_ROUTE
+    from llmfleet.infra.schema.gateway import MAX_ROUTE_RULES
+
+    assert MAX_ROUTE_RULES == MAX_RULES_PER_ROUTE, "the schema's copy of the CRD's bound"
+    stack = cache_stack()
+    names = [f"m{i}" for i in range(8)]
+    stack["models"] = [{"name": n, "model": "qwen2.5-7b", "load": {"concurrent_sequences": 8}} for n in names]
+    stack["regions"] = stack["regions"][:1]
+    del stack["gcp_project"]
+    stack["gateway"]["response_cache"]["models"] = names[:7]  # 8 + 7 = 15 rules: the most a route holds
+    load_stack(stack_file=write_stack(stack, keyA="k", keyB="k2"))
+    stack["gateway"]["response_cache"]["models"] = names
+    path = write_stack(stack, keyA="k", keyB="k2")
+    with pytest.raises(ConfigError, match=r"gateway\.response_cache\.models: region aws-us-east-1 would route 16"):
+        load_stack(stack_file=path)
+    result = CliRunner().invoke(app, ["plan", "--stack-file", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
 # --- the plan -------------------------------------------------------------------------------------
 
 

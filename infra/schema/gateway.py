@@ -129,6 +129,8 @@ class PrioritySpec(Section):
     )
 
 
+MAX_ROUTE_RULES = 15
+"""AIGatewayRoute spec.rules maxItems (components/gateway/routes.py MAX_RULES_PER_ROUTE, its CRD)."""
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?$"
 """A Kubernetes resource quantity as the router's requests take it (`1`, `500m`, `3Gi`)."""
 
@@ -226,7 +228,6 @@ class ResponseCacheSpec(Section):
 
     models: list[str] = Field(
         min_length=1,
-        max_length=7,
         description="Served names whose responses are cached (each takes one more rule of the region's model route).",
     )
     ttl_s: int = Field(default=3600, ge=1, le=604_800, description="Seconds an entry is served before it expires.")
@@ -272,6 +273,18 @@ class ResponseCacheSpec(Section):
             if repeated:
                 raise ValueError(f"{name}: listed twice: {repeated}")
         return self
+
+    def check_regions(self, served: dict[str, list[str]], cascade: bool) -> None:
+        """`served`: region key -> the names its gateway routes. Each region's model route holds one rule per served
+        name, one more per cached one (and the cascade's): at most MAX_ROUTE_RULES, before any canary's."""
+        for region, names in served.items():
+            rules = len(names) + len(set(self.models) & set(names)) + int(cascade)
+            if rules > MAX_ROUTE_RULES:
+                raise ValueError(
+                    f"gateway.response_cache.models: region {region} would route {rules} rules (one per served name, "
+                    f"one more per cached model{', one for the cascade' if cascade else ''}), the AIGatewayRoute "
+                    f"allows {MAX_ROUTE_RULES}; cache fewer of its models"
+                )
 
     def check_stack(self, gateway: GatewaySpec, served: list[str]) -> None:
         """Cross-check against the gateway and the stack's served names (called by GatewaySpec.check_models)."""
