@@ -147,6 +147,7 @@ def test_proxy_env_carries_the_hook_settings() -> None:
         "ttl_s": 120,
         "stale_s": 600,
         "stale_suffix": rc.STALE_SUFFIX,
+        "master_key_env": rc.MASTER_KEY_ENV,
     }
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
 
@@ -399,6 +400,27 @@ def test_stale_entries_answer_only_when_the_model_fails(stack: Stack) -> None:
     assert fresh.status_code == 200 and rc.HIT_HEADER not in fresh.headers
     assert fresh.headers[rc.STALE_MARK_HEADER] == "0"
     assert stack.emulator.requests_served == served + 1
+
+
+def test_the_master_key_opens_chat_completions_only(stack: Stack) -> None:
+    admin = httpx.Client(base_url=stack.proxy.url, timeout=TIMEOUT, headers=stack.proxy.headers("alpha"))
+    before = stack.stored("alpha")
+    stack.ask("alpha", "survives a flush", temperature=0)
+    stack.wait_stored("alpha", before)
+    for method, path in [("POST", "/cache/flushall"), ("POST", "/cache/delete"), ("GET", "/get/config/callbacks")]:
+        response = admin.request(method, path, json={"keys": []} if method == "POST" else None)
+        assert response.status_code in (401, 403), f"{path}: {response.status_code} {response.text[:200]}"
+    assert stack.stored("alpha") >= before  # nothing flushed
+    assert rc.HIT_HEADER in stack.ask("alpha", "survives a flush", temperature=0).headers
+    wrong = stack.client.post(
+        "/v1/chat/completions",
+        headers={"authorization": "Bearer sk-not-the-key", TENANT_HEADER: "alpha"},
+        json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "x"}], "temperature": 0},
+    )
+    assert wrong.status_code in (401, 403)
+    # What the pod's probes and Prometheus call needs no key.
+    for path in ("/health/liveliness", "/health/readiness", "/metrics/"):
+        assert httpx.get(f"{stack.proxy.url}{path}", timeout=TIMEOUT).status_code == 200, path
 
 
 def test_a_miss_goes_upstream_with_the_internal_key_and_pass_header(stack: Stack) -> None:

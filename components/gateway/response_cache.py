@@ -17,6 +17,7 @@ internal key (secrets: the Deployment fills them from Secrets) and `proxy_env` (
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ HOOK_MODULE = "llmfleet_cache_hook"
 callback `module.instance` relative to the config file)."""
 HOOK_FILE = f"{HOOK_MODULE}.py"
 HOOK_CALLBACK = f"{HOOK_MODULE}.hook"
+HOOK_AUTH = f"{HOOK_MODULE}.auth"
+"""LiteLLM's custom_auth: the master key opens the chat completions route only (not the admin routes)."""
 _HOOK_PATH = Path(__file__).resolve().parent / "litellm" / HOOK_FILE
 
 HOOK_SETTINGS_ENV = "LLMFLEET_CACHE_HOOK"
@@ -161,7 +164,7 @@ def litellm_config(
             "num_retries": 0,
         },
         "router_settings": {"num_retries": 0},
-        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}"},
+        "general_settings": {"master_key": f"os.environ/{MASTER_KEY_ENV}", "custom_auth": HOOK_AUTH},
     }
     if settings.stale_s:
         # Each stale model is its model's twin but for where it would send: `timeout` and `extra_headers` are part
@@ -170,7 +173,8 @@ def litellm_config(
         config["model_list"] += [
             {
                 "model_name": f"{entry['model_name']}{STALE_SUFFIX}",
-                "litellm_params": entry["litellm_params"] | {"api_base": STALE_NOWHERE, "api_key": "unused"},
+                "litellm_params": copy.deepcopy(entry["litellm_params"])
+                | {"api_base": STALE_NOWHERE, "api_key": "unused"},
             }
             for entry in list(config["model_list"])
         ]
@@ -191,6 +195,7 @@ def proxy_env(settings: CacheSettings, *, tenant_header: str) -> dict[str, str]:
         "ttl_s": settings.ttl_s,
         "stale_s": settings.stale_s,
         "stale_suffix": STALE_SUFFIX,
+        "master_key_env": MASTER_KEY_ENV,
     }
     return {HOOK_SETTINGS_ENV: json.dumps(hook, sort_keys=True), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 

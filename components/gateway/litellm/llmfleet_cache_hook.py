@@ -19,15 +19,20 @@ For every chat completion it rewrites the request's `cache` controls (LiteLLM's 
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
+from litellm.proxy._types import UserAPIKeyAuth
+from litellm.proxy.auth.auth_utils import get_request_route
 
 SETTINGS_ENV = "LLMFLEET_CACHE_HOOK"
+CHAT_ROUTES = frozenset({"/v1/chat/completions", "/chat/completions"})
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -113,3 +118,16 @@ class CacheHook(CustomLogger):
 
 
 hook = CacheHook()
+
+
+async def auth(request: Any, api_key: str) -> UserAPIKeyAuth:
+    """LiteLLM's `general_settings.custom_auth`: run before its own key check on every authenticated route. The
+    master key the gateway sends would open LiteLLM's admin routes too (`/cache/flushall` empties every tenant's
+    entries); here it opens the chat completions route only, and nothing else opens anything."""
+    expected = os.environ.get(_settings().get("master_key_env", ""), "")
+    if not expected or not hmac.compare_digest((api_key or "").removeprefix("Bearer ").strip(), expected):
+        raise HTTPException(status_code=401, detail="not the gateway's key")
+    route = get_request_route(request)
+    if route not in CHAT_ROUTES:
+        raise HTTPException(status_code=403, detail=f"{route} is not served here: chat completions only")
+    return UserAPIKeyAuth(api_key=expected)
