@@ -338,6 +338,12 @@ def _bursts(reading: WireReading, window: tuple[float, float]) -> dict[tuple[str
     return found
 
 
+def _probe(p95: object, most: object) -> str:
+    if not isinstance(p95, float):
+        return "n/a"
+    return f"{p95:.1f} ({most:.1f})" if isinstance(most, float) else f"{p95:.1f}"
+
+
 def _step_cells(result: Result) -> list[str]:
     step = result.step
     return [step.kind, str(step.users), str(step.processes), "valid" if result.valid else "INVALID"]
@@ -399,19 +405,22 @@ def print_results(results: list[Result]) -> None:
         "| server | users | processes | verdict | paired / gate n | its t0 -> request on the wire p50 / p95 ms | "
         "first token on the wire -> read by the gate p50 / p95 ms | gate TTFT - wire TTFT p50 / p95 ms | "
         "its kernel stamp of the first token - the wire's p50 / p95 ms | "
-        "its probes: send delay (before t0), loop lag, socket-to-handler p95 ms |"
+        "its probes p95 (max) ms: send delay (before t0), loop lag, socket-to-handler |"
     )
     print("|" + "---|" * 10)
     for result in results:
         generator = result.step.verdict["metrics"].get("generator", {})
-        probes = [generator.get(f"{name}_p95_ms") for name in ("send_delay", "loop_lag", "socket_to_handler")]
+        probes = [
+            (generator.get(f"{name}_p95_ms"), generator.get(f"{name}_max_ms"))
+            for name in ("send_delay", "loop_lag", "socket_to_handler")
+        ]
         print(
             _row(
                 [
                     *_step_cells(result),
                     f"{len(result.pairs)} / {result.gate.n}",
                     *result.delays(),
-                    ", ".join(f"{p:.1f}" if isinstance(p, float) else "n/a" for p in probes),
+                    ", ".join(_probe(p95, most) for p95, most in probes),
                 ]
             )
         )
