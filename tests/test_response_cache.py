@@ -333,13 +333,14 @@ def test_errors_are_not_cached(stack: Stack) -> None:
     assert stack.emulator.requests_served == served + 1
 
 
-def stream_text(stack: Stack, content: str) -> tuple[httpx.Headers, str]:
+def stream_text(stack: Stack, content: str, **params: Any) -> tuple[httpx.Headers, str]:
     body = {
         "model": MODEL_NAME,
         "messages": [{"role": "user", "content": content}],
         "max_tokens": 8,
         "temperature": 0,
         "stream": True,
+        **params,
     }
     text = ""
     with stack.client.stream("POST", "/v1/chat/completions", headers=stack.proxy.headers("alpha"), json=body) as r:
@@ -421,6 +422,20 @@ def test_the_master_key_opens_chat_completions_only(stack: Stack) -> None:
     # What the pod's probes and Prometheus call needs no key.
     for path in ("/health/liveliness", "/health/readiness", "/metrics/"):
         assert httpx.get(f"{stack.proxy.url}{path}", timeout=TIMEOUT).status_code == 200, path
+
+
+def test_a_streamed_request_is_served_stale_as_a_stream(stack: Stack) -> None:
+    before = stack.stored("alpha")
+    _, text = stream_text(stack, "stream when down")
+    stack.wait_stored("alpha", before)
+    time.sleep(1.5)  # older than s-maxage 1 s below: a minimum
+    stack.emulator.set_config(error_status_rate=1.0)
+    try:
+        headers, replayed = stream_text(stack, "stream when down", cache={"s-maxage": 1})
+    finally:
+        stack.emulator.set_config(error_status_rate=0.0)
+    assert rc.HIT_HEADER in headers and headers[rc.STALE_MARK_HEADER] == "1"
+    assert replayed == text and text.strip()
 
 
 def test_a_miss_goes_upstream_with_the_internal_key_and_pass_header(stack: Stack) -> None:
