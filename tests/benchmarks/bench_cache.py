@@ -13,7 +13,9 @@ upstream (as the gateway's internal pass would be). Two workloads, through the s
    latency p50/p95 of hits and of misses, and the proxy's own hit counter as a cross-check.
 2. the proxy hop: cache-ineligible requests (temperature 0.7, so the hook sets no-cache/no-store) through the
    proxy, interleaved with the same requests sent straight to the emulator: p50/p95 of both and the difference,
-   which is what the extra hop costs a request the cache cannot serve.
+   which is what the extra hop costs a request the cache cannot serve;
+3. the same streamed: time to the first token and to the end, through the proxy and straight (whether the proxy
+   passes tokens on as they come).
 
 Latencies depend on the machine's load (a shared 2-core box here; printed before and after): compare the
 columns of one run, not runs.
@@ -22,6 +24,7 @@ columns of one run, not runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -31,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -117,6 +121,46 @@ def proxy_hop(proxy: LiteLLMProxy, emulator: Emulator, requests: int) -> tuple[l
     return via, direct, errors
 
 
+def content(chunk: dict[str, Any]) -> str:
+    choices = chunk.get("choices") or [{}]
+    return str((choices[0].get("delta") or {}).get("content") or "")
+
+
+def first_token_s(client: httpx.Client, payload: dict[str, object]) -> tuple[float, float] | None:
+    """(time to the first content token, time to the end) of one streamed request; None if it failed or hit."""
+    start, first = time.perf_counter(), None
+    with client.stream("POST", "/v1/chat/completions", json=payload | {"stream": True}) as response:
+        if response.status_code != 200 or rc.HIT_HEADER in response.headers:
+            return None
+        for line in response.iter_lines():
+            if first is None and line.startswith("data: {") and content(json.loads(line[6:])):
+                first = time.perf_counter() - start
+    return (first, time.perf_counter() - start) if first is not None else None
+
+
+def streamed_hop(proxy: LiteLLMProxy, emulator: Emulator, requests: int) -> tuple[list[list[float]], int]:
+    """As proxy_hop, streamed: [via TTFT, direct TTFT, via total, direct total], errors. Shows whether the proxy
+    passes tokens on as they come (TTFT barely moves) or buffers them (TTFT near the total)."""
+    series: list[list[float]] = [[], [], [], []]
+    errors = 0
+    with (
+        httpx.Client(base_url=proxy.url, timeout=60, headers=proxy.headers(TENANT)) as through,
+        httpx.Client(
+            base_url=emulator.url, timeout=60, headers={"authorization": f"Bearer {proxy.upstream_key}"}
+        ) as raw,
+    ):
+        for i in range(requests):
+            order = [(through, 0), (raw, 1)] if i % 2 == 0 else [(raw, 1), (through, 0)]
+            for client, column in order:
+                measured = first_token_s(client, body(20_000 + i, 0.7))
+                if measured is None:
+                    errors += 1
+                else:
+                    series[column].append(measured[0])
+                    series[column + 2].append(measured[1])
+    return series, errors
+
+
 def ms(values: Sequence[float], q: float) -> str:
     return f"{percentile(values, q) * 1000:.1f}" if values else "-"
 
@@ -188,6 +232,14 @@ def main() -> None:
                 extra50 = (percentile(via, 50) - percentile(direct, 50)) * 1000
                 extra95 = (percentile(via, 95) - percentile(direct, 95)) * 1000
                 print(f"   {'added by the hop':22}{extra50:>10.1f}{extra95:>10.1f}")
+            (via_ttft, direct_ttft, via_total, direct_total), errors = streamed_hop(proxy, emulator, args.hop_requests)
+            print(f"\n3. the same, streamed, {args.hop_requests} pairs, errors {errors}")
+            print(f"   {'':22}{'TTFT p50':>10}{'TTFT p95':>10}{'end p50':>10}{'end p95':>10}")
+            for name, ttft, total in (
+                ("through the proxy", via_ttft, via_total),
+                ("straight to upstream", direct_ttft, direct_total),
+            ):
+                print(f"   {name:22}{ms(ttft, 50):>10}{ms(ttft, 95):>10}{ms(total, 50):>10}{ms(total, 95):>10}")
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
