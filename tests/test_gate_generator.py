@@ -63,7 +63,8 @@ def test_a_starved_generator_is_invalid_or_within_5_percent_of_a_raw_client(tmp_
             hog.kill()
             hog.wait(timeout=10)
     generator = run.verdict["metrics"]["generator"]
-    assert generator["loop_lag_p95_ms"] is not None, run  # the probe ran
+    assert generator["loop_lag_p95_ms"] is not None, run  # the probes ran
+    assert generator["socket_to_handler_p95_ms"] is not None, run
     print(f"exit {run.code}: {run.verdict['reasons']}; generator {generator}")
     if not run.verdict["valid"]:
         assert run.code == 4, run
@@ -82,7 +83,10 @@ def test_a_starved_generator_is_invalid_or_within_5_percent_of_a_raw_client(tmp_
         # Issue 13's open goal, not noise to hide: with the request start fixed (loadtests/wire.py), a quiet
         # machine holds p95 within 5%, but with CPU hogs AND other test processes competing the gate has
         # called a run valid at +11.6% p95 (loop lag p95 6.2 ms, send delay p95 12.7 ms: under its limits).
-        # The cause is not yet detected by any probe; reported as an expected failure until the gate
+        # The kernel-stamped socket-to-handler probe did not close it: beside CPU hogs its p95 read below
+        # the loop lag's in every run measured (docs/loadtesting.md), and the first token's kernel
+        # receive stamp was late by nearly as much as the gate's TTFT, so the excess is upstream of
+        # Locust's socket, where no generator probe looks. Reported as an expected failure until the gate
         # detects it (invalid) or removes it.
         pytest.xfail(f"known gap (issue 13): gate TTFT p95 {gate_ttft['p95']:.1f} ms vs raw {ref.p95:.1f} ms")
 
