@@ -268,6 +268,32 @@ def test_another_tenant_never_sees_the_entry(stack: Stack) -> None:
     assert stack.ask("gamma", "isolation", temperature=0).headers[rc.HIT_HEADER].startswith("gamma:")
 
 
+def test_a_client_cannot_name_the_cache_key(stack: Stack) -> None:
+    # LiteLLM takes a body `cache_key` (or `litellm_params.preset_cache_key`) as the whole Redis key, namespace
+    # included; the hook drops both. Without that, "epsilon" read alpha's entries and wrote into them (tried).
+    before = stack.stored("alpha")
+    stack.ask("alpha", "alpha's own prompt", temperature=0)
+    (entry,) = stack.wait_stored("alpha", before)
+    alphas = entry.removeprefix(f"{rc.KEY_PREFIX}:")
+    for forged in ({"cache_key": alphas}, {"litellm_params": {"preset_cache_key": alphas}}):
+        read = stack.ask("epsilon", "anything else", temperature=0, **forged)
+        assert read.status_code == 200 and rc.HIT_HEADER not in read.headers, forged
+    # Writing: epsilon learns the hash of a prompt alpha has not asked (the same for every tenant, after the
+    # namespace), then sends another prompt under alpha's key for it.
+    before = stack.stored("epsilon")
+    stack.ask("epsilon", "alpha asks this later", temperature=0)
+    (learned,) = stack.wait_stored("epsilon", before)
+    target = "alpha:" + learned.rsplit(":", 1)[1]
+    alpha_before = stack.stored("alpha")
+    before = stack.stored("epsilon")
+    stack.ask("epsilon", "an answer of epsilon's choosing", temperature=0, cache_key=target)
+    stack.wait_stored("epsilon", before)  # stored, in epsilon's own namespace
+    assert stack.stored("alpha") == alpha_before
+    served = stack.emulator.requests_served
+    assert rc.HIT_HEADER not in stack.ask("alpha", "alpha asks this later", temperature=0).headers
+    assert stack.emulator.requests_served == served + 1
+
+
 def test_sampled_requests_are_not_cached_unless_the_tenant_opted_in(stack: Stack) -> None:
     served = stack.emulator.requests_served
     for _ in range(2):

@@ -13,6 +13,8 @@ For every chat completion it rewrites the request's `cache` controls (LiteLLM's 
 - deterministic requests only, unless the tenant opted in (see `deterministic`);
 - a client's own `no-cache` / `no-store` / `s-maxage` are kept (they only narrow the cache), its `ttl` only
   when shorter than the configured one, any other key (a client-chosen `namespace`) is dropped;
+- a client's own cache key (`cache_key` or `litellm_params.preset_cache_key` in the body, which LiteLLM would use
+  as the whole Redis key, another tenant's namespace included) is dropped;
 - with stale serving on (`stale_s`), fresh hits are bounded by `s-maxage` = ttl_s, and the stale fallback's call
   (model `<model>-stale`, see response_cache.STALE_SUFFIX) reads without that bound and stores nothing.
 """
@@ -34,6 +36,8 @@ from litellm.proxy.auth.auth_utils import get_request_route
 SETTINGS_ENV = "LLMFLEET_CACHE_HOOK"
 CHAT_ROUTES = frozenset({"/v1/chat/completions", "/chat/completions"})
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+CLIENT_CACHE_KEYS = ("cache_key", "preset_cache_key")
+"""Request fields that would set the cache key itself, past the namespace: removed from every request."""
 
 
 def _settings() -> dict[str, Any]:
@@ -107,6 +111,15 @@ class CacheHook(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any) -> dict:
         # `cache` here is the proxy's internal DualCache, not the response cache; only the request is changed.
         data["cache"] = cache_controls(data, _settings())
+        # A body `cache_key` (or `litellm_params.preset_cache_key`) is used by LiteLLM as the entry's whole Redis key,
+        # namespace included, for the lookup and the store (caching_handler.py `_request_cache_key`, caching.py
+        # `get_preset_cache_key_from_kwargs`): a tenant could read another's entries and write its own answers into
+        # them. Keys are LiteLLM's to compute, from the namespace set above.
+        for key in CLIENT_CACHE_KEYS:
+            data.pop(key, None)
+        params = data.get("litellm_params")
+        if isinstance(params, dict):
+            params.pop("preset_cache_key", None)
         return data
 
     async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict | None:
