@@ -420,6 +420,9 @@ class SampleCollector:
         lag_p95_ms, lag_max_ms = self.generator_lag_ms(started_at + warmup_s, ended_at)
         socket_p95_ms, socket_max_ms = self.socket_delay_ms(started_at + warmup_s, ended_at)
         rates = self.chunk_rates(started_at + warmup_s, ended_at)
+        read_p95_ms, read_max_ms = gate.first_token_read_ms(
+            [s for s in self.samples if s.started_at >= started_at + warmup_s]
+        )
         chunk_capacity = capacity.known_chunks_per_process()
         run = gate.RunInfo(
             started_at=started_at,
@@ -432,6 +435,8 @@ class SampleCollector:
             generator_lag_max_ms=lag_max_ms,
             socket_to_handler_p95_ms=socket_p95_ms,
             socket_to_handler_max_ms=socket_max_ms,
+            first_token_read_p95_ms=read_p95_ms,
+            first_token_read_max_ms=read_max_ms,
             chunks_per_s_max=max(rates) if rates else None,
             chunks_per_s_capacity=chunk_capacity,
         )
@@ -446,6 +451,8 @@ class SampleCollector:
             "socket_to_handler_p95_ms": socket_p95_ms,
             "socket_to_handler_max_ms": socket_max_ms,
             "ttft_arrival_ms": _ttft_arrival_ms(self.samples, started_at + warmup_s),
+            "first_token_read_p95_ms": read_p95_ms,
+            "first_token_read_max_ms": read_max_ms,
             "starved": gate.starved_probes(run, slo) != [],
             "chunks_per_s_per_process": rates,
             "chunks_per_s_capacity": chunk_capacity,

@@ -20,11 +20,12 @@ Rules (issue 6, docs/loadtesting.md):
   than `min_samples` (zero samples never pass), the load generator overloaded, an open-loop run whose
   achieved arrival rate fell short of its target, no request ever reaching the server (every judged
   request refused, unresolved or failing TLS: a typo in --host is not a breach), or the generator's own
-  delay (its event-loop lag, or the socket-to-handler delay of its reads stamped by the kernel: p95 of
-  its worst process) over GENERATOR_LAG_SHARE of the TTFT target *and* able to have made the verdict:
-  any latency or goodput breach, or a TPOT pass within worst delay / (n_out - 1) of its target. The
-  delay only adds to TTFT and E2E, so their passes stand; an error-rate breach stands. Both probes are
-  in the verdict's `generator` metrics either way.
+  delay (its event-loop lag, the socket-to-handler delay of its reads stamped by the kernel: p95 of
+  its worst process; or the first token's read delay, p95 over requests) over GENERATOR_LAG_SHARE of
+  the TTFT target *and* able to have made the verdict: any latency or goodput breach, or a TPOT pass
+  within worst delay / (n_out - 1) of its target. The delay only adds to TTFT and E2E, so their
+  passes stand; an error-rate breach stands. The probes are in the verdict's `generator` metrics
+  either way. So is a process reading more token chunks/s than its measured capacity, judged alike.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +47,7 @@ from llmfleet.loadtests.stats import (
     Summary,
     due_at,
     json_number,
+    percentile,
     summarize,
     tpot_s,
     within,
@@ -180,6 +182,11 @@ class RunInfo:
     socket (kernel receive stamp) before the generator read it (loadtests/wire.py; None: not measured)."""
     socket_to_handler_max_ms: float | None = None
     """The largest socket-to-handler delay over the measured window, any process."""
+    first_token_read_p95_ms: float | None = None
+    """p95 over the judged requests of the time from the kernel's receive stamp of the read that
+    delivered the first token to the first token parsed (None: not measured; `evaluate` computes it
+    from the samples when not given)."""
+    first_token_read_max_ms: float | None = None
     chunks_per_s_max: float | None = None
     """Token chunks/s read over the measured window by the busiest load-generating process."""
     chunks_per_s_capacity: float | None = None
@@ -243,8 +250,20 @@ def starved_probes(run: RunInfo, slo: Slo) -> list[Probe]:
     measured = [
         ("event-loop lag", run.generator_lag_p95_ms, run.generator_lag_max_ms),
         ("socket-to-handler delay", run.socket_to_handler_p95_ms, run.socket_to_handler_max_ms),
+        ("first-token read delay", run.first_token_read_p95_ms, run.first_token_read_max_ms),
     ]
     return [Probe(name, p95, max(top or 0.0, p95)) for name, p95, top in measured if p95 is not None and p95 > limit]
+
+
+def first_token_read_ms(samples: Sequence[RequestSample]) -> tuple[float | None, float | None]:
+    """(p95, max) over successful samples of first token parsed - its read's kernel receive stamp: the
+    generator's own share of each TTFT, measured where it counts (None: no stamp, e.g. TLS)."""
+    delays = [
+        (s.first_token_at - s.first_token_arrived_at) * 1000
+        for s in samples
+        if s.ok and s.first_token_at is not None and s.first_token_arrived_at is not None
+    ]
+    return (percentile(delays, 95), max(delays)) if delays else (None, None)
 
 
 def over_capacity(run: RunInfo) -> str | None:
@@ -310,6 +329,9 @@ def rate_shortfall(arrived: int, window_s: float, target_rate: float) -> str | N
 def evaluate(samples: Sequence[RequestSample], slo: Slo, run: RunInfo) -> Verdict:
     """Judge the samples after the warm-up against the SLO."""
     judged = after_warmup(samples, run)
+    if run.first_token_read_p95_ms is None:
+        read_p95, read_max = first_token_read_ms(judged)
+        run = replace(run, first_token_read_p95_ms=read_p95, first_token_read_max_ms=read_max)
     limits = LatencyLimits(ttft_ms=slo.ttft_p95_ms, tpot_ms=slo.tpot_p95_ms, e2e_ms=slo.e2e_p99_ms)
     summary = summarize(judged, limits)
     reasons: list[str] = []

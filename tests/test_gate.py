@@ -369,3 +369,29 @@ def test_a_process_over_its_capacity_voids_what_it_could_have_made() -> None:
     assert evaluate(steady(tpot_ms=18), SLO, over).exit_code == ExitCode.INVALID
     unknown = RunInfo(started_at=10, ended_at=20, min_samples=20, chunks_per_s_max=12_800)  # never calibrated
     assert evaluate(steady(ttft_ms=240), SLO, unknown).exit_code == ExitCode.BREACH
+
+
+def test_the_first_token_read_late_is_judged_from_the_samples_themselves() -> None:
+    """Each sample keeps the kernel's receive stamp of the read that delivered its first token; the time
+    from it to the first token parsed is the generator's own share of that TTFT. `evaluate` reads it from
+    the samples (no probe needed from the caller), and judges its p95 like the other probes."""
+
+    def late(delay_ms: float) -> list[RequestSample]:
+        samples = steady(ttft_ms=240)
+        for s in samples:
+            assert s.first_token_at is not None
+            s.first_token_arrived_at = s.first_token_at - delay_ms / 1000
+        return samples
+
+    assert gate.first_token_read_ms(late(4.0)) == (pytest.approx(4.0), pytest.approx(4.0))
+    assert gate.first_token_read_ms(steady()) == (None, None)  # no stamps (TLS): not measured
+    assert evaluate(late(4.0), SLO, RUN).exit_code == ExitCode.BREACH  # under the 10 ms limit: the server's
+    verdict = evaluate(late(30.0), SLO, RUN)
+    assert verdict.exit_code == ExitCode.INVALID, verdict
+    (reason,) = verdict.reasons
+    assert "first-token read delay p95 30.0 ms" in reason, reason
+    # A caller's own figure wins over the samples' (the collector passes what it measured).
+    given = RunInfo(
+        started_at=10, ended_at=20, min_samples=20, first_token_read_p95_ms=1.0, first_token_read_max_ms=1.0
+    )
+    assert evaluate(late(30.0), SLO, given).exit_code == ExitCode.BREACH

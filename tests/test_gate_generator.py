@@ -147,5 +147,7 @@ def test_a_healthy_run_measures_its_socket_to_handler_delay(tmp_path: Path) -> N
     assert p95 is not None and top is not None, generator
     assert 0 < p95 <= top < 60_000, generator  # measured, finite; each read of a response is one reading
     assert generator["chunks_per_s_per_process"] and generator["chunks_per_s_per_process"][0] > 0, generator
+    read_p95, read_max = generator["first_token_read_p95_ms"], generator["first_token_read_max_ms"]
+    assert read_p95 is not None and 0 <= read_p95 <= read_max, generator
     arrival = generator["ttft_arrival_ms"]
     assert arrival is not None and arrival["n"] > 0 and arrival["p50"] <= run.verdict["metrics"]["ttft_ms"]["p50"]
