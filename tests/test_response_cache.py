@@ -27,6 +27,8 @@ from llmfleet.components.gateway.types import TENANT_HEADER
 from llmfleet.loadtests.emulator import MODEL_NAME, Emulator, EmulatorConfig
 
 PASS_HEADER = "x-llmfleet-cache-pass"
+MISS_METRIC = "litellm_cache_misses_metric"
+"""LiteLLM's miss counter, which the cache does not rely on (it counts streamed misses only at 1.108.5)."""
 RECORDED_MODEL = "recorded-model"
 SETTINGS = rc.CacheSettings(ttl_s=120, opt_in_tenants=("beta",), stale_s=600)
 LIFETIME_S = SETTINGS.ttl_s + SETTINGS.stale_s
@@ -381,9 +383,15 @@ def stream_text(stack: Stack, content: str, **params: Any) -> tuple[httpx.Header
 def test_a_streamed_deterministic_request_is_replayed_as_a_stream(stack: Stack) -> None:
     served = stack.emulator.requests_served
     before = stack.stored("alpha")
+    misses = stack.proxy.counter(MISS_METRIC)
     headers, text = stream_text(stack, "stream this")
     assert rc.HIT_HEADER not in headers and text.strip()
     stack.wait_stored("alpha", before)
+    # LiteLLM's miss counter does move for a streamed miss (only for those: see rc.REQUESTS_METRIC).
+    deadline = time.monotonic() + 15
+    while stack.proxy.counter(MISS_METRIC) < misses + 1:
+        assert time.monotonic() < deadline, f"{MISS_METRIC} did not move for a streamed miss within 15 s"
+        time.sleep(0.1)
     headers, replayed = stream_text(stack, "stream this")
     assert rc.HIT_HEADER in headers
     assert replayed == text
@@ -392,6 +400,7 @@ def test_a_streamed_deterministic_request_is_replayed_as_a_stream(stack: Stack) 
 
 def test_hits_and_requests_are_counted_on_metrics(stack: Stack) -> None:
     hits, requests = stack.proxy.counter(rc.HIT_METRIC), stack.proxy.counter(rc.REQUESTS_METRIC)
+    misses = stack.proxy.counter(MISS_METRIC)
     before = stack.stored("alpha")
     stack.ask("alpha", "counted", temperature=0)
     stack.wait_stored("alpha", before)
@@ -401,6 +410,8 @@ def test_hits_and_requests_are_counted_on_metrics(stack: Stack) -> None:
         assert time.monotonic() < deadline, "hit/request counters did not move within 15 s"
         time.sleep(0.1)
     assert stack.proxy.counter(rc.HIT_METRIC) == hits + 1
+    # Why the hit ratio is hits / requests: a plain (not streamed) miss leaves LiteLLM's miss counter where it was.
+    assert stack.proxy.counter(MISS_METRIC) == misses
 
 
 def test_stale_entries_answer_only_when_the_model_fails(stack: Stack) -> None:
