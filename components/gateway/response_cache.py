@@ -3,13 +3,14 @@
 The cache is LiteLLM's proxy cache (pinned release: components/pins.yaml, images `litellm`), not one of our own:
 an OpenAI-compatible proxy that keys a Redis cache on the model and every request parameter (messages and
 sampling parameters), prefixes the key with a per-request namespace, marks a hit with the
-`x-litellm-cache-key` response header and counts hits and misses on its Prometheus `/metrics`
+`x-litellm-cache-key` response header and counts hits and requests on its Prometheus `/metrics`
 (docs/patterns.md "Response cache" says what each claim rests on, at the pinned version).
 
 Per region: client -> Envoy (auth, TENANT_HEADER, budgets) -> LiteLLM (this config) -> on a miss back through
 the gateway with the internal pass header and the internal client key -> the model's normal route. The hook
 (`litellm/llmfleet_cache_hook.py`, shipped as a file beside config.yaml) puts each request in its tenant's
-namespace and lets only deterministic requests use the cache unless the tenant opted in.
+namespace, lets only deterministic requests use the cache unless the tenant opted in, serves stale entries only
+to the stale fallback (`stale_s`), and limits the master key to the chat completions route (its `auth`).
 
 Everything the proxy reads from its environment is named here: the Redis address and password and the
 internal key (secrets: the Deployment fills them from Secrets) and `proxy_env` (plain values).
@@ -34,7 +35,8 @@ HOOK_AUTH = f"{HOOK_MODULE}.auth"
 _HOOK_PATH = Path(__file__).resolve().parent / "litellm" / HOOK_FILE
 
 HOOK_SETTINGS_ENV = "LLMFLEET_CACHE_HOOK"
-"""JSON settings of the hook (tenant header, opt-in tenants, deterministic-only, TTL ceiling): `proxy_env`."""
+"""JSON settings of the hook (tenant header, opt-in tenants, deterministic-only, TTL, stale, the master key's
+env var): `proxy_env`."""
 REDIS_HOST_ENV = "LLMFLEET_CACHE_REDIS_HOST"
 REDIS_PORT_ENV = "LLMFLEET_CACHE_REDIS_PORT"
 REDIS_PASSWORD_ENV = "LLMFLEET_CACHE_REDIS_PASSWORD"
@@ -46,8 +48,8 @@ UPSTREAM_KEY_ENV = "LLMFLEET_CACHE_UPSTREAM_KEY"
 """Secret: the internal client key the proxy sends to the gateway on a miss (budget-exempt)."""
 
 KEY_PREFIX = "llmfleet-cache"
-"""Every cache entry's Redis key starts `llmfleet-cache:<tenant>:`, apart from the rate-limit counters of a
-shared Redis."""
+"""Every key LiteLLM writes to Redis starts `llmfleet-cache:`: entries `llmfleet-cache:<tenant>:<sha256>`, and
+its own per-key token counters `llmfleet-cache:{...}:tokens`."""
 HIT_HEADER = "x-litellm-cache-key"
 """Set on a response served from the cache (LiteLLM's proxy, common_request_processing.py)."""
 HIT_METRIC = "litellm_cache_hits_metric"
