@@ -404,6 +404,16 @@ def test_the_stack_option_reaches_the_regions_serving_a_cached_model(write_stack
             "this one has jwt",
         ),
         ({}, {"tenants": [], "allow_anonymous": True}, "this one has allow_anonymous"),
+        (
+            {},
+            {"tenants": [{"name": "a", "api_key_secret": "keyA"}, {"name": CACHE_CLIENT, "api_key_secret": "keyB"}]},
+            f"gateway.tenants[1].name: {CACHE_CLIENT!r} is the response cache's own client",
+        ),
+        (
+            {"deterministic_only": False, "opt_in_tenants": ["b"]},
+            {},
+            "gateway.response_cache.opt_in_tenants: ['b'] opt tenants into caching sampled requests",
+        ),
     ],
 )
 def test_bad_options_exit_2_naming_the_field(
@@ -428,9 +438,11 @@ def test_a_region_whose_route_would_hold_too_many_rules_is_refused_before_anythi
     write_stack: StackWriter,
 ) -> None:
     from llmfleet.components.gateway.routes import MAX_RULES_PER_ROUTE
+    from llmfleet.infra.schema import gateway as schema
     from llmfleet.infra.schema.gateway import MAX_ROUTE_RULES
 
     assert MAX_ROUTE_RULES == MAX_RULES_PER_ROUTE, "the schema's copy of the CRD's bound"
+    assert schema.CACHE_CLIENT == CACHE_CLIENT, "the schema's copy of the cache's client id"
     stack = cache_stack()
     names = [f"m{i}" for i in range(8)]
     stack["models"] = [{"name": n, "model": "qwen2.5-7b", "load": {"concurrent_sequences": 8}} for n in names]

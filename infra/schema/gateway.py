@@ -131,6 +131,8 @@ class PrioritySpec(Section):
 
 MAX_ROUTE_RULES = 15
 """AIGatewayRoute spec.rules maxItems (components/gateway/routes.py MAX_RULES_PER_ROUTE, its CRD)."""
+CACHE_CLIENT = "llmfleet-cache"
+"""The response cache's own client id at the gateway (components/gateway/types.py CACHE_CLIENT): no tenant's name."""
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi)?$"
 """A Kubernetes resource quantity as the router's requests take it (`1`, `500m`, `3Gi`)."""
 
@@ -303,6 +305,19 @@ class ResponseCacheSpec(Section):
         unknown = sorted(set(self.opt_in_tenants) - set(keyed))
         if unknown:
             raise ValueError(f"{where}.opt_in_tenants: unknown tenants {unknown}; the gateway's tenants: {keyed}")
+        if self.opt_in_tenants and not self.deterministic_only:
+            raise ValueError(
+                f"{where}.opt_in_tenants: {self.opt_in_tenants} opt tenants into caching sampled requests, which "
+                "deterministic_only: false already does for every tenant; remove opt_in_tenants or set "
+                "deterministic_only: true"
+            )
+        for index, tenant in enumerate(gateway.tenants):
+            if tenant.name == CACHE_CLIENT:
+                raise ValueError(
+                    f"gateway.tenants[{index}].name: {CACHE_CLIENT!r} is the response cache's own client at the "
+                    "gateway (its misses come back under that name and skip the cache and the budgets); rename "
+                    "the tenant"
+                )
         if gateway.tls.mode != "none" and gateway.hostname is None:
             raise ValueError(
                 f"{where}: needs gateway.hostname with TLS on: the cache sends its misses to the region's own name "
