@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,3 +120,31 @@ def test_the_pace_probe_reads_a_faster_server_as_faster_and_an_absent_one_as_unk
         assert capacity.probe_pace(refusing.url, "m", requests=1, timeout_s=5) is None
     with Emulator(EmulatorConfig(ttft_s=0.0, itl_s=0.0, max_output_tokens=1)) as one_token:
         assert capacity.probe_pace(one_token.url, "m", requests=1) is None  # one chunk: no pace to read
+
+
+def test_processes_auto_adds_workers_for_a_server_faster_than_its_slo(tmp_path: Path) -> None:
+    """End to end: the SLO's TPOT target (1 s: one chunk a second a user) alone sizes 2 users into one
+    process of 20 chunks/s; the emulator streams a chunk every 5 ms (over 20 a second even on a loaded
+    machine), which the probe before the run sees, so `--processes auto` starts one a CPU."""
+    slo = tmp_path / "slo.yaml"
+    slo.write_text("ttft_p95_ms: 5000\ntpot_p95_ms: 1000\ne2e_p99_ms: 20000\nerror_rate: 0.5\ngoodput_ratio: 0.1\n")
+    assert capacity.auto_processes(2, 1000, cpus=8, chunks_per_process=20) == 1
+    llmfleet = Path(sys.executable).parent / "llmfleet"
+    with Emulator(EmulatorConfig(ttft_s=0.0, itl_s=0.005, output_tokens=8)) as emulator:
+        done = subprocess.run(
+            [
+                *(str(llmfleet), "loadtest", "--suite", "steady", "--model", "m", "--host", emulator.url),
+                *("--users", "2", "--duration", "3s", "--slo", str(slo), "--processes", "auto"),
+                *("--report", str(tmp_path / "v.json"), "--", "--llm-output-tokens", "8", "--llm-min-samples", "1"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, ENV_OVERRIDE: "20", "XDG_CACHE_HOME": str(tmp_path)},
+        )
+    assert "the server streams" in done.stderr, done.stderr
+    chosen = re.search(r"--processes auto: (\d+) Locust process", done.stderr)
+    assert chosen is not None, done.stderr
+    cpus = os.cpu_count() or 1
+    assert min(2, cpus) <= int(chosen.group(1)) <= cpus, done.stderr
