@@ -414,6 +414,21 @@ def test_hits_and_requests_are_counted_on_metrics(stack: Stack) -> None:
     assert stack.proxy.counter(MISS_METRIC) == misses
 
 
+def test_a_client_s_user_agent_is_no_metric_label(stack: Stack) -> None:
+    # LiteLLM 1.108.5 labels its request counters with the client's User-Agent: each distinct one a new series.
+    requests = stack.proxy.counter(rc.REQUESTS_METRIC)
+    body = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "labelled"}], "max_tokens": 8}
+    headers = {**stack.proxy.headers("alpha"), "user-agent": "tenant-chosen-agent-1"}
+    assert stack.client.post("/v1/chat/completions", headers=headers, json=body).status_code == 200
+    deadline = time.monotonic() + 15
+    while stack.proxy.counter(rc.REQUESTS_METRIC) < requests + 1:
+        assert time.monotonic() < deadline, "the request counter did not move within 15 s"
+        time.sleep(0.1)
+    text = httpx.get(f"{stack.proxy.url}/metrics/", timeout=10).text
+    assert "tenant-chosen-agent-1" not in text
+    assert not [line for line in text.splitlines() if any(f'{label}="' in line for label in rc.EXCLUDED_METRIC_LABELS)]
+
+
 def test_stale_entries_answer_only_when_the_model_fails(stack: Stack) -> None:
     before = stack.stored("alpha")
     first = stack.ask("alpha", "degrade gracefully", temperature=0)

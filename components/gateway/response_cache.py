@@ -59,6 +59,8 @@ REQUESTS_METRIC = "litellm_proxy_total_requests_metric"
 """Every request the proxy answered, hits included: the hit ratio's denominator. Not LiteLLM's
 `litellm_cache_misses_metric`: at the pinned release it counts only streamed misses (a plain miss is logged with
 `cache_hit` None, which its `_increment_cache_metrics` skips)."""
+EXCLUDED_METRIC_LABELS = ("user_agent", "client_ip")
+"""Labels LiteLLM's Prometheus callback would put on its counters that the clients control or that churn."""
 PORT = 4000
 """LiteLLM proxy's default port (`litellm --port`)."""
 STALE_SUFFIX = "-stale"
@@ -162,6 +164,10 @@ def litellm_config(
             # Prometheus scrapes /metrics without a key; the proxy's NetworkPolicy admits only the gateway and
             # the monitoring namespace (the default would make every scrape carry the master key).
             "require_auth_for_metrics_endpoint": False,
+            # Labels a client sets: each distinct User-Agent would be new series on the request counters (tried at
+            # 1.108.5: `user_agent="<the client's header>"`), an unbounded number in the region's Prometheus.
+            # client_ip is an Envoy pod's address: churn on every rollout, nothing to read.
+            "prometheus_exclude_labels": list(EXCLUDED_METRIC_LABELS),
             # Never answer with a retry of LiteLLM's own: a miss's errors are the gateway's, passed through.
             "num_retries": 0,
         },
