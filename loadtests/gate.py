@@ -256,12 +256,14 @@ def starved_probes(run: RunInfo, slo: Slo) -> list[Probe]:
 
 
 def first_token_read_ms(samples: Sequence[RequestSample]) -> tuple[float | None, float | None]:
-    """(p95, max) over successful samples of first token parsed - its read's kernel receive stamp: the
-    generator's own share of each TTFT, measured where it counts (None: no stamp, e.g. TLS)."""
+    """(p95, max) over successful samples of first token parsed - its read's kernel receive stamp: how late
+    the generator read each first token, measured where it counts (None: no stamp, e.g. TLS). The TTFT
+    itself ends at the stamp; the probe says when even the stamp may be late (a read so late that it took
+    the next segments too is stamped with the newest)."""
     delays = [
-        (s.first_token_at - s.first_token_arrived_at) * 1000
+        (s.first_token_parsed_at - s.first_token_at) * 1000
         for s in samples
-        if s.ok and s.first_token_at is not None and s.first_token_arrived_at is not None
+        if s.ok and s.first_token_at is not None and s.first_token_parsed_at is not None
     ]
     return (percentile(delays, 95), max(delays)) if delays else (None, None)
 

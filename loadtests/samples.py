@@ -26,10 +26,12 @@ class RequestSample:
     scheduled_at: float | None = None
     """When the request was due (open-loop runs): queue time = started_at - scheduled_at."""
     first_token_at: float | None = None
-    """First event whose delta carries content, reasoning or tool calls (a role-only chunk is not a token)."""
-    first_token_arrived_at: float | None = None
-    """The kernel's receive stamp of the read that delivered the first token (loadtests/wire.py): when it
-    arrived at this machine, not when the generator parsed it; None where not measured."""
+    """First event whose delta carries content, reasoning or tool calls (a role-only chunk is not a token).
+    Like every token time here, when it reached this machine: the kernel's receive stamp of the read that
+    delivered it (loadtests/wire.py) where stamps are measured, else when the generator parsed it."""
+    first_token_parsed_at: float | None = None
+    """When the generator parsed the first token, where stamps are measured (None otherwise): minus
+    first_token_at, the generator's own delay in reading it (the first-token read probe)."""
     first_content_at: float | None = None
     """First event with visible `content` (differs from first_token_at when reasoning comes first)."""
     last_token_at: float | None = None
@@ -71,7 +73,7 @@ class RequestSample:
             return self
         self.started_at += offset
         self.ended_at += offset
-        for name in ("scheduled_at", "first_token_at", "first_token_arrived_at", "first_content_at", "last_token_at"):
+        for name in ("scheduled_at", "first_token_at", "first_token_parsed_at", "first_content_at", "last_token_at"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value + offset)

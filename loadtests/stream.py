@@ -98,7 +98,7 @@ class StreamMeter:
         self._clock = clock
         self._arrival = arrival
         """When the data being parsed arrived (the kernel's stamp of the read that delivered it), if known."""
-        self._first_token_arrived_at: float | None = None
+        self._first_token_parsed_at: float | None = None
         self._buffer = b""
         self._pending_cr = False
         self._data_lines: list[str] = []
@@ -203,12 +203,17 @@ class StreamMeter:
                 carries_token = True
             if delta.get("content"):
                 carries_content = True
+        parsed_at = at
+        if self._arrival is not None and (arrived := self._arrival()) is not None:
+            # The kernel's stamp of the read that delivered this event: when it reached the machine, not
+            # when a busy generator got round to parsing it. Exact when the read kept up; after a late read
+            # that also took later segments it is the newest one's, still no later than the parse.
+            at = min(arrived, at)
         if carries_token:
             self._chunk_times.append(at)
             if self._first_token_at is None:
                 self._first_token_at = at
-                arrived = self._arrival() if self._arrival is not None else None
-                self._first_token_arrived_at = min(arrived, at) if arrived is not None else None
+                self._first_token_parsed_at = parsed_at if self._arrival is not None else None
         if carries_content and self._first_content_at is None:
             self._first_content_at = at
 
@@ -234,7 +239,7 @@ class StreamMeter:
             ok=error is None,
             scheduled_at=self._scheduled_at,
             first_token_at=self._first_token_at,
-            first_token_arrived_at=self._first_token_arrived_at,
+            first_token_parsed_at=self._first_token_parsed_at,
             first_content_at=self._first_content_at,
             last_token_at=self._chunk_times[-1] if self._chunk_times else None,
             token_chunk_times=list(self._chunk_times),

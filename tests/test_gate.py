@@ -380,7 +380,7 @@ def test_the_first_token_read_late_is_judged_from_the_samples_themselves() -> No
         samples = steady(ttft_ms=240)
         for s in samples:
             assert s.first_token_at is not None
-            s.first_token_arrived_at = s.first_token_at - delay_ms / 1000
+            s.first_token_parsed_at = s.first_token_at + delay_ms / 1000
         return samples
 
     assert gate.first_token_read_ms(late(4.0)) == (pytest.approx(4.0), pytest.approx(4.0))

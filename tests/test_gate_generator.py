@@ -22,6 +22,7 @@ from support.raw_client import command as raw_command
 
 from llmfleet.loadtests.samples import read_samples
 from llmfleet.loadtests.stats import summarize
+from llmfleet.values import ExitCode
 
 SECONDS = 8
 WARMUP_S = 2
@@ -117,10 +118,11 @@ its socket. The kernel stamps a read with its newest data, whose age is then spr
 not a multiple of 50, so reads do not fall in step with the chunks): its p95 is far over the 10.5 ms limit."""
 
 
-def test_a_reader_that_leaves_data_in_its_socket_is_invalid_naming_the_socket_probe(tmp_path: Path) -> None:
+def test_a_reader_that_leaves_data_in_its_socket_is_measured_and_never_makes_a_breach(tmp_path: Path) -> None:
     """The event-loop probes cannot see a reader that is slow while the loop is free; the kernel's receive
-    stamps do: the first tokens are parsed late (a TTFT breach the server did not cause), so the run is
-    invalid and the reason names the socket-to-handler delay."""
+    stamps do. They also end each token's time where the data reached the machine, so the first tokens parsed
+    late do not make a TTFT breach the server did not cause: the verdict is the server's (a pass), or, where
+    a breach could still be the reader's, invalid naming the socket-to-handler delay; never exit 3."""
     suite = tmp_path / "slow_reader.py"
     suite.write_text(SLOW_READER.format(delay=READ_DELAY_S))
     with emulator_process("--ttft-ms", "200", "--itl-ms", "50", "--output-tokens", "8") as (url, _server):
@@ -133,10 +135,14 @@ def test_a_reader_that_leaves_data_in_its_socket_is_invalid_naming_the_socket_pr
             slo=SLO,
         )
     generator = run.verdict["metrics"]["generator"]
-    print(f"exit {run.code}: {run.verdict['reasons']}")
-    assert run.code == 4, run
+    print(f"exit {run.code}: {run.verdict['reasons']} {generator}")
     assert generator["socket_to_handler_p95_ms"] > 10.5, generator  # the lag limit: 5% of the 210 ms target
-    assert any("socket-to-handler delay p95" in reason for reason in run.verdict["reasons"]), run
+    assert run.code in (ExitCode.OK, ExitCode.INVALID), run
+    if run.code == ExitCode.INVALID:
+        assert any("socket-to-handler delay p95" in reason for reason in run.verdict["reasons"]), run
+    # What the stamps took out: the first tokens were parsed a read delay (>= one 37 ms line) after they came.
+    parsed, gated = generator["ttft_parsed_ms"], run.verdict["metrics"]["ttft_ms"]
+    assert parsed["p50"] - gated["p50"] >= READ_DELAY_S * 1000, (parsed, gated)
 
 
 def test_a_healthy_run_measures_its_socket_to_handler_delay(tmp_path: Path) -> None:
@@ -149,5 +155,5 @@ def test_a_healthy_run_measures_its_socket_to_handler_delay(tmp_path: Path) -> N
     assert generator["chunks_per_s_per_process"] and generator["chunks_per_s_per_process"][0] > 0, generator
     read_p95, read_max = generator["first_token_read_p95_ms"], generator["first_token_read_max_ms"]
     assert read_p95 is not None and 0 <= read_p95 <= read_max, generator
-    arrival = generator["ttft_arrival_ms"]
-    assert arrival is not None and arrival["n"] > 0 and arrival["p50"] <= run.verdict["metrics"]["ttft_ms"]["p50"]
+    parsed = generator["ttft_parsed_ms"]  # the gated TTFT ends at the kernel's stamp, never after the parse
+    assert parsed is not None and parsed["n"] > 0 and parsed["p50"] >= run.verdict["metrics"]["ttft_ms"]["p50"]

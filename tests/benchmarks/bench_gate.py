@@ -282,15 +282,23 @@ class Result:
 
     def delays(self) -> list[str]:
         """p50 / p95 ms, over the paired requests: t0 to the request on the wire, the first token on the wire to
-        the gate reading it, the two together (gate TTFT - wire TTFT), and the gate's kernel receive stamp of
-        its first token (its socket-to-handler probe, `first_token_arrived_at`) minus the wire's time."""
+        the gate parsing it, gate TTFT - wire TTFT (the send side plus the gate's first token, which is the kernel's
+        receive stamp of the read that delivered it), and that stamp minus the wire's time."""
         sent = [(seen.started_at - own.started_at) * 1000 for own, seen in self.pairs]
-        read = [((own.first_token_at or 0) - (seen.first_token_at or 0)) * 1000 for own, seen in self.pairs]
-        both = [s + r for s, r in zip(sent, read, strict=True)]
-        stamped = [
-            (own.first_token_arrived_at - seen.first_token_at) * 1000
+        read = [
+            ((own.first_token_parsed_at or own.first_token_at or 0) - (seen.first_token_at or 0)) * 1000
             for own, seen in self.pairs
-            if own.first_token_arrived_at is not None and seen.first_token_at is not None
+        ]
+        both = [
+            ((own.first_token_at or 0) - (seen.first_token_at or 0)) * 1000 + s
+            for (own, seen), s in zip(self.pairs, sent, strict=True)
+        ]
+        stamped = [
+            (own.first_token_at - seen.first_token_at) * 1000
+            for own, seen in self.pairs
+            if own.first_token_parsed_at is not None
+            and own.first_token_at is not None
+            and seen.first_token_at is not None
         ]
         return [
             f"{percentile(v, 50):.1f} / {percentile(v, 95):.1f}" if v else "n/a" for v in (sent, read, both, stamped)
