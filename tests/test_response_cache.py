@@ -30,6 +30,9 @@ PASS_HEADER = "x-llmfleet-cache-pass"
 MISS_METRIC = "litellm_cache_misses_metric"
 """LiteLLM's miss counter, which the cache does not rely on (it counts streamed misses only at 1.108.5)."""
 RECORDED_MODEL = "recorded-model"
+RECORDED_TEXT = " a recorded completion"
+RECORDED_EMBEDDING = [0.25, -0.5, 1.0]
+RECORDED_ERROR = "recorded upstream failure"
 SETTINGS = rc.CacheSettings(ttl_s=120, opt_in_tenants=("beta",), stale_s=600)
 LIFETIME_S = SETTINGS.ttl_s + SETTINGS.stale_s
 """How long Redis keeps an entry: fresh for ttl_s, then stale (served only when the model fails) for stale_s."""
@@ -158,24 +161,49 @@ def test_proxy_env_carries_the_hook_settings() -> None:
 
 
 class Recorder(BaseHTTPRequestHandler):
-    """An OpenAI-shaped upstream that keeps each request's headers."""
+    """An OpenAI-shaped upstream that keeps each request's headers and path, and answers chat completions, text
+    completions and embeddings (the emulator serves chat completions only)."""
 
     seen: list[dict[str, str]] = []
+    paths: list[str] = []
+    failing = False
+    """Answer every request with a 500."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0")))
         Recorder.seen.append({k.lower(): v for k, v in self.headers.items()})
-        body = json.dumps(
-            {
+        Recorder.paths.append(self.path)
+        status = 500 if Recorder.failing else 200
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        if self.path.endswith("/embeddings"):
+            answer: dict[str, Any] = {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": RECORDED_EMBEDDING}],
+                "model": RECORDED_MODEL,
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        elif self.path.endswith("/chat/completions"):
+            answer = {
                 "id": "chatcmpl-recorded",
                 "object": "chat.completion",
                 "created": 1,
                 "model": RECORDED_MODEL,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                "usage": usage,
             }
-        ).encode()
-        self.send_response(200)
+        else:
+            answer = {
+                "id": "cmpl-recorded",
+                "object": "text_completion",
+                "created": 1,
+                "model": RECORDED_MODEL,
+                "choices": [{"index": 0, "text": RECORDED_TEXT, "finish_reason": "stop", "logprobs": None}],
+                "usage": usage,
+            }
+        if Recorder.failing:
+            answer = {"error": {"message": RECORDED_ERROR, "type": "server_error"}}
+        body = json.dumps(answer).encode()
+        self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -455,7 +483,7 @@ def test_stale_entries_answer_only_when_the_model_fails(stack: Stack) -> None:
     assert stack.emulator.requests_served == served + 1
 
 
-def test_the_master_key_opens_chat_completions_only(stack: Stack) -> None:
+def test_the_master_key_opens_no_admin_route(stack: Stack) -> None:
     admin = httpx.Client(base_url=stack.proxy.url, timeout=TIMEOUT, headers=stack.proxy.headers("alpha"))
     before = stack.stored("alpha")
     stack.ask("alpha", "survives a flush", temperature=0)
@@ -499,3 +527,46 @@ def test_a_miss_goes_upstream_with_the_internal_key_and_pass_header(stack: Stack
     assert seen["authorization"] == f"Bearer {stack.proxy.upstream_key}"
     assert seen[PASS_HEADER] == "1"
     assert stack.proxy.master_key not in json.dumps(seen)
+
+
+def test_a_cached_model_s_completions_and_embeddings_pass_through_uncached(stack: Stack) -> None:
+    # The cache's gateway rule matches the model on every path, so these reach the proxy too: it must serve them
+    # (the async queue's jobs use them), from the model's upstream, with the internal key and pass header, and
+    # never from the cache (the cache is for chat completions: a repeat goes upstream again, nothing is stored).
+    before = stack.stored("alpha")
+    calls = [
+        ("/v1/completions", {"prompt": "say hi", "max_tokens": 4, "temperature": 0}),
+        ("/v1/embeddings", {"input": "embed me"}),
+        ("/completions", {"prompt": "say hi", "max_tokens": 4, "temperature": 0}),
+        ("/embeddings", {"input": "embed me"}),
+    ]
+    for path, params in calls:
+        Recorder.seen.clear()
+        Recorder.paths.clear()
+        for _ in range(2):
+            response = stack.client.post(
+                path, headers=stack.proxy.headers("alpha"), json={"model": RECORDED_MODEL, **params}
+            )
+            assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
+            assert rc.HIT_HEADER not in response.headers, path
+            if path.endswith("embeddings"):
+                assert response.json()["data"][0]["embedding"] == RECORDED_EMBEDDING
+            else:
+                assert response.json()["choices"][0]["text"] == RECORDED_TEXT
+        upstream = "/v1/embeddings" if path.endswith("embeddings") else "/v1/completions"
+        assert Recorder.paths == [upstream, upstream], path
+        assert all(s["authorization"] == f"Bearer {stack.proxy.upstream_key}" for s in Recorder.seen)
+        assert all(s[PASS_HEADER] == "1" for s in Recorder.seen)
+    time.sleep(0.5)  # a write, were there one, is a background task
+    assert stack.stored("alpha") == before
+    # A failing upstream's error reaches the client: the stale fallback has nothing to serve for these.
+    Recorder.failing = True
+    try:
+        failed = stack.client.post(
+            "/v1/completions",
+            headers=stack.proxy.headers("alpha"),
+            json={"model": RECORDED_MODEL, "prompt": "say hi", "max_tokens": 4, "temperature": 0},
+        )
+    finally:
+        Recorder.failing = False
+    assert failed.status_code >= 500 and RECORDED_ERROR in failed.text, failed.text[:300]

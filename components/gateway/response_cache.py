@@ -10,7 +10,8 @@ Per region: client -> Envoy (auth, TENANT_HEADER, budgets) -> LiteLLM (this conf
 the gateway with the internal pass header and the internal client key -> the model's normal route. The hook
 (`litellm/llmfleet_cache_hook.py`, shipped as a file beside config.yaml) puts each request in its tenant's
 namespace, lets only deterministic requests use the cache unless the tenant opted in, serves stale entries only
-to the stale fallback (`stale_s`), and limits the master key to the chat completions route (its `auth`).
+to the stale fallback (`stale_s`), and limits the master key to the completions and embeddings routes (its
+`auth`): not the admin routes.
 
 Everything the proxy reads from its environment is named here: the Redis address and password and the
 internal key (secrets: the Deployment fills them from Secrets) and `proxy_env` (plain values).
@@ -31,7 +32,8 @@ callback `module.instance` relative to the config file)."""
 HOOK_FILE = f"{HOOK_MODULE}.py"
 HOOK_CALLBACK = f"{HOOK_MODULE}.hook"
 HOOK_AUTH = f"{HOOK_MODULE}.auth"
-"""LiteLLM's custom_auth: the master key opens the chat completions route only (not the admin routes)."""
+"""LiteLLM's custom_auth: the master key opens the chat completions, text completions and embeddings routes only
+(not the admin routes)."""
 _HOOK_PATH = Path(__file__).resolve().parent / "litellm" / HOOK_FILE
 
 HOOK_SETTINGS_ENV = "LLMFLEET_CACHE_HOOK"
@@ -154,7 +156,8 @@ def litellm_config(
                 # With stale serving, entries outlive their freshness (the hook bounds fresh hits with s-maxage).
                 "ttl": settings.ttl_s + settings.stale_s,
                 "max_messages": settings.max_messages,
-                # Chat completions only: no embeddings, no Responses API (the gateway routes neither here).
+                # Chat completions only. A cached model's text completions and embeddings reach the proxy too (the
+                # gateway's rule matches the model, not the path) and go upstream like a miss, never cached (tested).
                 "supported_call_types": ["acompletion", "completion"],
             },
             # Parameters LiteLLM does not know (vLLM's min_p, repetition_penalty, ...) are part of the key too;

@@ -5,7 +5,7 @@ config.yaml: `litellm_settings.callbacks` names `llmfleet_cache_hook.hook`, and 
 from the config's folder. Written by llmfleet (components/gateway/response_cache.py ships it); its
 settings come from one environment variable, LLMFLEET_CACHE_HOOK (JSON, see response_cache.proxy_env).
 
-For every chat completion it rewrites the request's `cache` controls (LiteLLM's DynamicCacheControl:
+For every request it rewrites the request's `cache` controls (LiteLLM's DynamicCacheControl:
 `namespace`, `ttl`, `s-maxage`, `no-cache`, `no-store`), whatever the client sent in them:
 - namespace = the tenant the gateway authenticated (the tenant header Envoy sets from the API key and strips
   from clients), so one tenant's entries are never another's: LiteLLM prefixes the key with it;
@@ -35,6 +35,11 @@ from litellm.proxy.auth.auth_utils import get_request_route
 
 SETTINGS_ENV = "LLMFLEET_CACHE_HOOK"
 CHAT_ROUTES = frozenset({"/v1/chat/completions", "/chat/completions"})
+PASS_THROUGH_ROUTES = frozenset({"/v1/completions", "/completions", "/v1/embeddings", "/embeddings"})
+"""Served for a cached model, never cached: the gateway's cache rule matches the model on every path (an
+AIGatewayRoute rule matches headers, not the path), so a cached model's text completions and embeddings (the async
+queue's jobs too) arrive here and go to the model's upstream like a miss."""
+SERVED_ROUTES = CHAT_ROUTES | PASS_THROUGH_ROUTES
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CLIENT_CACHE_KEYS = ("cache_key", "preset_cache_key")
 """Request fields that would set the cache key itself, past the namespace: removed from every request."""
@@ -136,11 +141,12 @@ hook = CacheHook()
 async def auth(request: Any, api_key: str) -> UserAPIKeyAuth:
     """LiteLLM's `general_settings.custom_auth`: run before its own key check on every authenticated route. The
     master key the gateway sends would open LiteLLM's admin routes too (`/cache/flushall` empties every tenant's
-    entries); here it opens the chat completions route only, and nothing else opens anything."""
+    entries); here it opens the routes a cached model's requests take (SERVED_ROUTES), and nothing else opens
+    anything."""
     expected = os.environ.get(_settings().get("master_key_env", ""), "")
     if not expected or not hmac.compare_digest((api_key or "").removeprefix("Bearer ").strip(), expected):
         raise HTTPException(status_code=401, detail="not the gateway's key")
     route = get_request_route(request)
-    if route not in CHAT_ROUTES:
-        raise HTTPException(status_code=403, detail=f"{route} is not served here: chat completions only")
+    if route not in SERVED_ROUTES:
+        raise HTTPException(status_code=403, detail=f"{route} is not served here: completions and embeddings only")
     return UserAPIKeyAuth(api_key=expected)
