@@ -271,9 +271,13 @@ class Result:
             reading = read_pcap(step.capture, step.port, offset=step.offset, expected_output_tokens=OUTPUT_TOKENS)
             # A little beyond the window, so the wire of the gate's last requests (sent after their t0) is in.
             seen = reading.samples(GATE_ADDRESS, step.window[0], step.window[1] + 1.0)
-            wire_gate = Figures.of([s for s in seen if s.started_at <= step.window[1]])
             wire_reference = Figures.of(reading.samples(REFERENCE_ADDRESS, *step.window))
             pairs = pair([s for s in step.gate if s.ok], [s for s in seen if s.ok])
+            # The wire of the very requests the gate judged, paired one to one, not of a time window: the
+            # gate's last request starts on the window's edge by its t0 and a send later on the wire, so a
+            # window kept it from the wire's figures (wire n one short in every step), and a slow last
+            # request then moved the gate's p95 and not the wire's.
+            wire_gate = Figures.of([wire for _, wire in pairs])
             dropped = "?" if step.dropped is None else str(step.dropped)
             note = f"{reading.connections} conn., {dropped} dropped, {len(reading.problems)} unreadable"
             bursts = _bursts(reading, step.window)
