@@ -22,10 +22,10 @@ Rules (issue 6, docs/loadtesting.md):
   request refused, unresolved or failing TLS: a typo in --host is not a breach), or the generator's own
   delay (its event-loop lag, the socket-to-handler delay of its reads stamped by the kernel: p95 of
   its worst process; or the first token's read delay, p95 over requests) over GENERATOR_LAG_SHARE of
-  the TTFT target *and* able to have made the verdict: any latency or goodput breach, or a TPOT pass
-  within worst delay / (n_out - 1) of its target. The delay only adds to TTFT and E2E, so their
-  passes stand; an error-rate breach stands. The probes are in the verdict's `generator` metrics
-  either way. So is a process reading more token chunks/s than its measured capacity, judged alike.
+  the TTFT target, whatever the checks say: its figures carry its own delay and its users sent less
+  load than asked, so neither a breach nor a pass is evidence; only an error-rate breach stands. The
+  probes are in the verdict's `generator` metrics either way. A process reading more token chunks/s
+  than its measured capacity voids the breaches it could have made (its probes judge its passes).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from llmfleet.loadtests.stats import (
     json_number,
     percentile,
     summarize,
-    tpot_s,
     within,
 )
 from llmfleet.values import ExitCode, Slo
@@ -65,8 +64,8 @@ REQUEST_TIMEOUT_E2E_MULTIPLE = 2.0
 DRAIN_MARGIN_S = 2.0
 """At the end of a run the drain waits the request deadline plus this; what is still open then times out."""
 GENERATOR_LAG_SHARE = 0.05
-"""A generator whose event-loop lag p95 exceeds this share of the TTFT (or E2E) target is starved:
-responses are read that much late (and more), so its latency breaches are not evidence (see _starved)."""
+"""A generator whose delay p95 (any probe) exceeds this share of the TTFT (or E2E) target is starved: its
+figures carry its own delay and its users sent less load than asked, so the run is invalid (see _starved)."""
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": within,
@@ -369,58 +368,55 @@ def evaluate(samples: Sequence[RequestSample], slo: Slo, run: RunInfo) -> Verdic
     }
     metrics["slo"] = slo.model_dump()
     checks = slo_checks(summary, slo)
-    tpot_tokens = [s.output_tokens for s in judged if s.ok and tpot_s(s) is not None]
-    starved = _starved(checks, slo, run, min(tpot_tokens) if tpot_tokens else None)
+    starved = _starved(checks, slo, run)
     if starved:
         reasons.append(starved)
     return Verdict(checks=checks, metrics=metrics, valid=not reasons, reasons=reasons)
 
 
-_LATENCY_METRICS = ("ttft", "tpot", "e2e")
-
-
-def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo, tpot_tokens_min: int | None) -> str | None:
+def _starved(checks: Sequence[Check], slo: Slo, run: RunInfo) -> str | None:
     """Why the generator's own delay makes this verdict unsafe, or None.
 
-    A generator whose delay p95 (event-loop lag, or socket-to-handler delay) is over GENERATOR_LAG_SHARE
-    of the TTFT (or E2E) target reads responses late, by more than a timer shows (a response waits
-    behind the other users' work: a timer p95 of 58 ms was measured while first tokens were read
-    ~230 ms late), so no latency or goodput breach it
-    measures is evidence against the server: those make the run invalid. Its delay only ever adds to
-    TTFT and E2E, so their passes stand; it can shorten a TPOT by worst lag / (n_out - 1) (the first
-    token read late, the rest at once), so a TPOT pass within that of its target is invalid too. An
-    error-rate breach stands: refusals and broken streams are the server's.
+    A generator whose delay p95 (event-loop lag, socket-to-handler delay, or first-token read delay) is
+    over GENERATOR_LAG_SHARE of the TTFT (or E2E) target reads responses late, by more than a timer shows
+    (a response waits behind the other users' work: a timer p95 of 58 ms was measured while first tokens
+    were read ~230 ms late), and even the kernel's receive stamps are late after such a stall (a late read
+    takes the next segments too and carries the newest one's stamp). Its figures then carry its own delay,
+    and its closed-loop users, slower to finish each request, sent less load than asked for. So neither a
+    breach nor a pass it measures is evidence about the server at that load: the run is invalid (issue 13:
+    "make the run invalid when it is a material share of the SLO targets"). Only an error-rate breach
+    stands: refusals and broken streams are the server's, whatever the generator's delay.
 
-    A process reading more chunks/s than its measured capacity is judged the same way: on a quiet
-    machine one process at 256 users read ~12,800 chunks/s against its 9,955, its loop lag p95 was
-    2.3 ms, and its TTFT p95 was 14% over a raw client's in a run called valid (docs/benchmarks.md)."""
+    A process reading more chunks/s than its measured capacity makes the breaches it could have made
+    invalid: on a quiet machine one process at 256 users read ~12,800 chunks/s against its 9,955, its loop
+    lag p95 was 2.3 ms, and its TTFT p95 was 14% over a raw client's in a run called valid
+    (docs/benchmarks.md). Its pass stands while every probe shows it kept up: the capacity is a sizing
+    figure with margin (half a CPU's worth of chunks), and the probes measure what it actually did."""
     probes = starved_probes(run, slo)
     overfull = over_capacity(run)
     if not probes and overfull is None:
         return None
+    if any(check.metric == "error_rate" and not check.passed for check in checks):
+        return None  # the server's failures, whatever the generator's delay
+    breached = [
+        f"{check.metric} {check.stat} {check.observed:.4g} breached, measured with that delay"
+        for check in checks
+        if check.applicable and not check.passed and check.observed is not None
+    ]
     limit = lag_limit_ms(slo)
-    measured_max = [run.generator_lag_max_ms or 0.0, run.socket_to_handler_max_ms or 0.0]
-    worst = max([probe.max_ms for probe in probes] + measured_max)
-    explained: list[str] = []
-    for check in checks:
-        if not check.applicable or check.observed is None or not isinstance(check.threshold, float | int):
-            continue
-        if not check.passed and check.metric == "error_rate":
-            return None  # the server's failures, whatever the generator's delay
-        if not check.passed and (check.metric.startswith(_LATENCY_METRICS) or check.metric == "goodput_ratio"):
-            explained.append(f"{check.metric} {check.stat} {check.observed:.4g} breached, measured with that delay")
-        tpot_margin = worst / (tpot_tokens_min - 1) if tpot_tokens_min and tpot_tokens_min > 1 else 0.0
-        if check.passed and check.metric == "tpot_ms" and check.observed + tpot_margin > check.threshold:
-            explained.append("a TPOT pass could be the lag's (the first token read late)")
-    if not explained:
-        return None
     causes: list[str] = []
     if probes:
         measured = " and ".join(f"its {p.name} p95 {p.p95_ms:.1f} ms (worst {p.max_ms:.1f} ms)" for p in probes)
         causes.append(f"was starved: {measured} over {GENERATOR_LAG_SHARE:.0%} of the TTFT target ({limit:.1f} ms)")
     if overfull is not None:
         causes.append(f"was over its capacity: {overfull}")
+    if breached:
+        why = f"that could have made this verdict ({'; '.join(breached)})"
+    elif probes:
+        why = "its figures carry that delay and its users sent less load than asked, so a pass is no evidence either"
+    else:
+        return None  # over its sized capacity, but every probe shows it kept up: its pass stands
     return (
-        f"the load generator {'; and '.join(causes)}; that could have made this verdict "
-        f"({'; '.join(explained)}): more --processes, fewer users per process, or a less busy machine"
+        f"the load generator {'; and '.join(causes)}; {why}: more --processes, fewer users per process, "
+        "or a less busy machine"
     )
