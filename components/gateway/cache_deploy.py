@@ -35,7 +35,7 @@ import llmfleet.components.gateway.response_cache as builder
 from llmfleet.components import pins
 from llmfleet.components.gateway.cache_routes import backend_name
 from llmfleet.components.gateway.fallback import API_KEY_SECRET_KEY
-from llmfleet.components.gateway.install import REDIS_IMAGE, REDIS_PORT
+from llmfleet.components.gateway.install import REDIS_CONFIG_KEY, REDIS_PORT, redis_server
 from llmfleet.components.gateway.isolation import (
     DNS_NAMESPACE,
     NAMESPACE_LABEL,
@@ -57,9 +57,6 @@ LITELLM_UID = 65532
 """A uid with no account in the image: the proxy reads its files and writes only to /tmp (an emptyDir)."""
 CONFIG_DIR = "/etc/litellm"
 CONFIG_FILE = "config.yaml"
-REDIS_UID = 65532
-REDIS_CONFIG_KEY = "redis.conf"
-REDIS_CONFIG_DIR = "/etc/redis"
 KEY_ROLE = "key"
 """The Secret `<gateway>-response-cache-key` (data key `key`): the cache's own API key at the gateway."""
 PASSWORD_ROLE = "redis-password"
@@ -329,64 +326,18 @@ def _redis(
 ) -> k8s.core.v1.Service:
     labels = redis_labels(names)
     metadata = k8s.meta.v1.ObjectMetaArgs(name=redis_name(names), namespace=namespace, labels=labels)
-    config = k8s.core.v1.SecretVolumeSourceArgs(
-        secret_name=secret.metadata.name,
-        items=[k8s.core.v1.KeyToPathArgs(key=REDIS_CONFIG_KEY, path=REDIS_CONFIG_KEY)],
-        default_mode=0o440,
-    )
     memory = cache_redis_memory(cache.max_memory_mb)
-    port = k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT)
-    k8s.apps.v1.Deployment(
+    _, service = redis_server(
         f"{name}-response-cache-redis",
-        metadata=metadata,
-        spec=k8s.apps.v1.DeploymentSpecArgs(
-            replicas=1,
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    **pod_hardening(REDIS_UID),  # the config file (mode 0440) is group-readable through the fsGroup
-                    volumes=[
-                        k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-                        k8s.core.v1.VolumeArgs(name="config", secret=config),
-                    ],
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="redis",
-                            image=REDIS_IMAGE,
-                            # A first argument ending in .conf is Redis's config file (the image's entrypoint).
-                            args=[f"{REDIS_CONFIG_DIR}/{REDIS_CONFIG_KEY}"],
-                            ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
-                            security_context=container_hardening(),
-                            volume_mounts=[
-                                k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data"),
-                                k8s.core.v1.VolumeMountArgs(name="config", mount_path=REDIS_CONFIG_DIR, read_only=True),
-                            ],
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": CACHE_REDIS_CPU, "memory": memory},
-                                limits={"cpu": "1", "memory": memory},
-                            ),
-                            readiness_probe=k8s.core.v1.ProbeArgs(tcp_socket=port, period_seconds=5),
-                            liveness_probe=k8s.core.v1.ProbeArgs(
-                                tcp_socket=port, period_seconds=10, failure_threshold=3
-                            ),
-                        )
-                    ],
-                ),
-            ),
-        ),
+        metadata,
+        labels,
+        config_secret=secret.metadata.name,
+        extra_args=[],
+        requests={"cpu": CACHE_REDIS_CPU, "memory": memory},
+        limits={"cpu": "1", "memory": memory},
         opts=opts,
     )
-    return k8s.core.v1.Service(
-        f"{name}-response-cache-redis-service",
-        metadata=metadata,
-        spec=k8s.core.v1.ServiceSpecArgs(
-            type="ClusterIP",
-            selector=labels,
-            ports=[k8s.core.v1.ServicePortArgs(name="redis", port=REDIS_PORT, target_port=REDIS_PORT)],
-        ),
-        opts=opts,
-    )
+    return service
 
 
 def _peer(namespace: str | None, labels: Mapping[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:

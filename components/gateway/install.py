@@ -188,66 +188,14 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
         },
         opts=child,
     )
-    config = k8s.core.v1.SecretVolumeSourceArgs(
-        secret_name=auth.metadata.name,
-        items=[k8s.core.v1.KeyToPathArgs(key=REDIS_CONFIG_KEY, path=REDIS_CONFIG_KEY)],
-        default_mode=0o440,
-    )
-    deployment = k8s.apps.v1.Deployment(
+    deployment, service = redis_server(
         f"{name}-redis",
-        metadata=metadata,
-        spec=k8s.apps.v1.DeploymentSpecArgs(
-            replicas=1,
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    # The image's redis user (its entrypoint drops privileges only when started as root); the
-                    # config file (mode 0440) is group-readable by it through the fsGroup.
-                    **pod_hardening(REDIS_UID),
-                    volumes=[
-                        k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-                        k8s.core.v1.VolumeArgs(name="config", secret=config),
-                    ],
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="redis",
-                            image=REDIS_IMAGE,
-                            # A first argument ending in .conf is Redis's config file (the image's entrypoint).
-                            args=[f"{REDIS_CONFIG_DIR}/{REDIS_CONFIG_KEY}", "--save", "", "--appendonly", "no"],
-                            ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
-                            security_context=container_hardening(),
-                            volume_mounts=[
-                                k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data"),
-                                k8s.core.v1.VolumeMountArgs(name="config", mount_path=REDIS_CONFIG_DIR, read_only=True),
-                            ],
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "256Mi"}
-                            ),
-                            readiness_probe=k8s.core.v1.ProbeArgs(
-                                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT), period_seconds=5
-                            ),
-                            # A hung Redis stalls every rate-limited request: restart it.
-                            liveness_probe=k8s.core.v1.ProbeArgs(
-                                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT),
-                                period_seconds=10,
-                                failure_threshold=3,
-                            ),
-                        )
-                    ],
-                ),
-            ),
-        ),
-        opts=child,
-    )
-    service = k8s.core.v1.Service(
-        f"{name}-redis-service",
-        metadata=metadata,
-        spec=k8s.core.v1.ServiceSpecArgs(
-            type="ClusterIP",
-            selector=labels,
-            ports=[k8s.core.v1.ServicePortArgs(name="redis", port=REDIS_PORT, target_port=REDIS_PORT)],
-        ),
+        metadata,
+        labels,
+        config_secret=auth.metadata.name,
+        extra_args=["--save", "", "--appendonly", "no"],
+        requests={"cpu": "100m", "memory": "128Mi"},
+        limits={"cpu": "1", "memory": "256Mi"},
         opts=child,
     )
     # Only the rate-limit service reaches Redis: not the internet-facing Envoy proxies beside it.
@@ -271,3 +219,79 @@ def _redis(name: str, namespace: k8s.core.v1.Namespace, child: pulumi.ResourceOp
         opts=child,
     )
     return [auth, deployment, service, policy]
+
+
+def redis_server(
+    resource_name: str,
+    metadata: k8s.meta.v1.ObjectMetaArgs,
+    labels: Mapping[str, str],
+    *,
+    config_secret: pulumi.Input[str],
+    extra_args: list[str],
+    requests: Mapping[str, str],
+    limits: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> tuple[k8s.apps.v1.Deployment, k8s.core.v1.Service]:
+    """One Redis (`resource_name`, and its Service `<resource_name>-service`) of the pinned image, hardened, whose
+    config file (password and any bounds) is REDIS_CONFIG_KEY of the Secret `config_secret`, mounted read-only:
+    never in its environment or on its command line. Used by the rate-limit counters and the response cache."""
+    config = k8s.core.v1.SecretVolumeSourceArgs(
+        secret_name=config_secret,
+        items=[k8s.core.v1.KeyToPathArgs(key=REDIS_CONFIG_KEY, path=REDIS_CONFIG_KEY)],
+        default_mode=0o440,
+    )
+    port = k8s.core.v1.TCPSocketActionArgs(port=REDIS_PORT)
+    deployment = k8s.apps.v1.Deployment(
+        resource_name,
+        metadata=metadata,
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(labels)),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=dict(labels)),
+                spec=k8s.core.v1.PodSpecArgs(
+                    # The image's redis user (its entrypoint drops privileges only when started as root); the
+                    # config file (mode 0440) is group-readable by it through the fsGroup.
+                    **pod_hardening(REDIS_UID),
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                        k8s.core.v1.VolumeArgs(name="config", secret=config),
+                    ],
+                    containers=[
+                        k8s.core.v1.ContainerArgs(
+                            name="redis",
+                            image=REDIS_IMAGE,
+                            # A first argument ending in .conf is Redis's config file (the image's entrypoint).
+                            args=[f"{REDIS_CONFIG_DIR}/{REDIS_CONFIG_KEY}", *extra_args],
+                            ports=[k8s.core.v1.ContainerPortArgs(name="redis", container_port=REDIS_PORT)],
+                            security_context=container_hardening(),
+                            volume_mounts=[
+                                k8s.core.v1.VolumeMountArgs(name="data", mount_path="/data"),
+                                k8s.core.v1.VolumeMountArgs(name="config", mount_path=REDIS_CONFIG_DIR, read_only=True),
+                            ],
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests=dict(requests), limits=dict(limits)
+                            ),
+                            readiness_probe=k8s.core.v1.ProbeArgs(tcp_socket=port, period_seconds=5),
+                            # A hung Redis stalls every request that needs it: restart it.
+                            liveness_probe=k8s.core.v1.ProbeArgs(
+                                tcp_socket=port, period_seconds=10, failure_threshold=3
+                            ),
+                        )
+                    ],
+                ),
+            ),
+        ),
+        opts=opts,
+    )
+    service = k8s.core.v1.Service(
+        f"{resource_name}-service",
+        metadata=metadata,
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=dict(labels),
+            ports=[k8s.core.v1.ServicePortArgs(name="redis", port=REDIS_PORT, target_port=REDIS_PORT)],
+        ),
+        opts=opts,
+    )
+    return deployment, service
