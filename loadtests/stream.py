@@ -203,8 +203,9 @@ class StreamMeter:
                 carries_token = True
             if delta.get("content"):
                 carries_content = True
-        parsed_at = at
+        parsed_at: float | None = None  # set only where a stamp replaced it: else nothing was corrected or measured
         if self._arrival is not None and (arrived := self._arrival()) is not None:
+            parsed_at = at
             # The kernel's stamp of the read that delivered this event: when it reached the machine, not
             # when a busy generator got round to parsing it. Exact when the read kept up; after a late read
             # that also took later segments it is the newest one's, still no later than the parse.
@@ -213,7 +214,7 @@ class StreamMeter:
             self._chunk_times.append(at)
             if self._first_token_at is None:
                 self._first_token_at = at
-                self._first_token_parsed_at = parsed_at if self._arrival is not None else None
+                self._first_token_parsed_at = parsed_at
         if carries_content and self._first_content_at is None:
             self._first_content_at = at
 

@@ -240,3 +240,22 @@ def test_several_tokens_per_chunk_tpot_per_token_from_usage_itl_per_chunk() -> N
     assert sample.ok and (sample.output_tokens, sample.output_tokens_from_usage) == (64, True)
     assert [round(b - a, 9) for a, b in pairwise(sample.token_chunk_times)] == [0.02] * 15
     assert summarize([sample]).tpot_ms.p50 == pytest.approx(15 * 20 / 63)
+
+
+@pytest.mark.parametrize("stamped", [True, False])
+def test_token_times_are_the_kernel_stamps_where_given_and_the_parse_is_kept_only_then(stamped: bool) -> None:
+    """Each token is timed at its read's kernel receive stamp (never later than its parse); the first token's parse
+    time is kept beside it, for the read-delay probe, only where a stamp replaced it: a connection that gives no
+    stamps (TLS) reports the probe as not measured, not as a zero delay."""
+    clock = Clock()
+    meter = StreamMeter(0.0, clock=clock, arrival=lambda: clock.now - 0.004 if stamped else None)
+    for at, data in [(0.1, ROLE), (0.2, text()), (0.25, text()), (0.3, DONE)]:
+        clock.now = at
+        meter.feed(data)
+    sample = meter.finish(200)
+    if stamped:
+        assert sample.first_token_at == pytest.approx(0.196) and sample.first_token_parsed_at == pytest.approx(0.2)
+        assert sample.token_chunk_times == pytest.approx([0.196, 0.246])
+    else:
+        assert sample.first_token_at == pytest.approx(0.2) and sample.first_token_parsed_at is None
+        assert sample.token_chunk_times == pytest.approx([0.2, 0.25])
